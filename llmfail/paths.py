@@ -1,0 +1,40 @@
+"""Where llmfail looks for its config and keeps its state (SPEC §2 discovery order)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+APP = "llmfail"
+
+
+def config_candidates(explicit: str | None = None) -> list[Path]:
+    """Config files in the order they are tried: --config, $LLMFAIL_CONFIG, ./chains.yaml, user dir."""
+    if explicit:
+        return [Path(explicit)]
+    env = os.environ.get("LLMFAIL_CONFIG")
+    if env:
+        return [Path(env)]
+    from platformdirs import user_config_dir
+
+    return [Path("chains.yaml"), Path(user_config_dir(APP)) / "chains.yaml"]
+
+
+def find_config(explicit: str | None = None) -> Path | None:
+    """The first existing candidate; an explicit path is returned even if missing (to be reported)."""
+    candidates = config_candidates(explicit)
+    if explicit or os.environ.get("LLMFAIL_CONFIG"):
+        return candidates[0]
+    return next((p for p in candidates if p.is_file()), None)
+
+
+def state_db(explicit: str | None = None) -> Path:
+    """--db PATH, else $LLMFAIL_DB, else state.db in the user state dir."""
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("LLMFAIL_DB")
+    if env:
+        return Path(env)
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir(APP)) / "state.db"

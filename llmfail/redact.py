@@ -1,0 +1,52 @@
+"""Keeping API keys out of everything llmfail writes or prints.
+
+Every key llmfail reads from the environment is registered here the moment it
+is read; `redact()` then scrubs those exact values (and anything shaped like a
+bearer token or a vendor key) from a text. The store, events, errors and CLI
+output all pass through it, so a provider that echoes the key back in its error
+body cannot leak it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+
+# Key shapes worth scrubbing even when we did not load them ourselves.
+_PATTERNS = re.compile(
+    r"(?:sk-(?:ant-|proj-)?[A-Za-z0-9_\-]{8,})"
+    r"|(?:AIza[0-9A-Za-z_\-]{20,})"
+    r"|(?:(?<=Bearer )[A-Za-z0-9._\-]{8,})"
+    r"|(?:(?<=key=)[A-Za-z0-9._\-]{8,})",
+)
+
+MASK = "***"
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so every later `redact()` removes it (short values are ignored)."""
+    if value and len(value) >= 4:
+        with _lock:
+            _secrets.add(value)
+
+
+def env_secret(name: str) -> str | None:
+    """Read an API key from the environment and register it; None when unset or empty."""
+    value = os.environ.get(name) or None
+    register_secret(value)
+    return value
+
+
+def redact(text: str | None) -> str | None:
+    if not text:
+        return text
+    with _lock:
+        secrets = sorted(_secrets, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return _PATTERNS.sub(MASK, text)
