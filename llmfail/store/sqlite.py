@@ -1,0 +1,813 @@
+"""The SQLite backend of `Store`: one local file every llmfail process shares.
+
+Why it is built the way it is (SPEC §3 items 5, 8, 9 and §4):
+
+- **WAL + busy timeout**: readers (the TUI, `events --follow`) never block
+  writers and writers queue for up to 10 s instead of failing at once.
+- **`BEGIN IMMEDIATE` for every write**: a deferred transaction that reads and
+  then upgrades to a write lock gets `SQLITE_BUSY` *without* the busy handler
+  waiting, which is exactly the "database is locked" failure several processes
+  hitting one bench key would produce. Taking the write lock up front makes
+  each read-modify-write (failure counters, probe leases, quotas) atomic
+  across processes and lets the busy timeout do its job.
+- **Pure reads**: listing benches or rendering the dashboard must never change
+  state (failback is implicit: a bench simply expires), so no read path writes,
+  not even to tidy expired rows.
+- **No connection across `fork()`**: SQLite forbids using a connection opened
+  in the parent; the store remembers its pid and reconnects lazily in a child.
+- **Schema version + forward migrations** in a `meta` table, so a newer
+  llmfail can upgrade an old file and an older llmfail refuses a newer file
+  instead of corrupting it.
+- **`AUTOINCREMENT` event ids**: ids are never reused after pruning, so a
+  follower reading `id > last` never misses or repeats a row.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import StateError
+from ..events import DETAIL_MAX, Event
+from ..redact import redact
+from . import ModelState
+
+#: Seconds a writer waits for another process's write lock before giving up.
+BUSY_TIMEOUT_S = 10.0
+
+#: `prune` runs at most this often (seconds) unless forced; deleting is a write
+#: every process would otherwise repeat on every request.
+PRUNE_INTERVAL_S = 3600.0
+
+#: SQLite's historical limit on bound parameters is 999; stay well below it.
+_IN_CHUNK = 500
+
+_MODEL_COLUMNS = (
+    "model",
+    "bench_until",
+    "benched_at",
+    "manual",
+    "reason",
+    "kind",
+    "bench_count",
+    "failures",
+    "last_error_kind",
+    "last_error_status",
+    "last_error_at",
+    "probe_holder",
+    "probe_until",
+)
+_MODEL_SELECT = "SELECT " + ", ".join(_MODEL_COLUMNS) + " FROM models"
+
+_EVENT_COLUMNS = (
+    "id",
+    "ts",
+    "request_id",
+    "chain",
+    "model",
+    "type",
+    "kind",
+    "status",
+    "attempt",
+    "benched_until",
+    "next_model",
+    "latency_ms",
+    "detail",
+    "data",
+)
+_EVENT_SELECT = "SELECT " + ", ".join(_EVENT_COLUMNS) + " FROM events"
+
+# Connections inherited from a parent process. They must never be closed (or
+# garbage-collected, which closes them) in the child: closing could checkpoint
+# or unlink the parent's WAL behind its back. Keeping a reference is the cure.
+_ABANDONED: list[sqlite3.Connection] = []
+
+
+def _migration_1(conn: sqlite3.Connection) -> None:
+    """The initial schema: bench state, the event log and daily quota counters."""
+    conn.execute(
+        """
+        CREATE TABLE models (
+            model TEXT PRIMARY KEY,
+            bench_until REAL,
+            benched_at REAL,
+            manual INTEGER NOT NULL DEFAULT 0,
+            reason TEXT,
+            kind TEXT,
+            bench_count INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            last_error_kind TEXT,
+            last_error_status INTEGER,
+            last_error_at REAL,
+            probe_holder TEXT,
+            probe_until REAL
+        )
+        """
+    )
+    conn.execute(
+        """
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts REAL NOT NULL,
+            request_id TEXT,
+            chain TEXT,
+            model TEXT,
+            type TEXT NOT NULL,
+            kind TEXT,
+            status INTEGER,
+            attempt INTEGER,
+            benched_until REAL,
+            next_model TEXT,
+            latency_ms REAL,
+            detail TEXT,
+            data TEXT
+        )
+        """
+    )
+    conn.execute("CREATE INDEX events_ts ON events (ts)")
+    conn.execute("CREATE INDEX events_model_ts ON events (model, ts)")
+    conn.execute("CREATE INDEX events_type_ts ON events (type, ts)")
+    conn.execute("CREATE INDEX events_chain_ts ON events (chain, ts)")
+    conn.execute(
+        """
+        CREATE TABLE quotas (
+            model TEXT NOT NULL,
+            day TEXT NOT NULL,
+            used INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (model, day)
+        )
+        """
+    )
+
+
+#: Forward migrations, in order: entry N-1 takes the schema from version N-1 to
+#: N. Append new ones; never edit or reorder a released one.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _clean(text: str | None) -> str | None:
+    """Redact, then truncate: redacting first means a key cut in half by the
+    truncation cannot leave a recognisable prefix behind."""
+    cleaned = redact(text)
+    if cleaned is not None and len(cleaned) > DETAIL_MAX:
+        cleaned = cleaned[:DETAIL_MAX]
+    return cleaned
+
+
+def _scrub(value: Any) -> Any:
+    """A JSON-safe copy of `value` with every string (keys too) redacted.
+
+    Unknown objects become their redacted `str()`, so a provider response object
+    stuffed into `data` can neither break the insert nor leak a key.
+    """
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
+    return redact(str(value))
+
+
+def _state(row: Sequence[Any]) -> ModelState:
+    return ModelState(
+        model=row[0],
+        bench_until=row[1],
+        benched_at=row[2],
+        manual=bool(row[3]),
+        reason=row[4],
+        kind=row[5],
+        bench_count=row[6] or 0,
+        failures=row[7] or 0,
+        last_error_kind=row[8],
+        last_error_status=row[9],
+        last_error_at=row[10],
+        probe_holder=row[11],
+        probe_until=row[12],
+    )
+
+
+def _event(row: Sequence[Any]) -> Event:
+    data: dict[str, Any] = {}
+    if row[13]:
+        try:
+            loaded = json.loads(row[13])
+        except ValueError:
+            loaded = None
+        if isinstance(loaded, dict):
+            data = loaded
+    return Event(
+        id=row[0],
+        ts=row[1],
+        request_id=row[2],
+        chain=row[3],
+        model=row[4],
+        type=row[5],
+        kind=row[6],
+        status=row[7],
+        attempt=row[8],
+        benched_until=row[9],
+        next_model=row[10],
+        latency_ms=row[11],
+        detail=row[12],
+        data=data,
+    )
+
+
+class SqliteStore:
+    """`Store` on one SQLite file, safe for threads, processes and `fork()`.
+
+    One connection per store (per process), serialised by a lock: SQLite
+    connections are not safe to use from two threads at once, and the work per
+    call is tiny, so one guarded connection beats a pool.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = os.getpid()
+        # Open (and create/migrate) now, so a bad file fails at startup with a
+        # clear StateError rather than in the middle of a request.
+        with self._lock:
+            self._connection()
+
+    # -- connection management ------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        """The live connection for this process; reconnects after a fork. Caller holds the lock."""
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _check_fork(self) -> None:
+        """Forget the parent's connection (and possibly-held lock) in a forked child."""
+        pid = os.getpid()
+        if pid != self._pid:
+            if self._conn is not None:
+                _ABANDONED.append(self._conn)
+            self._conn = None
+            self._lock = threading.RLock()
+            self._pid = pid
+
+    def _open(self) -> sqlite3.Connection:
+        memory = self.path == ":memory:" or self.path.startswith("file:")
+        if not memory:
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StateError(
+                    f"cannot create the directory for the state DB {self.path}: {exc.strerror or exc}",
+                    hint="pass --db PATH or set LLMFAIL_DB to a writable location",
+                ) from None
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=self.path.startswith("file:"),
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate(conn)
+        except BaseException as exc:
+            if conn is not None:
+                conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._state_error(exc, opening=True) from None
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        """Bring the schema to SCHEMA_VERSION; a pure read when it already is."""
+        version = self._schema_version(conn)
+        if version == SCHEMA_VERSION:
+            return
+        self._refuse_newer(version)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            # Re-read under the write lock: another process may have migrated meanwhile.
+            version = self._schema_version(conn)
+            self._refuse_newer(version)
+            for number in range(version + 1, SCHEMA_VERSION + 1):
+                MIGRATIONS[number - 1](conn)
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (str(number),),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _schema_version(conn: sqlite3.Connection) -> int:
+        has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+        if not has_meta:
+            return 0
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        try:
+            return int(row[0]) if row else 0
+        except (TypeError, ValueError):
+            raise sqlite3.DatabaseError(f"meta.schema_version is not a number: {row[0]!r}") from None
+
+    def _refuse_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"the state DB {self.path} has schema version {version}, newer than this llmfail "
+                f"understands ({SCHEMA_VERSION})",
+                hint="upgrade llmfail (pip install -U llmfail), or point --db / LLMFAIL_DB at another file",
+            )
+
+    def _state_error(self, exc: sqlite3.Error, *, opening: bool = False) -> StateError:
+        """One clear message naming the file instead of a raw sqlite3 traceback."""
+        text = str(exc)
+        name = getattr(exc, "sqlite_errorname", "") or ""
+        if name == "SQLITE_NOTADB" or "not a database" in text:
+            return StateError(
+                f"{self.path} is not an llmfail state database (not a SQLite file)",
+                hint="move the file away, or point --db / LLMFAIL_DB at another path",
+            )
+        if name.startswith("SQLITE_BUSY") or "locked" in text:
+            return StateError(
+                f"the state DB {self.path} is locked by another process (waited up to {BUSY_TIMEOUT_S:g} s)",
+                hint="retry, or look for a stuck process holding the file open",
+            )
+        verb = "open" if opening else "use"
+        return StateError(
+            f"cannot {verb} the state DB {self.path}: {text}",
+            hint="check the file's permissions and free disk space, or pass --db PATH",
+        )
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A connection for pure reads (autocommit: each statement is its own snapshot)."""
+        self._check_fork()
+        with self._lock:
+            try:
+                yield self._connection()
+            except sqlite3.Error as exc:
+                raise self._state_error(exc) from None
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """`BEGIN IMMEDIATE` … `COMMIT`: the write lock is taken before anything is read."""
+        self._check_fork()
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise self._state_error(exc) from None
+
+    @staticmethod
+    def _get(conn: sqlite3.Connection, model: str) -> ModelState | None:
+        row = conn.execute(_MODEL_SELECT + " WHERE model = ?", (model,)).fetchone()
+        return _state(row) if row else None
+
+    @staticmethod
+    def _put(conn: sqlite3.Connection, state: ModelState) -> None:
+        values = (
+            state.model,
+            state.bench_until,
+            state.benched_at,
+            int(state.manual),
+            state.reason,
+            state.kind,
+            state.bench_count,
+            state.failures,
+            state.last_error_kind,
+            state.last_error_status,
+            state.last_error_at,
+            state.probe_holder,
+            state.probe_until,
+        )
+        updates = ", ".join(f"{c} = excluded.{c}" for c in _MODEL_COLUMNS[1:])
+        conn.execute(
+            f"INSERT INTO models ({', '.join(_MODEL_COLUMNS)}) VALUES ({', '.join('?' * len(_MODEL_COLUMNS))}) "
+            f"ON CONFLICT(model) DO UPDATE SET {updates}",
+            values,
+        )
+
+    # -- bench state ------------------------------------------------------------
+
+    def states(self, models: Iterable[str]) -> dict[str, ModelState]:
+        """Pure read of the given keys; keys never seen are absent from the result."""
+        keys = list(dict.fromkeys(models))
+        result: dict[str, ModelState] = {}
+        with self._read() as conn:
+            for start in range(0, len(keys), _IN_CHUNK):
+                chunk = keys[start : start + _IN_CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                for row in conn.execute(_MODEL_SELECT + f" WHERE model IN ({marks})", chunk):
+                    result[row[0]] = _state(row)
+        return result
+
+    def all_states(self) -> list[ModelState]:
+        """Pure read of every key the store knows, by key name."""
+        with self._read() as conn:
+            return [_state(row) for row in conn.execute(_MODEL_SELECT + " ORDER BY model")]
+
+    def benches(self, now: float) -> list[ModelState]:
+        """Keys benched at `now` (bench_until > now), soonest expiry first. Pure read:
+        expired rows stay as they are (they are half-open, not healthy)."""
+        with self._read() as conn:
+            rows = conn.execute(_MODEL_SELECT + " WHERE bench_until > ? ORDER BY bench_until, model", (now,))
+            return [_state(row) for row in rows]
+
+    def bench(
+        self, model: str, *, now: float, until: float, manual: bool, reason: str | None, kind: str | None
+    ) -> ModelState:
+        """Set a bench outright (operator's `llmfail bench`); bench_count += 1.
+
+        It replaces whatever bench was there (the operator's word wins) and drops
+        any probe lease, since a probe of a benched key would be pointless. A
+        manual bench without an explicit kind gets kind "manual".
+        """
+        with self._write() as conn:
+            prev = self._get(conn, model) or ModelState(model=model)
+            state = ModelState(
+                model=model,
+                bench_until=until,
+                benched_at=now,
+                manual=manual,
+                reason=_clean(reason),
+                kind=kind if kind is not None else ("manual" if manual else None),
+                bench_count=prev.bench_count + 1,
+                failures=prev.failures,
+                last_error_kind=prev.last_error_kind,
+                last_error_status=prev.last_error_status,
+                last_error_at=prev.last_error_at,
+                probe_holder=None,
+                probe_until=None,
+            )
+            self._put(conn, state)
+        return state
+
+    def record_failure(
+        self,
+        model: str,
+        *,
+        now: float,
+        kind: str,
+        status: int | None,
+        bench_for: float | None,
+        factor: float = 1.0,
+        min_until: float | None = None,
+        reason: str | None = None,
+    ) -> ModelState:
+        """One failed attempt: failures += 1, last error noted, probe lease released.
+
+        With `bench_for` the key is benched too: bench_count += 1 and
+        until = max(now + bench_for * min(factor, bench_count), min_until). A
+        manual bench keeps its flag and reason and is only ever extended.
+
+        An automatic bench that is still running is never shortened either: two
+        processes failing at once, or a server-given reset time (`min_until`)
+        followed by an ordinary failure, must not let traffic back early.
+        `benched_at` marks the start of the current bench, so extending a
+        running bench keeps it.
+        """
+        with self._write() as conn:
+            prev = self._get(conn, model) or ModelState(model=model)
+            bench_until, benched_at = prev.bench_until, prev.benched_at
+            manual, bench_reason, bench_kind = prev.manual, prev.reason, prev.kind
+            bench_count = prev.bench_count
+            if bench_for is not None:
+                bench_count += 1
+                until = now + bench_for * min(factor, bench_count)
+                if min_until is not None:
+                    until = max(until, min_until)
+                running = prev.is_benched(now)
+                if running and prev.bench_until is not None:
+                    until = max(until, prev.bench_until)
+                if not (running and prev.manual):
+                    manual, bench_reason, bench_kind = False, _clean(reason), kind
+                if not running:
+                    benched_at = now
+                bench_until = until
+            state = ModelState(
+                model=model,
+                bench_until=bench_until,
+                benched_at=benched_at,
+                manual=manual,
+                reason=bench_reason,
+                kind=bench_kind,
+                bench_count=bench_count,
+                failures=prev.failures + 1,
+                last_error_kind=kind,
+                last_error_status=status,
+                last_error_at=now,
+                probe_holder=None,
+                probe_until=None,
+            )
+            self._put(conn, state)
+        return state
+
+    def record_success(self, model: str, *, now: float) -> ModelState | None:
+        """Closes the circuit: failures and bench_count reset, lease released, an automatic
+        bench cleared. A manual bench stays (only unbench or expiry ends it).
+        Returns the state before the change (None if the key was unknown).
+
+        A success on a key that is unknown or already clean writes nothing: this
+        runs after every answered request, and a write lock per request would
+        make every process queue behind every other for no change.
+        """
+        with self._read() as conn:
+            prev = self._get(conn, model)
+        if prev is None or self._is_clean(prev, now):
+            return prev
+        with self._write() as conn:
+            prev = self._get(conn, model)
+            if prev is None:
+                return None
+            keep_bench = prev.manual and prev.is_benched(now)
+            self._put(
+                conn,
+                ModelState(
+                    model=model,
+                    bench_until=prev.bench_until if keep_bench else None,
+                    benched_at=prev.benched_at if keep_bench else None,
+                    manual=keep_bench,
+                    reason=prev.reason if keep_bench else None,
+                    kind=prev.kind if keep_bench else None,
+                    bench_count=0,
+                    failures=0,
+                    last_error_kind=prev.last_error_kind,
+                    last_error_status=prev.last_error_status,
+                    last_error_at=prev.last_error_at,
+                    probe_holder=None,
+                    probe_until=None,
+                ),
+            )
+        return prev
+
+    @staticmethod
+    def _is_clean(state: ModelState, now: float) -> bool:
+        """True when record_success would change nothing."""
+        bench_stays = state.bench_until is None or (state.manual and state.is_benched(now))
+        return (
+            bench_stays
+            and state.failures == 0
+            and state.bench_count == 0
+            and state.probe_holder is None
+            and state.probe_until is None
+        )
+
+    def unbench(self, models: Sequence[str] | None, *, now: float) -> list[str]:
+        """Lift the benches of `models` (None: every bench). Returns the keys that were benched.
+
+        Lifting is the operator saying "this is healthy": the bench (manual or
+        not, running or half-open), the reason, the probe lease and the
+        failure/bench counters are all cleared, so the key starts fresh. The
+        result lists the keys benched at `now`, in the order given (None: by
+        expiry, like `benches`).
+        """
+        with self._write() as conn:
+            if models is None:
+                rows = conn.execute(
+                    _MODEL_SELECT + " WHERE bench_until IS NOT NULL ORDER BY bench_until, model"
+                ).fetchall()
+                targets = [_state(row) for row in rows]
+            else:
+                targets = [s for s in (self._get(conn, m) for m in dict.fromkeys(models)) if s is not None]
+            lifted: list[str] = []
+            for prev in targets:
+                if prev.is_benched(now):
+                    lifted.append(prev.model)
+                conn.execute(
+                    "UPDATE models SET bench_until = NULL, benched_at = NULL, manual = 0, reason = NULL, "
+                    "kind = NULL, bench_count = 0, failures = 0, probe_holder = NULL, probe_until = NULL "
+                    "WHERE model = ?",
+                    (prev.model,),
+                )
+        return lifted
+
+    def claim_probe(self, model: str, *, now: float, lease: float, holder: str) -> bool:
+        """Take the half-open probe lease if nobody holds it; True when this caller got it.
+
+        Half-open means bench_until <= now (the bench ended and no success has
+        closed it). The lease is free when unset, expired, or already this
+        holder's (a re-claim renews it). One conditional UPDATE under the write
+        lock, so exactly one process wins.
+        """
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE models SET probe_holder = ?, probe_until = ? "
+                "WHERE model = ? AND bench_until IS NOT NULL AND bench_until <= ? "
+                "AND (probe_until IS NULL OR probe_until <= ? OR probe_holder = ?)",
+                (holder, now + lease, model, now, now, holder),
+            )
+            return cursor.rowcount == 1
+
+    def release_probe(self, model: str, *, holder: str) -> None:
+        """Give the lease back early; only its holder can (a stale holder's release is a no-op)."""
+        with self._write() as conn:
+            conn.execute(
+                "UPDATE models SET probe_holder = NULL, probe_until = NULL WHERE model = ? AND probe_holder = ?",
+                (model, holder),
+            )
+
+    # -- quotas -----------------------------------------------------------------
+
+    def take_quota(self, model: str, *, day: str, limit: int) -> bool:
+        """Count one request against `model`'s daily quota; False (and no count) when full."""
+        if limit <= 0:
+            return False
+        with self._write() as conn:
+            row = conn.execute("SELECT used FROM quotas WHERE model = ? AND day = ?", (model, day)).fetchone()
+            used = row[0] if row else 0
+            if used >= limit:
+                return False
+            conn.execute(
+                "INSERT INTO quotas (model, day, used) VALUES (?, ?, 1) "
+                "ON CONFLICT(model, day) DO UPDATE SET used = used + 1",
+                (model, day),
+            )
+            return True
+
+    def quota_used(self, model: str, *, day: str) -> int:
+        """Requests counted against `model` on `day` (0 when none). Pure read."""
+        with self._read() as conn:
+            row = conn.execute("SELECT used FROM quotas WHERE model = ? AND day = ?", (model, day)).fetchone()
+            return int(row[0]) if row else 0
+
+    # -- events -----------------------------------------------------------------
+
+    def append(self, events: Sequence[Event]) -> list[int]:
+        """Write events in one transaction (details redacted and truncated); returns their ids.
+
+        `detail` is redacted then cut to DETAIL_MAX; every string in `data` is
+        redacted. The ids are the store's (any `id` on the input is ignored);
+        `Event` is frozen, so callers wanting the stored shape use `with_id`.
+        """
+        if not events:
+            return []
+        ids: list[int] = []
+        with self._write() as conn:
+            for event in events:
+                cursor = conn.execute(
+                    "INSERT INTO events (ts, request_id, chain, model, type, kind, status, attempt, "
+                    "benched_until, next_model, latency_ms, detail, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        event.ts,
+                        event.request_id,
+                        event.chain,
+                        event.model,
+                        event.type,
+                        event.kind,
+                        event.status,
+                        event.attempt,
+                        event.benched_until,
+                        event.next_model,
+                        event.latency_ms,
+                        _clean(event.detail),
+                        json.dumps(_scrub(event.data), separators=(",", ":")) if event.data else None,
+                    ),
+                )
+                assert cursor.lastrowid is not None
+                ids.append(cursor.lastrowid)
+        return ids
+
+    def events(
+        self,
+        *,
+        after_id: int | None = None,
+        since: float | None = None,
+        model: str | None = None,
+        chain: str | None = None,
+        types: Sequence[str] | None = None,
+        limit: int | None = None,
+        newest: bool = False,
+    ) -> list[Event]:
+        """Events in id order, filtered; `newest=True` with `limit` gives the last N.
+
+        `after_id` is for tailing (id > after_id), `since` is ts >= since.
+        `types` None or empty means every type (so an unset repeatable CLI
+        option, which arrives as an empty tuple, filters nothing). The result is
+        always in ascending id order, also with `newest`.
+        """
+        where: list[str] = []
+        params: list[Any] = []
+        if after_id is not None:
+            where.append("id > ?")
+            params.append(after_id)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        if model is not None:
+            where.append("model = ?")
+            params.append(model)
+        if chain is not None:
+            where.append("chain = ?")
+            params.append(chain)
+        if types:
+            kinds = list(dict.fromkeys(types))
+            where.append(f"type IN ({', '.join('?' * len(kinds))})")
+            params.extend(kinds)
+        sql = _EVENT_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY id DESC" if newest else " ORDER BY id"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(max(0, limit))
+        with self._read() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        if newest:
+            rows.reverse()
+        return [_event(row) for row in rows]
+
+    def max_event_id(self) -> int:
+        """The highest id ever assigned (0 when none), even if pruning deleted that row,
+        so a follower starting here sees only events written after it started."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT max(coalesce((SELECT max(id) FROM events), 0), "
+                "coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))"
+            ).fetchone()
+            return int(row[0])
+
+    def data_version(self) -> int:
+        """Changes whenever another connection commits: a cheap 'anything new?' check."""
+        with self._read() as conn:
+            return int(conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def prune(self, *, now: float, retention: float, force: bool = False) -> int:
+        """Delete events older than `retention`, at most once an hour unless `force`.
+
+        The last prune time lives in `meta`, so the hourly limit holds across
+        processes. The check is first made with a pure read, so the common "not
+        yet" case takes no write lock. Returns the number of events deleted.
+        A last-prune time in the future (clock moved back) does not block pruning.
+        """
+        if not force:
+            with self._read() as conn:
+                if not self._prune_due(conn, now):
+                    return 0
+        with self._write() as conn:
+            if not force and not self._prune_due(conn, now):
+                return 0
+            deleted = conn.execute("DELETE FROM events WHERE ts < ?", (now - retention,)).rowcount
+            conn.execute(
+                "INSERT INTO meta (key, value) VALUES ('last_prune', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (repr(float(now)),),
+            )
+            return deleted
+
+    @staticmethod
+    def _prune_due(conn: sqlite3.Connection, now: float) -> bool:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'last_prune'").fetchone()
+        if row is None:
+            return True
+        try:
+            last = float(row[0])
+        except (TypeError, ValueError):
+            return True
+        return not 0 <= now - last < PRUNE_INTERVAL_S
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The schema version recorded in the file (for diagnostics and tests)."""
+        with self._read() as conn:
+            return self._schema_version(conn)
+
+    def close(self) -> None:
+        """Close this process's connection; a later call reconnects. Idempotent."""
+        self._check_fork()
+        with self._lock:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                conn.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({self.path!r})"
