@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -61,6 +62,11 @@ class LlmfailError(Exception):
         super().__init__(message)
         self.message = message
         self.hint = hint
+        #: filled by the engine on errors that end a request: every attempt made
+        #: (`result.Attempt`), the request id and the time spent, for reports
+        self.attempts: list[Any] = []
+        self.request_id: str | None = None
+        self.latency_ms: float = 0.0
 
 
 class UsageError(LlmfailError):

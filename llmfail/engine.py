@@ -1,0 +1,556 @@
+"""The walk of one request through a chain (SPEC §3): the only retry loop in llmfail.
+
+The engine owns policy and nothing else: the clock, the sleep, the randomness,
+the HTTP transport and the state store are injected, so the same code runs
+against real providers, loopback test servers, and `simulate`'s virtual time.
+
+    live set -> per entry -> per credential -> per attempt -> classify -> act
+                                                                 |
+                     retry (backoff / Retry-After) <- rate_limited, transient
+                     bench + next entry            <- timeout, exhausted retries
+                     bench credential + next cred  <- auth
+                     next entry, no bench          <- context_length (and the
+                                                      request kinds, by policy)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from random import Random
+from typing import Any
+
+import httpx
+
+from . import events as ev
+from .classify import classify_exception, finish_reason_kind
+from .config import Chain, Config, Entry, Policy, ProviderConfig
+from .errors import (
+    REQUEST_KINDS,
+    AllBenched,
+    ChainExhausted,
+    FailFast,
+    Kind,
+    LlmfailError,
+    ProviderError,
+    StreamInterrupted,
+)
+from .events import Event
+from .providers import adapter_for
+from .providers.base import Adapter, ChatRequest, Completion, Runtime, Usage, decode_json
+from .redact import env_secret, redact
+from .result import Attempt, Restart, Result, StreamItem, Token
+from .store import ModelState, Store
+
+log = logging.getLogger("llmfail")
+
+Messages = str | Sequence[Mapping[str, str]]
+Emit = Callable[[StreamItem], Awaitable[None]]
+Observer = Callable[[Event], None]
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+@dataclass
+class _Walk:
+    """The bookkeeping of one request."""
+
+    request_id: str
+    chain: str
+    start: float
+    deadline_at: float
+    attempts: list[Attempt] = field(default_factory=list)
+    causes: list[ProviderError] = field(default_factory=list)
+    failovers: int = 0
+    ttft: float | None = None
+    shown: list[str] = field(default_factory=list)  # text already handed to a streaming caller
+    panic: bool = False
+    probe_key: str | None = None
+
+
+def _as_messages(messages: Messages, system: str | None) -> tuple[dict[str, str], ...]:
+    msgs = [{"role": "user", "content": messages}] if isinstance(messages, str) else [dict(m) for m in messages]
+    if system:
+        msgs.insert(0, {"role": "system", "content": system})
+    return tuple(msgs)
+
+
+def backoff_delay(policy: Policy, attempt: int, rng: Random) -> float:
+    """Full jitter: uniform(0, min(max, base * 2**(attempt-1)))."""
+    return rng.uniform(0.0, min(policy.backoff.max, policy.backoff.base * 2 ** (attempt - 1)))
+
+
+class Engine:
+    """Walks chains; one instance per process is enough (it reuses one HTTP client).
+
+    `complete()` returns whole answers; `stream()` hands tokens over as they
+    arrive. `complete_sync()` is the same for scripts without an event loop.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        rng: Random | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        db_path: str | None = None,
+    ) -> None:
+        if store is None:
+            from .store import open_store
+
+            store = open_store(db_path)
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or Random()
+        self.runtime = Runtime(clock, sleep, self.rng)
+        self._transport = transport
+        self._adapters: dict[str, Adapter] = {}
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._observers: list[Observer] = []
+        self._holder = f"{socket.gethostname()}:{os.getpid()}"
+
+    # ------------------------------------------------------------------ public API
+
+    def on_event(self, callback: Observer) -> Callable[[], None]:
+        """Call `callback(event)` for every event this engine writes; returns an unsubscribe."""
+        self._observers.append(callback)
+        return lambda: self._observers.remove(callback)
+
+    async def complete(
+        self,
+        chain: str,
+        messages: Messages,
+        *,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        stream: bool = False,
+    ) -> Result:
+        """The whole answer from the first entry that finishes one; never a truncated answer.
+
+        `stream=True` asks providers to stream (the answer is still collected),
+        which makes the stream timeouts apply.
+        """
+        request = ChatRequest(_as_messages(messages, system), max_tokens, temperature, stream)
+        return await self._walk(self.config.chain(chain), request, None)
+
+    async def stream(
+        self,
+        chain: str,
+        messages: Messages,
+        *,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+    ) -> AsyncIterator[StreamItem]:
+        """Tokens as they arrive (and `Restart` markers under mid_stream: restart).
+
+        Failover is invisible until the first token is handed over; after that
+        a failure raises `StreamInterrupted` or restarts, as the policy says.
+        The final `Result` is the generator's last item.
+        """
+        request = ChatRequest(_as_messages(messages, system), max_tokens, temperature, True)
+        queue: asyncio.Queue[StreamItem | Result | BaseException] = asyncio.Queue()
+
+        async def emit(item: StreamItem) -> None:
+            queue.put_nowait(item)
+
+        async def produce() -> None:
+            try:
+                queue.put_nowait(await self._walk(self.config.chain(chain), request, emit))
+            except BaseException as exc:  # handed to the consumer, re-raised there
+                queue.put_nowait(exc)
+
+        task = asyncio.create_task(produce())
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+                if isinstance(item, Result):
+                    return
+        finally:
+            if not task.done():
+                task.cancel()
+                try:
+                    await task
+                except BaseException:  # noqa: BLE001 - cancellation of our own task
+                    pass
+
+    def complete_sync(self, chain: str, messages: Messages, **kwargs: Any) -> Result:
+        """`complete()` for code without an event loop."""
+        return asyncio.run(self._complete_and_close(chain, messages, **kwargs))
+
+    async def _complete_and_close(self, chain: str, messages: Messages, **kwargs: Any) -> Result:
+        try:
+            return await self.complete(chain, messages, **kwargs)
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        clients, self._clients = self._clients, {}
+        for client in clients.values():
+            await client.aclose()
+
+    # ------------------------------------------------------------------ events & state
+
+    def _emit(self, event: Event) -> Event:
+        (event_id,) = self.store.append([event])
+        stored = event.with_id(event_id)
+        for observer in list(self._observers):
+            try:
+                observer(stored)
+            except Exception:  # an observer must never break a request
+                log.exception("llmfail event observer failed")
+        return stored
+
+    def _event(self, w: _Walk, type_: str, model: str | None = None, **fields: Any) -> Event:
+        return self._emit(Event(type=type_, ts=self.clock(), request_id=w.request_id, chain=w.chain, model=model, **fields))
+
+    def _record_failure(self, key: str, err: ProviderError, policy: Policy, w: _Walk, *,
+                        bench_for: float | None, min_until: float | None = None, factor: float | None = None) -> None:
+        """Count a health failure; with `bench_for`, bench `key` and say so in an event."""
+        state = self.store.record_failure(
+            key, now=self.clock(), kind=str(err.kind), status=err.status, bench_for=bench_for,
+            factor=policy.max_cooldown_factor if factor is None else factor, min_until=min_until,
+            reason=err.message,
+        )
+        if bench_for is not None:
+            self._event(w, ev.BENCHED, key, kind=str(err.kind), status=err.status,
+                        benched_until=state.bench_until, detail=err.message,
+                        data={"bench_count": state.bench_count, "probe": w.probe_key == key})
+
+    # ------------------------------------------------------------------ HTTP plumbing
+
+    def _adapter(self, provider: ProviderConfig) -> Adapter:
+        adapter = self._adapters.get(provider.name)
+        if adapter is None:
+            adapter = self._adapters[provider.name] = adapter_for(provider)
+        return adapter
+
+    def _client(self, provider: ProviderConfig, adapter: Adapter) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # clients belong to the loop that made them
+            self._clients, self._loop = {}, loop
+        own = adapter.transport(self.runtime)
+        name = provider.name if own is not None else ""
+        client = self._clients.get(name)
+        if client is None:
+            # httpx's own timeouts and retries are off: the engine times and retries.
+            client = httpx.AsyncClient(transport=own or self._transport, timeout=None, follow_redirects=False)
+            self._clients[name] = client
+        return client
+
+    def _remaining(self, w: _Walk) -> float:
+        return w.deadline_at - self.clock()
+
+    async def _attempt(self, entry: Entry, api_key: str | None, request: ChatRequest, w: _Walk,
+                       emit: Emit | None) -> Completion:
+        adapter = self._adapter(entry.provider)
+        client = self._client(entry.provider, adapter)
+        policy = entry.policy
+        url, headers, body = adapter.build(request, entry.wire_model, api_key)
+        http_request = client.build_request("POST", url, headers=headers, json=body)
+        try:
+            async with asyncio.timeout(max(0.0, min(policy.timeout, self._remaining(w)))):
+                response = await client.send(http_request, stream=True)
+        except (httpx.HTTPError, TimeoutError) as exc:
+            raise classify_exception(exc) from None
+        try:
+            if not 200 <= response.status_code < 300:
+                try:
+                    async with asyncio.timeout(max(0.0, min(policy.timeout, self._remaining(w)))):
+                        raw = await response.aread()
+                except (httpx.HTTPError, TimeoutError):
+                    raw = b""
+                raise adapter.classify(response.status_code, response.headers, raw, now=self.clock())
+            if request.stream:
+                completion = await self._consume(adapter, response, policy, w, emit)
+            else:
+                try:
+                    async with asyncio.timeout(max(0.0, self._remaining(w))):
+                        raw = await response.aread()
+                except (httpx.HTTPError, TimeoutError) as exc:
+                    raise classify_exception(exc) from None
+                completion = adapter.parse_completion(decode_json(raw))
+                if w.ttft is None:
+                    w.ttft = self.clock() - w.start
+        finally:
+            await response.aclose()
+        kind = finish_reason_kind(completion.finish_reason)
+        if kind is not None:
+            raise ProviderError(kind, f"answer ended with finish reason {completion.finish_reason!r}",
+                                status=200, code=completion.finish_reason, reason=completion.finish_reason)
+        return completion
+
+    async def _consume(self, adapter: Adapter, response: httpx.Response, policy: Policy, w: _Walk,
+                       emit: Emit | None) -> Completion:
+        """Read a stream to its completion signal, enforcing first-token and idle timeouts."""
+        chunks = adapter.iter_stream(response).__aiter__()
+        parts: list[str] = []
+        completion = Completion("")
+        done = False
+        while True:
+            wait = policy.idle_timeout if (parts or done) else policy.first_token_timeout
+            try:
+                async with asyncio.timeout(max(0.0, min(wait, self._remaining(w)))):
+                    chunk = await chunks.__anext__()
+            except StopAsyncIteration:
+                break
+            except TimeoutError:
+                if done:
+                    break
+                what = "stream stalled mid-answer" if parts else "no first token"
+                raise ProviderError(Kind.TIMEOUT, f"{what} within {wait:g}s") from None
+            except httpx.HTTPError as exc:
+                if done:
+                    break
+                raise classify_exception(exc) from None
+            if chunk.warning:
+                completion.warnings.append(chunk.warning)
+            if chunk.usage:
+                completion.usage = chunk.usage
+            if chunk.text:
+                if w.ttft is None:
+                    w.ttft = self.clock() - w.start
+                parts.append(chunk.text)
+                if emit is not None:
+                    w.shown.append(chunk.text)
+                    await emit(Token(chunk.text))
+            if chunk.done and not done:
+                done = True
+                completion.finish_reason = chunk.finish_reason
+        completion.text = "".join(parts)
+        if not done:
+            raise ProviderError(Kind.TRANSIENT, "stream cut before its completion signal", status=200)
+        return completion
+
+    # ------------------------------------------------------------------ the walk
+
+    def _is_live(self, entry: Entry, states: Mapping[str, ModelState], now: float) -> bool:
+        """Not benched, not probed by someone else, and some credential not benched."""
+        state = states.get(entry.model)
+        if state is not None and (state.is_benched(now) or (state.is_half_open(now) and state.probe_leased(now))):
+            return False
+        if len(entry.credentials) > 1:
+            return any(not (s := states.get(entry.bench_key(i))) or not s.is_benched(now)
+                       for i in range(len(entry.credentials)))
+        return True
+
+    async def _walk(self, chain: Chain, request: ChatRequest, emit: Emit | None) -> Result:
+        policy = self.config.policy
+        start = self.clock()
+        w = _Walk(uuid.uuid4().hex[:16], chain.name, start, start + policy.deadline)
+        keys = [k for e in chain.entries for k in {e.model, *(e.bench_key(i) for i in range(len(e.credentials)))}]
+        states = self.store.states(keys)
+        plan = [e for e in chain.entries if self._is_live(e, states, start)]
+        if not plan:
+            benched = sorted((s for s in states.values() if s.bench_until is not None), key=lambda s: s.bench_until or 0)
+            if policy.on_all_benched == "fail":
+                first = benched[0] if benched else None
+                raise self._finish_error(w, AllBenched(chain.name, first.bench_until if first else None,
+                                                       first.model if first else None))
+            w.panic = True
+            plan = list(chain.entries)
+            self._event(w, ev.PANIC, detail="every entry is benched: trying them all (on_all_benched: try_all)")
+        try:
+            for index, entry in enumerate(plan):
+                completion = await self._try_entry(entry, request, w, emit, states)
+                if completion is not None:
+                    return self._succeed(w, entry, completion)
+                if index + 1 < len(plan) and self._remaining(w) > 0:
+                    w.failovers += 1
+                    self._event(w, ev.FAILOVER, entry.model, next_model=plan[index + 1].model,
+                                kind=str(w.causes[-1].kind) if w.causes else None)
+        except _DeadlineExceeded:
+            pass
+        except FailFast as err:
+            self._event(w, ev.FAIL_FAST, err.model, kind=str(err.kind), status=err.status, detail=err.message)
+            raise self._finish_error(w, err) from None
+        except asyncio.CancelledError:
+            self._cancelled(w)
+            raise
+        except KeyboardInterrupt:
+            self._cancelled(w)
+            raise
+        if self._remaining(w) <= 0:
+            w.causes.append(ProviderError(Kind.TIMEOUT, f"request deadline of {policy.deadline:g}s exceeded"))
+        error = ChainExhausted(chain.name, w.causes)
+        self._event(w, ev.EXHAUSTED, kind=str(error.kind) if error.kind else None, status=error.status,
+                    detail=error.message)
+        raise self._finish_error(w, error)
+
+    def _cancelled(self, w: _Walk) -> None:
+        """Cancellation benches nothing; it only releases a probe lease and notes the outcome."""
+        if w.probe_key:
+            self.store.release_probe(w.probe_key, holder=self._holder)
+        self._request_event(w, ok=False, kind=Kind.CANCELLED)
+
+    def _succeed(self, w: _Walk, entry: Entry, completion: Completion) -> Result:
+        latency_ms = (self.clock() - w.start) * 1000
+        result = Result(
+            text=completion.text, model=entry.model, chain=w.chain, request_id=w.request_id,
+            failovers=w.failovers, latency_ms=latency_ms,
+            ttft_ms=w.ttft * 1000 if w.ttft is not None else None, usage=completion.usage,
+            attempts=w.attempts, warnings=completion.warnings, panic=w.panic,
+        )
+        self._request_event(w, ok=True, model=entry.model, usage=completion.usage)
+        return result
+
+    def _request_event(self, w: _Walk, *, ok: bool, model: str | None = None, kind: str | None = None,
+                       status: int | None = None, usage: Usage | None = None) -> None:
+        self._event(
+            w, ev.REQUEST, model, kind=kind, status=status, latency_ms=(self.clock() - w.start) * 1000,
+            data={
+                "ok": ok, "answered_by": model, "failovers": w.failovers,
+                "ttft_ms": round(w.ttft * 1000, 1) if w.ttft is not None else None,
+                "attempts": len(w.attempts), "panic": w.panic,
+                "usage": usage.to_json() if usage else None,
+            },
+        )
+
+    def _finish_error(self, w: _Walk, error: LlmfailError) -> LlmfailError:
+        error.attempts = w.attempts
+        error.request_id = w.request_id
+        error.latency_ms = (self.clock() - w.start) * 1000
+        kind = getattr(error, "kind", None)
+        self._request_event(w, ok=False, kind=str(kind) if kind else None, status=getattr(error, "status", None))
+        return error
+
+    async def _try_entry(self, entry: Entry, request: ChatRequest, w: _Walk, emit: Emit | None,
+                         states: Mapping[str, ModelState]) -> Completion | None:
+        """Every credential and attempt of one entry; None when the walk should move on."""
+        policy = entry.policy
+        now = self.clock()
+        state = states.get(entry.model)
+        probe = not w.panic and state is not None and state.is_half_open(now)
+        if probe:
+            if not self.store.claim_probe(entry.model, now=now, lease=policy.timeout + 5.0, holder=self._holder):
+                return None  # another process is probing it
+            w.probe_key = entry.model
+        if entry.daily_quota is not None:
+            day = datetime.fromtimestamp(now, UTC).date().isoformat()
+            if not self.store.take_quota(entry.model, day=day, limit=entry.daily_quota):
+                err = ProviderError(Kind.QUOTA, f"daily quota of {entry.daily_quota} requests reached", model=entry.model)
+                w.causes.append(err)
+                self._event(w, ev.QUOTA_SKIP, entry.model, kind=str(Kind.QUOTA), detail=err.message)
+                return None
+        try:
+            for index, credential in enumerate(entry.credentials):
+                key = entry.bench_key(index)
+                if key != entry.model and not w.panic and (s := states.get(key)) and s.is_benched(now):
+                    continue
+                api_key = env_secret(credential.api_key_env) if credential.api_key_env else None
+                outcome = await self._try_credential(entry, key, api_key, request, w, emit, probe)
+                if isinstance(outcome, Completion):
+                    return outcome
+                if outcome != "next-credential":
+                    return None
+            if len(entry.credentials) > 1 and w.causes:  # every credential is dead: bench the entry
+                self._record_failure(entry.model, w.causes[-1], policy, w, bench_for=policy.auth_cooldown, factor=1.0)
+            return None
+        finally:
+            if w.probe_key == entry.model:
+                self.store.release_probe(entry.model, holder=self._holder)
+                w.probe_key = None
+
+    async def _try_credential(self, entry: Entry, key: str, api_key: str | None, request: ChatRequest,
+                              w: _Walk, emit: Emit | None, probe: bool) -> Completion | str:
+        """Attempts with one credential: a Completion, or where to go next."""
+        attempts = 1 if probe else entry.policy.attempts
+        for attempt in range(1, attempts + 1):
+            if self._remaining(w) <= 0:
+                raise _DeadlineExceeded
+            began = self.clock()
+            try:
+                completion = await self._attempt(entry, api_key, request, w, emit)
+            except ProviderError as err:
+                partial = "".join(w.shown) if w.shown else None
+                decision = self._after_failure(entry, key, err, attempt, attempts, began, w, partial)
+                if partial is not None:  # tokens already reached the caller
+                    return await self._mid_stream(entry, err, partial, w, emit)
+                if isinstance(decision, str):
+                    return decision
+                wait = min(decision, max(0.0, self._remaining(w)))
+                self._event(w, ev.RETRY, entry.model, kind=str(err.kind), status=err.status, attempt=attempt + 1,
+                            detail=f"waiting {wait:.3f}s", data={"wait_s": round(wait, 3)})
+                await self.sleep(wait)
+                continue
+            latency = (self.clock() - began) * 1000
+            w.attempts.append(Attempt(entry.model, True, latency_ms=latency))
+            previous = self.store.record_success(entry.model, now=self.clock())
+            if key != entry.model:
+                self.store.record_success(key, now=self.clock())
+            if probe or (previous is not None and previous.bench_until is not None and not previous.manual):
+                self._event(w, ev.PROBE, entry.model, latency_ms=latency, data={"ok": True, "recovered": True})
+            return completion
+        return "next-entry"
+
+    def _after_failure(self, entry: Entry, key: str, err: ProviderError, attempt: int, attempts: int,
+                       began: float, w: _Walk, partial: str | None) -> float | str:
+        """Classify-and-act (SPEC §3 table): seconds to wait before a retry, or where to go next."""
+        policy = entry.policy
+        err.model = entry.model
+        err.message = redact(err.message) or ""
+        latency = (self.clock() - began) * 1000
+        w.attempts.append(Attempt(entry.model, False, str(err.kind), err.status, latency, err.message))
+        w.causes.append(err)
+        self._event(w, ev.ATTEMPT_FAILED, entry.model, kind=str(err.kind), status=err.status, attempt=attempt,
+                    latency_ms=latency, detail=err.message,
+                    data={"credential": key} if key != entry.model else {})
+        if w.probe_key == entry.model:
+            self._event(w, ev.PROBE, entry.model, kind=str(err.kind), status=err.status, latency_ms=latency,
+                        data={"ok": False})
+        kind = err.kind
+        if kind in REQUEST_KINDS:
+            if (kind == Kind.INVALID_REQUEST and policy.on_invalid_request == "fail") or (
+                kind == Kind.CONTENT_FILTER and policy.on_content_filter == "fail"
+            ):
+                raise FailFast.from_error(err)
+            return "next-entry"
+        if kind == Kind.AUTH:
+            self._record_failure(key, err, policy, w, bench_for=policy.auth_cooldown, factor=1.0)
+            return "next-credential"
+        if kind == Kind.TIMEOUT:
+            self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown)
+            return "next-entry"
+        # rate_limited and transient: retry while allowed, then bench
+        wait = err.retry_after
+        too_long = kind == Kind.RATE_LIMITED and wait is not None and wait > policy.max_retry_wait
+        if too_long or attempt >= attempts or err.should_retry is False or partial is not None:
+            now = self.clock()
+            floor = max(now + (wait or 0.0), err.reset_at or 0.0) if kind == Kind.RATE_LIMITED else None
+            self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown, min_until=floor)
+            return "next-entry"
+        self._record_failure(entry.model, err, policy, w, bench_for=None)
+        return wait if wait is not None else backoff_delay(policy, attempt, self.rng)
+
+    async def _mid_stream(self, entry: Entry, err: ProviderError, partial: str, w: _Walk,
+                          emit: Emit | None) -> str:
+        """A failure after the first token: StreamInterrupted, or a restart on the next entry."""
+        if entry.policy.mid_stream == "restart" and emit is not None:
+            w.shown.clear()
+            await emit(Restart(entry.model, None, err))
+            self._event(w, ev.STREAM_INTERRUPTED, entry.model, kind=str(err.kind), status=err.status,
+                        detail=err.message, data={"action": "restart", "partial_chars": len(partial)})
+            return "next-entry"
+        self._event(w, ev.STREAM_INTERRUPTED, entry.model, kind=str(err.kind), status=err.status,
+                    detail=err.message, data={"action": "error", "partial_chars": len(partial)})
+        raise self._finish_error(w, StreamInterrupted(entry.model, partial, err))

@@ -1,0 +1,32 @@
+"""The `mock` provider: an OpenAI-protocol fake answering in-process, for demos and tests.
+
+It goes through the real OpenAI adapter over a `FakeTransport`, so a mock
+failover exercises exactly the code a real one does.
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from ..config import MockBehaviour
+from .base import Runtime
+from .openai import OpenAIAdapter
+
+
+def behaviour_of(mock: MockBehaviour | None) -> "FakeBehaviour":
+    from ..fakes import FakeBehaviour, Fault
+
+    mock = mock or MockBehaviour()
+    faults = (Fault(mock.fail, mock.fail_rate),) if mock.fail else ()
+    return FakeBehaviour(faults=faults, latency=mock.latency, reply=mock.reply)
+
+
+class MockAdapter(OpenAIAdapter):
+    def build(self, request, wire_model, api_key):  # type: ignore[no-untyped-def]
+        _, headers, body = super().build(request, wire_model, None)
+        return "http://mock.invalid/v1/chat/completions", headers, body
+
+    def transport(self, runtime: Runtime) -> httpx.AsyncBaseTransport | None:
+        from ..fakes import FakeTransport
+
+        return FakeTransport("openai", behaviour_of(self.provider.mock), runtime)
