@@ -10,7 +10,6 @@ import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -34,15 +33,13 @@ _opts = _Options()
 class _Group(TyperGroup):
     """Turns every error that reaches the top into one line and the right exit code."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
-            raise
         except KeyboardInterrupt:
             raise typer.Exit(ExitCode.INTERRUPTED) from None
         except Exception as error:  # noqa: BLE001 - the top of the program
-            if _opts.debug:
+            if _opts.debug or _is_cli_signal(error):
                 raise
             from .output import report_error
 
@@ -52,6 +49,13 @@ class _Group(TyperGroup):
 
                 note("  (an unexpected error: run again with --debug for the traceback)")
             raise typer.Exit(exit_code_for(error)) from None
+
+
+def _is_cli_signal(error: Exception) -> bool:
+    """Typer/Click's own exits and usage errors, which Typer reports itself (exit 2 for usage).
+
+    Recognised by module because recent Typer versions vendor Click privately."""
+    return type(error).__module__.split(".")[0] in ("click", "typer")
 
 
 app = typer.Typer(

@@ -58,15 +58,20 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
-@pytest.fixture
-def server() -> Iterator[HTTPServer]:
-    """A threaded loopback server, so a handler that stalls does not block the next request."""
+@pytest.fixture(scope="session")
+def _session_server() -> Iterator[HTTPServer]:
     srv = HTTPServer(host="127.0.0.1", port=0, threaded=True)
     srv.start()
     yield srv
-    srv.clear()
-    if srv.is_running():
-        srv.stop()
+    srv.stop()
+
+
+@pytest.fixture
+def server(_session_server: HTTPServer) -> Iterator[HTTPServer]:
+    """A threaded loopback server (a stalling handler does not block the next request),
+    started once per session and cleared after every test."""
+    yield _session_server
+    _session_server.clear()
 
 
 @pytest.fixture
