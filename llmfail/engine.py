@@ -23,7 +23,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from random import Random
 from typing import Any
@@ -45,7 +45,7 @@ from .errors import (
 )
 from .events import Event
 from .providers import adapter_for
-from .providers.base import Adapter, ChatRequest, Completion, Runtime, Usage, decode_json
+from .providers.base import Adapter, ChatRequest, Completion, Runtime, Usage
 from .redact import env_secret, redact
 from .result import Attempt, Restart, Result, StreamItem, Token
 from .store import ModelState, Store
@@ -263,9 +263,16 @@ class Engine:
 
     async def _attempt(self, entry: Entry, api_key: str | None, request: ChatRequest, w: _Walk,
                        emit: Emit | None) -> Completion:
+        """One HTTP try: a whole Completion, or a classified ProviderError.
+
+        `timeout` bounds the connection and the response headers; after them a
+        stream is timed by `_consume` and a whole answer only by the deadline.
+        """
         adapter = self._adapter(entry.provider)
         client = self._client(entry.provider, adapter)
         policy = entry.policy
+        if request.default_max_tokens != policy.max_tokens:
+            request = replace(request, default_max_tokens=policy.max_tokens)
         url, headers, body = adapter.build(request, entry.wire_model, api_key)
         http_request = client.build_request("POST", url, headers=headers, json=body)
         try:
@@ -282,65 +289,92 @@ class Engine:
                     raw = b""
                 raise adapter.classify(response.status_code, response.headers, raw, now=self.clock())
             if request.stream:
-                completion = await self._consume(adapter, response, policy, w, emit)
+                completion, first_at = await self._consume(adapter, response, policy, w, emit)
             else:
                 try:
                     async with asyncio.timeout(max(0.0, self._remaining(w))):
                         raw = await response.aread()
                 except (httpx.HTTPError, TimeoutError) as exc:
                     raise classify_exception(exc) from None
-                completion = adapter.parse_completion(decode_json(raw))
-                if w.ttft is None:
-                    w.ttft = self.clock() - w.start
+                completion, first_at = adapter.read_completion(raw), self.clock()
         finally:
             await response.aclose()
         kind = finish_reason_kind(completion.finish_reason)
         if kind is not None:
             raise ProviderError(kind, f"answer ended with finish reason {completion.finish_reason!r}",
                                 status=200, code=completion.finish_reason, reason=completion.finish_reason)
+        if w.ttft is None:  # a collecting caller: the answering attempt's first token
+            w.ttft = (first_at if first_at is not None else self.clock()) - w.start
         return completion
 
     async def _consume(self, adapter: Adapter, response: httpx.Response, policy: Policy, w: _Walk,
-                       emit: Emit | None) -> Completion:
-        """Read a stream to its completion signal, enforcing first-token and idle timeouts."""
-        chunks = adapter.iter_stream(response).__aiter__()
+                       emit: Emit | None) -> tuple[Completion, float | None]:
+        """Read a stream to its completion signal, handing text to `emit` as it arrives.
+
+        Returns the completion and when (engine clock) its first text arrived.
+        Two timers, both `timeout` failures (SPEC §3 table):
+
+        - until the first text, one deadline `first_token_timeout` after the
+          headers. Role-only chunks, pings and reasoning do not extend it: a
+          model that thinks for minutes needs that knob raised, not a loophole.
+        - after it, `idle_timeout` of silence between two chunks.
+
+        The timers run on the event loop's clock (what asyncio.timeout
+        measures), not the injectable engine clock: they bound real waiting.
+        Ending, stalling or dropping the connection before the completion
+        signal is a cut, never a success; after it, only the trailing usage
+        chunk is waited for, and a stall or drop there is harmless.
+        """
+        loop = asyncio.get_running_loop()
+        first_token_by = loop.time() + policy.first_token_timeout
+        chunks = adapter.iter_stream(response)
         parts: list[str] = []
         completion = Completion("")
+        first_at: float | None = None
         done = False
-        while True:
-            wait = policy.idle_timeout if (parts or done) else policy.first_token_timeout
-            try:
-                async with asyncio.timeout(max(0.0, min(wait, self._remaining(w)))):
-                    chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                break
-            except TimeoutError:
-                if done:
+        try:
+            while not (done and adapter.stream_ends_at_done):
+                wait = policy.idle_timeout if (parts or done) else first_token_by - loop.time()
+                remaining = self._remaining(w)
+                try:
+                    async with asyncio.timeout(max(0.0, min(wait, remaining))):
+                        chunk = await anext(chunks)
+                except StopAsyncIteration:
                     break
-                what = "stream stalled mid-answer" if parts else "no first token"
-                raise ProviderError(Kind.TIMEOUT, f"{what} within {wait:g}s") from None
-            except httpx.HTTPError as exc:
-                if done:
-                    break
-                raise classify_exception(exc) from None
-            if chunk.warning:
-                completion.warnings.append(chunk.warning)
-            if chunk.usage:
-                completion.usage = chunk.usage
-            if chunk.text:
-                if w.ttft is None:
-                    w.ttft = self.clock() - w.start
-                parts.append(chunk.text)
-                if emit is not None:
-                    w.shown.append(chunk.text)
-                    await emit(Token(chunk.text))
-            if chunk.done and not done:
-                done = True
-                completion.finish_reason = chunk.finish_reason
+                except TimeoutError:
+                    if done:
+                        break
+                    if remaining < wait:
+                        raise ProviderError(Kind.TIMEOUT, "request deadline reached mid-stream") from None
+                    what = (f"stream stalled mid-answer: nothing for {policy.idle_timeout:g}s" if parts
+                            else f"no first token within {policy.first_token_timeout:g}s")
+                    raise ProviderError(Kind.TIMEOUT, what) from None
+                except httpx.HTTPError as exc:
+                    if done:
+                        break
+                    raise classify_exception(exc) from None
+                if chunk.warning:
+                    completion.warnings.append(chunk.warning)
+                if chunk.usage:
+                    completion.usage = completion.usage.merged(chunk.usage)
+                if chunk.finish_reason:
+                    completion.finish_reason = chunk.finish_reason
+                if chunk.text:
+                    if first_at is None:
+                        first_at = self.clock()
+                    parts.append(chunk.text)
+                    if emit is not None:
+                        if w.ttft is None:  # a streaming caller: the first token it was handed
+                            w.ttft = self.clock() - w.start
+                        w.shown.append(chunk.text)
+                        await emit(Token(chunk.text))
+                done = done or chunk.done
+        finally:
+            await chunks.aclose()
         completion.text = "".join(parts)
         if not done:
             raise ProviderError(Kind.TRANSIENT, "stream cut before its completion signal", status=200)
-        return completion
+        return completion, first_at
 
     # ------------------------------------------------------------------ the walk
 
