@@ -17,6 +17,7 @@ from .errors import ExitCode, LlmfailError, UsageError, exit_code_for
 
 if TYPE_CHECKING:
     from .config import Config
+    from .events import Event
     from .store import Store
 
 
@@ -89,15 +90,24 @@ def _main(
 
 def load() -> Config:
     """The config by the SPEC's discovery order; the embedded example when none exists."""
-    from .config import load_config, load_default_config
-    from .paths import find_config
-
-    path = find_config(_opts.config)
-    if path is None:
+    config = _load_file()
+    if config is None:
+        from .config import load_default_config
         from .output import note
 
         note("llmfail: no chains.yaml found; using the built-in example config (see `llmfail check`)")
         return load_default_config()
+    return config
+
+
+def _load_file() -> Config | None:
+    """The config file found by the SPEC's discovery order, loaded; None when there is none."""
+    from .config import load_config
+    from .paths import find_config
+
+    path = find_config(_opts.config)
+    if path is None:
+        return None
     if not path.is_file():
         raise UsageError(f"config file not found: {path}", hint="pass --config PATH or create ./chains.yaml")
     return load_config(path)
@@ -133,6 +143,368 @@ def run(
     code = run_command(config, open_db(), name, text, system=system, stream=stream, max_tokens=max_tokens,
                        temperature=temperature, json_out=json_out, quiet=quiet)
     raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------- operator commands
+# Each command parses, calls `llmfail.actions`, prints. The TUI calls the same actions.
+
+
+def load_for_defaults(*, required: bool) -> tuple[Config | None, bool]:
+    """The config for commands that only take defaults from it (bench, events --vacuum).
+
+    No config file: the embedded default, silently (operators bench from any
+    directory). A broken file: its error when `required`; otherwise a warning
+    and None, so an operator mid-incident can still `bench --for` while the
+    YAML is being fixed. Returns the config and whether it came from a file.
+    """
+    from .config import load_default_config
+    from .errors import ConfigError
+
+    try:
+        config = _load_file()
+    except (ConfigError, UsageError) as error:
+        if required:
+            raise
+        from .output import warn
+
+        warn(f"{error.message}; going on without the config")
+        return None, False
+    return (config, True) if config is not None else (load_default_config(), False)
+
+
+def open_existing_db() -> Store | None:
+    """The state DB for a pure read, or None when there is none yet: a read never creates the file."""
+    from .paths import state_db
+
+    if not state_db(_opts.db).exists():
+        return None
+    return open_db()
+
+
+def _duration(option: str, text: str) -> float:
+    from .durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as error:
+        raise UsageError(f"{option}: {error}", hint="durations look like 250ms, 30s, 10m, 2h or 1d") from None
+
+
+@app.command()
+def bench(
+    model: str = typer.Argument(..., help="provider/model (or provider/model#N for one credential)."),
+    for_: Optional[str] = typer.Option(None, "--for", metavar="DURATION", help="Bench length (default: the policy cooldown)."),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why, for the event log and ls-benched."),
+    json_out: bool = typer.Option(False, "--json", help="Print the bench row as JSON."),
+) -> None:
+    """Bench MODEL by hand: every process skips it until it expires or is unbenched."""
+    import time
+
+    from .actions import bench_model, config_keys
+
+    duration = _duration("--for", for_) if for_ is not None else None
+    config, from_file = load_for_defaults(required=duration is None)
+    row = bench_model(open_db(), config, model, duration, reason, time.time())
+    if from_file and config is not None and model not in config_keys(config):
+        from .output import warn
+
+        warn(f"no chain in {config.path} contains {model}; benched anyway")
+    if json_out:
+        from .output import emit_json
+
+        emit_json(row.to_json())
+    else:
+        from .output import local_time, stdout
+
+        why = f" ({row.reason})" if row.reason else ""
+        stdout().print(f"benched {row.model} for {row.remaining}, until {local_time(row.until, time.time())}{why}",
+                       markup=False, highlight=False)
+
+
+@app.command()
+def unbench(
+    models: Optional[list[str]] = typer.Argument(None, help="provider/model to lift (several allowed)."),
+    all_: bool = typer.Option(False, "--all", help="Lift every bench."),
+    json_out: bool = typer.Option(False, "--json", help='Print {"unbenched": [...]}.'),
+) -> None:
+    """Lift benches: MODEL is live again at once (its credential benches too)."""
+    import time
+
+    from .actions import unbench_models
+
+    if all_ == bool(models):
+        raise UsageError("name the MODEL to unbench, or pass --all (not both)", hint="`llmfail ls-benched` lists the benches")
+    done = unbench_models(open_db(), None if all_ else models, time.time())
+    if json_out:
+        from .output import emit_json
+
+        emit_json({"unbenched": done.lifted})
+    else:
+        from .output import note, stdout
+
+        for key in done.lifted:
+            stdout().print(f"unbenched {key}", markup=False, highlight=False)
+        if all_ and not done.lifted:
+            note("nothing was benched")
+    if done.not_benched:
+        names = ", ".join(done.not_benched)
+        raise LlmfailError(f"{names} {'is' if len(done.not_benched) == 1 else 'are'} not benched",
+                           hint="`llmfail ls-benched` lists the benches")
+
+
+@app.command("ls-benched")
+def ls_benched(json_out: bool = typer.Option(False, "--json", help="Print the rows as a JSON array.")) -> None:
+    """Current benches, soonest expiry first (a pure read: nothing is changed)."""
+    import time
+
+    from .actions import list_benches
+
+    now = time.time()
+    store = open_existing_db()
+    rows = list_benches(store, now) if store is not None else []
+    if json_out:
+        from .output import emit_json
+
+        emit_json([row.to_json() for row in rows])
+    elif rows:
+        from .output import bench_table, stdout
+
+        stdout().print(bench_table(rows, now))
+    else:
+        from .output import note
+
+        note("no model is benched")
+
+
+@app.command()
+def events(
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until Ctrl-C."),
+    since: Optional[str] = typer.Option(None, "--since", metavar="DURATION", help="Only events newer than this (e.g. 1h)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this provider/model."),
+    chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Only this chain."),
+    type_: Optional[list[str]] = typer.Option(None, "--type", "-t", help="Only these types (repeat or comma-separate)."),
+    limit: int = typer.Option(100, "--limit", "-n", min=0, help="The newest N events (0: all)."),
+    json_out: bool = typer.Option(False, "--json", help="One JSON object per line (the event row)."),
+    vacuum: bool = typer.Option(False, "--vacuum", help="Prune events older than `retention` now, then exit."),
+) -> None:
+    """The event log, oldest first; --follow tails what any process writes."""
+    import time
+
+    from .actions import EventFilter, follow_events, parse_types, recent_events
+    from .output import emit_json, event_text, stdout
+
+    if vacuum:
+        _vacuum(json_out)
+        return
+    where = EventFilter(
+        since=time.time() - _duration("--since", since) if since is not None else None,
+        model=model, chain=chain, types=parse_types(type_ or ()),
+    )
+    store = open_db() if follow else open_existing_db()
+    if store is None:
+        return
+
+    def show(batch: list[Event]) -> None:
+        now = time.time()
+        for event in batch:
+            if json_out:
+                emit_json(event.to_json())
+            else:
+                stdout().print(event_text(event, now), soft_wrap=True)
+
+    rows, mark = recent_events(store, where, limit or None)
+    try:
+        show(rows)
+        if follow:
+            for batch in follow_events(store, where, mark):
+                show(batch)
+    except BrokenPipeError:  # `llmfail events -f | head`: the reader left, which is fine
+        _silence_stdout()
+
+
+def _vacuum(json_out: bool) -> None:
+    """`events --vacuum`: prune by the config's retention now, not waiting for the hourly turn."""
+    import time
+
+    from .durations import format_duration
+
+    config, _ = load_for_defaults(required=True)
+    assert config is not None
+    deleted = open_db().prune(now=time.time(), retention=config.policy.retention, force=True)
+    if json_out:
+        from .output import emit_json
+
+        emit_json({"pruned": deleted})
+    else:
+        from .output import note
+
+        note(f"pruned {deleted} event(s) older than {format_duration(config.policy.retention)}")
+
+
+def _silence_stdout() -> None:
+    """Point stdout at devnull so the interpreter's final flush cannot raise again."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+@app.command()
+def chains(json_out: bool = typer.Option(False, "--json", help='Print {"NAME": ["provider/model", ...]}.')) -> None:
+    """Every chain with its flattened entries, and which are benched now."""
+    import time
+
+    from .actions import chains_view
+
+    views = chains_view(load(), open_existing_db(), time.time())
+    if json_out:
+        from .output import emit_json
+
+        emit_json({view.name: view.models for view in views})
+    else:
+        from .output import chains_table, stdout
+
+        stdout().print(chains_table(views))
+
+
+@app.command()
+def check(path: Optional[str] = typer.Argument(None, help="Config file (default: the one llmfail would use).")) -> None:
+    """Validate a config: every problem with file:line:col (exit 2), and warnings for risky setups."""
+    from .actions import suspicious
+    from .config import load_default_config
+    from .errors import ConfigError
+    from .output import note, stdout
+
+    if path is not None:
+        _opts.config = path
+    out = stdout()
+    try:
+        config = _load_file()
+    except ConfigError as error:
+        for problem in error.problems:
+            out.print(str(problem), markup=False, highlight=False)
+        count = len(error.problems)
+        where = error.problems[0].file if error.problems else _opts.config
+        raise UsageError(f"{where}: {count} problem{'s' if count != 1 else ''}") from None
+    if config is None:
+        note("llmfail: no chains.yaml found; checking the built-in example config")
+        config = load_default_config()
+    warnings = suspicious(config)
+    for warning in warnings:
+        where = f"{warning.where}: " if warning.where else f"{config.path}: "
+        out.print(f"{where}warning: {warning.message}", style="yellow", markup=False, highlight=False)
+    entries = sum(len(c.entries) for c in config.chains.values())
+    out.print(f"{config.path}: ok ({len(config.chains)} chains, {entries} entries, "
+              f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''})", markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- simulate, mock-server
+# Parse, call `llmfail.simulate` / `llmfail.mock_server`, print. Nothing is decided here.
+
+
+def _duration_option(option: str, text: str | None) -> float | None:
+    """A DURATION option's seconds (None when not given); a bad one is a usage error."""
+    if text is None:
+        return None
+    from .durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+@app.command()
+def simulate(
+    chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Chain to exercise (default: the scenario's, else the config's first)."),
+    fail_rate: Optional[list[str]] = typer.Option(None, "--fail-rate", metavar="[MODEL:]FAULT[=RATE]", help="Inject a fault (repeatable). FAULT: an HTTP status, timeout, reset, malformed, slow:DURATION, stream-cut, content-filter, context-length. MODEL defaults to the chain's first entry; RATE to 1."),
+    latency: Optional[str] = typer.Option(None, "--latency", metavar="DURATION", help="Fake providers' base latency, jittered x0.5-1.5 (default 200ms)."),
+    requests: Optional[int] = typer.Option(None, "--requests", "-n", min=1, help="Requests to send (default 100)."),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="Requests in flight at once (default 1)."),
+    seed: int = typer.Option(0, "--seed", help="Randomness seed: the same seed gives the same report."),
+    scenario: Optional[str] = typer.Option(None, "--scenario", metavar="FILE.yaml", help="Timed phases of faults at a request rate (see README, ## simulate)."),
+    stream: bool = typer.Option(False, "--stream", help="Ask the fake providers to stream their answers."),
+    expect_success_rate: Optional[float] = typer.Option(None, "--expect-success-rate", metavar="R", help="Fail (exit 1) unless at least this share of requests is answered."),
+    expect_p99: Optional[str] = typer.Option(None, "--expect-p99", "--expect-max-p99", metavar="DURATION", help="Fail unless the simulated p99 latency is at most this."),
+    expect_max_failovers: Optional[int] = typer.Option(None, "--expect-max-failovers", metavar="N", help="Fail if there are more failovers than this."),
+    expect_served_by: Optional[list[str]] = typer.Option(None, "--expect-served-by", metavar="MODEL=SHARE", help="Fail unless MODEL answers at least this share of requests (repeatable)."),
+    junit: Optional[str] = typer.Option(None, "--junit", metavar="PATH", help="Write JUnit XML: one testcase per expectation."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Run a chain against fake providers with injected faults, on virtual time: no network, no keys."""
+    from .simulate import Plan, build_expectations, load_scenario, parse_fault_specs
+    from .simulate import simulate as run_simulation
+    from .simulate.junit import write_junit
+
+    plan_scenario = load_scenario(scenario) if scenario else None
+    if plan_scenario is not None and (requests is not None or concurrency is not None):
+        raise UsageError("--requests/--concurrency do not apply to --scenario",
+                         hint="the scenario's rate and duration decide how many requests arrive")
+    faults = parse_fault_specs(fail_rate or [])
+    config = load()
+    name = chain or (plan_scenario.chain if plan_scenario else None) or next(iter(config.chains))
+    expectations = build_expectations(
+        success_rate=expect_success_rate, p99=expect_p99, max_failovers=expect_max_failovers,
+        served_by=expect_served_by or [], models=config.chain(name).models,
+    )
+    plan = Plan(name, faults, requests or 100, concurrency or 1, seed, _duration_option("--latency", latency),
+                stream, plan_scenario, expectations)
+    if json_out:
+        report = run_simulation(config, plan, db=_opts.db)
+    else:
+        from .output import stderr, stdout
+        from .simulate.render import progress, render
+
+        with progress(stderr()) as on_progress:
+            report = run_simulation(config, plan, db=_opts.db, on_progress=on_progress)
+        stdout().print(render(report))
+    if junit:
+        write_junit(report, junit)
+    if json_out:
+        from .output import emit_json
+
+        emit_json(report.to_json())
+    unmet = [e for e in report.expectations if not e.ok]
+    if unmet:
+        from .output import note
+
+        for e in unmet:
+            note(f"llmfail: expectation not met: {e.name} {e.expected} (got {e.actual:g})", style="bold red")
+        raise typer.Exit(ExitCode.FAILED)
+
+
+@app.command("mock-server")
+def mock_server(
+    port: int = typer.Option(8765, "--port", "-p", min=0, max=65535, help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback unless --allow-remote)."),
+    protocol: Optional[list[str]] = typer.Option(None, "--protocol", help="Serve only these protocols: openai, anthropic, ollama, gemini (repeatable; default all)."),
+    fail_rate: Optional[list[str]] = typer.Option(None, "--fail-rate", metavar="[MODEL:]FAULT[=RATE]", help="Inject a fault (repeatable); MODEL is the model name a request asks for (default: every model)."),
+    latency: Optional[str] = typer.Option(None, "--latency", metavar="DURATION", help="Base latency of every answer, jittered x0.5-1.5."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Randomness seed for the faults (default: random)."),
+    allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a non-loopback --host."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not log each request on stderr."),
+) -> None:
+    """Serve fake OpenAI/Anthropic/Ollama/Gemini endpoints with injected faults on a loopback port."""
+    import asyncio
+
+    from .mock_server import ALL_PROTOCOLS, MockServer
+    from .output import note
+    from .simulate import parse_fault_specs
+
+    server = MockServer(host=host, port=port, protocols=protocol or ALL_PROTOCOLS,
+                        faults=parse_fault_specs(fail_rate or []), latency=_duration_option("--latency", latency) or 0.0,
+                        seed=seed, allow_remote=allow_remote, log=None if quiet else note)
+
+    async def serve() -> None:
+        try:
+            await server.start()
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                             hint="pick another --port (0 picks a free one)") from None
+        note(f"llmfail mock-server on {server.url} ({', '.join(server.protocols)}); Ctrl-C stops it", style="bold")
+        await server.serve_forever()
+
+    asyncio.run(serve())
 
 
 def main() -> None:
