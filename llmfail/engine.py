@@ -124,6 +124,9 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._observers: list[Observer] = []
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
+        # Retention: this process offers to prune when it first writes and then hourly;
+        # the store keeps the once-an-hour limit across every process sharing the file.
+        self._prune_at = float("-inf")
 
     # ------------------------------------------------------------------ public API
 
@@ -213,6 +216,12 @@ class Engine:
 
     def _emit(self, event: Event) -> Event:
         (event_id,) = self.store.append([event])
+        if event.ts >= self._prune_at:
+            self._prune_at = event.ts + 3600.0
+            try:
+                self.store.prune(now=event.ts, retention=self.config.policy.retention)
+            except LlmfailError:  # housekeeping must never fail a request
+                log.warning("llmfail: pruning old events failed", exc_info=True)
         stored = event.with_id(event_id)
         for observer in list(self._observers):
             try:

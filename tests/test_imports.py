@@ -1,0 +1,84 @@
+"""Import contracts: the fast commands and `import llmfail` stay cheap (each checked in a fresh process)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+#: Modules the CLI's fast paths must never load: the dashboard, HTTP and the provider adapters.
+HEAVY = ("textual", "httpx", "llmfail.providers", "llmfail.engine")
+
+RUN_CLI = textwrap.dedent(
+    """
+    import json, sys
+    out, sys.argv = sys.argv[1], ["llmfail", *sys.argv[2:]]
+    from llmfail.cli import main
+    try:
+        main()
+    except SystemExit as stop:
+        code = stop.code
+    else:
+        code = 0
+    with open(out, "w") as f:
+        json.dump({"code": code, "modules": sorted(sys.modules)}, f)
+    """
+)
+
+
+def cli_modules(tmp_path: Path, *args: str) -> tuple[int, list[str]]:
+    """Run the CLI's main in a fresh interpreter; its exit code and every module it loaded."""
+    out = tmp_path / "modules.json"
+    subprocess.run([sys.executable, "-c", RUN_CLI, str(out), *args], check=False, capture_output=True, timeout=60)
+    report = json.loads(out.read_text())
+    return report["code"] or 0, report["modules"]
+
+
+def heavy_in(modules: list[str]) -> list[str]:
+    return [m for m in modules if any(m == h or m.startswith(h + ".") for h in HEAVY)]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["ls-benched"],
+        ["ls-benched", "--json"],
+        ["bench", "openai/gpt-4o", "--for", "1m", "--reason", "deploy"],
+        ["bench", "openai/gpt-4o", "--json"],
+        ["unbench", "--all"],
+        ["events", "--json"],
+        ["chains", "--json"],
+        ["check"],
+    ],
+    ids=" ".join,
+)
+def test_operator_commands_never_import_textual_httpx_or_a_provider(tmp_path: Path, args: list[str]):
+    code, modules = cli_modules(tmp_path, *args)
+    assert code == 0
+    assert "llmfail.cli" in modules  # the probe really ran the CLI in-process
+    assert heavy_in(modules) == []
+
+
+def test_the_probe_would_see_a_heavy_import(tmp_path: Path):
+    """The contract test above is only worth something if loading the engine shows up in it."""
+    code, modules = cli_modules(tmp_path, "run", "hi", "--chain", "demo", "--no-stream", "--quiet")
+    assert code == 0
+    assert "httpx" in heavy_in(modules) and "llmfail.providers" in heavy_in(modules)
+
+
+def test_importing_llmfail_loads_no_dependency_at_all():
+    code = "import sys, llmfail; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
+           "('httpx', 'yaml', 'rich', 'typer', 'textual', 'llmfail')))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "['llmfail']"
+
+
+def test_each_exported_name_loads_only_what_it_needs():
+    code = "import sys, llmfail; llmfail.ChainExhausted; llmfail.Event; print('httpx' in sys.modules, 'yaml' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "False"]
