@@ -262,8 +262,13 @@ class Engine:
         name = provider.name if own is not None else ""
         client = self._clients.get(name)
         if client is None:
+            transport = own or self._transport
+            if transport is None:  # aiohttp under httpx's API: about 4x the throughput (benchmarks/)
+                from .transport import default_transport
+
+                transport = default_transport()
             # httpx's own timeouts and retries are off: the engine times and retries.
-            client = httpx.AsyncClient(transport=own or self._transport, timeout=None, follow_redirects=False)
+            client = httpx.AsyncClient(transport=transport, timeout=None, follow_redirects=False)
             self._clients[name] = client
         return client
 
