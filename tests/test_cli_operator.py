@@ -264,6 +264,35 @@ def test_chains_for_people_marks_the_entries_benched_now(tmp_path: Path):
     assert all("live" in line for line in lines if "a/m1" in line or "a/m3" in line)
 
 
+def test_chains_shows_half_open_entries_and_entries_whose_every_credential_is_benched(tmp_path: Path):
+    write_config(tmp_path, """
+        providers:
+          a: {type: openai, base_url: "http://127.0.0.1:9/a/v1"}
+          b: {type: openai, base_url: "http://127.0.0.1:9/b/v1"}
+        chains:
+          prod:
+            - a/m1
+            - {model: b/m2, credentials: [{api_key_env: K1}, {api_key_env: K2}]}
+            - {model: b/m3, credentials: [{api_key_env: K1}, {api_key_env: K2}]}
+        """)
+    now = time.time()
+    store = open_db()
+    store.record_failure("a/m1", now=now - 120, kind="timeout", status=None, bench_for=30)  # ended: half-open
+    for key in ("b/m2#0", "b/m2#1", "b/m3#1"):
+        store.record_failure(key, now=now, kind="auth", status=401, bench_for=600)
+    store.close()
+    rows = {m: line for line in cli("chains").stdout.splitlines() for m in ("a/m1", "b/m2", "b/m3") if m in line}
+    assert "half-open" in rows["a/m1"]
+    assert "benched" in rows["b/m2"] and "auth" in rows["b/m2"]
+    assert "live" in rows["b/m3"] and "credentials benched: b/m3#1" in rows["b/m3"]
+
+
+def test_bench_for_people_says_what_was_benched_until_when():
+    result = cli("bench", "openai/gpt-4o", "--for", "90s", "--reason", "deploy")
+    assert result.exit_code == 0
+    assert re.fullmatch(r"benched openai/gpt-4o for 1m(29|30)s, until \d\d:\d\d:\d\d \(deploy\)\n", result.stdout)
+
+
 # --------------------------------------------------------------------------- check
 
 
@@ -510,3 +539,56 @@ def test_ctrl_c_ends_events_follow_quietly_with_130():
     finally:
         err = stop(proc, reader)
     assert err == ""
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads CPU time from /proc")
+def test_an_idle_follower_sleeps_instead_of_spinning():
+    open_db().append([Event(type=ev.PROBE, ts=time.time(), model="a/m")])
+    proc, reader = start_follower("--json")
+    try:
+        reader.next(timeout=20)
+        before = cpu_seconds(proc.pid)
+        time.sleep(1.5)
+        assert cpu_seconds(proc.pid) - before < 0.2
+    finally:
+        stop(proc, reader)
+
+
+def test_following_queries_the_log_only_after_another_connection_committed(tmp_path: Path):
+    """Each poll is one `PRAGMA data_version`; the log is read only when it changed."""
+    from llmfail.actions import EventFilter, follow_events
+
+    follower, writer = SqliteStore(str(tmp_path / "f.db")), SqliteStore(str(tmp_path / "f.db"))
+    reads: list[int | None] = []
+    original = follower.events
+
+    def counting_events(**kwargs: object) -> list[Event]:
+        reads.append(kwargs.get("after_id"))  # type: ignore[arg-type]
+        return original(**kwargs)  # type: ignore[arg-type]
+
+    follower.events = counting_events  # type: ignore[method-assign]
+    polls: list[float] = []
+
+    class Done(Exception):
+        pass
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 3:
+            writer.append([Event(type=ev.PROBE, ts=time.time(), model="a/m")])
+        if len(polls) == 6:
+            raise Done
+
+    batches = follow_events(follower, EventFilter(), 0, sleep=sleep)
+    (event,) = next(batches)  # polls 0-1 are idle; the write after poll 2 shows up on poll 3
+    assert event.model == "a/m"
+    with pytest.raises(Done):  # three more idle polls, then the fake sleep stops the loop
+        next(batches)
+    assert polls == [0.2] * 6
+    assert len(reads) == 2  # the first look, and one after the write: idle polls read nothing
+
