@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-#: Modules the CLI's fast paths must never load: the dashboard, HTTP and the provider adapters.
-HEAVY = ("textual", "httpx", "llmfail.providers", "llmfail.engine")
+#: Modules the fast commands must never load: the dashboard, HTTP clients, the engine and its adapters.
+HEAVY = ("textual", "httpx", "aiohttp", "llmfail.providers", "llmfail.engine")
 
 RUN_CLI = textwrap.dedent(
     """
