@@ -5,12 +5,18 @@ real adapter, classifier and engine run and only the network is replaced. A
 `Fault` uses the vocabulary of `simulate --fail-rate` and `mock` providers'
 `fail:`: an HTTP status, `timeout`, `reset`, `malformed`, `stream-cut`,
 `content-filter`, `context-length` or `slow:DURATION`.
+
+A silent server (`timeout`, or `slow:` longer than the client's timeout) is
+played on the runtime's clock: it holds the request for `hang` seconds and
+then raises `httpx.ReadTimeout`, so on `simulate`'s virtual time a timeout
+costs exactly the entry's policy timeout and no wall time. Without `hang`
+(the `mock` provider on real time) it fails at once, as a demo should.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,11 +65,32 @@ def parse_fault(text: str) -> str:
 
 @dataclass
 class FakeBehaviour:
-    """What a fake server does: faults checked in order, then an answer."""
+    """What a fake server does: faults checked in order, then an answer.
+
+    `latency` is the base time to answer (jittered ×0.5–1.5); `hang` is how
+    long a silent server keeps the client waiting before the client's own
+    timeout fires (None: the timeout is raised at once).
+    """
 
     faults: tuple[Fault, ...] = ()
     latency: float = 0.0
     reply: str | None = None
+    hang: float | None = None
+
+
+#: Called once per request with (model, fault played or None), e.g. to log it.
+RequestObserver = Callable[[str, str | None], None]
+
+
+def model_of(request: httpx.Request, body: dict[str, Any]) -> str:
+    """The model a request asks for: in the body, or in the path for Gemini (`models/M:generate…`)."""
+    model = body.get("model")
+    if isinstance(model, str) and model:
+        return model
+    path = request.url.path
+    if "/models/" in path:
+        return path.split("/models/", 1)[1].split(":", 1)[0]
+    return "mock"
 
 
 class _Body(httpx.AsyncByteStream):
@@ -79,6 +106,21 @@ class _Body(httpx.AsyncByteStream):
             raise self._error
 
 
+_JSON = {"content-type": "application/json"}
+
+
+def _response(status: int, headers: dict[str, str], content: bytes) -> httpx.Response:
+    """A whole-body response built from raw header bytes: several times cheaper than
+    `httpx.Response(json=...)`, which matters at thousands of simulated answers a second."""
+    raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(content)).encode()))
+    return httpx.Response(status, headers=raw, stream=httpx.ByteStream(content))
+
+
+def _json_response(status: int, obj: Any, headers: dict[str, str] | None = None) -> httpx.Response:
+    return _response(status, {**(headers or {}), **_JSON}, json.dumps(obj).encode())
+
+
 class FakeTransport(httpx.AsyncBaseTransport):
     """An httpx transport that answers like `protocol`'s server, misbehaving as told.
 
@@ -86,15 +128,38 @@ class FakeTransport(httpx.AsyncBaseTransport):
     virtual time is reproducible bit for bit.
     """
 
-    def __init__(self, protocol: str, behaviour: FakeBehaviour, runtime: Runtime) -> None:
+    def __init__(self, protocol: str, behaviour: FakeBehaviour, runtime: Runtime,
+                 observer: RequestObserver | None = None) -> None:
         self.protocol = PROTOCOLS[protocol]()
         self.behaviour = behaviour
         self.runtime = runtime
+        self.observer = observer
         self.requests = 0
+        self._answers: dict[tuple[str, str, tuple[int, int]], bytes] = {}
+
+    def _answer(self, text: str, model: str, usage: tuple[int, int]) -> bytes:
+        """A whole answer's JSON, rendered once per distinct answer: `simulate` asks for the same
+        one thousands of times a second and rendering it was a visible share of the run."""
+        key = (text, model, usage)
+        body = self._answers.get(key)
+        if body is None:
+            if len(self._answers) >= 256:
+                self._answers.clear()
+            body = self._answers[key] = json.dumps(self.protocol.answer(text, model, usage)).encode()
+        return body
 
     def _pick(self) -> Fault | None:
-        for fault in self.behaviour.faults:
-            if fault.rate >= 1.0 or self.runtime.rng.random() < fault.rate:
+        """At most one fault per request, from one draw: the rates of several faults add up
+        (`429=0.3` and `503=0.2` give 30 % 429s and 20 % 503s); past a total of 1 the later
+        ones get what is left."""
+        faults = self.behaviour.faults
+        if not faults:
+            return None
+        draw = self.runtime.rng.random()
+        total = 0.0
+        for fault in faults:
+            total += fault.rate
+            if draw < total:
                 return fault
         return None
 
@@ -102,32 +167,42 @@ class FakeTransport(httpx.AsyncBaseTransport):
         self.requests += 1
         await request.aread()
         body = json.loads(request.content or b"{}")
-        streaming = bool(body.get("stream")) or "stream" in request.url.path or request.url.params.get("alt") == "sse"
+        streaming = bool(body.get("stream")) or "stream" in request.url.path  # Gemini: :streamGenerateContent
         fault = self._pick()
-        if self.behaviour.latency:
-            await self.runtime.sleep(self.behaviour.latency * (0.5 + self.runtime.rng.random()))
-        if fault is not None and fault.slow is not None:
-            await self.runtime.sleep(fault.slow)
-            fault = None
+        model = model_of(request, body)
+        if self.observer is not None:
+            self.observer(model, fault.what if fault else None)
+        behaviour = self.behaviour
+        if behaviour.latency:
+            await self.runtime.sleep(behaviour.latency * (0.5 + self.runtime.rng.random()))
+        slow = fault.slow if fault is not None else None
+        if slow is not None:
+            if behaviour.hang is None or slow < behaviour.hang:
+                await self.runtime.sleep(slow)
+                fault = None
+            else:  # slower than the client waits: from the client's side, a timeout
+                fault = Fault("timeout")
         what = fault.what if fault else None
         if what == "timeout":
+            if behaviour.hang:
+                await self.runtime.sleep(behaviour.hang)
             raise httpx.ReadTimeout("fake provider did not answer", request=request)
         if what == "reset":
             raise httpx.RemoteProtocolError("fake provider reset the connection", request=request)
         if fault is not None and fault.status is not None and fault.status >= 300:
             headers, err = self.protocol.error(fault.status)
-            return httpx.Response(fault.status, headers=headers, json=err)
+            return _json_response(fault.status, err, headers)
         if what == "content-filter":
             status, err = self.protocol.content_filter()
-            return httpx.Response(status, json=err)
+            return _json_response(status, err)
         if what == "context-length":
             status, err = self.protocol.context_length()
-            return httpx.Response(status, json=err)
-        text = self.behaviour.reply if self.behaviour.reply is not None else self.protocol.prompt(body) or "ok"
-        model = str(body.get("model", "mock"))
-        usage = (max(1, len(self.protocol.prompt(body).split())), max(1, len(text.split())))
+            return _json_response(status, err)
+        prompt = self.protocol.prompt(body)
+        text = behaviour.reply if behaviour.reply is not None else prompt or "ok"
+        usage = (max(1, len(prompt.split())), max(1, len(text.split())))
         if what == "malformed":
-            return httpx.Response(200, headers={"content-type": "application/json"}, content=b"{not json")
+            return _response(200, _JSON, b"{not json")
         if streaming:
             events = self.protocol.stream_events(text, model, usage, cut=what == "stream-cut")
             return httpx.Response(
@@ -135,7 +210,7 @@ class FakeTransport(httpx.AsyncBaseTransport):
                 headers={"content-type": self.protocol.stream_content_type},
                 stream=_Body(events, self.runtime, 0.0, None),
             )
-        if what == "stream-cut":
-            cut = json.dumps(self.protocol.answer(text, model, usage)).encode()
-            return httpx.Response(200, headers={"content-type": "application/json"}, content=cut[: len(cut) // 2])
-        return httpx.Response(200, json=self.protocol.answer(text, model, usage))
+        answer = self._answer(text, model, usage)
+        if what == "stream-cut":  # a whole answer cut short is unparseable JSON
+            answer = answer[: len(answer) // 2]
+        return _response(200, _JSON, answer)
