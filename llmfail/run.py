@@ -8,9 +8,9 @@ import sys
 from . import events as ev
 from .config import Config
 from .engine import Engine
-from .errors import ExitCode, LlmfailError, StreamInterrupted
+from .errors import ExitCode, LlmfailError
 from .events import Event
-from .output import emit_json, note, report_error
+from .output import emit_json, note, report_error, warn
 from .result import Restart, Result, Token, failure_json
 from .store import Store
 
@@ -50,6 +50,7 @@ def run_command(
 
         engine.on_event(show)
     kwargs = {"system": system, "max_tokens": max_tokens, "temperature": temperature}
+    out = _Stdout()
 
     async def go() -> int:
         try:
@@ -58,24 +59,27 @@ def run_command(
                 if json_out:
                     emit_json(result.to_json())
                 else:
-                    sys.stdout.write(result.text + ("" if result.text.endswith("\n") else "\n"))
-                    sys.stdout.flush()
-                return ExitCode.OK
-            async for item in engine.stream(chain, prompt, **kwargs):  # type: ignore[arg-type]
-                if isinstance(item, Token):
-                    sys.stdout.write(item.text)
-                    sys.stdout.flush()
-                elif isinstance(item, Restart):
-                    sys.stdout.write("\n")
-                    note(f"llmfail: {item.failed_model} failed mid-stream ({item.cause.kind}); restarting the answer on the next entry")
-                elif isinstance(item, Result):
-                    sys.stdout.write("\n")
-                    sys.stdout.flush()
+                    out.write(result.text or "\n")
+            else:
+                streamed: Result | None = None
+                async for item in engine.stream(chain, prompt, **kwargs):  # type: ignore[arg-type]
+                    if isinstance(item, Token):
+                        out.write(item.text)
+                    elif isinstance(item, Restart):
+                        out.end_line()
+                        note(f"llmfail: {item.failed_model} failed mid-stream ({item.cause.kind}); "
+                             "restarting the answer on the next entry")
+                    elif isinstance(item, Result):
+                        streamed = item
+                assert streamed is not None, "Engine.stream() ends with the Result or raises"
+                result = streamed
+            out.end_line()
+            if not (quiet or json_out):
+                for warning in result.warnings:
+                    warn(warning)
             return ExitCode.OK
         except LlmfailError as error:
-            if isinstance(error, StreamInterrupted):
-                sys.stdout.write("\n")
-                sys.stdout.flush()
+            out.end_line()  # what arrived stays on stdout; the error goes below it on stderr
             if json_out:
                 emit_json(failure_json(chain, error, error.attempts, error.latency_ms))
             report_error(error)
@@ -86,7 +90,31 @@ def run_command(
     try:
         return asyncio.run(go())
     except KeyboardInterrupt:
-        sys.stdout.write("\n")
-        sys.stdout.flush()
+        # asyncio.run cancelled the request: the engine benched nothing and wrote a
+        # `cancelled` request event; the tokens that arrived are already on stdout.
+        out.end_line()
         note("llmfail: interrupted")
         return ExitCode.INTERRUPTED
+
+
+class _Stdout:
+    """The answer on stdout, flushed piece by piece so tokens show as they arrive.
+
+    It remembers whether a line is open, so an error, a restart or Ctrl-C
+    starts on a fresh line without adding blank ones.
+    """
+
+    def __init__(self) -> None:
+        self.open = False
+
+    def write(self, text: str) -> None:
+        if text:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            self.open = not text.endswith("\n")
+
+    def end_line(self) -> None:
+        if self.open:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            self.open = False

@@ -34,7 +34,11 @@ def _usage(obj: dict[str, Any]) -> Usage | None:
 
 def _text(obj: dict[str, Any]) -> str:
     message = obj.get("message")
-    return str(message.get("content") or "") if isinstance(message, dict) else ""
+    if message is None:
+        return ""
+    if not isinstance(message, dict):
+        raise ValueError("message is not an object")
+    return str(message.get("content") or "")
 
 
 class OllamaAdapter(Adapter):
