@@ -1,0 +1,279 @@
+"""Every llmfail benchmark, one table: each figure, its baseline, the ratio, the target, and whether it holds.
+
+    python benchmarks/run.py [--quick] [--markdown]
+
+Runs in about 3-4 minutes on a 2-core machine (`--quick`: about a minute, one
+round, shorter runs). Everything talks to 127.0.0.1 only: a local
+OpenAI-compatible server (server.py) is started as a subprocess and every
+client runs in a process of its own (overhead.py), so imports, pools and CPU
+time are measured per client. The llmfail and floor runs are repeated in
+interleaved rounds and the median of each figure is reported, so noise from
+other work on the machine lands on the baseline and the figure alike.
+LiteLLM's rows are skipped, with a note, when it is not installed
+(`pip install -e '.[bench]'`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from server import serve  # noqa: E402
+
+PY = sys.executable
+CASES = ("healthy", "benched", "failover")
+
+
+def version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def overhead(port: int, client: str, case: str, transport: str, seconds: float, concurrency: str) -> list[dict[str, Any]]:
+    cmd = [PY, os.path.join(HERE, "overhead.py"), "--port", str(port), "--client", client, "--case", case,
+           "--transport", transport, "-c", concurrency, "--seconds", str(seconds)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(f"run: {client}/{case}/{transport} failed:\n{done.stderr[-2000:]}\n")
+        return []
+    return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+def note(text: str) -> None:
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
+
+
+class Table:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, str, str, str, str]] = []
+
+    def add(self, name: str, figure: float | None, unit: str, baseline: float | None = None,
+            baseline_name: str = "", target: str = "", holds: Callable[[float, float | None], bool] | None = None) -> None:
+        fig = "n/a" if figure is None else f"{_num(figure)} {unit}".strip()
+        base = "" if baseline is None else f"{_num(baseline)} ({baseline_name})" if baseline_name else _num(baseline)
+        ratio = ""
+        if figure is not None and baseline:
+            ratio = f"{figure / baseline:.2f}x"
+        verdict = ""
+        if holds is not None:
+            verdict = "n/a" if figure is None else ("yes" if holds(figure, baseline) else "NO")
+        self.rows.append((name, fig, base, ratio, target, verdict))
+
+    def render(self, markdown: bool) -> str:
+        head = ("figure", "value", "baseline", "ratio", "target", "holds")
+        rows = [head, *self.rows]
+        if markdown:
+            lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+            lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+            return "\n".join(lines)
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        out = []
+        for index, row in enumerate(rows):
+            out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+            if index == 0:
+                out.append("  ".join("-" * w for w in widths))
+        return "\n".join(out)
+
+
+def _num(value: float) -> str:
+    if value >= 100:
+        return f"{value:,.0f}"
+    if value >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one round, shorter runs (about a minute)")
+    parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
+    parser.add_argument("--json", dest="json_path", help="also write every raw figure to this file")
+    args = parser.parse_args()
+    rounds, seconds = (1, 1.0) if args.quick else (3, 1.5)
+    began = time.perf_counter()
+    with open("/proc/loadavg") as f:
+        load_before = f.read().split()[0]
+    note(f"benchmarks: {os.cpu_count()} cores, load average {load_before} before the run")
+
+    # ------------------------------------------------------------------ overhead
+    runs: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
+    main_set = [("aiohttp", "healthy", "default"), ("aiohttp", "failover", "default"),
+                *[("llmfail", case, "default") for case in CASES]]
+    reference_set = [("httpx", "healthy", "default"), ("httpx", "failover", "default"),
+                     ("httpx", "healthy", "aiohttp"), ("httpx", "failover", "aiohttp"),
+                     *[("llmfail", case, "httpx") for case in CASES]]
+    have_litellm = version("litellm") is not None
+    with serve() as port:
+        for index in range(rounds):
+            note(f"overhead: round {index + 1}/{rounds}")
+            for client, case, transport in main_set:
+                for r in overhead(port, client, case, transport, seconds, "1,32"):
+                    runs[(client, case, transport, r["concurrency"])].append(r)
+        note("overhead: reference clients (raw httpx; llmfail on httpx's own transport)")
+        for client, case, transport in reference_set:
+            for r in overhead(port, client, case, transport, seconds, "1,32"):
+                runs[(client, case, transport, r["concurrency"])].append(r)
+        if have_litellm:
+            note("overhead: LiteLLM Router")
+            for case in CASES:
+                for r in overhead(port, "litellm", case, "default", max(seconds, 2.0), "1,32"):
+                    runs[("litellm", case, "default", r["concurrency"])].append(r)
+        else:
+            note("overhead: LiteLLM is not installed; its rows are skipped (pip install -e '.[bench]')")
+
+        note("start-up")
+        done = subprocess.run([PY, os.path.join(HERE, "startup.py"), "--runs", "5" if args.quick else "9"],
+                              capture_output=True, text=True, timeout=180, check=False)
+        startup = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
+        if done.returncode != 0:
+            note(done.stderr[-2000:])
+
+    note("state throughput")
+    done = subprocess.run([PY, os.path.join(HERE, "state.py"), "--seconds", "1" if args.quick else "2"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    state = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
+    if done.returncode != 0:
+        note(done.stderr[-2000:])
+
+    simulate: dict[str, Any] = {}
+    simulate_script = os.path.join(HERE, "simulate_speed.py")
+    if os.path.exists(simulate_script):
+        note("simulate speed (benchmarks/simulate_speed.py)")
+        done = subprocess.run([PY, simulate_script], capture_output=True, text=True, timeout=150, check=False)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        if done.returncode == 0 and lines:
+            simulate = json.loads(lines[-1])
+        else:
+            note(f"simulate_speed.py failed: {done.stderr[-1000:]}")
+
+    # ------------------------------------------------------------------ the table
+    def med(client: str, case: str, c: int, key: str, transport: str = "default") -> float | None:
+        values = [r[key] for r in runs.get((client, case, transport, c), []) if r["requests"] and not r["errors"]]
+        return statistics.median(values) if values else None
+
+    def bad(client: str, case: str, transport: str = "default") -> list[str]:
+        return [f"{r['client']}/{r['case']}/c={r['concurrency']}: {r['errors']} errors, first: {r['first_error']}"
+                for c in (1, 32) for r in runs.get((client, case, transport, c), []) if r["errors"]]
+
+    problems = [p for client, case, transport in main_set + reference_set for p in bad(client, case, transport)]
+    problems += [p for case in CASES for p in bad("litellm", case)]
+
+    t = Table()
+    at_least = lambda target: lambda fig, base: base is not None and fig / base >= target  # noqa: E731
+    for c, target in ((32, 0.5), (1, 0.7)):
+        t.add(f"(b) llmfail healthy, c={c}, req/s", med("llmfail", "healthy", c, "rps"), "",
+              med("aiohttp", "healthy", c, "rps"), "raw aiohttp", f">= {target}x", at_least(target))
+    for c in (32, 1):
+        t.add(f"(c) llmfail primary benched, c={c}, req/s", med("llmfail", "benched", c, "rps"), "",
+              med("llmfail", "healthy", c, "rps"), "(b)", ">= 0.95x", at_least(0.95))
+    t.add("(d) llmfail primary 429 -> failover, c=32, req/s", med("llmfail", "failover", 32, "rps"), "",
+          med("aiohttp", "failover", 32, "rps"), "aiohttp fallback loop", ">= 0.5x", at_least(0.5))
+    t.add("(d) llmfail primary 429 -> failover, c=1, req/s", med("llmfail", "failover", 1, "rps"), "",
+          med("aiohttp", "failover", 1, "rps"), "aiohttp fallback loop")
+    for case, floor_case, floor_name in (("healthy", "healthy", "raw aiohttp"), ("benched", "healthy", "raw aiohttp"),
+                                         ("failover", "failover", "aiohttp fallback loop")):
+        ours, floor = med("llmfail", case, 32, "cpu_us"), med("aiohttp", floor_case, 32, "cpu_us")
+        added = ours - floor if ours is not None and floor is not None else None
+        t.add(f"added CPU per request, {case}, c=32", added, "us", floor, f"{floor_name} us/req", "< 150 us",
+              lambda fig, base: fig < 150)
+    for case in CASES:
+        for c in (32, 1):
+            label = {"healthy": "(b)", "benched": "(c)", "failover": "(d)"}[case]
+            t.add(f"{label} p50 / p99 ms, c={c}", med("llmfail", case, c, "p50_ms"), "ms",
+                  med("aiohttp", "failover" if case == "failover" else "healthy", c, "p50_ms"), "aiohttp p50")
+            t.rows[-1] = (t.rows[-1][0], f"{_num(med('llmfail', case, c, 'p50_ms') or 0)} / "
+                          f"{_num(med('llmfail', case, c, 'p99_ms') or 0)} ms", *t.rows[-1][2:])
+    for client, transport, label in (("httpx", "default", "raw httpx"), ("httpx", "aiohttp", "raw httpx on httpx-aiohttp")):
+        for case in ("healthy", "failover"):
+            t.add(f"{label}, {case}, c=32, req/s", med(client, case, 32, "rps", transport), "",
+                  med("aiohttp", case, 32, "rps"), "aiohttp")
+    for case in CASES:
+        t.add(f"llmfail on httpx's own transport (before), {case}, c=32, req/s", med("llmfail", case, 32, "rps", "httpx"),
+              "", med("llmfail", case, 32, "rps"), "llmfail now")
+    if have_litellm:
+        for case in CASES:
+            ours, theirs = med("llmfail", case, 32, "rps"), med("litellm", case, 32, "rps")
+            t.add(f"llmfail vs LiteLLM Router, {case}, c=32, req/s", ours, "", theirs, "LiteLLM", ">= 10x", at_least(10))
+            ours99, theirs99 = med("llmfail", case, 32, "p99_ms"), med("litellm", case, 32, "p99_ms")
+            t.add(f"llmfail vs LiteLLM Router, {case}, c=32, p99 ms", ours99, "ms", theirs99, "LiteLLM", "lower",
+                  lambda fig, base: base is not None and fig < base)
+        for case in CASES:
+            t.add(f"LiteLLM Router, {case}, c=1, req/s", med("litellm", case, 1, "rps"), "",
+                  med("llmfail", case, 1, "rps"), "llmfail")
+    floor = startup.get("floor")
+    t.add("start-up: llmfail --help, s", startup.get("help"), "s", floor, "import typer, rich", "<= 1.3x",
+          at_least_inverse(1.3))
+    t.add("start-up: llmfail ls-benched, s", startup.get("ls-benched"), "s", floor, "import typer, rich", "<= 1.5x",
+          at_least_inverse(1.5))
+    t.add("start-up: llmfail run (one request), s", startup.get("run"), "s", floor, "import typer, rich")
+    t.add("state: events/s, 1 process", state.get("single_eps"), "ev/s", None, "", ">= 5,000",
+          lambda fig, base: fig >= 5000)
+    t.add(f"state: events/s, {state.get('processes', 4)} processes at once (total)", state.get("multi_eps"), "ev/s",
+          state.get("single_eps"), "1 process")
+    t.add("state: bench lookup per request (3 keys)", state.get("lookup_us"), "us", None, "", "< 50 us",
+          lambda fig, base: fig < 50)
+    if simulate:
+        t.add("simulate: simulated requests per wall-second", simulate.get("simulated_requests_per_s"), "req/s",
+              simulate.get("baseline_fake_transport_per_s"), "fake transport alone", ">= 5,000",
+              lambda fig, base: fig >= 5000)
+    else:
+        t.add("simulate: simulated requests per wall-second", None, "", None, "", ">= 5,000 (no simulate_speed.py)")
+
+    print(t.render(args.markdown))
+    versions = {name: version(name) for name in ("llmfail", "httpx", "httpx-aiohttp", "aiohttp", "litellm", "typer", "rich")}
+    with open("/proc/loadavg") as f:
+        load_after = f.read().split()[0]
+    print()
+    print(f"machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
+          f"load average {load_before} before, {load_after} after; {time.perf_counter() - began:.0f} s")
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v))
+    per_request = {f"{k[0]}/{k[1]}/c={k[3]}": {m: round(n / max(1, r[-1]["requests"]), 2) for m, n in r[-1]["hits"].items()}
+                   for k, r in runs.items() if k[1] in ("failover", "benched") and k[2] == "default" and r}
+    print("server hits per model per request (failover: the primary must be 1.0; benched: absent): "
+          + "; ".join(f"{k} {v}" for k, v in sorted(per_request.items())))
+    blocked = sorted({h for rs in runs.values() for r in rs for h in r.get("blocked_hosts", [])})
+    if blocked:
+        print("refused non-loopback lookups: " + ", ".join(blocked))
+    for problem in problems:
+        print("errors: " + problem)
+    if args.json_path:
+        with open(args.json_path, "w") as f:
+            json.dump({"overhead": {"/".join(map(str, k)): v for k, v in runs.items()}, "startup": startup,
+                       "state": state, "simulate": simulate, "versions": versions}, f, indent=1)
+    return 0
+
+
+def at_least_inverse(limit: float) -> Callable[[float, float | None], bool]:
+    """Holds when figure / baseline <= limit (lower is better)."""
+    return lambda fig, base: base is not None and fig / base <= limit
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
