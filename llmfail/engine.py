@@ -124,6 +124,9 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._observers: list[Observer] = []
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
+        # Prepared once, reused by every request (benchmarks/: parsing them each time showed in profiles).
+        self._urls: dict[str, httpx.URL] = {}
+        self._keys: dict[str, tuple[Chain, list[str]]] = {}
         # Retention: this process offers to prune when it first writes and then hourly;
         # the store keeps the once-an-hour limit across every process sharing the file.
         self._prune_at = float("-inf")
@@ -272,6 +275,23 @@ class Engine:
             self._clients[name] = client
         return client
 
+    def _url(self, url: str) -> httpx.URL:
+        """`url` parsed once (the adapters build the same few URLs for every request)."""
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = httpx.URL(url)
+            if len(self._urls) < 1024:
+                self._urls[url] = parsed
+        return parsed
+
+    def _bench_keys(self, chain: Chain) -> list[str]:
+        """Every bench key of `chain` (entries and their credentials), computed once per chain."""
+        cached = self._keys.get(chain.name)
+        if cached is None or cached[0] is not chain:
+            keys = [k for e in chain.entries for k in {e.model, *(e.bench_key(i) for i in range(len(e.credentials)))}]
+            cached = self._keys[chain.name] = (chain, keys)
+        return cached[1]
+
     def _remaining(self, w: _Walk) -> float:
         return w.deadline_at - self.clock()
 
@@ -288,7 +308,7 @@ class Engine:
         if request.default_max_tokens != policy.max_tokens:
             request = replace(request, default_max_tokens=policy.max_tokens)
         url, headers, body = adapter.build(request, entry.wire_model, api_key)
-        http_request = client.build_request("POST", url, headers=headers, json=body)
+        http_request = client.build_request("POST", self._url(url), headers=headers, json=body)
         try:
             async with asyncio.timeout(max(0.0, min(policy.timeout, self._remaining(w)))):
                 response = await client.send(http_request, stream=True)
@@ -406,8 +426,7 @@ class Engine:
         policy = self.config.policy
         start = self.clock()
         w = _Walk(uuid.uuid4().hex[:16], chain.name, start, start + policy.deadline)
-        keys = [k for e in chain.entries for k in {e.model, *(e.bench_key(i) for i in range(len(e.credentials)))}]
-        states = self.store.states(keys)
+        states = self.store.states(self._bench_keys(chain))
         plan = [e for e in chain.entries if self._is_live(e, states, start)]
         if not plan:
             benched = sorted((s for s in states.values() if s.bench_until is not None), key=lambda s: s.bench_until or 0)
