@@ -484,3 +484,22 @@ def test_the_simulation_core_never_imports_the_cli_or_its_renderers():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_readme_documents_the_simulate_contract():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    first_block = readme.split("```sh", 1)[1].split("```", 1)[0]
+    assert "llmfail simulate --chain prod --fail-rate 429 --requests 200 --seed 1" in first_block.splitlines()[1]
+    section = readme.split("## simulate", 1)[1].split("\n## ", 1)[0]
+    for needle in ("--fail-rate", "stream-cut", "content-filter", "context-length", "slow:", "phases:",
+                   '"latency_ms"', "--junit", "exit"):
+        assert needle in section
+
+
+def test_the_readme_shows_what_its_first_command_really_prints():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    result = runner.invoke(app, ["simulate", "--chain", "prod", "--fail-rate", "429", "--requests", "200", "--seed", "1"],
+                           env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.stderr
+    for line in result.stdout.splitlines():
+        assert line.rstrip() in readme, f"the README's sample output is stale: {line.rstrip()!r}"
