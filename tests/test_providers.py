@@ -128,6 +128,19 @@ def test_anthropic_request_shape(server, make_engine, monkeypatch):
                                 "messages": [{"role": "user", "content": "hi"}]}
 
 
+def test_configured_headers_add_to_and_override_the_protocol_defaults_but_never_the_key(
+        server, make_engine, monkeypatch):
+    monkeypatch.setenv("P_KEY", KEY)
+    calls = route(server, "anthropic", "p", json_response(anthropic_answer()))
+    headers = '{Anthropic-Version: "2099-01-01", anthropic-beta: "tools-1", X-Api-Key: "not-the-key"}'
+    text = chain("anthropic").replace("api_key_env: P_KEY}", f"api_key_env: P_KEY, headers: {headers}}}", 1)
+    complete(make_engine(text))
+    request = calls.requests[0]
+    assert request.headers.getlist("anthropic-version") == ["2099-01-01"]
+    assert request.headers["anthropic-beta"] == "tools-1"
+    assert request.headers.getlist("x-api-key") == [KEY]
+
+
 def test_anthropic_always_sends_max_tokens_the_callers_or_the_policys(server, make_engine):
     calls = route(server, "anthropic", "p", json_response(anthropic_answer()))
     complete(make_engine(chain("anthropic")), max_tokens=50)

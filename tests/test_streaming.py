@@ -577,6 +577,17 @@ def test_run_stream_with_json_collects_the_whole_answer_and_prints_it_once(serve
     assert json.loads(primary.requests[0].get_data())["stream"] is True
 
 
+def test_run_stream_prints_the_secondarys_whole_answer_when_the_primary_fails_before_its_first_token(
+        server, tmp_path):
+    route(server, CLI_WIRE, "p", CLI_WIRE.error(529))
+    route(server, CLI_WIRE, "s", CLI_WIRE.stream(WORDS))
+    config = cli_config(tmp_path, server)
+    result = runner.invoke(app, ["--config", str(config), "run", "hi", "--stream"])
+    assert result.exit_code == 0
+    assert result.stdout == WORDS + "\n"
+    assert result.stderr.strip() == "llmfail: p/m1 failed (transient) -> trying s/m2"
+
+
 def test_run_stream_notes_a_restart_on_stderr_and_prints_the_new_answer_on_its_own_line(server, tmp_path):
     route(server, CLI_WIRE, "p", CLI_WIRE.stream(WORDS, cut=True))
     route(server, CLI_WIRE, "s", CLI_WIRE.stream("fresh answer"))

@@ -66,8 +66,7 @@ class AnthropicAdapter(Adapter):
         if request.stream:
             body["stream"] = True
         auth = {"x-api-key": api_key} if api_key else {}
-        headers = {"anthropic-version": API_VERSION, **self.headers(auth)}
-        return self.url("/v1/messages"), headers, body
+        return self.url("/v1/messages"), self.headers(auth, {"anthropic-version": API_VERSION}), body
 
     def parse_completion(self, body: Any) -> Completion:
         answer = answer_object(body)

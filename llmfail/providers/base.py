@@ -99,6 +99,10 @@ class Runtime:
     rng: Random
 
 
+#: What parsing an answer of an unexpected shape raises (json errors are ValueErrors).
+_MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
+
+
 class Adapter(ABC):
     """One wire protocol. Subclasses fill in the four translation steps."""
 
@@ -140,14 +144,16 @@ class Adapter(ABC):
         """`path` under the provider's base_url, which follows the vendor SDK's convention (SPEC §2b)."""
         return f"{(self.provider.base_url or '').rstrip('/')}{path}"
 
-    def headers(self, auth: Mapping[str, str] | None = None) -> dict[str, str]:
-        """JSON content type, then the provider's configured headers, then the credential.
+    def headers(self, auth: Mapping[str, str] | None = None, defaults: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The protocol's default headers, then the provider's configured ones, then the credential.
 
         Configured headers come after the defaults so a provider entry can add
-        or override (e.g. `anthropic-version`), but never replace the key the
-        engine chose for this attempt.
+        or override one (e.g. `anthropic-version`), but never replace the key
+        the engine chose for this attempt. Names are lower-cased so an
+        override replaces its default instead of sending both.
         """
-        return {"content-type": "application/json", **self.extra_headers(), **(auth or {})}
+        configured = {name.lower(): value for name, value in self.extra_headers().items()}
+        return {"content-type": "application/json", **(defaults or {}), **configured, **(auth or {})}
 
     async def iter_stream(self, response: httpx.Response) -> AsyncGenerator[Chunk, None]:
         """Chunks of a streamed answer, raw events parsed by `parse_event`.
@@ -202,10 +208,6 @@ class Adapter(ABC):
             raise
         except _MALFORMED as exc:
             return Chunk(warning=f"skipped a malformed stream event ({type(exc).__name__})")
-
-
-#: What parsing an answer of an unexpected shape raises (json errors are ValueErrors).
-_MALFORMED = (ValueError, KeyError, TypeError, IndexError, AttributeError)
 
 
 def json_object(data: str) -> dict[str, Any]:
