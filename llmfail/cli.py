@@ -479,6 +479,7 @@ def mock_server(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback unless --allow-remote)."),
     protocol: Optional[list[str]] = typer.Option(None, "--protocol", help="Serve only these protocols: openai, anthropic, ollama, gemini (repeatable; default all)."),
     fail_rate: Optional[list[str]] = typer.Option(None, "--fail-rate", metavar="[MODEL:]FAULT[=RATE]", help="Inject a fault (repeatable); MODEL is the model name a request asks for (default: every model)."),
+    scenario: Optional[str] = typer.Option(None, "--scenario", metavar="FILE.yaml", help="Switch faults by phase on the wall clock from start (rate and duration do not apply)."),
     latency: Optional[str] = typer.Option(None, "--latency", metavar="DURATION", help="Base latency of every answer, jittered x0.5-1.5."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Randomness seed for the faults (default: random)."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a non-loopback --host."),
@@ -489,10 +490,11 @@ def mock_server(
 
     from .mock_server import ALL_PROTOCOLS, MockServer
     from .output import note
-    from .simulate import parse_fault_specs
+    from .simulate import load_scenario, parse_fault_specs
 
     server = MockServer(host=host, port=port, protocols=protocol or ALL_PROTOCOLS,
-                        faults=parse_fault_specs(fail_rate or []), latency=_duration_option("--latency", latency) or 0.0,
+                        faults=parse_fault_specs(fail_rate or []), scenario=load_scenario(scenario) if scenario else None,
+                        latency=_duration_option("--latency", latency) or 0.0,
                         seed=seed, allow_remote=allow_remote, log=None if quiet else note)
 
     async def serve() -> None:

@@ -76,6 +76,7 @@ class _Walk:
     shown: list[str] = field(default_factory=list)  # text already handed to a streaming caller
     panic: bool = False
     probe_key: str | None = None
+    next_model: str | None = None  # the entry after the one being tried: where a mid-stream restart goes
 
 
 def _as_messages(messages: Messages, system: str | None) -> tuple[dict[str, str], ...]:
@@ -439,6 +440,7 @@ class Engine:
             self._event(w, ev.PANIC, detail="every entry is benched: trying them all (on_all_benched: try_all)")
         try:
             for index, entry in enumerate(plan):
+                w.next_model = plan[index + 1].model if index + 1 < len(plan) else None
                 completion = await self._try_entry(entry, request, w, emit, states)
                 if completion is not None:
                     return self._succeed(w, entry, completion)
@@ -611,10 +613,15 @@ class Engine:
 
     async def _mid_stream(self, entry: Entry, err: ProviderError, partial: str, w: _Walk,
                           emit: Emit | None) -> str:
-        """A failure after the first token: StreamInterrupted, or a restart on the next entry."""
-        if entry.policy.mid_stream == "restart" and emit is not None:
+        """A failure after the first token: StreamInterrupted, or a restart on the next entry.
+
+        With no entry left to restart on, the caller gets StreamInterrupted and
+        keeps the partial text: a restart marker with nothing after it would
+        discard what was shown for a bare "exhausted".
+        """
+        if entry.policy.mid_stream == "restart" and emit is not None and w.next_model is not None:
             w.shown.clear()
-            await emit(Restart(entry.model, None, err))
+            await emit(Restart(entry.model, w.next_model, err))
             self._event(w, ev.STREAM_INTERRUPTED, entry.model, kind=str(err.kind), status=err.status,
                         detail=err.message, data={"action": "restart", "partial_chars": len(partial)})
             return "next-entry"

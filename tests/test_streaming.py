@@ -159,12 +159,22 @@ def test_mid_stream_restart_emits_a_restart_marker_then_the_next_entrys_whole_an
     (marker,) = [i for i in items if isinstance(i, Restart)]
     at = items.index(marker)
     assert tokens(items[:at]) == "one two "
-    assert marker.failed_model == "p/m1" and marker.cause.kind == Kind.TRANSIENT
+    assert (marker.failed_model, marker.model, marker.cause.kind) == ("p/m1", "s/m2", Kind.TRANSIENT)
     assert tokens(items[at:]) == "a whole new answer"
     result = items[-1]
     assert result.text == "a whole new answer" and result.model == "s/m2"
     assert primary.count == 1, "the restarted answer comes from the next entry, not a retry of the cut one"
     assert [e.data["action"] for e in store.events(types=[ev.STREAM_INTERRUPTED])] == ["restart"]
+
+
+def test_mid_stream_restart_on_the_last_entry_raises_stream_interrupted_keeping_the_partial_text(
+        server, make_engine, store):
+    wire = Wire("ollama")
+    route(server, wire, "p", wire.error(503))
+    route(server, wire, "s", wire.stream(WORDS, cut=True))
+    items, error = stream_items(make_engine(chain(wire, mid_stream="restart")))
+    assert isinstance(error, StreamInterrupted) and error.partial_text == "one two " == tokens(items)
+    assert not any(isinstance(i, Restart) for i in items)
 
 
 @parametrize_wires
