@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 from typer.testing import CliRunner
-from werkzeug import Request, Response
+from werkzeug import Response
 
 from llmfail import events as ev
 from llmfail.cli import app
 from llmfail.engine import Engine
-from llmfail.errors import ChainExhausted, Kind, StreamInterrupted
+from llmfail.errors import Kind, StreamInterrupted
 from llmfail.result import Restart, Result, Token
 from llmfail.store.sqlite import SqliteStore
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
@@ -107,9 +106,6 @@ class Wire:
         """Index of the chunk that carries `word` (OpenAI and Anthropic lead with text-less events)."""
         needle = json.dumps(word).encode()
         return next(i for i, chunk in enumerate(chunks) if needle in chunk)
-
-    def request_body(self, request: Request) -> dict[str, Any]:
-        return json.loads(request.get_data())
 
 
 def _sse(obj: object, event: str | None = None) -> bytes:
