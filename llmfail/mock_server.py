@@ -42,6 +42,7 @@ from .fakes import FakeBehaviour, FakeTransport, Fault, model_of
 from .fakes.protocols import PROTOCOLS
 from .providers.base import Runtime
 from .simulate.faults import FaultSpec
+from .simulate.scenario import Scenario
 
 #: How long a `timeout` fault holds a request: longer than any client should wait.
 HANG_S = 3600.0
@@ -94,6 +95,7 @@ class MockServer:
         port: int = 0,
         protocols: Sequence[str] = ALL_PROTOCOLS,
         faults: Sequence[FaultSpec] = (),
+        scenario: Scenario | None = None,
         latency: float = 0.0,
         seed: int | None = None,
         allow_remote: bool = False,
@@ -105,7 +107,11 @@ class MockServer:
             raise UsageError(f"unknown protocol {unknown[0]!r}", hint=f"choose from {', '.join(ALL_PROTOCOLS)}")
         self.host, self.port = host, port
         self.protocols = tuple(p for p in protocols if p in PROTOCOLS)
-        self.faults = tuple(faults)
+        self.always = tuple(faults)
+        self.faults = self.always
+        self.scenario = scenario
+        self.phase: str | None = None
+        self._phases: asyncio.Task[None] | None = None
         self.latency = latency
         self.log = log
         self._rng = Random(seed)
@@ -120,8 +126,13 @@ class MockServer:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._connection, self.host, self.port, limit=MAX_HEAD)
         self.port = self._server.sockets[0].getsockname()[1]
+        if self.scenario is not None:
+            self._enter(0)
+            self._phases = asyncio.create_task(self._switch_phases(self.scenario))
 
     async def close(self) -> None:
+        if self._phases is not None:
+            self._phases.cancel()
         if self._server is not None:
             self._server.close()
         for task in list(self._connections):
@@ -191,12 +202,32 @@ class MockServer:
         """One fake per (protocol, model): faults with a MODEL apply to that model only."""
         fake = self._fakes.get((protocol, model))
         if fake is None:
-            faults = tuple(s.fault for s in self.faults if s.model in (None, model))
-            fake = FakeTransport(protocol, FakeBehaviour(faults=faults, latency=self.latency, hang=HANG_S),
+            fake = FakeTransport(protocol, FakeBehaviour(faults=self._faults_for(model), latency=self.latency, hang=HANG_S),
                                  Runtime(time.time, asyncio.sleep, self._rng), observer=self._observe)
             if len(self._fakes) < 1024:  # a client inventing model names must not grow us forever
                 self._fakes[(protocol, model)] = fake
         return fake
+
+    def _enter(self, index: int) -> None:
+        """Switch every fake (and those made later) to a scenario phase's faults."""
+        assert self.scenario is not None
+        phase = self.scenario.phases[index]
+        self.phase, self.faults = phase.name, self.always + phase.faults
+        for (_, model), fake in self._fakes.items():
+            fake.behaviour = FakeBehaviour(faults=self._faults_for(model), latency=self.latency, hang=HANG_S)
+        if self.log is not None:
+            self.log(f"phase {phase.name!r}: {', '.join(map(str, phase.faults)) or 'no faults'}")
+
+    async def _switch_phases(self, scenario: Scenario) -> None:
+        """Phases follow the wall clock from the server's start; the last one lasts until it stops
+        (clients drive the traffic, so the scenario's rate and duration do not apply)."""
+        began = time.monotonic()
+        for index, phase in enumerate(scenario.phases[1:], 1):
+            await asyncio.sleep(max(0.0, began + phase.start - time.monotonic()))
+            self._enter(index)
+
+    def _faults_for(self, model: str) -> tuple[Fault, ...]:
+        return tuple(s.fault for s in self.faults if s.model in (None, model))
 
     def _observe(self, model: str, fault: str | None) -> None:
         if self.log is not None:

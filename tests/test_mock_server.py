@@ -140,6 +140,23 @@ def test_slow_answers_after_the_delay(client):
     assert response.status_code == 200 and time.monotonic() - began >= 0.3
 
 
+def test_a_scenario_switches_faults_on_the_wall_clock(client):
+    from llmfail.simulate import parse_scenario
+
+    scenario = parse_scenario({"rate": "1/s", "duration": "1m", "phases": [
+        {"at": "0s", "name": "down", "faults": ["gpt-4o:503"]},
+        {"at": "400ms", "name": "up"},
+    ]})
+    lines: list[str] = []
+    with MockServer(port=0, scenario=scenario, seed=1, log=lines.append) as server:
+        down = client.post(f"{server.url}/v1/chat/completions", json=CHAT).status_code
+        time.sleep(0.6)
+        up = client.post(f"{server.url}/v1/chat/completions", json=CHAT).status_code
+        phase = server.phase
+    assert (down, up, phase) == (503, 200, "up")
+    assert lines == ["phase 'down': gpt-4o:503", "gpt-4o: 503", "phase 'up': no faults", "gpt-4o: ok"]
+
+
 def test_it_refuses_to_listen_beyond_loopback_unless_allowed():
     with pytest.raises(UsageError, match="loopback only"):
         MockServer(host="0.0.0.0")
