@@ -13,6 +13,11 @@ requests sent straight to one `FakeTransport` (no engine, no httpx client, no
 store): what the fake alone costs. Their ratio is less sensitive to the
 machine than either figure. Prints one JSON line; the target is >= 5,000
 simulated requests/s.
+
+It also times the issue's acceptance runs on the built-in example config
+(the tests assert only their behaviour): the README's first command
+(`--chain prod --fail-rate 429 --requests 200 --seed 1`) and a 30-minute
+scenario with a 15-minute outage of the primary at 1 request/s.
 """
 
 from __future__ import annotations
@@ -27,10 +32,10 @@ from typing import Any
 
 import httpx
 
-from llmfail.config import parse_config
+from llmfail.config import load_default_config, parse_config
 from llmfail.fakes import FakeBehaviour, FakeTransport
 from llmfail.providers.base import Runtime
-from llmfail.simulate import Plan, parse_fault_specs, simulate
+from llmfail.simulate import Plan, parse_fault_specs, parse_scenario, simulate
 from llmfail.simulate.vtime import run_virtual
 
 CONFIG = """
@@ -73,6 +78,20 @@ def baseline_per_s(requests: int) -> float:
     return run_virtual(go())
 
 
+def acceptance_wall_s() -> dict[str, float]:
+    """Wall seconds of the README command and of the 15-minute-outage scenario on chains.example.yaml."""
+    config = load_default_config()
+    outage = parse_scenario({"rate": "1/s", "duration": "30m", "phases": [
+        {"at": "0m"}, {"at": "5m", "faults": ["openai/gpt-4o:503"]}, {"at": "20m"}]})
+    timings = {}
+    for name, plan in (("readme_command_s", Plan("prod", parse_fault_specs(["429"]), requests=200, seed=1)),
+                       ("outage_scenario_1800_requests_s", Plan("prod", scenario=outage, seed=1))):
+        began = time.perf_counter()
+        simulate(config, plan)
+        timings[name] = round(time.perf_counter() - began, 3)
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--requests", type=int, default=5000)
@@ -95,6 +114,7 @@ def main() -> None:
         "target_per_s": TARGET,
         "meets_target": simulate_best >= TARGET,
         "answered_by": {m: f["ok"] for m, f in report["models"].items()},
+        **acceptance_wall_s(),
         "python": platform.python_version(),
     }))
 

@@ -162,6 +162,22 @@ def test_the_human_report_shows_models_totals_phases_and_the_timeline(tmp_path):
     assert "{" not in out  # people get tables, not JSON
 
 
+def test_a_progress_bar_runs_only_on_a_terminal():
+    import io
+
+    from rich.console import Console
+
+    from llmfail.simulate.render import progress
+
+    with progress(Console(file=io.StringIO())) as update:
+        assert update is None  # pipes and CI logs get no bar
+    screen = io.StringIO()
+    with progress(Console(file=screen, force_terminal=True, width=80)) as update:
+        assert update is not None
+        simulate(small_chain(), Plan("main", requests=128, seed=1), on_progress=update)
+    assert "simulating" in screen.getvalue()
+
+
 # --------------------------------------------------------------------------- expectations and JUnit
 
 

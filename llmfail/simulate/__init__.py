@@ -37,12 +37,18 @@ _EXPORTS: dict[str, str] = {
 
 __all__ = sorted(_EXPORTS)
 
-if TYPE_CHECKING:
-    from .expect import Expectation, build_expectations
-    from .faults import FaultSpec, parse_fault_spec, parse_fault_specs
-    from .report import Report
-    from .runner import Plan, simulate
-    from .scenario import Scenario, load_scenario, parse_scenario
+if TYPE_CHECKING:  # what type checkers see (`X as X`: an explicit re-export); at runtime __getattr__ works
+    from .expect import Expectation as Expectation
+    from .expect import build_expectations as build_expectations
+    from .faults import FaultSpec as FaultSpec
+    from .faults import parse_fault_spec as parse_fault_spec
+    from .faults import parse_fault_specs as parse_fault_specs
+    from .report import Report as Report
+    from .runner import Plan as Plan
+    from .runner import simulate as simulate
+    from .scenario import Scenario as Scenario
+    from .scenario import load_scenario as load_scenario
+    from .scenario import parse_scenario as parse_scenario
 
 
 def __getattr__(name: str) -> Any:
