@@ -77,6 +77,9 @@ class _Walk:
     panic: bool = False
     probe_key: str | None = None
     next_model: str | None = None  # the entry after the one being tried: where a mid-stream restart goes
+    first_at: float | None = None  # when the latest attempt's first text arrived (engine clock)
+    answer_ms: float | None = None  # the answering attempt's own latency and first-token time:
+    answer_ttft_ms: float | None = None  # per-model figures (stats, slow demotion) exclude failover time
 
 
 def _as_messages(messages: Messages, system: str | None) -> tuple[dict[str, str], ...]:
@@ -266,13 +269,13 @@ class Engine:
         name = provider.name if own is not None else ""
         client = self._clients.get(name)
         if client is None:
-            transport = own or self._transport
-            if transport is None:  # aiohttp under httpx's API: about 4x the throughput (benchmarks/)
-                from .transport import default_transport
-
-                transport = default_transport()
             # httpx's own timeouts and retries are off: the engine times and retries.
-            client = httpx.AsyncClient(transport=transport, timeout=None, follow_redirects=False)
+            if own is None and self._transport is None:  # aiohttp under httpx's API: ~4x the throughput (benchmarks/)
+                from .transport import default_client
+
+                client = default_client()
+            else:
+                client = httpx.AsyncClient(transport=own or self._transport, timeout=None, follow_redirects=False)
             self._clients[name] = client
         return client
 
@@ -338,8 +341,9 @@ class Engine:
         if kind is not None:
             raise ProviderError(kind, f"answer ended with finish reason {completion.finish_reason!r}",
                                 status=200, code=completion.finish_reason, reason=completion.finish_reason)
+        w.first_at = first_at if first_at is not None else self.clock()
         if w.ttft is None:  # a collecting caller: the answering attempt's first token
-            w.ttft = (first_at if first_at is not None else self.clock()) - w.start
+            w.ttft = w.first_at - w.start
         return completion
 
     async def _consume(self, adapter: Adapter, response: httpx.Response, policy: Policy, w: _Walk,
@@ -492,6 +496,8 @@ class Engine:
                 "ttft_ms": round(w.ttft * 1000, 1) if w.ttft is not None else None,
                 "attempts": len(w.attempts), "panic": w.panic,
                 "usage": usage.to_json() if usage else None,
+                "attempt_ms": round(w.answer_ms, 1) if w.answer_ms is not None else None,
+                "attempt_ttft_ms": round(w.answer_ttft_ms, 1) if w.answer_ttft_ms is not None else None,
             },
         )
 
@@ -563,6 +569,8 @@ class Engine:
                 await self.sleep(wait)
                 continue
             latency = (self.clock() - began) * 1000
+            w.answer_ms = latency
+            w.answer_ttft_ms = ((w.first_at if w.first_at is not None else self.clock()) - began) * 1000
             w.attempts.append(Attempt(entry.model, True, latency_ms=latency))
             previous = self.store.record_success(entry.model, now=self.clock())
             if key != entry.model:

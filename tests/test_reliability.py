@@ -24,6 +24,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from llmfail.actions import list_benches
 from llmfail.engine import Engine
 from llmfail.errors import AllBenched, ChainExhausted, Kind, LlmfailError
 from llmfail.events import Event
@@ -403,3 +404,42 @@ def test_a_follower_misses_no_row_while_a_pruner_deletes_old_rows_under_it(tmp_p
         store.close()
     print(f"\n{rounds} fresh rows followed while {pruned['deleted']} old rows were pruned "
           f"in {pruned['rounds']} prunes: 0 missed")
+
+
+# ------------------------------------------------------------------ 13. clock jump
+
+
+def test_the_wall_clock_moving_back_an_hour_never_strands_a_bench_longer_than_its_length(
+        server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore, clock: FakeClock) -> None:
+    a = Calls(openai_error(503), openai_error(503), openai_error(503), ok("a is back"))
+    server.expect_request("/a/v1/chat/completions").respond_with_handler(a)
+    server.expect_request("/b/v1/chat/completions").respond_with_handler(Calls(ok("b")))
+    engine = make_engine(OUTAGE_CHAIN % "try_all")
+    assert complete(engine) == "b/m2"
+    length = (store.states(["a/m1"])["a/m1"].bench_until or 0) - clock()
+    assert length == pytest.approx(30)
+
+    clock.advance(-3600)  # NTP steps the wall clock back an hour
+    for waited in (0.0, length / 2):
+        clock.advance(waited)
+        assert all(row.remaining_s <= length for row in list_benches(store, clock())), "ls-benched shows a stranded bench"
+    clock.advance(length / 2)  # the bench's own length has passed, whatever the clock reads
+    assert complete(engine) == "a/m1" and a.count == 4  # one probe, and the model is back
+
+
+def test_a_manual_bench_is_kept_when_the_clock_moves_back(store: SqliteStore, clock: FakeClock) -> None:
+    """The operator's word wins: a clock step never lifts a manual bench (`unbench` does)."""
+    store.bench("a/m1", now=clock(), until=clock() + 600, manual=True, reason="maintenance", kind=None)
+    clock.advance(-3600)
+    assert [row.model for row in list_benches(store, clock())] == ["a/m1"]
+
+
+def complete(engine: Engine) -> str:
+    """The model that answered one request (on the engine's own clock)."""
+    async def one() -> str:
+        try:
+            return (await engine.complete("main", "hi")).model
+        finally:
+            await engine.aclose()
+
+    return asyncio.run(one())

@@ -22,7 +22,7 @@ from llmfail import redact
 from llmfail.errors import StateError
 from llmfail.events import DETAIL_MAX, Event
 from llmfail.store import ModelState, open_store
-from llmfail.store.sqlite import PRUNE_INTERVAL_S, SCHEMA_VERSION, SqliteStore
+from llmfail.store.sqlite import MIGRATIONS, PRUNE_INTERVAL_S, SCHEMA_VERSION, SqliteStore
 
 T0 = 1_700_000_000.0
 KEY = "openai/gpt-4o"
@@ -85,10 +85,10 @@ def test_connection_has_busy_timeout_and_normal_sync(store: SqliteStore) -> None
 
 
 def test_migrations_are_recorded_in_meta(db: Path, store: SqliteStore) -> None:
-    assert store.schema_version() == SCHEMA_VERSION == 1
+    assert store.schema_version() == SCHEMA_VERSION == len(MIGRATIONS)
     conn = sqlite3.connect(db)
     try:
-        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == "1"
+        assert conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
     finally:
         conn.close()
 

@@ -8,11 +8,17 @@ processes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..events import Event
+
+
+#: How far a bench's start may lie in the future before the clock counts as stepped
+#: back. Above the 10 s a writer can wait for the lock with a `now` read before it,
+#: so a bench another process set meanwhile is never mistaken for a clock step.
+CLOCK_STEP_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -34,14 +40,42 @@ class ModelState:
     probe_until: float | None = None  # probe lease expiry
 
     def is_benched(self, now: float) -> bool:
-        return self.bench_until is not None and self.bench_until > now
+        return self.bench_until is not None and self.bench_until > now and not self.clock_stepped_back(now)
 
     def is_half_open(self, now: float) -> bool:
         """The bench has ended but no success has closed it yet: one probe may go."""
-        return self.bench_until is not None and self.bench_until <= now
+        return self.bench_until is not None and (self.bench_until <= now or self.clock_stepped_back(now))
+
+    def clock_stepped_back(self, now: float) -> bool:
+        """An automatic bench that starts more than CLOCK_STEP_S after `now`: the wall clock
+        was stepped back since it was set, so its end (an absolute time) no longer says how
+        long it has left. Such a bench counts as ended (half-open: one probe decides) rather
+        than stranding the model for the size of the step. Manual benches keep their end."""
+        return not self.manual and self.benched_at is not None and self.benched_at > now + CLOCK_STEP_S
 
     def probe_leased(self, now: float) -> bool:
         return self.probe_until is not None and self.probe_until > now
+
+
+@dataclass(frozen=True)
+class EventTally:
+    """One model's raw figures over a window of the event log, as `llmfail.stats` needs them.
+
+    The store counts; `llmfail.stats` turns counts into rates, percentiles and
+    states. Traffic figures (`answered`, `errors`, `failovers`, the samples)
+    follow the chain filter; health figures (`benched`, `recoveries`) do not,
+    because a bench is shared by every chain that uses the model.
+    """
+
+    model: str
+    answered: int = 0  # `request` rows answered by this model
+    errors: Mapping[str, int] = field(default_factory=dict)  # `attempt_failed` rows by kind
+    failovers: int = 0  # `failover` rows leaving this model
+    benched: int = 0  # `benched` rows (automatic and manual)
+    recoveries: int = 0  # `probe` rows of a half-open probe that closed a bench
+    latencies_ms: tuple[float, ...] = ()  # the answering attempt's latency, newest answers first
+    ttfts_ms: tuple[float, ...] = ()  # the answering attempt's time to first token, newest first
+    last_seen: float | None = None  # newest event of this model up to the window's end
 
 
 class Store(Protocol):
@@ -56,7 +90,7 @@ class Store(Protocol):
         ...
 
     def benches(self, now: float) -> list[ModelState]:
-        """Keys benched at `now` (bench_until > now), soonest expiry first. Pure read."""
+        """Keys benched at `now` (`ModelState.is_benched`), soonest expiry first. Pure read."""
         ...
 
     def bench(
@@ -123,6 +157,15 @@ class Store(Protocol):
         newest: bool = False,
     ) -> list[Event]:
         """Events in id order, filtered; `newest=True` with `limit` gives the last N."""
+        ...
+
+    def tally(
+        self, *, since: float, until: float, chain: str | None = None, sample: int = 2000
+    ) -> dict[str, EventTally]:
+        """Per-model figures of the events with since <= ts <= until, from indexed
+        counts (never a scan of the whole log); at most `sample` newest answers
+        per model are returned for percentiles. Models with no event in the
+        window are absent. Pure read, one consistent snapshot."""
         ...
 
     def max_event_id(self) -> int: ...

@@ -34,9 +34,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StateError
+from .. import events as ev
 from ..events import DETAIL_MAX, Event
 from ..redact import redact
-from . import ModelState
+from . import CLOCK_STEP_S, EventTally, ModelState
 
 #: Seconds a writer waits for another process's write lock before giving up.
 BUSY_TIMEOUT_S = 10.0
@@ -146,9 +147,21 @@ def _migration_1(conn: sqlite3.Connection) -> None:
     )
 
 
+def _migration_2(conn: sqlite3.Connection) -> None:
+    """A covering index for per-model figures (`llmfail stats`, the dashboard, slow demotion).
+
+    Ordered model, type, kind, ts: every figure is then a range count of the
+    window's rows under one (model, type, kind) prefix, with the chain filter
+    read from the index too, so `stats` costs what the window holds, not the
+    whole log. Kept apart from `events_model_ts`, which `events --model --since`
+    needs in (model, ts) order.
+    """
+    conn.execute("CREATE INDEX events_model_type_kind_ts ON events (model, type, kind, ts, chain)")
+
+
 #: Forward migrations, in order: entry N-1 takes the schema from version N-1 to
 #: N. Append new ones; never edit or reorder a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -220,6 +233,82 @@ def _event(row: Sequence[Any]) -> Event:
         latency_ms=row[11],
         detail=row[12],
         data=data,
+    )
+
+
+def _distinct(conn: sqlite3.Connection, column: str, where: str, params: Sequence[Any]) -> list[str]:
+    """The distinct non-null values of an indexed `column` under a fixed prefix, one index
+    seek each (`min(column) > previous`), where `SELECT DISTINCT` would read every row."""
+    extra = f" AND {where}" if where else ""
+    rows = conn.execute(
+        f"""
+        WITH RECURSIVE found(value) AS (
+            SELECT min({column}) FROM events WHERE {column} IS NOT NULL{extra}
+            UNION ALL
+            SELECT (SELECT min({column}) FROM events WHERE {column} > found.value{extra})
+            FROM found WHERE found.value IS NOT NULL
+        )
+        SELECT value FROM found WHERE value IS NOT NULL
+        """,
+        (*params, *params),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _tally_model(
+    conn: sqlite3.Connection, model: str, since: float, until: float, chain: str | None, sample: int
+) -> EventTally | None:
+    """One model's `EventTally`, or None when it has no event in the window."""
+
+    def count(type_: str, kind: str | None, *, traffic: bool) -> int:
+        sql = "SELECT count(*) FROM events WHERE model = ? AND type = ? AND kind IS ? AND ts >= ? AND ts <= ?"
+        params: list[Any] = [model, type_, kind, since, until]
+        if traffic and chain is not None:
+            sql += " AND +chain = ?"  # `+`: filtered on the covering index, never a seek by chain
+            params.append(chain)
+        return int(conn.execute(sql, params).fetchone()[0])
+
+    def by_kind(type_: str, *, traffic: bool) -> dict[str, int]:
+        kinds = _distinct(conn, "kind", "model = ? AND type = ?", (model, type_))
+        counts = {kind: count(type_, kind, traffic=traffic) for kind in kinds}
+        return {kind: n for kind, n in counts.items() if n}
+
+    newest = conn.execute(
+        "SELECT ts FROM events WHERE model = ? AND ts >= ? AND ts <= ? ORDER BY ts DESC LIMIT 1", (model, since, until)
+    ).fetchone()
+    if newest is None:
+        return None
+    last_seen = newest[0]
+    # A failover or bench without a cause kind is possible (a probe lost to another process).
+    failovers = sum(by_kind(ev.FAILOVER, traffic=True).values()) + count(ev.FAILOVER, None, traffic=True)
+    benched = sum(by_kind(ev.BENCHED, traffic=False).values()) + count(ev.BENCHED, None, traffic=False)
+    recoveries = conn.execute(
+        "SELECT count(*) FROM events WHERE model = ? AND type = ? AND kind IS NULL AND ts >= ? AND ts <= ? "
+        "AND json_extract(data, '$.recovered') IS 1",
+        (model, ev.PROBE, since, until),
+    ).fetchone()[0]
+    # Newest answers first; events written before `attempt_ms` existed fall back to
+    # the request's own latency and time to first token.
+    sql = (
+        "SELECT coalesce(json_extract(data, '$.attempt_ms'), latency_ms), "
+        "coalesce(json_extract(data, '$.attempt_ttft_ms'), json_extract(data, '$.ttft_ms')) "
+        "FROM events WHERE model = ? AND type = ? AND kind IS NULL AND ts >= ? AND ts <= ?"
+    )
+    params: list[Any] = [model, ev.REQUEST, since, until]
+    if chain is not None:
+        sql += " AND +chain = ?"
+        params.append(chain)
+    rows = conn.execute(sql + " ORDER BY ts DESC LIMIT ?", (*params, max(0, sample))).fetchall()
+    return EventTally(
+        model=model,
+        answered=count(ev.REQUEST, None, traffic=True),
+        errors=by_kind(ev.ATTEMPT_FAILED, traffic=True),
+        failovers=failovers,
+        benched=benched,
+        recoveries=int(recoveries),
+        latencies_ms=tuple(float(r[0]) for r in rows if r[0] is not None),
+        ttfts_ms=tuple(float(r[1]) for r in rows if r[1] is not None),
+        last_seen=float(last_seen),
     )
 
 
@@ -365,6 +454,20 @@ class SqliteStore:
                 raise self._state_error(exc) from None
 
     @contextmanager
+    def _snapshot(self) -> Iterator[sqlite3.Connection]:
+        """Several reads that must agree with each other: one deferred read transaction.
+
+        In WAL mode it sees one committed state throughout and blocks no writer.
+        """
+        with self._read() as conn:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    conn.execute("COMMIT")
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """`BEGIN IMMEDIATE` … `COMMIT`: the write lock is taken before anything is read."""
         self._check_fork()
@@ -431,10 +534,14 @@ class SqliteStore:
             return [_state(row) for row in conn.execute(_MODEL_SELECT + " ORDER BY model")]
 
     def benches(self, now: float) -> list[ModelState]:
-        """Keys benched at `now` (bench_until > now), soonest expiry first. Pure read:
+        """Keys benched at `now` (`ModelState.is_benched`), soonest expiry first. Pure read:
         expired rows stay as they are (they are half-open, not healthy)."""
         with self._read() as conn:
-            rows = conn.execute(_MODEL_SELECT + " WHERE bench_until > ? ORDER BY bench_until, model", (now,))
+            rows = conn.execute(
+                _MODEL_SELECT + " WHERE bench_until > ? AND (manual = 1 OR benched_at IS NULL OR benched_at <= ?) "
+                "ORDER BY bench_until, model",
+                (now, now + CLOCK_STEP_S),
+            )
             return [_state(row) for row in rows]
 
     def bench(
@@ -609,16 +716,18 @@ class SqliteStore:
         """Take the half-open probe lease if nobody holds it; True when this caller got it.
 
         Half-open means bench_until <= now (the bench ended and no success has
-        closed it). The lease is free when unset, expired, or already this
-        holder's (a re-claim renews it). One conditional UPDATE under the write
-        lock, so exactly one process wins.
+        closed it), or an automatic bench set before the clock was stepped back
+        (`ModelState.clock_stepped_back`). The lease is free when unset,
+        expired, or already this holder's (a re-claim renews it). One
+        conditional UPDATE under the write lock, so exactly one process wins.
         """
         with self._write() as conn:
             cursor = conn.execute(
                 "UPDATE models SET probe_holder = ?, probe_until = ? "
-                "WHERE model = ? AND bench_until IS NOT NULL AND bench_until <= ? "
+                "WHERE model = ? AND bench_until IS NOT NULL "
+                "AND (bench_until <= ? OR (manual = 0 AND benched_at > ?)) "  # ended, or the clock stepped back
                 "AND (probe_until IS NULL OR probe_until <= ? OR probe_holder = ?)",
-                (holder, now + lease, model, now, now, holder),
+                (holder, now + lease, model, now, now + CLOCK_STEP_S, now, holder),
             )
             return cursor.rowcount == 1
 
@@ -738,6 +847,25 @@ class SqliteStore:
         if newest:
             rows.reverse()
         return [_event(row) for row in rows]
+
+    def tally(
+        self, *, since: float, until: float, chain: str | None = None, sample: int = 2000
+    ) -> dict[str, EventTally]:
+        """Per-model figures of the events with since <= ts <= until (see `Store.tally`).
+
+        Every figure is a count over one (model, type, kind) prefix of
+        `events_model_type_kind_ts` restricted to the window, so the work is
+        proportional to the rows in the window plus a few index seeks; the
+        models and kinds themselves are found by skipping through the index
+        (a loose index scan), never by reading the whole log.
+        """
+        tallies: dict[str, EventTally] = {}
+        with self._snapshot() as conn:
+            for model in _distinct(conn, "model", "", ()):
+                tally = _tally_model(conn, model, since, until, chain, sample)
+                if tally is not None:
+                    tallies[model] = tally
+        return tallies
 
     def max_event_id(self) -> int:
         """The highest id ever assigned (0 when none), even if pruning deleted that row,

@@ -1,0 +1,194 @@
+"""Per-model health figures from the event log: what `llmfail stats` prints and the dashboard shows.
+
+One function, `model_stats`, so the CLI table, `stats --json` and the TUI's
+health table can never disagree. The store does the counting with indexed
+queries (`Store.tally`); this module only turns counts into percentiles and a
+state, so it stays fast on a log of millions of events.
+
+Definitions (documented in the README's `stats` section):
+
+- `requests`: HTTP requests sent to the model (retries included), i.e. `ok + failed`.
+- `ok`: requests it answered; `failed`: failed attempts; `errors`: those by kind.
+- `failovers`: times a request left this model for the next entry.
+- `benched`: benches (automatic and manual); `recoveries`: half-open probes
+  that closed a bench.
+- `p50_ms`/`p95_ms` and `ttft_p50_ms`/`ttft_p95_ms`: nearest-rank percentiles
+  of the answering attempt's latency and time to first token, over the
+  model's newest `PERCENTILE_SAMPLE` answers in the window.
+- `state`: `manual`, `benched`, `half-open`, `slow` or `healthy`, right now.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Chain, Config, Entry
+    from .store import EventTally, ModelState, Store
+
+#: Answers per model the percentiles are taken over (the newest in the window).
+#: A bounded sample keeps `stats` fast on huge windows; for any window with
+#: fewer answers the percentiles are exact.
+PERCENTILE_SAMPLE = 2000
+
+HEALTHY = "healthy"
+SLOW = "slow"
+HALF_OPEN = "half-open"
+BENCHED = "benched"
+MANUAL = "manual"
+
+#: Worst first: the order a dashboard sorts troubled models by.
+STATES = (MANUAL, BENCHED, HALF_OPEN, SLOW, HEALTHY)
+
+
+@dataclass(frozen=True)
+class ModelStats:
+    """One model's figures over a window, plus its health right now."""
+
+    model: str
+    requests: int = 0
+    ok: int = 0
+    failed: int = 0
+    errors: Mapping[str, int] = field(default_factory=dict)
+    failovers: int = 0
+    benched: int = 0
+    recoveries: int = 0
+    p50_ms: float | None = None
+    p95_ms: float | None = None
+    ttft_p50_ms: float | None = None
+    ttft_p95_ms: float | None = None
+    state: str = HEALTHY
+    # What a dashboard shows beside the figures (from the shared state, not the window):
+    failures: int = 0  # consecutive failed attempts since the last success
+    bench_count: int = 0  # benches since the last success
+    bench_until: float | None = None  # epoch s, when a bench is running or half-open
+    bench_reason: str | None = None  # the operator's reason or the error that benched it
+    last_error_kind: str | None = None
+    last_error_status: int | None = None
+    last_error_at: float | None = None
+    last_seen: float | None = None  # newest event of the model in the window
+    slow_ms: float | None = None  # the first-token latency that demoted it (state "slow")
+
+    @property
+    def success_rate(self) -> float | None:
+        """ok / requests, None before any request."""
+        return self.ok / self.requests if self.requests else None
+
+    def to_json(self) -> dict[str, Any]:
+        """The SPEC §6 `stats --json` value for one model."""
+        return {
+            "requests": self.requests,
+            "ok": self.ok,
+            "failed": self.failed,
+            "errors": dict(sorted(self.errors.items())),
+            "failovers": self.failovers,
+            "benched": self.benched,
+            "recoveries": self.recoveries,
+            "p50_ms": _round(self.p50_ms),
+            "p95_ms": _round(self.p95_ms),
+            "state": self.state,
+        }
+
+
+def model_stats(
+    store: Store,
+    *,
+    since: float,
+    now: float,
+    chain: Chain | None = None,
+    config: Config | None = None,
+) -> dict[str, ModelStats]:
+    """Figures for the events with `since <= ts <= now`, per model, with each model's state at `now`.
+
+    With `chain`, only its entries, in chain order, counting only that chain's
+    traffic (benches and recoveries count from every chain: a bench is shared).
+    Otherwise every model of `config` (in config order, so an idle entry still
+    shows) and then every other model that has events in the window, by name.
+    Pure read.
+    """
+    tallies = store.tally(since=since, until=now, chain=chain.name if chain else None, sample=PERCENTILE_SAMPLE)
+    entries = _entries(chain, config)
+    if chain is not None:
+        models = [e.model for e in chain.entries]
+    else:
+        models = list(entries) + sorted(m for m in tallies if m not in entries)
+    keys = {m for m in models} | {
+        entry.bench_key(i) for entry in entries.values() for i in range(len(entry.credentials))
+    }
+    states = store.states(keys)
+    return {
+        model: _stats(model, tallies.get(model), states, entries.get(model), now)
+        for model in dict.fromkeys(models)
+    }
+
+
+def _entries(chain: Chain | None, config: Config | None) -> dict[str, Entry]:
+    """The entries the rows are about, by model, first occurrence wins."""
+    chains = [chain] if chain is not None else list(config.chains.values()) if config is not None else []
+    found: dict[str, Entry] = {}
+    for each in chains:
+        for entry in each.entries:
+            found.setdefault(entry.model, entry)
+    return found
+
+
+def _stats(model: str, tally: EventTally | None, states: Mapping[str, ModelState], entry: Entry | None,
+           now: float) -> ModelStats:
+    own = states.get(model)
+    failed = sum(tally.errors.values()) if tally else 0
+    answered = tally.answered if tally else 0
+    return ModelStats(
+        model=model,
+        requests=answered + failed,
+        ok=answered,
+        failed=failed,
+        errors=dict(tally.errors) if tally else {},
+        failovers=tally.failovers if tally else 0,
+        benched=tally.benched if tally else 0,
+        recoveries=tally.recoveries if tally else 0,
+        p50_ms=percentile(tally.latencies_ms, 50) if tally else None,
+        p95_ms=percentile(tally.latencies_ms, 95) if tally else None,
+        ttft_p50_ms=percentile(tally.ttfts_ms, 50) if tally else None,
+        ttft_p95_ms=percentile(tally.ttfts_ms, 95) if tally else None,
+        state=health_state(model, states, entry, now),
+        failures=own.failures if own else 0,
+        bench_count=own.bench_count if own else 0,
+        bench_until=own.bench_until if own else None,
+        bench_reason=own.reason if own and own.bench_until is not None else None,
+        last_error_kind=own.last_error_kind if own else None,
+        last_error_status=own.last_error_status if own else None,
+        last_error_at=own.last_error_at if own else None,
+        last_seen=tally.last_seen if tally else None,
+    )
+
+
+def health_state(model: str, states: Mapping[str, ModelState], entry: Entry | None, now: float) -> str:
+    """The model's state at `now`, worst first: a running manual bench, a bench (its own, or
+    every credential's), a half-open bench awaiting its probe, or healthy."""
+    own = states.get(model)
+    if own is not None and own.is_benched(now):
+        return MANUAL if own.manual else BENCHED
+    if entry is not None and len(entry.credentials) > 1:
+        creds = [states.get(entry.bench_key(i)) for i in range(len(entry.credentials))]
+        if all(s is not None and s.is_benched(now) for s in creds):
+            return BENCHED
+    if own is not None and own.is_half_open(now):
+        return HALF_OPEN
+    return HEALTHY
+
+
+def percentile(values: Sequence[float], pct: float) -> float | None:
+    """Nearest-rank percentile: the smallest value with at least `pct`% of the values at or
+    below it. Always an observed value, so a hand count of a fixture gives the same figure."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 1) if value is not None else None
