@@ -509,6 +509,23 @@ def mock_server(
     asyncio.run(serve())
 
 
+@app.command()
+def tui(
+    chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Show this chain, in chain order (default: every model, most troubled first)."),
+    window: str = typer.Option("15m", "--window", metavar="DURATION", help="Rolling window of the requests, success %, failovers and p50 columns."),
+) -> None:
+    """Live dashboard: model health, the event log and the failover rate; b benches, u unbenches."""
+    config = load()
+    if chain is not None:
+        config.chain(chain)  # a wrong name exits 2 before Textual is even loaded
+    length = _duration("--window", window)
+    if length <= 0:
+        raise UsageError("--window must be longer than 0s", hint="e.g. --window 15m")
+    from .tui import create_app  # Textual is loaded only here
+
+    create_app(config, open_db(), chain=chain, window=length).run()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

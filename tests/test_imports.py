@@ -54,6 +54,7 @@ def heavy_in(modules: list[str]) -> list[str]:
         ["events", "--json"],
         ["chains", "--json"],
         ["check"],
+        ["tui", "--help"],
     ],
     ids=" ".join,
 )
@@ -82,3 +83,22 @@ def test_each_exported_name_loads_only_what_it_needs():
     code = "import sys, llmfail; llmfail.ChainExhausted; llmfail.Event; print('httpx' in sys.modules, 'yaml' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_a_tui_with_a_wrong_chain_exits_2_before_loading_textual(tmp_path: Path):
+    code, modules = cli_modules(tmp_path, "tui", "--chain", "nope")
+    assert code == 2
+    assert "textual" not in heavy_in(modules)
+
+
+def test_the_dashboards_data_layer_loads_no_textual():
+    """`llmfail.tui` itself is lazy: its plain-data modules are usable (and tested) without Textual."""
+    code = "import sys, llmfail.tui, llmfail.tui.feed, llmfail.tui.health; print('textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False"
+
+
+def test_the_probe_would_see_textual_when_the_dashboard_is_built():
+    code = "import sys, llmfail.tui; llmfail.tui.create_app; print('textual' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "True"
