@@ -6,14 +6,19 @@ failover exercises exactly the code a real one does.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import httpx
 
 from ..config import MockBehaviour
-from .base import Runtime
+from .base import ChatRequest, Runtime
 from .openai import OpenAIAdapter
 
+if TYPE_CHECKING:
+    from ..fakes import FakeBehaviour
 
-def behaviour_of(mock: MockBehaviour | None) -> "FakeBehaviour":
+
+def behaviour_of(mock: MockBehaviour | None) -> FakeBehaviour:
     from ..fakes import FakeBehaviour, Fault
 
     mock = mock or MockBehaviour()
@@ -22,7 +27,7 @@ def behaviour_of(mock: MockBehaviour | None) -> "FakeBehaviour":
 
 
 class MockAdapter(OpenAIAdapter):
-    def build(self, request, wire_model, api_key):  # type: ignore[no-untyped-def]
+    def build(self, request: ChatRequest, wire_model: str, api_key: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:
         _, headers, body = super().build(request, wire_model, None)
         return "http://mock.invalid/v1/chat/completions", headers, body
 

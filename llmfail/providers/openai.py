@@ -1,20 +1,28 @@
 """OpenAI Chat Completions, and every server that speaks it (vLLM, llama.cpp, LM Studio,
-Ollama's /v1, OpenRouter, Groq, Together, Azure-style gateways)."""
+Ollama's /v1, OpenRouter, Groq, Together, Azure-style gateways).
+
+What matters for failover: a choice's `finish_reason` is the completion signal
+(a missing `[DONE]` after it is fine); `finish_reason: "error"` with a
+top-level `error` (OpenRouter) fails the attempt; a `refusal` is a safety stop;
+usage arrives in a trailing chunk when asked for with `stream_options`.
+"""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from ..classify import classify_error_object
 from ..errors import Kind, ProviderError
-from .base import Adapter, ChatRequest, Chunk, Completion, Usage, decode_json
+from .base import Adapter, ChatRequest, Chunk, Completion, Usage, answer_object, in_band_error, json_object
 
 
 def _usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict):
         return None
     return Usage(int(raw.get("prompt_tokens") or 0), int(raw.get("completion_tokens") or 0))
+
+
+def _refused(refusal: object) -> ProviderError:
+    return ProviderError(Kind.CONTENT_FILTER, str(refusal)[:500], status=200, code="refusal", reason="refusal")
 
 
 class OpenAIAdapter(Adapter):
@@ -27,38 +35,29 @@ class OpenAIAdapter(Adapter):
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
-        headers = {"content-type": "application/json", **self.extra_headers()}
-        if api_key:
-            headers["authorization"] = f"Bearer {api_key}"
-        return f"{(self.provider.base_url or '').rstrip('/')}/chat/completions", headers, body
+        auth = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        return self.url("/chat/completions"), self.headers(auth), body
 
     def parse_completion(self, body: Any) -> Completion:
-        if not isinstance(body, dict):
-            raise ProviderError(Kind.TRANSIENT, "unexpected response body", status=200)
-        if "error" in body and body["error"]:
-            raise classify_error_object(body, status=200, now=0.0)
-        choices = body.get("choices")
+        answer = answer_object(body)
+        choices = answer.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             raise ProviderError(Kind.TRANSIENT, "response has no choices", status=200)
         choice = choices[0]
         message = choice.get("message") or {}
         if message.get("refusal"):
-            raise ProviderError(
-                Kind.CONTENT_FILTER, str(message["refusal"])[:500], status=200, code="refusal", reason="refusal"
-            )
+            raise _refused(message["refusal"])
         finish = choice.get("finish_reason")
         if finish is None:
             raise ProviderError(Kind.TRANSIENT, "answer has no finish_reason (truncated)", status=200)
-        return Completion(str(message.get("content") or ""), _usage(body.get("usage")) or Usage(), finish)
+        return Completion(str(message.get("content") or ""), _usage(answer.get("usage")) or Usage(), finish)
 
     def parse_event(self, event: str, data: str) -> Chunk | None:
         if data.strip() == "[DONE]":
             return None
-        obj = json.loads(data)
-        if not isinstance(obj, dict):
-            raise ValueError("stream event is not an object")
+        obj = json_object(data)
         if obj.get("error"):
-            raise classify_error_object(obj, status=200, now=0.0)
+            raise in_band_error(obj)
         usage = _usage(obj.get("usage"))
         choices = obj.get("choices") or []
         if not choices:
@@ -66,6 +65,6 @@ class OpenAIAdapter(Adapter):
         choice = choices[0]
         delta = choice.get("delta") or {}
         if delta.get("refusal"):
-            raise ProviderError(Kind.CONTENT_FILTER, str(delta["refusal"])[:500], status=200, code="refusal", reason="refusal")
+            raise _refused(delta["refusal"])
         finish = choice.get("finish_reason")
         return Chunk(text=str(delta.get("content") or ""), done=finish is not None, finish_reason=finish, usage=usage)
