@@ -11,7 +11,7 @@ import pytest
 
 from llmfail.classify import classify_exception
 from llmfail.errors import Kind
-from llmfail.transport import AiohttpTransport, default_transport
+from llmfail.transport import AiohttpTransport, DirectClient, default_client, default_transport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -123,9 +123,71 @@ async def test_a_cookie_is_sent_back_once_by_httpx_not_twice():
     assert seen == [b"", b"cookie: lb=1"]
 
 
-def test_a_proxy_in_the_environment_keeps_httpx_own_transport(monkeypatch: pytest.MonkeyPatch):
+async def test_a_proxy_in_the_environment_keeps_httpx_own_transport_and_client(monkeypatch: pytest.MonkeyPatch):
     for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
     assert isinstance(default_transport(), AiohttpTransport)
+    async with default_client() as client:
+        assert isinstance(client, DirectClient)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     assert default_transport() is None
+    async with default_client() as client:
+        assert type(client) is httpx.AsyncClient
+
+
+async def test_the_direct_client_keeps_cookies_like_httpx_and_sends_them_once():
+    seen: list[bytes] = []
+
+    async def cookie(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length")), 0)
+            await reader.readexactly(length)
+            seen.append(b"\r\n".join(line for line in head.split(b"\r\n") if line.lower().startswith(b"cookie")))
+            writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: lb=1; Path=/\r\ncontent-length: 2\r\n\r\n{}")
+            await writer.drain()
+        writer.close()
+
+    server, url = await _serve(cookie)
+    async with server, DirectClient(AiohttpTransport()) as client:
+        for _ in range(2):
+            response = await client.send(client.build_request("POST", url, json={}))
+            assert response.content == b"{}"
+        assert client.cookies.get("lb") == "1"
+    assert seen == [b"", b"cookie: lb=1"]
+
+
+async def test_the_direct_client_errors_name_their_request_and_requests_are_logged(caplog: pytest.LogCaptureFixture):
+    url = f"http://127.0.0.1:{_free_port()}/v1/chat/completions"
+    async with DirectClient(AiohttpTransport()) as client:
+        with pytest.raises(httpx.ConnectError) as caught:
+            await client.send(client.build_request("POST", url, json={}), stream=True)
+    assert caught.value.request.url == url
+    assert f"(POST {url})" in classify_exception(caught.value).message
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    server, url = await _serve(answer)
+    with caplog.at_level("INFO", logger="httpx"):
+        async with server, DirectClient(AiohttpTransport()) as client:
+            await client.post(url, json={})
+    assert f'HTTP Request: POST {url} "HTTP/1.1 200 OK"' in caplog.text
+
+
+async def test_the_direct_client_uses_the_full_send_for_credentials_in_the_url():
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        auth = b"yes" if b"authorization: basic" in head.lower() else b"no"
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(auth), auth))
+        await writer.drain()
+        writer.close()
+
+    server, url = await _serve(answer)
+    async with server, DirectClient(AiohttpTransport()) as client:
+        response = await client.get(url.replace("http://", "http://user:secret@"))
+    assert response.content == b"yes"
