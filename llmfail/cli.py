@@ -16,8 +16,11 @@ from typer.core import TyperGroup
 from .errors import ExitCode, LlmfailError, UsageError, exit_code_for
 
 if TYPE_CHECKING:
-    from .config import Config
+    from rich.table import Table
+
+    from .config import Chain, Config
     from .events import Event
+    from .stats import ModelStats
     from .store import Store
 
 
@@ -396,6 +399,80 @@ def check(path: Optional[str] = typer.Argument(None, help="Config file (default:
     entries = sum(len(c.entries) for c in config.chains.values())
     out.print(f"{config.path}: ok ({len(config.chains)} chains, {entries} entries, "
               f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''})", markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- health: stats
+# The figures come from `llmfail.stats`, the same function the dashboard uses.
+
+
+@app.command()
+def stats(
+    since: str = typer.Option("1h", "--since", metavar="DURATION", help="Window: events newer than this (e.g. 15m, 1d)."),
+    chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Only this chain's entries and traffic."),
+    json_out: bool = typer.Option(False, "--json", help="Print {MODEL: {requests, ok, failed, errors, ...}}."),
+) -> None:
+    """Per-model figures from the event log: requests, errors by kind, failovers, benches, latency, state."""
+    import time
+
+    from .stats import model_stats
+
+    length = _duration("--since", since)
+    selected: Chain | None = None
+    if chain is not None:
+        loaded = load()
+        config: Config | None = loaded
+        selected = loaded.chain(chain)
+    else:  # the config only adds idle entries to the list: a broken or missing file is no reason to fail
+        config, from_file = load_for_defaults(required=False)
+        config = config if from_file else None
+    now = time.time()
+    store = open_existing_db()
+    rows = model_stats(store, since=now - length, now=now, chain=selected, config=config) if store else {}
+    if json_out:
+        from .output import emit_json
+
+        emit_json({model: row.to_json() for model, row in rows.items()})
+    elif rows:
+        from rich.measure import Measurement
+
+        from .output import stdout
+
+        out, table = stdout(), _stats_table(list(rows.values()))
+        # A terminal gets the table fitted to it; a pipe or a file gets every column whole.
+        width = out.width
+        if not out.is_terminal:
+            out.width = max(width, Measurement.get(out, out.options.update_width(1000), table).maximum)
+        try:
+            out.print(table)
+        finally:
+            out.width = width
+    else:
+        from .output import note
+
+        note(f"no events in the last {since}")
+
+
+def _stats_table(rows: list[ModelStats]) -> Table:
+    """`stats` for people: one line per model, states coloured, times in ms."""
+    from rich.table import Table
+    from rich.text import Text
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:,.0f}"
+
+    styles = {"healthy": "green", "slow": "yellow", "half-open": "cyan", "benched": "bold yellow", "manual": "magenta"}
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in ("model", "state", "requests", "success", "failovers", "benched", "recovered", "p50/p95 ms",
+                   "ttft p50/p95"):
+        table.add_column(column, justify="left" if column in ("model", "state") else "right", no_wrap=True)
+    table.add_column("errors", overflow="fold")  # last: the one column that may wrap on a narrow terminal
+    for row in rows:
+        rate = f"{row.success_rate:.1%}" if row.success_rate is not None else "-"
+        errors = ", ".join(f"{kind} {n}" for kind, n in sorted(row.errors.items(), key=lambda kv: -kv[1])) or "-"
+        table.add_row(row.model, Text(row.state, style=styles.get(row.state, "")), str(row.requests), rate,
+                      str(row.failovers), str(row.benched), str(row.recoveries),
+                      f"{ms(row.p50_ms)}/{ms(row.p95_ms)}", f"{ms(row.ttft_p50_ms)}/{ms(row.ttft_p95_ms)}", errors)
+    return table
 
 
 # --------------------------------------------------------------------------- simulate, mock-server

@@ -4,17 +4,23 @@ own rows, the chain filter, the window's edges, states, and indexed queries only
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pytest_httpserver import HTTPServer
+from typer.testing import CliRunner, Result
 from werkzeug import Request, Response
 
 from llmfail import events as ev
+from llmfail.cli import app
 from llmfail.config import Config, parse_config
 from llmfail.engine import Engine
 from llmfail.events import Event
@@ -276,3 +282,63 @@ def test_per_model_latency_excludes_the_failover_before_the_answer(
     assert (stats["a/m1"].requests, stats["a/m1"].failed, stats["a/m1"].failovers, stats["a/m1"].state) == (
         1, 1, 1, "benched")
     assert isinstance(stats["a/m1"], ModelStats)
+
+
+# --------------------------------------------------------------------------- `llmfail stats`
+
+runner = CliRunner()
+
+
+def cli(*args: str) -> Result:
+    return runner.invoke(app, list(args))
+
+
+def shifted_fixture(now: float) -> list[Event]:
+    """The hand-counted log moved so its window ends at `now` (the CLI's window ends at the real time).
+    The row after the window is dropped: seconds pass before the command reads the log."""
+    offset = now - T
+    return [replace(e, ts=e.ts + offset) for e in fixture_events() if e.request_id != "future"]
+
+
+def test_stats_json_matches_the_hand_counted_log(tmp_path: Path) -> None:
+    (tmp_path / "chains.yaml").write_text(CONFIG, encoding="utf-8")
+    store = SqliteStore(os.environ["LLMFAIL_DB"])
+    store.append(shifted_fixture(time.time()))
+    store.close()
+    result = cli("stats", "--json")
+    assert result.exit_code == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert list(figures) == ["a/m1", "b/m2", "c/idle", "z/old"]
+    assert figures["a/m1"] == {
+        "requests": 9, "ok": 6, "failed": 3, "errors": {"rate_limited": 1, "transient": 2}, "failovers": 2,
+        "benched": 1, "recoveries": 1, "p50_ms": 200.0, "p95_ms": 1000.0, "state": "healthy"}
+    assert figures["b/m2"] == {
+        "requests": 4, "ok": 2, "failed": 2, "errors": {"timeout": 1, "transient": 1}, "failovers": 0,
+        "benched": 2, "recoveries": 0, "p50_ms": 120.0, "p95_ms": 300.0, "state": "healthy"}
+    prod = json.loads(cli("stats", "--chain", "prod", "--json").stdout)
+    assert list(prod) == ["a/m1", "b/m2"] and prod["b/m2"]["requests"] == 2
+    narrow = json.loads(cli("stats", "--since", "10s", "--json").stdout)
+    assert narrow["a/m1"]["requests"] == 0 and "z/old" not in narrow
+
+
+def test_stats_for_people_is_a_table_and_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "chains.yaml").write_text(CONFIG, encoding="utf-8")
+    store = SqliteStore(os.environ["LLMFAIL_DB"])
+    store.append(shifted_fixture(time.time()))
+    store.bench("b/m2", now=time.time(), until=time.time() + 600, manual=True, reason="deploy", kind="manual")
+    store.close()
+    result = cli("stats")
+    assert result.exit_code == 0, result.stderr
+    lines = {line.split()[0]: line.split() for line in result.stdout.splitlines() if line.strip()}
+    assert lines["model"][:4] == ["model", "state", "requests", "success"]
+    assert lines["a/m1"][1:4] == ["healthy", "9", "66.7%"]
+    assert lines["b/m2"][1] == "manual"
+    bad = cli("stats", "--chain", "nope")
+    assert bad.exit_code == 2 and "no chain named 'nope'" in bad.stderr
+    assert cli("stats", "--since", "soon").exit_code == 2
+
+
+def test_stats_on_a_machine_without_a_state_db_creates_nothing(tmp_path: Path) -> None:
+    result = cli("stats", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout) == {}
+    assert not Path(os.environ["LLMFAIL_DB"]).exists()  # a pure read never creates the DB
