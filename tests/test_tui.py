@@ -23,7 +23,7 @@ from llmfail.actions import bench_model
 from llmfail.config import Config, parse_config
 from llmfail.events import Event
 from llmfail.store.sqlite import SqliteStore
-from llmfail.tui.feed import KEEP_EVENTS, EventTail, FailoverRate, Feed, LogFilter
+from llmfail.tui.feed import KEEP_EVENTS, Activity, EventTail, Feed, LogFilter
 from llmfail.tui.health import HealthRow, display_state, sort_rows
 
 from .conftest import FakeClock
@@ -141,8 +141,10 @@ async def test_events_written_by_another_process_are_on_screen_within_a_second(
         took = await until(pilot, lambda: any("from-another-process" in line for line in log_lines(app))
                            and cell(app, "anthropic/claude-sonnet-4-5", "state") == "benched")
         assert took < 1.0
-        row = {c: cell(app, "anthropic/claude-sonnet-4-5", c) for c in ("until", "failures", "benches", "error")}
-        assert row == {"until": "2m0s", "failures": "1", "benches": "1", "error": "rate_limited 429"}
+        row = {c: cell(app, "anthropic/claude-sonnet-4-5", c)
+               for c in ("until", "failures", "benches", "requests", "success", "error")}
+        assert row == {"until": "2m0s", "failures": "1", "benches": "1", "requests": "1", "success": "0.0",
+                       "error": "rate_limited 429"}
         assert log_lines(app)[-1].split()[1] == "benched"  # newest at the bottom
 
 
@@ -278,11 +280,58 @@ async def test_every_chain_is_sorted_by_trouble_and_a_chain_in_its_own_order(
     app = app_for(config, store, clock)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        assert table_models(app) == ["mock/echo", "vendor/next-model", "ollama/llama3.2", *PROD[:2]]
+        # manual first, then benched (llmfail.stats' order), failures among the healthy, then config order
+        assert table_models(app) == ["vendor/next-model", "mock/echo", "ollama/llama3.2", *PROD[:2]]
         app.query_one("#chain", Select).value = "cheap"
         await until(pilot, lambda: table_models(app) == ["ollama/llama3.2", "mock/echo"])
         app.query_one("#chain", Select).value = "prod"
         await until(pilot, lambda: table_models(app) == PROD)
+
+
+async def test_the_window_figures_are_model_stats_over_the_last_15_minutes(
+    config: Config, store: SqliteStore, clock: FakeClock
+):
+    from llmfail.stats import model_stats
+
+    clock.now = T0
+    _fill_traffic(store)
+    app = app_for(config, store, clock, chain="prod")
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        shown = {c: cell(app, "openai/gpt-4o", c) for c in ("requests", "success", "failovers", "p50")}
+        # 6 answers in the window (the older 6 fall outside 15 min) + 1 failed attempt; p50 of 426..431 ms
+        assert shown == {"requests": "7", "success": "85.7", "failovers": "1", "p50": "428ms"}
+        figures = model_stats(store, since=T0 - 900, now=T0, chain=config.chain("prod"), config=config)
+        assert [app.rows[i].model for i in range(3)] == list(figures) == PROD
+        assert cell(app, "anthropic/claude-sonnet-4-5", "p50") == "2s"
+
+
+async def test_a_bench_with_no_traffic_in_the_window_is_still_listed(
+    config: Config, store: SqliteStore, clock: FakeClock
+):
+    store.bench("vendor/quiet", now=clock.now - 3600, until=clock.now + 3600, manual=True, reason="old", kind="manual")
+    store.record_failure("openai/gpt-4o#1", now=clock.now - 1800, kind="auth", status=401, bench_for=3600.0)
+    app = app_for(config, store, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert cell(app, "vendor/quiet", "state") == "manual" and cell(app, "vendor/quiet", "until") == "1h0m"
+        assert cell(app, "openai/gpt-4o#1", "state") == "benched"
+        assert cell(app, "openai/gpt-4o#1", "error") == "auth 401"
+
+
+async def test_a_benched_model_its_chain_tries_in_panic_mode_reads_panic_tried(
+    config: Config, store: SqliteStore, writer: SqliteStore, clock: FakeClock
+):
+    store.record_failure("openai/gpt-4o", now=clock.now - 30, kind="transient", status=503, bench_for=120.0)
+    store.record_failure("ollama/llama3.2", now=clock.now - 30, kind="timeout", status=None, bench_for=120.0)
+    app = app_for(config, store, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert cell(app, "openai/gpt-4o", "state") == "benched"
+        writer.append([Event(type="panic", ts=clock.now, chain="prod", detail="every entry is benched")])
+        await until(pilot, lambda: cell(app, "openai/gpt-4o", "state") == "panic-tried")
+        assert cell(app, "ollama/llama3.2", "state") == "benched"  # its chain (cheap) did not panic
+        assert table_models(app)[0] == "openai/gpt-4o"
 
 
 async def test_p_pauses_the_log_and_resuming_shows_what_arrived(
@@ -351,9 +400,9 @@ async def test_the_sparkline_counts_failovers_per_minute_of_the_last_hour(
 
 
 def test_failover_rate_buckets_by_minute_and_forgets_the_hour_before():
-    rate = FailoverRate(chain="prod")
+    activity = Activity(chain="prod")
     now = 60 * 1000.0 + 30
-    rate.add([
+    activity.add([
         Event(type="failover", ts=now, chain="prod"),
         Event(type="failover", ts=now - 1, chain="prod"),
         Event(type="failover", ts=now - 61, chain="prod"),
@@ -361,9 +410,17 @@ def test_failover_rate_buckets_by_minute_and_forgets_the_hour_before():
         Event(type="retry", ts=now, chain="prod"),  # not a failover
         Event(type="failover", ts=now - 3601, chain="prod"),  # older than the hour
     ])
-    series = rate.series(now)
+    series = activity.series(now)
     assert len(series) == 60 and series[-2:] == [1, 2] and sum(series) == 3
-    assert not rate.partial(now)
+    assert not activity.partial(now)
+
+
+def test_activity_remembers_each_chains_latest_panic():
+    activity = Activity()
+    activity.add([Event(type="panic", ts=10.0, chain="prod"), Event(type="panic", ts=5.0, chain="prod"),
+                  Event(type="panic", ts=7.0, chain="cheap")])
+    assert activity.panics == {"prod": 10.0, "cheap": 7.0}
+    assert activity.panicked_since(["prod"], 10.0) and not activity.panicked_since(["cheap"], 8.0)
 
 
 def test_a_burst_larger_than_the_log_keeps_only_the_newest_rows(
@@ -404,9 +461,10 @@ def test_rows_sort_worst_first_or_in_chain_order():
         HealthRow("a/manual", "manual"),
         HealthRow("a/panic", "panic-tried"),
         HealthRow("a/lossy", "healthy", requests=10, ok=5),
+        HealthRow("a/slow", "slow"),
     ]
     assert [r.model for r in sort_rows(rows, None)] == [
-        "a/panic", "a/benched", "a/half", "a/manual", "a/failing", "a/lossy", "a/healthy"]
+        "a/panic", "a/manual", "a/benched", "a/half", "a/slow", "a/failing", "a/lossy", "a/healthy"]
     order = ["a/healthy", "a/manual", "a/panic"]
     assert [r.model for r in sort_rows(rows[:1] + rows[4:6], order)] == order
 

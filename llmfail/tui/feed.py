@@ -7,7 +7,8 @@ holding millions of events, so every read is bounded:
   limit=keep)`) and then follows by id (`id > last`), never re-reading;
 - "anything new?" is one `PRAGMA data_version`, which only moves when another
   connection commits, so an idle DB costs no query at all;
-- the failover-rate sparkline keeps one counter per minute for the last hour;
+- the failover-rate sparkline keeps one counter per minute for the last hour
+  (and each chain's latest panic, for the `panic-tried` state);
 - the health rows are recomputed when something was written, and every few
   seconds anyway, because the rolling window slides even when nothing happens.
 
@@ -20,18 +21,20 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from .. import events as ev
+from .. import stats
 from ..actions import FOLLOW_BATCH, EventFilter, recent_events
-from .health import HealthRow, known_models, sort_rows, state_of
+from ..stats import model_stats
+from .health import PANIC_TRIED, HealthRow, sort_rows
 
 if TYPE_CHECKING:
     from ..config import Config
     from ..events import Event
-    from ..store import Store
+    from ..store import ModelState, Store
 
 #: Event rows the log pane keeps (and reads at start): enough to scroll back through an incident.
 KEEP_EVENTS = 1000
@@ -51,31 +54,38 @@ RATE_SEED_LIMIT = 20_000
 ROWS_EVERY_S = 5.0
 
 
-class FailoverRate:
-    """Failovers per minute over the last hour, kept as counters keyed by minute."""
+class Activity:
+    """Failovers per minute over the last hour, and each chain's latest panic, for one chain
+    selection (None: every chain). Seeded once from the DB, then fed by the tail."""
 
     def __init__(self, chain: str | None = None) -> None:
         self.chain = chain
         self.counts: dict[int, int] = {}
+        self.panics: dict[str, float] = {}  # chain -> ts of its newest panic
         self.known_from: float | None = None  # before this time the counts are incomplete
 
     def seed(self, store: Store, now: float, upto_id: int) -> None:
-        """Count the last hour's failovers from the DB (bounded by RATE_SEED_LIMIT rows).
+        """Read the last hour's failovers and panics (at most RATE_SEED_LIMIT rows).
 
         Only rows up to `upto_id` (where the tail stands) are counted: later ones
         reach `add` through the tail, and must not be counted twice.
         """
         self.counts.clear()
-        rows = store.events(since=now - RATE_SPAN_S, types=[ev.FAILOVER], chain=self.chain,
+        self.panics.clear()
+        rows = store.events(since=now - RATE_SPAN_S, types=[ev.FAILOVER, ev.PANIC], chain=self.chain,
                             newest=True, limit=RATE_SEED_LIMIT)
         self.known_from = rows[0].ts if len(rows) >= RATE_SEED_LIMIT else None
         self.add(e for e in rows if e.id is not None and e.id <= upto_id)
 
     def add(self, events: Iterable[Event]) -> None:
         for event in events:
-            if event.type == ev.FAILOVER and (self.chain is None or event.chain == self.chain):
+            if self.chain is not None and event.chain != self.chain:
+                continue
+            if event.type == ev.FAILOVER:
                 minute = int(event.ts // RATE_BUCKET_S)
                 self.counts[minute] = self.counts.get(minute, 0) + 1
+            elif event.type == ev.PANIC and event.chain is not None:
+                self.panics[event.chain] = max(event.ts, self.panics.get(event.chain, event.ts))
 
     def series(self, now: float) -> list[int]:
         """One count per minute, oldest first, ending with the current minute; old minutes dropped."""
@@ -89,6 +99,10 @@ class FailoverRate:
     def partial(self, now: float) -> bool:
         """Whether the seed hit its limit inside the shown hour (older minutes are undercounted)."""
         return self.known_from is not None and self.known_from > now - RATE_SPAN_S
+
+    def panicked_since(self, chains: Iterable[str], ts: float) -> bool:
+        """Whether one of `chains` went into panic mode at or after `ts`."""
+        return any(self.panics.get(chain, float("-inf")) >= ts for chain in chains)
 
 
 class EventTail:
@@ -157,20 +171,20 @@ class Feed:
         self.clock = clock
         self.window = window
         self.tail = EventTail(store, keep)
-        self.rate = FailoverRate(chain)
+        self.activity = Activity(chain)
         self._monotonic = monotonic
         self._version: int | None = None
         self._rows_at = float("-inf")
 
     @property
     def chain(self) -> str | None:
-        return self.rate.chain
+        return self.activity.chain
 
     def step(self, *, chain: str | None, force: bool = False) -> Update | None:
         now = self.clock()
         version = self.store.data_version()
         first = self._version is None
-        new_chain = chain != self.rate.chain
+        new_chain = chain != self.activity.chain
         written = version != self._version
         if not (first or new_chain or written or force or self._monotonic() - self._rows_at >= ROWS_EVERY_S):
             return None
@@ -182,44 +196,53 @@ class Feed:
             seen = len(fresh)
         elif written or force or new_chain:
             for batch in self.tail.batches():
-                if not new_chain:  # a new chain's rate is seeded from the DB below
-                    self.rate.add(batch)
+                if not new_chain:  # a new chain is seeded from the DB below
+                    self.activity.add(batch)
                 fresh.extend(batch)
                 seen += len(batch)
         if first or new_chain:
-            self.rate = FailoverRate(chain)
-            self.rate.seed(self.store, now, self.tail.last_id)
+            self.activity = Activity(chain)
+            self.activity.seed(self.store, now, self.tail.last_id)
         self._rows_at = self._monotonic()
         return Update(
             chain=chain,
             rows=self.rows(now),
-            rate=self.rate.series(now),
-            rate_partial=self.rate.partial(now),
+            rate=self.activity.series(now),
+            rate_partial=self.activity.partial(now),
             events=list(fresh),
             skipped=seen - len(fresh),
             first=first,
         )
 
     def rows(self, now: float) -> list[HealthRow]:
-        """The health table for the current chain selection at `now`."""
-        chain = self.rate.chain
-        stored = [] if chain is not None else [s.model for s in self.store.all_states()]
-        models = known_models(self.config, chain, stored)
-        states = self.store.states(models)
-        rows = []
-        for model in models:
-            state = states.get(model)
-            rows.append(HealthRow(
-                model=model,
-                state=state_of(state, now),
-                bench_until=state.bench_until if state else None,
-                failures=state.failures if state else 0,
-                bench_count=state.bench_count if state else 0,
-                last_error_kind=state.last_error_kind if state else None,
-                last_error_status=state.last_error_status if state else None,
-                last_error_at=state.last_error_at if state else None,
-            ))
-        return sort_rows(rows, models if chain is not None else None)
+        """The health table for the current chain selection at `now`.
+
+        The figures are `llmfail.stats.model_stats`, the same as `llmfail stats`
+        prints. Two things only the dashboard adds: in the every-chain view, bench
+        keys with no traffic in the window (a model benched ahead of a deploy, one
+        credential `provider/model#N`), because a running bench must never be out
+        of sight; and `panic-tried`, for a benched model its chain is trying anyway.
+        """
+        name = self.activity.chain
+        chain = self.config.chain(name) if name is not None else None
+        figures = model_stats(self.store, since=now - self.window, now=now, chain=chain, config=self.config)
+        rows = [HealthRow.of(f) for f in figures.values()]
+        if chain is None:
+            rows += [HealthRow.stored(s, now) for s in self.store.all_states()
+                     if s.model not in figures and s.bench_until is not None]
+        benched = [r.model for r in rows if r.state in (stats.BENCHED, stats.MANUAL)]
+        if benched and self.activity.panics:
+            states = self.store.states(benched)
+            rows = [self._panic_tried(row, states.get(row.model)) for row in rows]
+        return sort_rows(rows, chain.models if chain is not None else None)
+
+    def _panic_tried(self, row: HealthRow, state: ModelState | None) -> HealthRow:
+        if state is None or state.benched_at is None or row.state not in (stats.BENCHED, stats.MANUAL):
+            return row
+        chains = [name for name, chain in self.config.chains.items() if row.model in chain.models]
+        if not self.activity.panicked_since(chains, state.benched_at):
+            return row
+        return replace(row, state=PANIC_TRIED)
 
 
 @dataclass(frozen=True)

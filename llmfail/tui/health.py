@@ -17,21 +17,24 @@ from typing import TYPE_CHECKING
 
 from rich.text import Text
 
+from .. import stats
 from ..durations import format_duration
 
 if TYPE_CHECKING:
-    from ..config import Config
     from ..store import ModelState
 
-#: The states a row can be in, most troubling first (the "by trouble" sort order).
-#: `panic-tried`: benched, yet tried because every entry of its chain was benched.
-STATES = ("panic-tried", "benched", "half-open", "manual", "healthy")
+#: The states a row can be in, most troubling first (the "by trouble" sort order):
+#: `llmfail.stats`'s states, after `panic-tried`: benched, yet being tried because
+#: every entry of one of its chains was benched (on_all_benched: try_all).
+PANIC_TRIED = "panic-tried"
+STATES = (PANIC_TRIED, *stats.STATES)
 
 STATE_STYLE: Mapping[str, str] = {
     "panic-tried": "bold white on red",
     "benched": "bold yellow",
     "half-open": "cyan",
     "manual": "bold magenta",
+    "slow": "yellow",
     "healthy": "green",
 }
 
@@ -74,6 +77,39 @@ class HealthRow:
     last_error_status: int | None = None
     last_error_at: float | None = None
 
+    @classmethod
+    def of(cls, figures: stats.ModelStats, state: str | None = None) -> HealthRow:
+        """The row of a model `model_stats` reported on (`state` overrides its state)."""
+        return cls(
+            model=figures.model,
+            state=state or figures.state,
+            bench_until=figures.bench_until,
+            failures=figures.failures,
+            bench_count=figures.bench_count,
+            requests=figures.requests,
+            ok=figures.ok,
+            failovers=figures.failovers,
+            p50_ms=figures.p50_ms,
+            last_error_kind=figures.last_error_kind,
+            last_error_status=figures.last_error_status,
+            last_error_at=figures.last_error_at,
+        )
+
+    @classmethod
+    def stored(cls, state: ModelState, now: float) -> HealthRow:
+        """The row of a bench key with no traffic in the window (e.g. benched ahead of a deploy,
+        or one credential `provider/model#N`): its shared state, no figures."""
+        return cls(
+            model=state.model,
+            state=stats.health_state(state.model, {state.model: state}, None, now),
+            bench_until=state.bench_until,
+            failures=state.failures,
+            bench_count=state.bench_count,
+            last_error_kind=state.last_error_kind,
+            last_error_status=state.last_error_status,
+            last_error_at=state.last_error_at,
+        )
+
     @property
     def success(self) -> float | None:
         """Share of the window's requests this model answered, or None with no request."""
@@ -115,7 +151,7 @@ def display_state(state: str, bench_until: float | None, now: float) -> str:
     Rows are re-read every few seconds, but the countdown ticks every second; without
     this a bench would sit at "benched, –" until the next read.
     """
-    if state in ("benched", "manual", "panic-tried") and bench_until is not None and bench_until <= now:
+    if state in (stats.BENCHED, stats.MANUAL, PANIC_TRIED) and bench_until is not None and bench_until <= now:
         return "half-open"
     return state
 
@@ -129,27 +165,6 @@ def _percent(share: float | None) -> Text:
         return Text(DASH, justify="right", style="dim")
     style = "green" if share >= 0.99 else "yellow" if share >= 0.9 else "bold red"
     return Text(f"{share * 100:.1f}", justify="right", style=style)
-
-
-def state_of(state: ModelState | None, now: float) -> str:
-    """The bench-derived state of a model from its shared-state row alone."""
-    if state is None:
-        return "healthy"
-    if state.is_benched(now):
-        return "manual" if state.manual else "benched"
-    if state.is_half_open(now):
-        return "half-open"
-    return "healthy"
-
-
-def known_models(config: Config, chain: str | None, stored: Iterable[str]) -> list[str]:
-    """The models the table lists, in chain order: the selected chain's entries, or every
-    chain's entries followed by models only the DB knows (benched ahead of a deploy, or
-    dropped from the config but still in the log)."""
-    if chain is not None:
-        return list(dict.fromkeys(config.chain(chain).models))
-    ordered = [m for c in config.chains.values() for m in c.models]
-    return list(dict.fromkeys([*ordered, *sorted(stored)]))
 
 
 def sort_rows(rows: Iterable[HealthRow], order: list[str] | None) -> list[HealthRow]:
