@@ -401,8 +401,8 @@ def check(path: Optional[str] = typer.Argument(None, help="Config file (default:
               f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''})", markup=False, highlight=False)
 
 
-# --------------------------------------------------------------------------- health: stats
-# The figures come from `llmfail.stats`, the same function the dashboard uses.
+# --------------------------------------------------------------------------- health: stats, probe
+# The figures come from `llmfail.stats` (the same function the dashboard uses), probes from `llmfail.probe`.
 
 
 @app.command()
@@ -450,6 +450,47 @@ def stats(
         from .output import note
 
         note(f"no events in the last {since}")
+
+
+@app.command()
+def probe(
+    chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Probe only this chain's entries (default: every chain)."),
+    json_out: bool = typer.Option(False, "--json", help='Print [{"model", "state", "latency_ms", "kind", "status"}].'),
+) -> None:
+    """One cheap real request (a 1-token completion) to every entry at once: healthy, slow, degraded or offline.
+
+    Exit 1 when some chain has no healthy entry left (for cron and CI)."""
+    from .probe import run_probe
+
+    config = load()
+    chains = [config.chain(chain)] if chain is not None else list(config.chains.values())
+    report = run_probe(config, open_db(), chains)
+    if json_out:
+        from .output import emit_json
+
+        emit_json([result.to_json() for result in report.results])
+    else:
+        from rich.table import Table
+        from rich.text import Text
+
+        from .output import stdout
+
+        styles = {"healthy": "green", "slow": "yellow", "degraded": "bold yellow", "offline": "bold red"}
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("model", "state", "latency", "error"):
+            table.add_column(column, justify="right" if column == "latency" else "left")
+        for result in report.results:
+            latency = "-" if result.latency_ms is None else f"{result.latency_ms:,.0f} ms"
+            error = " ".join(str(part) for part in (result.kind, result.status, result.detail) if part) or ""
+            table.add_row(result.model, Text(result.state, style=styles[result.state]), latency, error)
+        stdout().print(table)
+    if not report.ok:
+        from .output import note
+
+        for name, healthy in report.chains.items():
+            if not healthy:
+                note(f"llmfail: chain {name!r} has no healthy entry", style="bold red")
+        raise typer.Exit(ExitCode.FAILED)
 
 
 def _stats_table(rows: list[ModelStats]) -> Table:

@@ -61,6 +61,15 @@ class _DeadlineExceeded(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class Timed:
+    """A completion with the attempt's latency and time to its first text (ms, engine clock)."""
+
+    completion: Completion
+    latency_ms: float
+    ttft_ms: float
+
+
 @dataclass
 class _Walk:
     """The bookkeeping of one request."""
@@ -218,6 +227,21 @@ class Engine:
         clients, self._clients = self._clients, {}
         for client in clients.values():
             await client.aclose()
+
+    async def attempt_once(self, entry: Entry, request: ChatRequest, api_key: str | None) -> Timed:
+        """One attempt at `entry` outside any walk, for health checks (`llmfail.probe`).
+
+        The same adapter, client and timers as a request's attempt, so a probe
+        measures what a request would meet; but no retry, no bench, no event:
+        the caller decides what the outcome means. The whole attempt is bounded
+        by the entry's `timeout`. Raises the classified ProviderError.
+        """
+        began = self.clock()
+        w = _Walk(uuid.uuid4().hex[:16], "", began, began + entry.policy.timeout)
+        completion = await self._attempt(entry, api_key, request, w, None)
+        ended = self.clock()
+        first = w.first_at if w.first_at is not None else ended
+        return Timed(completion, (ended - began) * 1000, (first - began) * 1000)
 
     # ------------------------------------------------------------------ events & state
 

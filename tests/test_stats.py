@@ -342,3 +342,13 @@ def test_stats_on_a_machine_without_a_state_db_creates_nothing(tmp_path: Path) -
     result = cli("stats", "--json")
     assert result.exit_code == 0 and json.loads(result.stdout) == {}
     assert not Path(os.environ["LLMFAIL_DB"]).exists()  # a pure read never creates the DB
+
+
+def test_stats_loads_no_engine_http_client_or_dashboard(tmp_path: Path) -> None:
+    from .test_imports import cli_modules, heavy_in
+
+    (tmp_path / "chains.yaml").write_text(CONFIG, encoding="utf-8")
+    SqliteStore(os.environ["LLMFAIL_DB"]).close()
+    code, modules = cli_modules(tmp_path, "stats", "--json")
+    assert code == 0 and "llmfail.stats" in modules
+    assert heavy_in(modules) == []
