@@ -20,6 +20,7 @@ import getpass
 import logging
 import os
 import socket
+import statistics
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
@@ -55,6 +56,13 @@ log = logging.getLogger("llmfail")
 Messages = str | Sequence[Mapping[str, str]]
 Emit = Callable[[StreamItem], Awaitable[None]]
 Observer = Callable[[Event], None]
+
+
+#: Slow demotion: the rolling median is over the model's newest SPEED_SAMPLES answers since
+#: its last demote/restore decision, and needs SPEED_MIN_SAMPLES of them (a majority), so
+#: one slow answer never demotes and one fast answer never restores. A probe decides alone.
+SPEED_SAMPLES = 5
+SPEED_MIN_SAMPLES = 3
 
 
 class _DeadlineExceeded(Exception):
@@ -466,12 +474,16 @@ class Engine:
             w.panic = True
             plan = list(chain.entries)
             self._event(w, ev.PANIC, detail="every entry is benched: trying them all (on_all_benched: try_all)")
+        else:
+            plan = self._fast_first(plan, states, start)
         try:
             for index, entry in enumerate(plan):
                 w.next_model = plan[index + 1].model if index + 1 < len(plan) else None
                 completion = await self._try_entry(entry, request, w, emit, states)
                 if completion is not None:
-                    return self._succeed(w, entry, completion)
+                    result = self._succeed(w, entry, completion)
+                    self._note_speed(entry, states.get(entry.model), w.answer_ttft_ms, w.chain, w.request_id)
+                    return result
                 if index + 1 < len(plan) and self._remaining(w) > 0:
                     w.failovers += 1
                     self._event(w, ev.FAILOVER, entry.model, next_model=plan[index + 1].model,
@@ -493,6 +505,64 @@ class Engine:
         self._event(w, ev.EXHAUSTED, kind=str(error.kind) if error.kind else None, status=error.status,
                     detail=error.message)
         raise self._finish_error(w, error)
+
+    def _fast_first(self, plan: list[Entry], states: Mapping[str, ModelState], now: float) -> list[Entry]:
+        """Slow demotion: demoted entries (on_slow: demote) go after the others, in chain order.
+
+        Once per `cooldown` one request (across processes: a claim in the state DB)
+        tries a demoted entry in its own place instead, so a model that became
+        fast again is measured and restored even when nothing fails over to it.
+        """
+        slow = {
+            id(e) for e in plan
+            if e.policy.on_slow == "demote" and (s := states.get(e.model)) is not None and s.is_demoted
+            and not (s.recheck_at is not None and s.recheck_at <= now
+                     and self.store.claim_recheck(e.model, now=now, next_at=now + e.policy.cooldown))
+        }
+        if not slow:
+            return plan
+        return [e for e in plan if id(e) not in slow] + [e for e in plan if id(e) in slow]
+
+    def note_probe_speed(self, entry: Entry, ttft_ms: float) -> None:
+        """A probe's answer time decides slowness on its own (`llmfail probe`)."""
+        self._note_speed(entry, self.store.states([entry.model]).get(entry.model), ttft_ms, None, None, probe=True)
+
+    def _note_speed(self, entry: Entry, state: ModelState | None, ttft_ms: float | None, chain: str | None,
+                    request_id: str | None, *, probe: bool = False) -> None:
+        """Demote or restore `entry` after an answer: the rolling median of its recent first-token
+        times (or a probe's alone) against `slow_threshold`; one event per change.
+
+        An answer that agrees with the model's current state cannot flip it, so the
+        common case (a fast answer from a fast model) costs no query at all. Like
+        every piece of housekeeping here, a failure is logged, never raised.
+        """
+        policy = entry.policy
+        demoted = state is not None and state.is_demoted
+        threshold_ms = policy.slow_threshold * 1000
+        if policy.on_slow != "demote" or ttft_ms is None or (ttft_ms > threshold_ms) == demoted:
+            return
+        try:
+            samples = [ttft_ms] if probe else self.store.recent_ttfts(
+                entry.model, after=state.speed_at if state else None, limit=SPEED_SAMPLES)
+            if len(samples) < (1 if probe else SPEED_MIN_SAMPLES):
+                return
+            median = statistics.median(samples)
+            if (median > threshold_ms) == demoted:
+                return
+            now = self.clock()
+            changed = (self.store.restore(entry.model, now=now, fast_ms=median) if demoted else
+                       self.store.demote(entry.model, now=now, slow_ms=median, recheck_at=now + policy.cooldown))
+            if changed:
+                self._emit(Event(
+                    type=ev.RESTORED if demoted else ev.DEMOTED, ts=now, request_id=request_id, chain=chain,
+                    model=entry.model, latency_ms=round(median, 1),
+                    detail=(f"first token in {median:.0f} ms " + ("within" if demoted else "above")
+                            + f" slow_threshold {threshold_ms:.0f} ms"),
+                    data={"threshold_ms": threshold_ms, "samples": len(samples),
+                          "source": "probe" if probe else "requests"},
+                ))
+        except LlmfailError:
+            log.warning("llmfail: recording %s's speed failed", entry.model, exc_info=True)
 
     def _cancelled(self, w: _Walk) -> None:
         """Cancellation benches nothing; it only releases a probe lease and notes the outcome."""

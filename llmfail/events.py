@@ -22,6 +22,8 @@ FAIL_FAST = "fail_fast"
 EXHAUSTED = "exhausted"
 STREAM_INTERRUPTED = "stream_interrupted"
 REQUEST = "request"
+DEMOTED = "demoted"  # a slow entry now goes after the fast ones of its chain
+RESTORED = "restored"  # ...and is back in its place, fast again
 
 EVENT_TYPES = (
     ATTEMPT_FAILED,
@@ -36,6 +38,8 @@ EVENT_TYPES = (
     EXHAUSTED,
     STREAM_INTERRUPTED,
     REQUEST,
+    DEMOTED,
+    RESTORED,
 )
 
 #: Longest `detail` kept; provider messages can be pages of HTML.

@@ -16,8 +16,9 @@ answers or how fast, so it is not used.
 
 Every entry is probed concurrently (the total time is the slowest probe's,
 not the sum), each within its own `timeout`. Each result is a `probe` event.
-Benches are left alone (the engine's half-open probe owns those); slowness is
-recorded for slow demotion (see `llmfail.engine`).
+Benches are left alone (the engine's half-open probe owns those), but an
+answer's time decides slow demotion on its own: a slow probe demotes the
+entry, a fast one restores it (see `Engine._note_speed`).
 """
 
 from __future__ import annotations
@@ -131,10 +132,14 @@ def unique_entries(chains: Iterable[Chain]) -> list[Entry]:
 
 
 async def probe_chains(engine: Engine, chains: Sequence[Chain]) -> ProbeReport:
-    """Probe every entry of `chains` concurrently; write one `probe` event per entry."""
+    """Probe every entry of `chains` concurrently; write one `probe` event per entry, and let
+    each answer's time demote or restore the entry (slow demotion)."""
     entries = unique_entries(chains)
     results = await asyncio.gather(*(probe_entry(engine, entry) for entry in entries))
     record(engine.store, results, engine.clock())
+    for entry, result in zip(entries, results, strict=True):
+        if result.answered and result.latency_ms is not None:  # "or its last probe": demote or restore
+            engine.note_probe_speed(entry, result.latency_ms)
     by_model = {r.model: r for r in results}
     verdict = {chain.name: any(by_model[e.model].state == HEALTHY for e in chain.entries) for chain in chains}
     return ProbeReport(tuple(results), verdict)

@@ -162,12 +162,13 @@ def _stats(model: str, tally: EventTally | None, states: Mapping[str, ModelState
         last_error_status=own.last_error_status if own else None,
         last_error_at=own.last_error_at if own else None,
         last_seen=tally.last_seen if tally else None,
+        slow_ms=own.slow_ms if own and own.is_demoted else None,
     )
 
 
 def health_state(model: str, states: Mapping[str, ModelState], entry: Entry | None, now: float) -> str:
     """The model's state at `now`, worst first: a running manual bench, a bench (its own, or
-    every credential's), a half-open bench awaiting its probe, or healthy."""
+    every credential's), a half-open bench awaiting its probe, a slow-demotion, or healthy."""
     own = states.get(model)
     if own is not None and own.is_benched(now):
         return MANUAL if own.manual else BENCHED
@@ -177,6 +178,8 @@ def health_state(model: str, states: Mapping[str, ModelState], entry: Entry | No
             return BENCHED
     if own is not None and own.is_half_open(now):
         return HALF_OPEN
+    if own is not None and own.is_demoted:
+        return SLOW
     return HEALTHY
 
 

@@ -38,6 +38,15 @@ class ModelState:
     last_error_at: float | None = None
     probe_holder: str | None = None
     probe_until: float | None = None  # probe lease expiry
+    # Slow demotion (written only by demote/restore/claim_recheck, never by bench state changes):
+    slow_since: float | None = None  # demoted since (epoch s); None when not demoted
+    slow_ms: float | None = None  # first-token latency behind the last demote/restore decision
+    speed_at: float | None = None  # when that decision was made: older samples no longer count
+    recheck_at: float | None = None  # a demoted model's next turn at its own place in the chain
+
+    @property
+    def is_demoted(self) -> bool:
+        return self.slow_since is not None
 
     def is_benched(self, now: float) -> bool:
         return self.bench_until is not None and self.bench_until > now and not self.clock_stepped_back(now)
@@ -131,6 +140,24 @@ class Store(Protocol):
 
     def claim_probe(self, model: str, *, now: float, lease: float, holder: str) -> bool:
         """Take the half-open probe lease if nobody holds it; True when this caller got it."""
+        ...
+
+    def recent_ttfts(self, model: str, *, after: float | None, limit: int) -> list[float]:
+        """First-token times (ms) of the model's newest `limit` answers written after `after`,
+        newest first: the samples slow demotion takes its rolling median over. Pure read."""
+        ...
+
+    def demote(self, model: str, *, now: float, slow_ms: float, recheck_at: float) -> bool:
+        """Mark `model` slow unless it already is; True when this call did (so exactly one
+        process writes the `demoted` event)."""
+        ...
+
+    def restore(self, model: str, *, now: float, fast_ms: float) -> bool:
+        """Clear a demotion; True when this call did (exactly one `restored` event)."""
+        ...
+
+    def claim_recheck(self, model: str, *, now: float, next_at: float) -> bool:
+        """A demoted model's due recheck turn, taken by exactly one request; the next is at `next_at`."""
         ...
 
     def release_probe(self, model: str, *, holder: str) -> None: ...

@@ -64,7 +64,10 @@ _MODEL_COLUMNS = (
     "probe_holder",
     "probe_until",
 )
-_MODEL_SELECT = "SELECT " + ", ".join(_MODEL_COLUMNS) + " FROM models"
+#: Slow-demotion columns: read with the bench state, written only by their own
+#: methods (never by `_put`), so a bench or a success can never undo a demotion.
+_SPEED_COLUMNS = ("slow_since", "slow_ms", "speed_at", "recheck_at")
+_MODEL_SELECT = "SELECT " + ", ".join(_MODEL_COLUMNS + _SPEED_COLUMNS) + " FROM models"
 
 _EVENT_COLUMNS = (
     "id",
@@ -159,9 +162,16 @@ def _migration_2(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX events_model_type_kind_ts ON events (model, type, kind, ts, chain)")
 
 
+def _migration_3(conn: sqlite3.Connection) -> None:
+    """Slow demotion: a model's demotion lives beside its bench state, so the engine reads
+    both with the one `states()` query it already makes per request."""
+    for column in _SPEED_COLUMNS:
+        conn.execute(f"ALTER TABLE models ADD COLUMN {column} REAL")
+
+
 #: Forward migrations, in order: entry N-1 takes the schema from version N-1 to
 #: N. Append new ones; never edit or reorder a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -206,6 +216,10 @@ def _state(row: Sequence[Any]) -> ModelState:
         last_error_at=row[10],
         probe_holder=row[11],
         probe_until=row[12],
+        slow_since=row[13],
+        slow_ms=row[14],
+        speed_at=row[15],
+        recheck_at=row[16],
     )
 
 
@@ -711,6 +725,51 @@ class SqliteStore:
                     (prev.model,),
                 )
         return lifted
+
+    # -- slow demotion ------------------------------------------------------------
+
+    def recent_ttfts(self, model: str, *, after: float | None, limit: int) -> list[float]:
+        """First-token times (ms) of the model's newest `limit` answers written after `after`,
+        newest first. A seek on the (model, type, kind, ts) index reading `limit` rows, so
+        it is cheap enough to run after an answer."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT coalesce(json_extract(data, '$.attempt_ttft_ms'), json_extract(data, '$.ttft_ms')) "
+                "FROM events WHERE model = ? AND type = ? AND kind IS NULL AND ts > ? ORDER BY ts DESC LIMIT ?",
+                (model, ev.REQUEST, after if after is not None else float("-inf"), max(0, limit)),
+            ).fetchall()
+        return [float(row[0]) for row in rows if row[0] is not None]
+
+    def demote(self, model: str, *, now: float, slow_ms: float, recheck_at: float) -> bool:
+        """Mark `model` slow unless it already is; True when this call did."""
+        with self._write() as conn:
+            conn.execute("INSERT INTO models (model) VALUES (?) ON CONFLICT(model) DO NOTHING", (model,))
+            cursor = conn.execute(
+                "UPDATE models SET slow_since = ?, slow_ms = ?, speed_at = ?, recheck_at = ? "
+                "WHERE model = ? AND slow_since IS NULL",
+                (now, slow_ms, now, recheck_at, model),
+            )
+            return cursor.rowcount == 1
+
+    def restore(self, model: str, *, now: float, fast_ms: float) -> bool:
+        """Clear a demotion; True when this call did."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE models SET slow_since = NULL, slow_ms = ?, speed_at = ?, recheck_at = NULL "
+                "WHERE model = ? AND slow_since IS NOT NULL",
+                (fast_ms, now, model),
+            )
+            return cursor.rowcount == 1
+
+    def claim_recheck(self, model: str, *, now: float, next_at: float) -> bool:
+        """A demoted model's due recheck turn, taken by exactly one request (one conditional UPDATE)."""
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE models SET recheck_at = ? WHERE model = ? AND slow_since IS NOT NULL "
+                "AND (recheck_at IS NULL OR recheck_at <= ?)",
+                (next_at, model, now),
+            )
+            return cursor.rowcount == 1
 
     def claim_probe(self, model: str, *, now: float, lease: float, holder: str) -> bool:
         """Take the half-open probe lease if nobody holds it; True when this caller got it.
