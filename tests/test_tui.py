@@ -99,7 +99,8 @@ def app_for(config: Config, store: SqliteStore, clock: FakeClock, **kwargs: Any)
 
 
 async def loaded(pilot: Any) -> None:
-    await until(pilot, lambda: pilot.app.updates >= 1)
+    """Wait for the first data and the sparkline's seed (its second poll) to be on screen."""
+    await until(pilot, lambda: pilot.app.updates >= 1 and pilot.app.rate_known)
 
 
 # --------------------------------------------------------------------------- live updates
@@ -165,7 +166,8 @@ async def test_the_log_starts_from_the_newest_rows_and_then_follows_by_id(
         await loaded(pilot)
         assert [line.rsplit("- ", 1)[-1] for line in log_lines(app)] == [f"old-{i}" for i in range(25, 30)]
         log_reads = [c for c in calls if c.get("types") is None]
-        assert log_reads == [{"model": None, "chain": None, "since": None, "types": None, "limit": 5, "newest": True}]
+        assert log_reads[0] == {"model": None, "chain": None, "since": None, "types": None, "limit": 5, "newest": True}
+        assert all(c["after_id"] >= 30 for c in log_reads[1:])  # then only what is new
 
         calls.clear()
         await pilot.pause(0.8)  # idle DB: three polls, no query of the log at all
@@ -428,7 +430,9 @@ def test_a_burst_larger_than_the_log_keeps_only_the_newest_rows(
 ):
     feed = Feed(config, store, clock=clock, keep=10)
     first = feed.step(chain=None)
-    assert first is not None and first.first and first.events == []
+    assert first is not None and first.first and first.events == [] and first.rate is None and feed.pending
+    seeded = feed.step(chain=None)  # the sparkline's seed comes second, so the first paint is quick
+    assert seeded is not None and seeded.rate == [0] * 60 and not feed.pending
     writer.append([Event(type="failover", ts=clock.now, chain="prod", detail=str(i)) for i in range(2500)])
     update = feed.step(chain=None)
     assert update is not None

@@ -117,6 +117,8 @@ class Dashboard(App[None]):
         self.rows: list[HealthRow] = []
         self.updates = 0  # updates painted so far (tests and the benchmark wait on it)
         self.first_paint_at: float | None = None  # perf_counter() when the first data was on screen
+        self.last_event_id = 0  # the newest event taken into the log pane (shown, or counted while paused)
+        self.rate_known = False  # the sparkline has been seeded from the DB
         self.paused = False
         self.log_filter = LogFilter()
         self._buffer: deque[Event] = deque(maxlen=keep)  # what the log pane could show, for refilters
@@ -170,7 +172,8 @@ class Dashboard(App[None]):
             else:
                 if update is not None:
                     self.post_message(Refreshed(update))
-            self._wake.wait(POLL_S)
+            if not self.feed.pending:
+                self._wake.wait(POLL_S)
 
     def refresh_now(self) -> None:
         """Read everything again at the next poll, which starts at once."""
@@ -230,6 +233,10 @@ class Dashboard(App[None]):
         self.query_one("#summary", Static).update(text)
 
     def _paint_rate(self, update: Update) -> None:
+        if update.rate is None:
+            self.query_one("#rate-label", Static).update("failovers/min, last hour: reading…")
+            return
+        self.rate_known = True
         total, peak = sum(update.rate), max(update.rate, default=0)
         label = f"failovers/min, last hour: {total} (peak {peak}/min)"
         if update.rate_partial:
@@ -241,6 +248,8 @@ class Dashboard(App[None]):
         if skipped:
             self._buffer.clear()  # the gap would be misleading in a scroll-back
         self._buffer.extend(events)
+        if events:
+            self.last_event_id = events[-1].id or self.last_event_id
         if self.paused:
             self._missed += len(events) + skipped
             self._title_log()

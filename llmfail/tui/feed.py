@@ -139,7 +139,7 @@ class Update:
 
     chain: str | None  # the chain the rows and the rate are for (None: all)
     rows: list[HealthRow]
-    rate: list[int]  # failovers per minute, oldest first
+    rate: list[int] | None  # failovers per minute, oldest first; None until seeded
     rate_partial: bool
     events: list[Event] = field(default_factory=list)  # new events for the log, oldest first (<= keep)
     skipped: int = 0  # new events that were too many to keep (only the newest `keep` are shown)
@@ -175,18 +175,26 @@ class Feed:
         self._monotonic = monotonic
         self._version: int | None = None
         self._rows_at = float("-inf")
+        self._seeded = False
 
     @property
     def chain(self) -> str | None:
         return self.activity.chain
 
+    @property
+    def pending(self) -> bool:
+        """Whether the next `step` has work whatever the DB does (the sparkline's seed)."""
+        return not self._seeded
+
     def step(self, *, chain: str | None, force: bool = False) -> Update | None:
+        """One poll. The first reads the newest events and the rows only, so they are on
+        screen at once; the second seeds the sparkline (up to RATE_SEED_LIMIT rows)."""
         now = self.clock()
         version = self.store.data_version()
         first = self._version is None
-        new_chain = chain != self.activity.chain
+        reseed = not first and (chain != self.activity.chain or not self._seeded)
         written = version != self._version
-        if not (first or new_chain or written or force or self._monotonic() - self._rows_at >= ROWS_EVERY_S):
+        if not (first or reseed or written or force or self._monotonic() - self._rows_at >= ROWS_EVERY_S):
             return None
         self._version = version
         fresh: deque[Event] = deque(maxlen=self.tail.keep)
@@ -194,20 +202,22 @@ class Feed:
         if first:
             fresh.extend(self.tail.start())
             seen = len(fresh)
-        elif written or force or new_chain:
+            self.activity = Activity(chain)
+        elif written or force or reseed:
             for batch in self.tail.batches():
-                if not new_chain:  # a new chain is seeded from the DB below
+                if not reseed:  # a seed reads these from the DB below
                     self.activity.add(batch)
                 fresh.extend(batch)
                 seen += len(batch)
-        if first or new_chain:
+        if reseed:
             self.activity = Activity(chain)
             self.activity.seed(self.store, now, self.tail.last_id)
+        self._seeded = not first
         self._rows_at = self._monotonic()
         return Update(
             chain=chain,
             rows=self.rows(now),
-            rate=self.activity.series(now),
+            rate=self.activity.series(now) if self._seeded else None,
             rate_partial=self.activity.partial(now),
             events=list(fresh),
             skipped=seen - len(fresh),
