@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--quick] [--markdown]
 
-Runs in about 3-4 minutes on a 2-core machine (`--quick`: about a minute, one
+Runs in about 2.5 minutes on a 2-core machine (`--quick`: about a minute, one
 round, shorter runs). Everything talks to 127.0.0.1 only: a local
 OpenAI-compatible server (server.py) is started as a subprocess and every
 client runs in a process of its own (overhead.py), so imports, pools and CPU
@@ -105,7 +105,7 @@ def main() -> int:
     parser.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
     parser.add_argument("--json", dest="json_path", help="also write every raw figure to this file")
     args = parser.parse_args()
-    rounds, seconds = (1, 1.0) if args.quick else (3, 1.5)
+    rounds, seconds = (1, 1.0) if args.quick else (3, 1.2)
     began = time.perf_counter()
     with open("/proc/loadavg") as f:
         load_before = f.read().split()[0]
@@ -132,13 +132,13 @@ def main() -> int:
         if have_litellm:
             note("overhead: LiteLLM Router")
             for case in CASES:
-                for r in overhead(port, "litellm", case, "default", max(seconds, 2.0), "1,32"):
+                for r in overhead(port, "litellm", case, "default", max(seconds, 1.5), "1,32"):
                     runs[("litellm", case, "default", r["concurrency"])].append(r)
         else:
             note("overhead: LiteLLM is not installed; its rows are skipped (pip install -e '.[bench]')")
 
         note("start-up")
-        done = subprocess.run([PY, os.path.join(HERE, "startup.py"), "--runs", "5" if args.quick else "9"],
+        done = subprocess.run([PY, os.path.join(HERE, "startup.py"), "--runs", "5" if args.quick else "7"],
                               capture_output=True, text=True, timeout=180, check=False)
         startup = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
         if done.returncode != 0:
@@ -182,6 +182,9 @@ def main() -> int:
     for c in (32, 1):
         t.add(f"(c) llmfail primary benched, c={c}, req/s", med("llmfail", "benched", c, "rps"), "",
               med("llmfail", "healthy", c, "rps"), "(b)", ">= 0.95x", at_least(0.95))
+    # Throughput swings with whatever else runs on the machine; CPU per request does not.
+    t.add("(c) llmfail primary benched, c=32, CPU/req", med("llmfail", "benched", 32, "cpu_us"), "us",
+          med("llmfail", "healthy", 32, "cpu_us"), "(b) us/req", "<= 1.05x", at_least_inverse(1.05))
     t.add("(d) llmfail primary 429 -> failover, c=32, req/s", med("llmfail", "failover", 32, "rps"), "",
           med("aiohttp", "failover", 32, "rps"), "aiohttp fallback loop", ">= 0.5x", at_least(0.5))
     t.add("(d) llmfail primary 429 -> failover, c=1, req/s", med("llmfail", "failover", 1, "rps"), "",
@@ -206,6 +209,8 @@ def main() -> int:
     for case in CASES:
         t.add(f"llmfail on httpx's own transport (before), {case}, c=32, req/s", med("llmfail", case, 32, "rps", "httpx"),
               "", med("llmfail", case, 32, "rps"), "llmfail now")
+        t.add(f"llmfail on httpx's own transport (before), {case}, c=32, CPU/req", med("llmfail", case, 32, "cpu_us", "httpx"),
+              "us", med("llmfail", case, 32, "cpu_us"), "llmfail now")
     if have_litellm:
         for case in CASES:
             ours, theirs = med("llmfail", case, 32, "rps"), med("litellm", case, 32, "rps")
@@ -213,6 +218,11 @@ def main() -> int:
             ours99, theirs99 = med("llmfail", case, 32, "p99_ms"), med("litellm", case, 32, "p99_ms")
             t.add(f"llmfail vs LiteLLM Router, {case}, c=32, p99 ms", ours99, "ms", theirs99, "LiteLLM", "lower",
                   lambda fig, base: base is not None and fig < base)
+        for case in CASES:
+            # CPU per request is steady when other work shares the machine; its ratio is the
+            # throughput ratio on an otherwise idle core.
+            t.add(f"LiteLLM Router CPU per request, {case}, c=32", med("litellm", case, 32, "cpu_us"), "us",
+                  med("llmfail", case, 32, "cpu_us"), "llmfail us/req")
         for case in CASES:
             t.add(f"LiteLLM Router, {case}, c=1, req/s", med("litellm", case, 1, "rps"), "",
                   med("llmfail", case, 1, "rps"), "llmfail")
@@ -222,6 +232,8 @@ def main() -> int:
     t.add("start-up: llmfail ls-benched, s", startup.get("ls-benched"), "s", floor, "import typer, rich", "<= 1.5x",
           at_least_inverse(1.5))
     t.add("start-up: llmfail run (one request), s", startup.get("run"), "s", floor, "import typer, rich")
+    t.add("start-up: llmfail run on httpx's own transport, s", startup.get("run-httpx"), "s", startup.get("run"),
+          "llmfail run")
     t.add("state: events/s, 1 process", state.get("single_eps"), "ev/s", None, "", ">= 5,000",
           lambda fig, base: fig >= 5000)
     t.add(f"state: events/s, {state.get('processes', 4)} processes at once (total)", state.get("multi_eps"), "ev/s",

@@ -24,6 +24,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from server import serve  # noqa: E402
 
 BIN = os.path.dirname(sys.executable)
+RUN_ARGS = ["ping", "--chain", "bench", "--no-stream", "--quiet"]
+RUN_ON_HTTPX = """
+import sys, types, httpx
+stub = types.ModuleType("llmfail.transport")
+stub.default_client = lambda: httpx.AsyncClient(timeout=None, follow_redirects=False)
+sys.modules["llmfail.transport"] = stub
+sys.argv = ["llmfail", "run", *sys.argv[1:]]
+from llmfail.cli import main
+main()
+"""
 
 
 def _llmfail() -> list[str]:
@@ -79,7 +89,10 @@ def main() -> None:
             "floor": median_wall([sys.executable, "-c", "import typer, rich"], env, args.runs),
             "help": median_wall([*_llmfail(), "--help"], env, args.runs),
             "ls-benched": median_wall([*_llmfail(), "ls-benched"], env, args.runs) if exists("ls-benched", env) else None,
-            "run": median_wall([*_llmfail(), "run", "ping", "--chain", "bench", "--no-stream", "--quiet"], env, args.runs),
+            "run": median_wall([*_llmfail(), "run", *RUN_ARGS], env, args.runs),
+            # The same with httpx's own transport (what `run` used before aiohttp became the default):
+            # the price of importing aiohttp, for a command that sends one request.
+            "run-httpx": median_wall([sys.executable, "-c", RUN_ON_HTTPX, *RUN_ARGS], env, args.runs),
         }
     print(json.dumps(results))
 
