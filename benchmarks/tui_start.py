@@ -136,7 +136,7 @@ def run_child(case: str, db: str, burst: int) -> dict[str, Any]:
                          capture_output=True, text=True, timeout=300, check=False)
     if out.returncode != 0:
         raise SystemExit(f"{case} failed:\n{out.stderr}")
-    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     figures["first_paint_s"] = figures.pop("painted_at") - spawned
     return figures
 

@@ -336,6 +336,20 @@ async def test_a_benched_model_its_chain_tries_in_panic_mode_reads_panic_tried(
         assert table_models(app)[0] == "openai/gpt-4o"
 
 
+async def test_r_rereads_what_this_very_connection_wrote(config: Config, store: SqliteStore, clock: FakeClock):
+    """Writes through the app's own connection do not move `data_version`; `r` reads them anyway."""
+    app = app_for(config, store, clock, chain="prod")
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        store.record_failure("mock/echo", now=clock.now, kind="transient", status=500, bench_for=60.0)
+        store.append([Event(type="benched", ts=clock.now, model="mock/echo", detail="same-connection")])
+        await pilot.pause(0.6)
+        assert cell(app, "mock/echo", "state") == "healthy"
+        await pilot.press("r")
+        await until(pilot, lambda: cell(app, "mock/echo", "state") == "benched"
+                    and log_lines(app)[-1].endswith("same-connection"), timeout=1.0)
+
+
 async def test_p_pauses_the_log_and_resuming_shows_what_arrived(
     config: Config, store: SqliteStore, writer: SqliteStore, clock: FakeClock
 ):
@@ -398,6 +412,29 @@ async def test_the_sparkline_counts_failovers_per_minute_of_the_last_hour(
         await until(pilot, lambda: sum(app.query_one("#sparkline", Sparkline).data or []) == 1)
 
 
+def test_the_tui_command_opens_the_dashboard_on_the_given_db_chain_and_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from typer.testing import CliRunner
+
+    from llmfail.cli import app as cli_app
+    from llmfail.tui.app import Dashboard
+
+    (tmp_path / "chains.yaml").write_text(CONFIG)  # found as ./chains.yaml
+    opened: dict[str, Any] = {}
+
+    def run(self: Dashboard, *args: Any, **kwargs: Any) -> None:
+        opened.update(chain=self.chain, window=self.window, db=getattr(self.store, "path", None))
+
+    monkeypatch.setattr(Dashboard, "run", run)
+    other = str(tmp_path / "other.db")
+    result = CliRunner().invoke(cli_app, ["--db", other, "tui", "--chain", "cheap", "--window", "5m"])
+    assert result.exit_code == 0, result.output
+    assert opened == {"chain": "cheap", "window": 300.0, "db": other}
+    result = CliRunner().invoke(cli_app, ["tui", "--window", "soon"])
+    assert result.exit_code == 2 and "--window" in result.output
+
+
 # --------------------------------------------------------------------------- plain data (no Textual)
 
 
@@ -439,6 +476,28 @@ def test_a_burst_larger_than_the_log_keeps_only_the_newest_rows(
     assert [e.detail for e in update.events] == [str(i) for i in range(2490, 2500)] and update.skipped == 2490
     assert update.rate[-1] == 2500  # every failover reached the sparkline
     assert feed.step(chain=None) is None  # nothing new: no update
+
+
+def test_under_a_stream_of_writes_the_log_follows_every_poll_and_the_rows_twice_a_second(
+    config: Config, store: SqliteStore, writer: SqliteStore, clock: FakeClock
+):
+    ticks = FakeClock(0.0)
+    feed = Feed(config, store, clock=clock, monotonic=ticks)
+    assert feed.step(chain=None) is not None and feed.step(chain=None) is not None  # first paint, seed
+    writer.record_failure("openai/gpt-4o", now=clock.now, kind="transient", status=503, bench_for=60.0)
+    writer.append([Event(type="benched", ts=clock.now, model="openai/gpt-4o", detail="one")])
+    ticks.advance(0.25)
+    update = feed.step(chain=None)
+    assert update is not None and [e.detail for e in update.events] == ["one"] and update.rows is None
+    ticks.advance(0.25)  # nothing new written, but the rows owe the last write
+    update = feed.step(chain=None)
+    assert update is not None and update.events == [] and update.rows is not None
+    assert [r.state for r in update.rows if r.model == "openai/gpt-4o"] == ["benched"]
+    ticks.advance(0.25)
+    assert feed.step(chain=None) is None  # idle: no query, no update
+    ticks.advance(5.0)
+    update = feed.step(chain=None)  # the window slides: rows again, no log read
+    assert update is not None and update.rows is not None and update.events == []
 
 
 def test_the_log_filter_ands_words_and_matches_fields_by_substring():

@@ -124,6 +124,7 @@ class Dashboard(App[None]):
         self._buffer: deque[Event] = deque(maxlen=keep)  # what the log pane could show, for refilters
         self._missed = 0  # events that arrived while paused
         self._row_keys: list[str] = []
+        self._shown: dict[tuple[str, str], tuple[str, str, object]] = {}  # (model, column) -> what the cell shows
         self._wake = threading.Event()
         self._force = False
 
@@ -182,8 +183,9 @@ class Dashboard(App[None]):
 
     def on_refreshed(self, message: Refreshed) -> None:
         update = message.update
-        self.rows = update.rows
-        self._paint_rows()
+        if update.rows is not None:
+            self.rows = update.rows
+            self._paint_rows()
         self._paint_rate(update)
         self._take_events(update.events, update.skipped)
         self.updates += 1
@@ -204,21 +206,26 @@ class Dashboard(App[None]):
     # ------------------------------------------------------------------ painting
 
     def _paint_rows(self) -> None:
+        """Sync the table with `self.rows` at the clock's `now`: rebuilt when the models or
+        their order changed (the cursor stays on its model), else only the cells that changed."""
         table = self.query_one("#health", DataTable)
         now = self.clock()
-        keys = [row.model for row in self.rows]
+        cells = {row.model: dict(zip((key for key, _ in COLUMNS), row.cells(now), strict=True)) for row in self.rows}
+        keys = list(cells)
         if keys != self._row_keys:
             selected = self.selected_model()
             table.clear()
-            for row in self.rows:
-                table.add_row(*row.cells(now), key=row.model)
+            for model, row in cells.items():
+                table.add_row(*row.values(), key=model)
             self._row_keys = keys
             if selected in keys:
                 table.move_cursor(row=keys.index(selected), animate=False)
         else:
-            for row in self.rows:
-                for (column, _), cell in zip(COLUMNS, row.cells(now), strict=True):
-                    table.update_cell(row.model, column, cell, update_width=True)
+            for model, row in cells.items():
+                for column, cell in row.items():
+                    if self._shown.get((model, column)) != _look(cell):
+                        table.update_cell(model, column, cell, update_width=True)
+        self._shown = {(model, column): _look(cell) for model, row in cells.items() for column, cell in row.items()}
         self._paint_summary(now)
 
     def _paint_summary(self, now: float) -> None:
@@ -371,6 +378,11 @@ class Dashboard(App[None]):
         else:
             self.call_from_thread(self.notify, f"{model} is not benched", severity="warning", markup=False)
         self.refresh_now()
+
+
+def _look(cell: Text) -> tuple[str, str, object]:
+    """What a cell looks like (text, style, spans), to skip repainting unchanged cells every second."""
+    return cell.plain, str(cell.style), tuple(cell.spans)
 
 
 def create_app(

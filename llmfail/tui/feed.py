@@ -53,6 +53,9 @@ RATE_SEED_LIMIT = 20_000
 #: Rows are recomputed at least this often (seconds of real time) so the window slides.
 ROWS_EVERY_S = 5.0
 
+#: ... and at most this often while other processes keep writing (the log follows every poll).
+ROWS_MIN_S = 0.5
+
 
 class Activity:
     """Failovers per minute over the last hour, and each chain's latest panic, for one chain
@@ -138,7 +141,7 @@ class Update:
     """One poll's worth of news for the screen."""
 
     chain: str | None  # the chain the rows and the rate are for (None: all)
-    rows: list[HealthRow]
+    rows: list[HealthRow] | None  # None: unchanged since the last update
     rate: list[int] | None  # failovers per minute, oldest first; None until seeded
     rate_partial: bool
     events: list[Event] = field(default_factory=list)  # new events for the log, oldest first (<= keep)
@@ -176,6 +179,7 @@ class Feed:
         self._version: int | None = None
         self._rows_at = float("-inf")
         self._seeded = False
+        self._rows_dirty = False
 
     @property
     def chain(self) -> str | None:
@@ -188,13 +192,22 @@ class Feed:
 
     def step(self, *, chain: str | None, force: bool = False) -> Update | None:
         """One poll. The first reads the newest events and the rows only, so they are on
-        screen at once; the second seeds the sparkline (up to RATE_SEED_LIMIT rows)."""
+        screen at once; the second seeds the sparkline (up to RATE_SEED_LIMIT rows).
+
+        New events are followed on every poll; the rows (`model_stats`, the heavier
+        read) are recomputed at most every ROWS_MIN_S under a steady stream of
+        writes, which still puts a change on screen within a second.
+        """
         now = self.clock()
         version = self.store.data_version()
         first = self._version is None
         reseed = not first and (chain != self.activity.chain or not self._seeded)
         written = version != self._version
-        if not (first or reseed or written or force or self._monotonic() - self._rows_at >= ROWS_EVERY_S):
+        self._rows_dirty = self._rows_dirty or written
+        since_rows = self._monotonic() - self._rows_at
+        rows_due = (first or reseed or force or since_rows >= ROWS_EVERY_S
+                    or (self._rows_dirty and since_rows >= ROWS_MIN_S))
+        if not (written or rows_due):
             return None
         self._version = version
         fresh: deque[Event] = deque(maxlen=self.tail.keep)
@@ -213,10 +226,13 @@ class Feed:
             self.activity = Activity(chain)
             self.activity.seed(self.store, now, self.tail.last_id)
         self._seeded = not first
-        self._rows_at = self._monotonic()
+        rows = None
+        if rows_due:
+            rows = self.rows(now)
+            self._rows_at, self._rows_dirty = self._monotonic(), False
         return Update(
             chain=chain,
-            rows=self.rows(now),
+            rows=rows,
             rate=self.activity.series(now) if self._seeded else None,
             rate_partial=self.activity.partial(now),
             events=list(fresh),
