@@ -144,6 +144,10 @@ class Engine:
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._observers: list[Observer] = []
+        if config.alerts.sinks:  # an observer that only queues: sending happens on its own thread
+            from .alerts import Alerter
+
+            self.on_event(Alerter(config.alerts, store))
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
         # Prepared once, reused by every request (benchmarks/: parsing them each time showed in profiles).
         self._urls: dict[str, httpx.URL] = {}

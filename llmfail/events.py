@@ -24,6 +24,7 @@ STREAM_INTERRUPTED = "stream_interrupted"
 REQUEST = "request"
 DEMOTED = "demoted"  # a slow entry now goes after the fast ones of its chain
 RESTORED = "restored"  # ...and is back in its place, fast again
+ALERT_FAILED = "alert_failed"  # an alert sink (webhook, command) failed or timed out
 
 EVENT_TYPES = (
     ATTEMPT_FAILED,
@@ -40,6 +41,7 @@ EVENT_TYPES = (
     REQUEST,
     DEMOTED,
     RESTORED,
+    ALERT_FAILED,
 )
 
 #: Longest `detail` kept; provider messages can be pages of HTML.

@@ -142,6 +142,11 @@ class Store(Protocol):
         """Take the half-open probe lease if nobody holds it; True when this caller got it."""
         ...
 
+    def claim_alert(self, key: str, type_: str, *, now: float, window: float) -> bool:
+        """The right to send the (key, type) alert now: True for exactly one caller per
+        `window` seconds, across every process sharing the store."""
+        ...
+
     def recent_ttfts(self, model: str, *, after: float | None, limit: int) -> list[float]:
         """First-token times (ms) of the model's newest `limit` answers written after `after`,
         newest first: the samples slow demotion takes its rolling median over. Pure read."""

@@ -169,9 +169,24 @@ def _migration_3(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE models ADD COLUMN {column} REAL")
 
 
+def _migration_4(conn: sqlite3.Connection) -> None:
+    """Alert dedup: one row per (key, type) holding until when its alert is claimed, so
+    several processes seeing the same failure send one alert, not one each."""
+    conn.execute(
+        """
+        CREATE TABLE alert_claims (
+            key TEXT NOT NULL,
+            type TEXT NOT NULL,
+            until REAL NOT NULL,
+            PRIMARY KEY (key, type)
+        )
+        """
+    )
+
+
 #: Forward migrations, in order: entry N-1 takes the schema from version N-1 to
 #: N. Append new ones; never edit or reorder a released one.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -768,6 +783,20 @@ class SqliteStore:
                 "UPDATE models SET recheck_at = ? WHERE model = ? AND slow_since IS NOT NULL "
                 "AND (recheck_at IS NULL OR recheck_at <= ?)",
                 (next_at, model, now),
+            )
+            return cursor.rowcount == 1
+
+    def claim_alert(self, key: str, type_: str, *, now: float, window: float) -> bool:
+        """The right to send the (key, type) alert now; True for exactly one caller per window.
+
+        One upsert under the write lock: a new row, or an expired claim renewed,
+        changes one row; a claim still running changes none.
+        """
+        with self._write() as conn:
+            cursor = conn.execute(
+                "INSERT INTO alert_claims (key, type, until) VALUES (?, ?, ?) "
+                "ON CONFLICT(key, type) DO UPDATE SET until = excluded.until WHERE alert_claims.until <= ?",
+                (key, type_, now + window, now),
             )
             return cursor.rowcount == 1
 
