@@ -194,6 +194,17 @@ BUILTIN_PROVIDERS: Mapping[str, ProviderConfig] = {
     for kind, (base_url, key_env) in TYPE_DEFAULTS.items()
 }
 
+#: The largest config file llmfail reads. PyYAML composes about 200 KB a second, so
+#: this bounds a load to about a second (a real config is a few KiB; the example 4).
+MAX_CONFIG_BYTES = 256 * 1024
+
+#: How deep YAML may nest (block indentation plus flow brackets). A config needs about 7.
+MAX_NESTING = 64
+
+#: The most entries one chain may flatten to. Nesting multiplies: nine chains that
+#: each nest the previous one nine times would flatten to 9**9 entries.
+MAX_CHAIN_ENTRIES = 1000
+
 #: Named faults a mock provider can play, besides an HTTP status and `slow:DURATION`.
 MOCK_FAULTS = ("timeout", "reset", "malformed", "stream-cut", "content-filter", "context-length")
 
@@ -202,7 +213,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     """Read and validate one config file; ConfigError lists every problem found."""
     name = os.fspath(path)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as file:  # bounded: --config /dev/zero must not read forever
+            data = file.read(MAX_CONFIG_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(
             [ConfigProblem(name, 0, 0, "", "config file not found")],
@@ -212,11 +224,22 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError(
             [ConfigProblem(name, 0, 0, "", f"cannot read the config file: {error.strerror or error}")]
         ) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise _too_large(name)
     return parse_config(_decode(data, name), name)
+
+
+def _too_large(name: str) -> ConfigError:
+    return ConfigError(
+        [ConfigProblem(name, 1, 1, "", f"the config file is larger than {MAX_CONFIG_BYTES // 1024} KiB")],
+        hint="is --config pointing at the right file? a chains file is a few KiB",
+    )
 
 
 def parse_config(text: str, path: str = "<string>") -> Config:
     """Validate YAML text as a config; `path` is only used to locate problems."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise _too_large(path)
     reader = _Reader(path)
     root = _compose(text, path)
     config = _build(reader, root)
@@ -246,10 +269,34 @@ def _line_column(before: str) -> tuple[int, int]:
     return before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with a nesting limit.
+
+    Its scanner does work proportional to the flow depth for every token, so
+    `[[[[...` thousands deep costs seconds before the composer's recursion gives
+    up; a config never needs more than a handful of levels.
+    """
+
+    def add_indent(self, column: int) -> bool:
+        self._check_depth(len(self.indents))
+        return super().add_indent(column)
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's name
+        self._check_depth(self.flow_level)
+        super().fetch_flow_collection_start(TokenClass)
+
+    def _check_depth(self, depth: int) -> None:
+        if depth >= MAX_NESTING:
+            raise yaml.scanner.ScannerError(problem=f"nested too deeply (more than {MAX_NESTING} levels)",
+                                            problem_mark=self.get_mark())
+
+
 def _compose(text: str, path: str) -> Node | None:
     """The YAML node tree, or a ConfigError located at the syntax error."""
+    loader: yaml.SafeLoader | None = None  # yaml.compose(), keeping the loader: its mark locates a RecursionError
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _Loader(text)
+        return loader.get_single_node()
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -258,8 +305,13 @@ def _compose(text: str, path: str) -> Node | None:
     except yaml.YAMLError as error:  # ReaderError: a character YAML does not allow
         line, column = _line_column(text[: getattr(error, "position", 0)])
         message = f"invalid YAML: {getattr(error, 'reason', error)}"
-    except RecursionError:
-        line, column, message = 0, 0, "invalid YAML: nested too deeply"
+    except RecursionError:  # the scanner stopped where the nesting got too deep
+        mark = loader.get_mark() if loader is not None else None
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+        message = "invalid YAML: nested too deeply"
+    finally:
+        if loader is not None:
+            loader.dispose()
     raise ConfigError([ConfigProblem(path, line, column, "", message)])
 
 
@@ -879,7 +931,15 @@ def _flatten(reader: _Reader, raw: Mapping[str, list[Entry | _Nested]]) -> dict[
 
     def expand(name: str, stack: list[str]) -> tuple[Entry, ...]:
         if name not in done:
-            done[name] = tuple(entry for item in raw[name] for entry in resolve(item, stack))
+            entries: list[Entry] = []
+            for item in raw[name]:
+                resolved = resolve(item, stack)
+                if isinstance(item, _Nested) and len(entries) + len(resolved) > MAX_CHAIN_ENTRIES:
+                    reader.problem(item.node, item.path, f"chain {name!r} flattens to more than "
+                                   f"{MAX_CHAIN_ENTRIES} entries (nested chains multiply)")
+                    break
+                entries.extend(resolved)
+            done[name] = tuple(entries)
         return done[name]
 
     def resolve(item: Entry | _Nested, stack: list[str]) -> tuple[Entry, ...]:
