@@ -157,8 +157,8 @@ class Unbenched:
     not_benched: list[str]
 
 
-def unbench_models(store: Store, models: Sequence[str] | None, now: float) -> Unbenched:
-    """Lift the benches of `models` (None: every bench) and log who did it.
+def unbench_models(store: Store, models: Sequence[str] | None, now: float, reason: str | None = None) -> Unbenched:
+    """Lift the benches of `models` (None: every bench) and log who did it, and why.
 
     Lifting `provider/model` also lifts its credential benches
     (`provider/model#N`): the operator is saying the model works again. One
@@ -176,9 +176,42 @@ def unbench_models(store: Store, models: Sequence[str] | None, now: float) -> Un
     lifted = store.unbench(targets, now=now)
     if lifted:
         who = operator()
-        store.append([Event(type=ev.UNBENCHED, ts=now, model=key, data={**who, "manual": True}) for key in lifted])
+        reason = reason.strip() if reason and reason.strip() else None
+        store.append([Event(type=ev.UNBENCHED, ts=now, model=key, detail=reason,
+                            data={**who, "reason": reason, "manual": True}) for key in lifted])
     missing = [m for m in (models or []) if not any(k == m or k.startswith(m + "#") for k in lifted)]
     return Unbenched(lifted, missing)
+
+
+def audit_config(store: Store, config: Config, now: float) -> Event | None:
+    """A `config_changed` event when the config file differs from the one last used with this
+    state DB (its SHA-256 is kept in the DB's meta, per file path).
+
+    Config edits change what every process does (chains, cooldowns, alerts), so they
+    belong in the same audit trail as manual benches: who (OS user, host), when, and
+    which file. The first use of a file is recorded silently (nothing changed yet);
+    a config that is not a readable file (built-in, parsed from a string) is skipped.
+    """
+    import hashlib
+
+    if config.path.startswith("<"):
+        return None
+    try:
+        with open(config.path, "rb") as handle:
+            digest = hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+    path = os.path.abspath(config.path)
+    previous = store.swap_meta(f"config_sha256:{path}", digest)
+    if previous is None or previous == digest:
+        return None
+    event = Event(
+        type=ev.CONFIG_CHANGED, ts=now, detail=f"{path} changed (sha256 {previous[:12]} -> {digest[:12]})",
+        data={**operator(), "reason": "config file changed", "path": path, "previous_sha256": previous,
+              "sha256": digest},
+    )
+    store.append([event])
+    return event
 
 
 def list_benches(store: Store, now: float) -> list[BenchRow]:

@@ -228,6 +228,7 @@ def bench(
 def unbench(
     models: Optional[list[str]] = typer.Argument(None, help="provider/model to lift (several allowed)."),
     all_: bool = typer.Option(False, "--all", help="Lift every bench."),
+    reason: Optional[str] = typer.Option(None, "--reason", help="Why, for the audit trail (`events --type unbenched`)."),
     json_out: bool = typer.Option(False, "--json", help='Print {"unbenched": [...]}.'),
 ) -> None:
     """Lift benches: MODEL is live again at once (its credential benches too)."""
@@ -237,7 +238,7 @@ def unbench(
 
     if all_ == bool(models):
         raise UsageError("name the MODEL to unbench, or pass --all (not both)", hint="`llmfail ls-benched` lists the benches")
-    done = unbench_models(open_db(), None if all_ else models, time.time())
+    done = unbench_models(open_db(), None if all_ else models, time.time(), reason)
     if json_out:
         from .output import emit_json
 

@@ -148,6 +148,12 @@ class Engine:
             from .alerts import Alerter
 
             self.on_event(Alerter(config.alerts, store))
+        try:  # the audit trail: a config file that changed since this DB last saw it is an event
+            from .actions import audit_config
+
+            audit_config(store, config, clock())
+        except LlmfailError:
+            log.warning("llmfail: recording the config's hash failed", exc_info=True)
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
         # Prepared once, reused by every request (benchmarks/: parsing them each time showed in profiles).
         self._urls: dict[str, httpx.URL] = {}

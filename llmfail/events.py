@@ -25,6 +25,7 @@ REQUEST = "request"
 DEMOTED = "demoted"  # a slow entry now goes after the fast ones of its chain
 RESTORED = "restored"  # ...and is back in its place, fast again
 ALERT_FAILED = "alert_failed"  # an alert sink (webhook, command) failed or timed out
+CONFIG_CHANGED = "config_changed"  # the config file differs from the one last used with this state DB
 
 EVENT_TYPES = (
     ATTEMPT_FAILED,
@@ -42,6 +43,7 @@ EVENT_TYPES = (
     DEMOTED,
     RESTORED,
     ALERT_FAILED,
+    CONFIG_CHANGED,
 )
 
 #: Longest `detail` kept; provider messages can be pages of HTML.

@@ -142,6 +142,11 @@ class Store(Protocol):
         """Take the half-open probe lease if nobody holds it; True when this caller got it."""
         ...
 
+    def swap_meta(self, key: str, value: str) -> str | None:
+        """Set a small piece of bookkeeping (e.g. the last config's hash) and return what it was
+        (None when unset). Unchanged: no write. Changed: exactly one caller sees the old value."""
+        ...
+
     def claim_alert(self, key: str, type_: str, *, now: float, window: float) -> bool:
         """The right to send the (key, type) alert now: True for exactly one caller per
         `window` seconds, across every process sharing the store."""

@@ -786,6 +786,24 @@ class SqliteStore:
             )
             return cursor.rowcount == 1
 
+    def swap_meta(self, key: str, value: str) -> str | None:
+        """Set `meta[key]` and return the previous value (None when unset).
+
+        The common case, nothing changed, is a pure read; a change is re-read
+        under the write lock, so when two processes race exactly one of them
+        sees the old value (and writes the one audit event).
+        """
+        with self._read() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is not None and row[0] == value:
+            return value
+        with self._write() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+            if row is None or row[0] != value:
+                conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
+                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+            return row[0] if row is not None else None
+
     def claim_alert(self, key: str, type_: str, *, now: float, window: float) -> bool:
         """The right to send the (key, type) alert now; True for exactly one caller per window.
 
