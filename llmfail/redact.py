@@ -14,7 +14,8 @@ import re
 import threading
 
 _lock = threading.Lock()
-_secrets: set[str] = set()
+_secrets: set[str] = set()  # add only through register_secret(): the two below follow it
+_ordered: tuple[str, ...] = ()  # the secrets, longest first (a longer one may contain a shorter)
 
 # Key shapes worth scrubbing even when we did not load them ourselves.
 _PATTERNS = re.compile(
@@ -26,12 +27,20 @@ _PATTERNS = re.compile(
 
 MASK = "***"
 
+#: The shortest text `_PATTERNS` can match (`sk-` and 8 more characters).
+_PATTERN_MIN = 11
+_shortest = _PATTERN_MIN  # no shorter text can hold a registered secret or a key-shaped token
+
 
 def register_secret(value: str | None) -> None:
     """Remember a secret so every later `redact()` removes it (short values are ignored)."""
+    global _ordered, _shortest
     if value and len(value) >= 4:
         with _lock:
-            _secrets.add(value)
+            if value not in _secrets:
+                _secrets.add(value)
+                _ordered = tuple(sorted(_secrets, key=len, reverse=True))
+                _shortest = min(_shortest, len(value))
 
 
 def env_secret(name: str) -> str | None:
@@ -42,11 +51,11 @@ def env_secret(name: str) -> str | None:
 
 
 def redact(text: str | None) -> str | None:
-    if not text:
+    # Runs on every string of every event, error and output line: the secrets are
+    # sorted once when registered, and a text too short to hold any is returned as is.
+    if not text or len(text) < _shortest:
         return text
-    with _lock:
-        secrets = sorted(_secrets, key=len, reverse=True)
-    for secret in secrets:
+    for secret in _ordered:
         if secret in text:
             text = text.replace(secret, MASK)
     return _PATTERNS.sub(MASK, text)
