@@ -434,19 +434,7 @@ def stats(
 
         emit_json({model: row.to_json() for model, row in rows.items()})
     elif rows:
-        from rich.measure import Measurement
-
-        from .output import stdout
-
-        out, table = stdout(), _stats_table(list(rows.values()))
-        # A terminal gets the table fitted to it; a pipe or a file gets every column whole.
-        width = out.width
-        if not out.is_terminal:
-            out.width = max(width, Measurement.get(out, out.options.update_width(1000), table).maximum)
-        try:
-            out.print(table)
-        finally:
-            out.width = width
+        _print_whole(_stats_table(list(rows.values())))
     else:
         from .output import note
 
@@ -474,17 +462,17 @@ def probe(
         from rich.table import Table
         from rich.text import Text
 
-        from .output import stdout
-
         styles = {"healthy": "green", "slow": "yellow", "degraded": "bold yellow", "offline": "bold red"}
         table = Table(box=None, header_style="bold", pad_edge=False)
         for column in ("model", "state", "latency", "error"):
             table.add_column(column, justify="right" if column == "latency" else "left")
         for result in report.results:
             latency = "-" if result.latency_ms is None else f"{result.latency_ms:,.0f} ms"
-            error = " ".join(str(part) for part in (result.kind, result.status, result.detail) if part) or ""
+            error = " ".join(str(part) for part in (result.kind, result.status) if part)
+            if result.detail:  # the first line is enough here; `events --type probe` has the rest
+                error += ": " + (result.detail if len(result.detail) <= 80 else result.detail[:79] + "…")
             table.add_row(result.model, Text(result.state, style=styles[result.state]), latency, error)
-        stdout().print(table)
+        _print_whole(table)
     if not report.ok:
         from .output import note
 
@@ -492,6 +480,23 @@ def probe(
             if not healthy:
                 note(f"llmfail: chain {name!r} has no healthy entry", style="bold red")
         raise typer.Exit(ExitCode.FAILED)
+
+
+def _print_whole(table: Table) -> None:
+    """A terminal gets the table fitted to its width; a pipe or a file gets every column whole
+    (Rich would otherwise squeeze a wide table into 80 columns of `…`)."""
+    from rich.measure import Measurement
+
+    from .output import stdout
+
+    out = stdout()
+    width = out.width
+    if not out.is_terminal:
+        out.width = max(width, Measurement.get(out, out.options.update_width(1000), table).maximum)
+    try:
+        out.print(table)
+    finally:
+        out.width = width
 
 
 def _stats_table(rows: list[ModelStats]) -> Table:
