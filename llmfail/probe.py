@@ -33,7 +33,7 @@ from . import events as ev
 from .errors import REQUEST_KINDS, Kind, ProviderError
 from .events import Event
 from .providers.base import ChatRequest
-from .redact import env_secret
+from .redact import env_secret, redact
 
 if TYPE_CHECKING:
     from .config import Chain, Config, Entry
@@ -101,8 +101,6 @@ def state_of_error(err: ProviderError) -> str:
 
 async def probe_entry(engine: Engine, entry: Entry) -> ProbeResult:
     """One entry, each credential in order until one is not auth-dead (like the walk)."""
-    from .redact import redact
-
     err: ProviderError | None = None
     began = engine.clock()
     for credential in entry.credentials:

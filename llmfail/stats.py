@@ -115,9 +115,7 @@ def model_stats(
         models = [e.model for e in chain.entries]
     else:
         models = list(entries) + sorted(m for m in tallies if m not in entries)
-    keys = {m for m in models} | {
-        entry.bench_key(i) for entry in entries.values() for i in range(len(entry.credentials))
-    }
+    keys = set(models) | {entry.bench_key(i) for entry in entries.values() for i in range(len(entry.credentials))}
     states = store.states(keys)
     return {
         model: _stats(model, tallies.get(model), states, entries.get(model), now)
