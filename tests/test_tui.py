@@ -78,6 +78,11 @@ def log_lines(app: Any) -> list[str]:
     return [line.text.rstrip() for line in app.query_one("#log", RichLog).lines]
 
 
+def last_line(app: Any) -> str:
+    lines = log_lines(app)
+    return lines[-1] if lines else ""
+
+
 def cell(app: Any, model: str, column: str) -> str:
     from textual.widgets import DataTable
 
@@ -174,7 +179,7 @@ async def test_the_log_starts_from_the_newest_rows_and_then_follows_by_id(
         assert [c for c in calls if c.get("types") is None] == []
 
         writer.append([Event(type="retry", ts=clock.now, model="openai/gpt-4o", detail="new-1")])
-        await until(pilot, lambda: log_lines(app)[-1].endswith("new-1"))
+        await until(pilot, lambda: last_line(app).endswith("new-1"))
         follow = [c for c in calls if c.get("types") is None]
         assert follow and all(c["after_id"] >= 30 for c in follow)
         assert len(log_lines(app)) == 5  # at most `keep` lines
@@ -347,7 +352,36 @@ async def test_r_rereads_what_this_very_connection_wrote(config: Config, store: 
         assert cell(app, "mock/echo", "state") == "healthy"
         await pilot.press("r")
         await until(pilot, lambda: cell(app, "mock/echo", "state") == "benched"
-                    and log_lines(app)[-1].endswith("same-connection"), timeout=1.0)
+                    and last_line(app).endswith("same-connection"), timeout=2.0)  # < ROWS_EVERY_S: r did it
+
+
+async def test_an_unreadable_db_is_reported_once_and_the_screen_recovers_when_it_reads_again(
+    config: Config, store: SqliteStore, writer: SqliteStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    from llmfail.errors import StateError
+    from llmfail.tui import app as tui_app
+
+    monkeypatch.setattr(tui_app, "ERROR_RETRY_S", 0.05)
+    broken = {"on": False}
+    real_version = store.data_version
+
+    def data_version() -> int:
+        if broken["on"]:
+            raise StateError("the state DB is locked by another process")
+        return real_version()
+
+    store.data_version = data_version  # type: ignore[method-assign]
+    app = app_for(config, store, clock)
+    notes: list[str] = []
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        app.notify = lambda message, **kwargs: notes.append(message)  # type: ignore[method-assign]
+        broken["on"] = True
+        await pilot.pause(0.5)  # several failed polls
+        assert notes == ["the state DB is locked by another process"]
+        broken["on"] = False
+        writer.append([Event(type="probe", ts=clock.now, model="openai/gpt-4o", detail="back")])
+        await until(pilot, lambda: any(line.endswith("back") for line in log_lines(app)))
 
 
 async def test_p_pauses_the_log_and_resuming_shows_what_arrived(

@@ -45,6 +45,9 @@ from .screens import BenchRequest, BenchScreen
 #: Seconds between two polls of the DB: twice per the SPEC's 0.5 s, so a commit is on screen well within 1 s.
 POLL_S = 0.25
 
+#: Seconds between two tries while the DB cannot be read.
+ERROR_RETRY_S = 2.0
+
 #: The Select value for "every chain" (no chain is named "").
 ALL_CHAINS = ""
 
@@ -161,18 +164,27 @@ class Dashboard(App[None]):
 
     @work(thread=True, exclusive=True, group="poll", name="poll")
     def _poll(self) -> None:
-        """The only reader of the DB: one `Feed.step` per POLL_S, results posted to the UI."""
+        """Every read the screen needs: one `Feed.step` per POLL_S, the results posted to the UI.
+
+        A store error (the DB unreadable, locked past the busy timeout) is shown once,
+        not once per poll, and polling slows to ERROR_RETRY_S until a read succeeds.
+        """
         worker = get_current_worker()
+        failure: str | None = None
         while not worker.is_cancelled:
+            self._wake.clear()  # before taking the flag: a refresh asked meanwhile wakes the wait below
             force, self._force = self._force, False
-            self._wake.clear()
             try:
                 update = self.feed.step(chain=self.chain, force=force)
             except LlmfailError as error:
-                self.post_message(PollFailed(error.message))
-            else:
-                if update is not None:
-                    self.post_message(Refreshed(update))
+                if error.message != failure:
+                    self.post_message(PollFailed(error.message))
+                failure = error.message
+                self._wake.wait(ERROR_RETRY_S)
+                continue
+            failure = None
+            if update is not None:
+                self.post_message(Refreshed(update))
             if not self.feed.pending:
                 self._wake.wait(POLL_S)
 
