@@ -216,6 +216,15 @@ class BenchMachine(RuleBasedStateMachine):
         got = self.store.claim_probe(model, now=now, lease=lease, holder=holder)
         assert got is (state.is_half_open(now) and free), f"claim by {holder} of {state} at {now}: {got}"
 
+    @rule(model=st.sampled_from(MODELS), lease=st.sampled_from([5.0, 35.0]))
+    def two_processes_race_for_the_probe(self, model: str, lease: float) -> None:
+        now = self.clock()
+        state = self.states()[model]
+        won = [self.store.claim_probe(model, now=now, lease=lease, holder=h) for h in OTHERS]
+        assert sum(won) <= 1, f"two processes hold the probe of {state}"
+        if state.is_half_open(now) and not state.probe_leased(now):
+            assert won == [True, False], "the free lease went to the first claim, and only to it"
+
     @rule(model=st.sampled_from(MODELS), holder=st.sampled_from(OTHERS))
     def another_process_releases_the_probe(self, model: str, holder: str) -> None:
         before = self.states()[model]
@@ -296,6 +305,8 @@ def test_the_machine_reaches_every_kind_of_bench_panic_and_probe(tmp_path: Path)
         machine.advance(601.0)
         machine.another_process_claims_the_probe("b/m2", OTHERS[0], 35.0)
         machine.request("context", "ok", "ok")  # b is being probed elsewhere, c is manual: a's context error
+        machine.advance(61.0)
+        machine.two_processes_race_for_the_probe("b/m2", 35.0)  # the lease expired: exactly one of two wins
         machine.a_manual_bench_is_cleared_only_by_unbench_or_expiry()
         machine.reads_never_write()
         types = Counter(e.type for e in machine.store.events())
