@@ -484,19 +484,19 @@ def probe(
 
 def _print_whole(table: Table) -> None:
     """A terminal gets the table fitted to its width; a pipe or a file gets every column whole
-    (Rich would otherwise squeeze a wide table into 80 columns of `…`)."""
+    (Rich would otherwise squeeze a wide table into 80 columns of `…`). The wide print goes
+    through a console of its own: the shared one's width must stay as detected."""
+    from rich.console import Console
     from rich.measure import Measurement
 
     from .output import stdout
 
     out = stdout()
-    width = out.width
-    if not out.is_terminal:
-        out.width = max(width, Measurement.get(out, out.options.update_width(1000), table).maximum)
-    try:
+    needed = Measurement.get(out, out.options.update_width(1000), table).maximum
+    if out.is_terminal or needed <= out.width:
         out.print(table)
-    finally:
-        out.width = width
+        return
+    Console(file=out.file, width=needed).print(table)  # colour detected as for the shared one
 
 
 def _stats_table(rows: list[ModelStats]) -> Table:

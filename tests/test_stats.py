@@ -352,3 +352,16 @@ def test_stats_loads_no_engine_http_client_or_dashboard(tmp_path: Path) -> None:
     code, modules = cli_modules(tmp_path, "stats", "--json")
     assert code == 0 and "llmfail.stats" in modules
     assert heavy_in(modules) == []
+
+
+def test_printing_a_wide_table_leaves_the_shared_console_width_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmfail.output import stdout
+
+    (tmp_path / "chains.yaml").write_text(CONFIG, encoding="utf-8")
+    store = SqliteStore(os.environ["LLMFAIL_DB"])
+    store.append(shifted_fixture(time.time()))
+    store.close()
+    assert cli("stats").exit_code == 0  # wider than 80 columns: printed whole through its own console
+    monkeypatch.setenv("COLUMNS", "137")
+    assert stdout().width == 137  # still detected, not pinned by the wide print
