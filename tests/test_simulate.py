@@ -519,3 +519,20 @@ def test_the_readme_shows_what_its_first_command_really_prints():
     assert result.exit_code == 0, result.stderr
     for line in result.stdout.splitlines():
         assert line.rstrip() in readme, f"the README's sample output is stale: {line.rstrip()!r}"
+
+
+def test_a_simulated_outage_never_reaches_the_configs_real_alert_sinks(server, tmp_path):
+    hits: list[object] = []
+    server.expect_request("/hooks").respond_with_handler(lambda request: hits.append(request) or "ok")
+    config = tmp_path / "alerting.yaml"
+    config.write_text(textwrap.dedent(f"""
+        alerts:
+          dedup: 1s
+          sinks: [{{webhook: "{server.url_for('/hooks')}"}}]
+        chains:
+          main: [openai/gpt-4o, mock/echo]
+        """))
+    result = cli("--config", str(config), "simulate", "--chain", "main", "--fail-rate", "503", "--requests", "50", "--json")
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["models"]["openai/gpt-4o"]["benched"] >= 1
+    assert hits == []

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..config import Chain, Config, Credential, Entry
+from ..config import Alerts, Chain, Config, Credential, Entry
 from ..errors import UsageError
 from ..fakes import FakeBehaviour, FakeTransport, Fault
 from ..fakes.protocols import PROTOCOLS
@@ -73,8 +73,9 @@ class FakeProviders(httpx.AsyncBaseTransport):
             self._models[host] = entry.model
             entries.append(isolated)
         self.chain = replace(chain, entries=tuple(entries))
+        # A simulated outage must never reach the operator's real alert sinks.
         self.config = replace(config, chains={chain.name: self.chain},
-                              providers={e.provider.name: e.provider for e in entries})
+                              providers={e.provider.name: e.provider for e in entries}, alerts=Alerts())
 
     def set_faults(self, faults: Mapping[str, tuple[Fault, ...]]) -> None:
         """Inject `faults` (by entry model) from now on, on top of each mock entry's own."""
