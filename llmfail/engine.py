@@ -317,7 +317,9 @@ class Engine:
 
                 client = default_client()
             else:
-                client = httpx.AsyncClient(transport=own or self._transport, timeout=None, follow_redirects=False)
+                from .client import DirectClient
+
+                client = DirectClient(own or self._transport)
             self._clients[name] = client
         return client
 

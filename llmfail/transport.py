@@ -23,14 +23,8 @@ What this module adds on top of `httpx_aiohttp.AiohttpTransport`:
   (`HTTP(S)_PROXY`, `ALL_PROXY`), `default_transport()` returns None and the
   client keeps httpx's own transport, which applies them and `NO_PROXY` exactly
   as it always did.
-- **A thinner `send()`** (`default_client()`): `AsyncClient.send()` runs every
-  request through auth, redirect, hook and cookie machinery llmfail never uses
-  (the adapters set the headers; redirects are off), about a fifth of a
-  request's client-side CPU. `DirectClient` hands the request straight to the
-  transport and keeps what matters: httpx's cookie jar (a `Set-Cookie` answer
-  is stored and later requests send it), its `HTTP Request:` INFO log line,
-  errors that carry their request, and the full `send()` whenever auth, a
-  redirect, an event hook or credentials in the URL are involved.
+- **A thinner `send()`**: `default_client()` is a `DirectClient`
+  (`llmfail/client.py`), which skips httpx's auth/redirect/hook machinery.
 
 No retries and no timeouts here: the engine is the one retry loop and times
 every attempt itself (SPEC §3 item 10).
@@ -38,19 +32,16 @@ every attempt itself (SPEC §3 item 10).
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import AsyncIterator
-from typing import Any
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport as _AiohttpTransport
 
+from .client import DirectClient
+
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
-
-_httpx_log = logging.getLogger("httpx")  # where httpx's own client logs each request
-
 
 def default_transport() -> httpx.AsyncBaseTransport | None:
     """An aiohttp-backed transport, or None (httpx's own) when the environment names a proxy."""
@@ -136,37 +127,3 @@ class AiohttpTransport(_AiohttpTransport):
         return response
 
 
-class DirectClient(httpx.AsyncClient):
-    """An `httpx.AsyncClient` whose `send()` goes straight to its transport (see the module docstring)."""
-
-    def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
-        super().__init__(transport=transport, timeout=None, follow_redirects=False)
-        self._direct = transport
-
-    async def send(self, request: httpx.Request, *, stream: bool = False, auth: Any = httpx.USE_CLIENT_DEFAULT,
-                   follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
-        if (auth is not httpx.USE_CLIENT_DEFAULT or follow_redirects is True or self.auth is not None
-                or self.event_hooks["request"] or self.event_hooks["response"] or request.url.userinfo):
-            return await super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
-        if self.is_closed:
-            raise RuntimeError("Cannot send a request, as the client has been closed.")
-        try:
-            response = await self._direct.handle_async_request(request)
-        except httpx.RequestError as exc:
-            try:
-                exc.request  # noqa: B018 - raises RuntimeError when the error has no request yet
-            except RuntimeError:
-                exc.request = request
-            raise
-        response.request = request
-        if "set-cookie" in response.headers or "set-cookie2" in response.headers:
-            self.cookies.extract_cookies(response)
-        _httpx_log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
-                        response.status_code, response.reason_phrase)
-        if not stream:
-            try:
-                await response.aread()
-            except BaseException:
-                await response.aclose()
-                raise
-        return response
