@@ -655,7 +655,9 @@ class Engine:
     async def _try_credential(self, entry: Entry, key: str, api_key: str | None, request: ChatRequest,
                               w: _Walk, emit: Emit | None, probe: bool) -> Completion | str:
         """Attempts with one credential: a Completion, or where to go next."""
-        attempts = 1 if probe else entry.policy.attempts
+        # A probe is one attempt; so is each entry in panic mode, where every entry is known to be
+        # failing: retrying them all would multiply a full outage's traffic by `attempts`.
+        attempts = 1 if probe or w.panic else entry.policy.attempts
         for attempt in range(1, attempts + 1):
             if self._remaining(w) <= 0:
                 raise _DeadlineExceeded

@@ -273,6 +273,9 @@ def test_a_chain_whose_every_model_answers_503_makes_at_most_three_times_attempt
     per_request = [sum(w.calls.values()) for w in walked]
     assert walked[0].calls == Counter({m: 3 for m in OUTAGE_MODELS})  # the first request: 3 entries x 3 attempts
     assert max(per_request) <= 3 * 3
+    # after the first request, a panic walk (try_all) or the probes when the benches end (fail)
+    # are one attempt per entry, never retries
+    assert max(per_request[1:]) == 3
     print(f"\non_all_benched={on_all_benched}: {sum(per_request)} HTTP calls for 100 requests in 50 s of outage "
           f"(at most {max(per_request)} per request)")
 
