@@ -69,6 +69,11 @@ class _DeadlineExceeded(Exception):
     pass
 
 
+#: `ProviderError.code` of an attempt cut short by the request's own deadline: it says
+#: nothing about the model, so it is never benched or counted against it.
+DEADLINE_CUT = "request_deadline"
+
+
 @dataclass(frozen=True)
 class Timed:
     """A completion with the attempt's latency and time to its first text (ms, engine clock)."""
@@ -93,6 +98,7 @@ class _Walk:
     shown: list[str] = field(default_factory=list)  # text already handed to a streaming caller
     panic: bool = False
     probe_key: str | None = None
+    missing_key: str | None = None  # the key variable of the credential being tried, when unset here
     next_model: str | None = None  # the entry after the one being tried: where a mid-stream restart goes
     first_at: float | None = None  # when the latest attempt's first text arrived (engine clock)
     answer_ms: float | None = None  # the answering attempt's own latency and first-token time:
@@ -361,7 +367,7 @@ class Engine:
             async with asyncio.timeout(max(0.0, min(policy.timeout, self._remaining(w)))):
                 response = await client.send(http_request, stream=True)
         except (httpx.HTTPError, TimeoutError) as exc:
-            raise classify_exception(exc) from None
+            raise self._timed_out(exc, w) from None
         try:
             if not 200 <= response.status_code < 300:
                 try:
@@ -377,7 +383,7 @@ class Engine:
                     async with asyncio.timeout(max(0.0, self._remaining(w))):
                         raw = await response.aread()
                 except (httpx.HTTPError, TimeoutError) as exc:
-                    raise classify_exception(exc) from None
+                    raise self._timed_out(exc, w) from None
                 completion, first_at = adapter.read_completion(raw), self.clock()
         finally:
             await response.aclose()
@@ -389,6 +395,13 @@ class Engine:
         if w.ttft is None:  # a collecting caller: the answering attempt's first token
             w.ttft = w.first_at - w.start
         return completion
+
+    def _timed_out(self, exc: BaseException, w: _Walk) -> ProviderError:
+        """A transport failure classified; a timer that fired because the request's deadline
+        ran out (not the entry's own `timeout`) is marked as a deadline cut."""
+        if isinstance(exc, (TimeoutError, httpx.TimeoutException)) and self._remaining(w) <= 0.001:
+            return ProviderError(Kind.TIMEOUT, "request deadline reached", code=DEADLINE_CUT)
+        return classify_exception(exc)
 
     async def _consume(self, adapter: Adapter, response: httpx.Response, policy: Policy, w: _Walk,
                        emit: Emit | None) -> tuple[Completion, float | None]:
@@ -428,7 +441,8 @@ class Engine:
                     if done:
                         break
                     if remaining < wait:
-                        raise ProviderError(Kind.TIMEOUT, "request deadline reached mid-stream") from None
+                        raise ProviderError(Kind.TIMEOUT, "request deadline reached mid-stream",
+                                            code=DEADLINE_CUT) from None
                     what = (f"stream stalled mid-answer: nothing for {policy.idle_timeout:g}s" if parts
                             else f"no first token within {policy.first_token_timeout:g}s")
                     raise ProviderError(Kind.TIMEOUT, what) from None
@@ -579,7 +593,7 @@ class Engine:
     def _cancelled(self, w: _Walk) -> None:
         """Cancellation benches nothing; it only releases a probe lease and notes the outcome."""
         if w.probe_key:
-            self.store.release_probe(w.probe_key, holder=self._holder)
+            self.store.release_probe(w.probe_key, holder=self._probe_holder(w))
         self._request_event(w, ok=False, kind=Kind.CANCELLED)
 
     def _succeed(self, w: _Walk, entry: Entry, completion: Completion) -> Result:
@@ -622,9 +636,15 @@ class Engine:
         now = self.clock()
         state = states.get(entry.model)
         probe = not w.panic and state is not None and state.is_half_open(now)
+        # The lease covers the whole probe (at most the rest of the request's deadline) and is
+        # held per request, so concurrent requests of one process do not all probe.
+        if probe and not self.store.claim_probe(entry.model, now=now, lease=self._remaining(w) + 5.0,
+                                                holder=self._probe_holder(w)):
+            fresh = self.store.states([entry.model]).get(entry.model)
+            if fresh is not None and (fresh.is_benched(now) or fresh.is_half_open(now)):
+                return None  # another request is probing it, or its probe failed
+            probe = False  # closed by another process's probe since this walk began
         if probe:
-            if not self.store.claim_probe(entry.model, now=now, lease=policy.timeout + 5.0, holder=self._holder):
-                return None  # another process is probing it
             w.probe_key = entry.model
         if entry.daily_quota is not None:
             day = datetime.fromtimestamp(now, UTC).date().isoformat()
@@ -639,18 +659,26 @@ class Engine:
                 if key != entry.model and not w.panic and (s := states.get(key)) and s.is_benched(now):
                     continue
                 api_key = env_secret(credential.api_key_env) if credential.api_key_env else None
+                w.missing_key = credential.api_key_env if credential.api_key_env and api_key is None else None
                 outcome = await self._try_credential(entry, key, api_key, request, w, emit, probe)
                 if isinstance(outcome, Completion):
                     return outcome
                 if outcome != "next-credential":
                     return None
             if len(entry.credentials) > 1 and w.causes:  # every credential is dead: bench the entry
-                self._record_failure(entry.model, w.causes[-1], policy, w, bench_for=policy.auth_cooldown, factor=1.0)
+                keys = [entry.bench_key(i) for i in range(len(entry.credentials))]
+                now, dead = self.clock(), self.store.states(keys)
+                if all(k in dead and dead[k].is_benched(now) for k in keys):
+                    self._record_failure(entry.model, w.causes[-1], policy, w, bench_for=policy.auth_cooldown,
+                                         factor=1.0)
             return None
         finally:
             if w.probe_key == entry.model:
-                self.store.release_probe(entry.model, holder=self._holder)
+                self.store.release_probe(entry.model, holder=self._probe_holder(w))
                 w.probe_key = None
+
+    def _probe_holder(self, w: _Walk) -> str:
+        return f"{self._holder}:{w.request_id}"
 
     async def _try_credential(self, entry: Entry, key: str, api_key: str | None, request: ChatRequest,
                               w: _Walk, emit: Emit | None, probe: bool) -> Completion | str:
@@ -704,6 +732,8 @@ class Engine:
             self._event(w, ev.PROBE, entry.model, kind=str(err.kind), status=err.status, latency_ms=latency,
                         data={"ok": False})
         kind = err.kind
+        if err.code == DEADLINE_CUT:  # the request ran out of time, not the model
+            return "next-entry"
         if kind in REQUEST_KINDS:
             if (kind == Kind.INVALID_REQUEST and policy.on_invalid_request == "fail") or (
                 kind == Kind.CONTENT_FILTER and policy.on_content_filter == "fail"
@@ -711,21 +741,28 @@ class Engine:
                 raise FailFast.from_error(err)
             return "next-entry"
         if kind == Kind.AUTH:
+            if w.missing_key:  # sent without a key because this process lacks the variable:
+                err.hint = err.hint or f"{w.missing_key} is not set in this environment"  # not a shared verdict
+                return "next-credential"
             self._record_failure(key, err, policy, w, bench_for=policy.auth_cooldown, factor=1.0)
             return "next-credential"
         if kind == Kind.TIMEOUT:
             self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown)
             return "next-entry"
         # rate_limited and transient: retry while allowed, then bench
+        # (a 503/529 with Retry-After is honoured like a 429's: up to max_retry_wait)
         wait = err.retry_after
-        too_long = kind == Kind.RATE_LIMITED and wait is not None and wait > policy.max_retry_wait
+        too_long = wait is not None and wait > policy.max_retry_wait
         if too_long or attempt >= attempts or err.should_retry is False or partial is not None:
             now = self.clock()
-            floor = max(now + (wait or 0.0), err.reset_at or 0.0) if kind == Kind.RATE_LIMITED else None
+            floor = max(now + (wait or 0.0), err.reset_at or 0.0) if wait is not None or err.reset_at else None
             self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown, min_until=floor)
             return "next-entry"
         self._record_failure(entry.model, err, policy, w, bench_for=None)
-        return wait if wait is not None else backoff_delay(policy, attempt, self.rng)
+        delay = wait if wait is not None else backoff_delay(policy, attempt, self.rng)
+        if delay >= self._remaining(w):  # the retry could not happen in time: try the next entry
+            return "next-entry"
+        return delay
 
     async def _mid_stream(self, entry: Entry, err: ProviderError, partial: str, w: _Walk,
                           emit: Emit | None) -> str:

@@ -27,6 +27,13 @@ chains:
 """
 
 
+@pytest.fixture(autouse=True)
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The config's key variables are set (a missing one skips its credential)."""
+    monkeypatch.setenv("A_KEY", "key-a-not-a-secret")
+    monkeypatch.setenv("B_KEY", "key-b-not-a-secret")
+
+
 def write_config(tmp_path: Path, server, text: str = CONFIG) -> Path:
     path = tmp_path / "chains.yaml"
     path.write_text(text.replace("{url}", server.url_for("").rstrip("/")))

@@ -253,15 +253,73 @@ def test_exhaustion_raises_one_error_carrying_every_cause_in_order(server, make_
     assert ev.EXHAUSTED in types(store)
 
 
-def test_the_deadline_bounds_the_whole_walk_including_backoff(server, make_engine, clock):
+def test_a_retry_that_cannot_happen_before_the_deadline_moves_on_to_the_next_entry(server, make_engine, clock):
     a = route(server, "a", Calls(openai_error(429, headers={"retry-after": "4"})))
     route(server, "b", Calls(ok("b")))
     start = clock.now
-    with pytest.raises(ChainExhausted) as caught:
-        run(make_engine(chain().replace("deadline: 5m", "deadline: 6s").replace("attempts: 3", "attempts: 10")))
+    result = run(make_engine(chain().replace("deadline: 5m", "deadline: 6s").replace("attempts: 3", "attempts: 10")))
+    assert result.model == "b/m2" and a.count == 2 and clock.sleeps == [4.0]
     assert clock.now - start <= 6.0 + 1e-6
-    assert caught.value.causes[-1].kind == Kind.TIMEOUT and "deadline" in caught.value.causes[-1].message
-    assert a.count == 2
+
+
+def test_the_deadline_bounds_the_whole_walk_including_backoff(server, make_engine, clock):
+    calls = [route(server, name, Calls(openai_error(503))) for name in "abc"]
+    start = clock.now
+    with pytest.raises(ChainExhausted):
+        run(make_engine(chain().replace("deadline: 5m", "deadline: 1s").replace("attempts: 3", "attempts: 50")
+                        .replace("backoff: {base: 100ms, max: 1s}", "backoff: {base: 300ms, max: 300ms}")))
+    assert clock.now - start <= 1.0 + 1e-6  # every backoff sleep fitted in the deadline
+    assert sum(c.count for c in calls) < 3 * 50
+
+
+def test_a_5xx_retry_after_longer_than_max_retry_wait_benches_and_moves_on_at_once(server, make_engine, store, clock):
+    a = route(server, "a", Calls(openai_error(503, headers={"retry-after": "300"})))
+    route(server, "b", Calls(ok("b")))
+    start = clock.now
+    result = run(make_engine(chain()))
+    assert result.model == "b/m2" and a.count == 1 and clock.sleeps == []
+    assert store.states(["a/m1"])["a/m1"].bench_until >= start + 300
+
+
+def test_a_401_caused_by_a_key_variable_missing_here_benches_nothing_for_other_processes(server, make_engine, store):
+    text = chain().replace('a: {type: openai, base_url: "{url}/a/v1"}',
+                           'a: {type: openai, base_url: "{url}/a/v1", api_key_env: LLMFAIL_TEST_UNSET_KEY}')
+    a = route(server, "a", Calls(openai_error(401, "invalid_api_key")))
+    route(server, "b", Calls(ok("b")))
+    result = run(make_engine(text))
+    assert result.model == "b/m2" and a.count == 1
+    assert "authorization" not in {k.lower() for k in a.requests[0].headers.keys()}
+    assert store.benches(0) == [] and ev.BENCHED not in types(store)
+
+
+def test_concurrent_requests_of_one_process_send_a_single_probe(server, make_engine, store, clock):
+    release = threading.Event()
+
+    def slow_ok(request: Request) -> Response:
+        release.wait(5)
+        return ok("a back")
+
+    store.record_failure("a/m1", now=clock.now - 40, kind="transient", status=503, bench_for=30)
+    a = route(server, "a", Calls(slow_ok))
+    route(server, "b", Calls(ok("b")))
+    engine = make_engine(chain())
+
+    async def burst() -> list[Any]:
+        tasks = [asyncio.create_task(engine.complete("main", "hi")) for _ in range(5)]
+        while a.count < 1:
+            await asyncio.sleep(0.01)
+        others = await asyncio.gather(*tasks[1:])  # the four that did not get the probe lease
+        release.set()
+        first = await tasks[0]
+        await engine.aclose()
+        return [first, *others]
+
+    try:
+        results = asyncio.run(burst())
+    finally:
+        release.set()
+    assert a.count == 1
+    assert sorted(r.model for r in results) == ["a/m1"] + ["b/m2"] * 4
 
 
 def test_cancellation_benches_nothing(server, make_engine, store):
