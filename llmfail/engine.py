@@ -747,6 +747,10 @@ class Engine:
             self._record_failure(key, err, policy, w, bench_for=policy.auth_cooldown, factor=1.0)
             return "next-credential"
         if kind == Kind.TIMEOUT:
+            if err.should_retry is True and attempt == 1 and attempts > 1 and partial is None:
+                # the server says this one is worth repeating (`x-should-retry: true`): one retry
+                self._record_failure(entry.model, err, policy, w, bench_for=None)
+                return backoff_delay(policy, attempt, self.rng)
             self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown)
             return "next-entry"
         # rate_limited and transient: retry while allowed, then bench

@@ -137,6 +137,12 @@ def store_now(store: SqliteStore) -> float:
     return max(e.ts for e in store.events())
 
 
+def test_x_should_retry_true_allows_one_retry_of_a_408(server, make_engine):
+    a = route(server, "a", Calls(openai_error(408, headers={"x-should-retry": "true"})))
+    route(server, "b", Calls(ok("b")))
+    assert run(make_engine(chain())).model == "b/m2" and a.count == 2
+
+
 def test_408_is_a_timeout_benched_without_retry(server, make_engine):
     a = route(server, "a", Calls(openai_error(408)))
     route(server, "b", Calls(ok("b")))
