@@ -16,7 +16,6 @@ against real providers, loopback test servers, and `simulate`'s virtual time.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import logging
 import os
 import socket

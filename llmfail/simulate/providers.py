@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..config import Alerts, Chain, Config, Credential, Entry
+from ..config import Alerts, Config, Credential, Entry
 from ..errors import UsageError
 from ..fakes import FakeBehaviour, FakeTransport, Fault
 from ..fakes.protocols import PROTOCOLS
