@@ -6,7 +6,7 @@ Event types are stable words (SPEC §4); tools filter on them, so never rename o
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -76,7 +76,11 @@ class Event:
     id: int | None = None
 
     def with_id(self, event_id: int) -> Event:
-        return replace(self, id=event_id)
+        # A field-for-field copy: `dataclasses.replace` re-runs a frozen `__init__` and was a
+        # visible share of every request's cost (one event per request, see benchmarks/).
+        stored = object.__new__(Event)
+        stored.__dict__.update(self.__dict__, id=event_id)
+        return stored
 
     def to_json(self) -> dict[str, Any]:
         """The documented `--json` shape: times as ISO 8601 UTC, extras flattened under `data`."""

@@ -9,9 +9,11 @@ body cannot leak it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
+from typing import Any
 
 _lock = threading.Lock()
 _secrets: set[str] = set()  # add only through register_secret(): the two below follow it
@@ -30,17 +32,21 @@ MASK = "***"
 #: The shortest text `_PATTERNS` can match (`sk-` and 8 more characters).
 _PATTERN_MIN = 11
 _shortest = _PATTERN_MIN  # no shorter text can hold a registered secret or a key-shaped token
+# Printable ASCII but `"` and `\\`: the characters `json.dumps` writes unchanged inside a string.
+_JSON_VERBATIM = re.compile(r'[ !#-\[\]-~]*')
+_verbatim = True  # every registered secret is one `json.dumps` writes unchanged
 
 
 def register_secret(value: str | None) -> None:
     """Remember a secret so every later `redact()` removes it (short values are ignored)."""
-    global _ordered, _shortest
+    global _ordered, _shortest, _verbatim
     if value and len(value) >= 4:
         with _lock:
             if value not in _secrets:
                 _secrets.add(value)
                 _ordered = tuple(sorted(_secrets, key=len, reverse=True))
                 _shortest = min(_shortest, len(value))
+                _verbatim = _verbatim and _JSON_VERBATIM.fullmatch(value) is not None
 
 
 def env_secret(name: str) -> str | None:
@@ -59,3 +65,45 @@ def redact(text: str | None) -> str | None:
         if secret in text:
             text = text.replace(secret, MASK)
     return _PATTERNS.sub(MASK, text)
+
+
+def redacted_json(value: Any) -> str:
+    """`value` as compact JSON with every string in it (keys too) redacted.
+
+    Unknown objects become their redacted `str()`, so a provider response object
+    stuffed into an event's `data` can neither break the write nor leak a key.
+
+    Why two paths: this runs for every event, and scrubbing string by string
+    was a visible share of a request's cost. When every registered secret is
+    written verbatim by `json.dumps` (plain ASCII, as API keys are) and so are
+    the key shapes `_PATTERNS` knows, a secret inside any string shows in the
+    JSON text too; so a text that `redact()` leaves unchanged holds none and is
+    the answer. Anything found (or a secret with quotes, backslashes or
+    non-ASCII) takes the careful path, which never cuts through JSON syntax.
+    """
+    if _verbatim:
+        try:
+            text = json.dumps(value, separators=(",", ":"), default=_jsonable)
+        except (TypeError, ValueError):  # keys of odd types, cycles: the careful path decides
+            pass
+        else:
+            if redact(text) == text:
+                return text
+    return json.dumps(_scrub(value), separators=(",", ":"))
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, set | frozenset) else str(value)
+
+
+def _scrub(value: Any) -> Any:
+    """A JSON-safe copy of `value` with every string (keys too) redacted."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_scrub(v) for v in value]
+    return redact(str(value))

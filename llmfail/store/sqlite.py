@@ -36,7 +36,7 @@ from typing import Any
 from ..errors import StateError
 from .. import events as ev
 from ..events import DETAIL_MAX, Event
-from ..redact import redact
+from ..redact import redact, redacted_json
 from . import CLOCK_STEP_S, EventTally, ModelState
 
 #: Seconds a writer waits for another process's write lock before giving up.
@@ -197,23 +197,6 @@ def _clean(text: str | None) -> str | None:
     if cleaned is not None and len(cleaned) > DETAIL_MAX:
         cleaned = cleaned[:DETAIL_MAX]
     return cleaned
-
-
-def _scrub(value: Any) -> Any:
-    """A JSON-safe copy of `value` with every string (keys too) redacted.
-
-    Unknown objects become their redacted `str()`, so a provider response object
-    stuffed into `data` can neither break the insert nor leak a key.
-    """
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {redact(str(k)): _scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_scrub(v) for v in value]
-    return redact(str(value))
 
 
 def _state(row: Sequence[Any]) -> ModelState:
@@ -900,7 +883,7 @@ class SqliteStore:
                         event.next_model,
                         event.latency_ms,
                         _clean(event.detail),
-                        json.dumps(_scrub(event.data), separators=(",", ":")) if event.data else None,
+                        redacted_json(event.data) if event.data else None,
                     ),
                 )
                 assert cursor.lastrowid is not None
