@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -191,3 +192,43 @@ async def test_the_direct_client_uses_the_full_send_for_credentials_in_the_url()
     async with server, DirectClient(AiohttpTransport()) as client:
         response = await client.get(url.replace("http://", "http://user:secret@"))
     assert response.content == b"yes"
+
+
+@pytest.mark.parametrize("headers", [
+    {"Authorization": "Bearer k-123", "Content-Type": "application/json"},
+    {"x-api-key": "k-123", "anthropic-version": "2023-06-01"},  # no Content-Type: the client adds it
+    {"User-Agent": "mine/1", "accept": "text/event-stream"},  # the adapter's replace the client's defaults
+])
+async def test_the_direct_clients_quick_request_is_the_one_httpx_builds(headers: dict[str, str]):
+    body = {"model": "m", "messages": [{"role": "user", "content": "héllo ✓"}], "max_tokens": 5}
+    url = httpx.URL("http://127.0.0.1:8080/v1/chat/completions?x=1")
+    async with DirectClient(httpx.MockTransport(lambda r: httpx.Response(200))) as direct, \
+            httpx.AsyncClient(timeout=None) as plain:
+        for _ in range(2):  # the second one comes from the merged-headers cache
+            quick = direct.build_request("POST", url, headers=headers, json=body)
+            reference = plain.build_request("POST", url, headers=headers, json=body)
+            assert (quick.method, quick.url, quick.content) == (reference.method, reference.url, reference.content)
+            assert sorted(quick.headers.multi_items()) == sorted(reference.headers.multi_items())
+            assert quick.extensions == reference.extensions
+
+
+async def test_the_direct_clients_quick_request_sends_the_cookies_it_was_given():
+    seen: list[bytes] = []
+
+    async def cookie(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                           if line.lower().startswith(b"content-length")), 0)
+            assert json.loads(await reader.readexactly(length)) == {"n": 1}
+            seen.append(b"\r\n".join(line for line in head.split(b"\r\n") if line.lower().startswith(b"cookie")))
+            writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: lb=1; Path=/\r\ncontent-length: 2\r\n\r\n{}")
+            await writer.drain()
+        writer.close()
+
+    server, url = await _serve(cookie)
+    async with server, DirectClient(AiohttpTransport()) as client:
+        for _ in range(2):
+            request = client.build_request("POST", httpx.URL(url), headers={"Authorization": "Bearer k"}, json={"n": 1})
+            assert (await client.send(request)).content == b"{}"
+    assert seen == [b"", b"cookie: lb=1"]
