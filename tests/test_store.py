@@ -327,6 +327,45 @@ def test_states_omits_unknown_keys_and_handles_many_keys(store: SqliteStore) -> 
     assert store.states([]) == {}
 
 
+def test_states_follow_every_write_made_through_another_connection(db: Path, store: SqliteStore) -> None:
+    """`states()` remembers rows between writes (`_known_states`): never past one."""
+    other = SqliteStore(str(db))  # a second connection, as another process has
+    try:
+        assert store.states([KEY]) == {}  # now remembered as absent
+        fail(other, T0)
+        assert store.states([KEY])[KEY].is_benched(T0 + 1)
+        assert other.record_success(KEY, now=T0 + 1) is not None
+        assert store.states([KEY])[KEY].bench_until is None
+        store.bench(KEY, now=T0 + 2, until=T0 + 600, manual=True, reason="own write", kind=None)
+        assert store.states([KEY])[KEY].manual and other.states([KEY])[KEY].manual
+        other.unbench([KEY], now=T0 + 3)
+        assert not store.states([KEY])[KEY].manual
+    finally:
+        other.close()
+
+
+def test_a_success_clears_a_bench_another_connection_set_after_it_last_read(db: Path, store: SqliteStore) -> None:
+    fail(store, T0)
+    store.record_success(KEY, now=T0 + 1)
+    assert store.states([KEY])[KEY].bench_until is None  # clean, and remembered clean
+    other = SqliteStore(str(db))
+    try:
+        fail(other, T0 + 2)
+    finally:
+        other.close()
+    previous = store.record_success(KEY, now=T0 + 3)
+    assert previous is not None and previous.bench_until == T0 + 32
+    assert store.states([KEY])[KEY].bench_until is None
+
+
+def test_a_bench_another_process_writes_is_seen_by_the_next_read(db: Path, store: SqliteStore) -> None:
+    assert store.states([KEY]) == {}
+    code = (f"from llmfail.store.sqlite import SqliteStore; SqliteStore({str(db)!r}).bench({KEY!r}, now={T0}, "
+            f"until={T0 + 600}, manual=True, reason='ops', kind=None)")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parent.parent)
+    assert store.states([KEY])[KEY].reason == "ops"
+
+
 def test_benches_lists_only_current_ones_soonest_first(store: SqliteStore) -> None:
     store.record_failure("late/1", now=T0, kind="timeout", status=None, bench_for=300)
     store.record_failure("soon/2", now=T0, kind="timeout", status=None, bench_for=60)

@@ -24,6 +24,7 @@ Why it is built the way it is (SPEC §3 items 5, 8, 9 and §4):
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -48,6 +49,7 @@ PRUNE_INTERVAL_S = 3600.0
 
 #: SQLite's historical limit on bound parameters is 999; stay well below it.
 _IN_CHUNK = 500
+_KNOWN_MAX = 4096  # bench keys remembered by _known_states before it starts afresh
 
 _MODEL_COLUMNS = (
     "model",
@@ -199,6 +201,23 @@ def _clean(text: str | None) -> str | None:
     return cleaned
 
 
+@functools.lru_cache(maxsize=64)
+def _states_sql(count: int) -> str:
+    """The SELECT of `count` keys (the engine asks for the same chain's keys every request)."""
+    return _MODEL_SELECT + f" WHERE model IN ({', '.join('?' * count)})"
+
+
+_INSERT_EVENT = (
+    "INSERT INTO events (ts, request_id, chain, model, type, kind, status, attempt, "
+    "benched_until, next_model, latency_ms, detail, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _row_id(cursor: sqlite3.Cursor) -> int:
+    assert cursor.lastrowid is not None
+    return cursor.lastrowid
+
+
 def _state(row: Sequence[Any]) -> ModelState:
     return ModelState(
         model=row[0],
@@ -337,6 +356,8 @@ class SqliteStore:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
+        self._known: dict[str, ModelState | None] = {}
+        self._known_version: int | None = None
         # Open (and create/migrate) now, so a bad file fails at startup with a
         # clear StateError rather than in the middle of a request.
         with self._lock:
@@ -348,7 +369,25 @@ class SqliteStore:
         """The live connection for this process; reconnects after a fork. Caller holds the lock."""
         if self._conn is None:
             self._conn = self._open()
+            self._known, self._known_version = {}, None
         return self._conn
+
+    def _known_states(self, conn: sqlite3.Connection) -> dict[str, ModelState | None]:
+        """Bench keys as last read, valid while nobody has written the models since.
+
+        Why: the engine reads its chain's states on every request, and that
+        query was a tenth of a request's cost, for rows that change only on a
+        failure, a bench or an operator's command. `PRAGMA data_version`
+        (one cheap statement) changes whenever another connection, in this
+        process or any other, has committed since it was last asked; this
+        connection's own writes all go through `_write()`, which forgets the
+        cache. Rows read after a check are therefore current until the next
+        check says otherwise. None marks a key known to be absent.
+        """
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._known_version or len(self._known) > _KNOWN_MAX:
+            self._known, self._known_version = {}, version
+        return self._known
 
     def _check_fork(self) -> None:
         """Forget the parent's connection (and possibly-held lock) in a forked child."""
@@ -457,7 +496,8 @@ class SqliteStore:
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
-        """A connection for pure reads (autocommit: each statement is its own snapshot)."""
+        """A connection in autocommit mode, each statement its own transaction: for pure reads
+        (each its own snapshot) and for a write that is a single statement."""
         self._check_fork()
         with self._lock:
             try:
@@ -494,6 +534,8 @@ class SqliteStore:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+                finally:
+                    self._known = {}  # see _known_states
             except sqlite3.Error as exc:
                 raise self._state_error(exc) from None
 
@@ -531,14 +573,15 @@ class SqliteStore:
     def states(self, models: Iterable[str]) -> dict[str, ModelState]:
         """Pure read of the given keys; keys never seen are absent from the result."""
         keys = list(dict.fromkeys(models))
-        result: dict[str, ModelState] = {}
         with self._read() as conn:
-            for start in range(0, len(keys), _IN_CHUNK):
-                chunk = keys[start : start + _IN_CHUNK]
-                marks = ", ".join("?" * len(chunk))
-                for row in conn.execute(_MODEL_SELECT + f" WHERE model IN ({marks})", chunk):
-                    result[row[0]] = _state(row)
-        return result
+            known = self._known_states(conn)
+            missing = [key for key in keys if key not in known]
+            for start in range(0, len(missing), _IN_CHUNK):
+                chunk = missing[start : start + _IN_CHUNK]
+                found = {row[0]: _state(row) for row in conn.execute(_states_sql(len(chunk)), chunk)}
+                for key in chunk:
+                    known[key] = found.get(key)
+            return {key: state for key in keys if (state := known[key]) is not None}
 
     def all_states(self) -> list[ModelState]:
         """Pure read of every key the store knows, by key name."""
@@ -654,8 +697,7 @@ class SqliteStore:
         runs after every answered request, and a write lock per request would
         make every process queue behind every other for no change.
         """
-        with self._read() as conn:
-            prev = self._get(conn, model)
+        prev = self.states([model]).get(model)
         if prev is None or self._is_clean(prev, now):
             return prev
         with self._write() as conn:
@@ -861,34 +903,19 @@ class SqliteStore:
         redacted. The ids are the store's (any `id` on the input is ignored);
         `Event` is frozen, so callers wanting the stored shape use `with_id`.
         """
-        if not events:
+        rows = [
+            (event.ts, event.request_id, event.chain, event.model, event.type, event.kind, event.status,
+             event.attempt, event.benched_until, event.next_model, event.latency_ms, _clean(event.detail),
+             redacted_json(event.data) if event.data else None)
+            for event in events
+        ]
+        if not rows:
             return []
-        ids: list[int] = []
+        if len(rows) == 1:  # one INSERT is a transaction of its own: no BEGIN/COMMIT round trips
+            with self._read() as conn:
+                return [_row_id(conn.execute(_INSERT_EVENT, rows[0]))]
         with self._write() as conn:
-            for event in events:
-                cursor = conn.execute(
-                    "INSERT INTO events (ts, request_id, chain, model, type, kind, status, attempt, "
-                    "benched_until, next_model, latency_ms, detail, data) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        event.ts,
-                        event.request_id,
-                        event.chain,
-                        event.model,
-                        event.type,
-                        event.kind,
-                        event.status,
-                        event.attempt,
-                        event.benched_until,
-                        event.next_model,
-                        event.latency_ms,
-                        _clean(event.detail),
-                        redacted_json(event.data) if event.data else None,
-                    ),
-                )
-                assert cursor.lastrowid is not None
-                ids.append(cursor.lastrowid)
-        return ids
+            return [_row_id(conn.execute(_INSERT_EVENT, row)) for row in rows]
 
     def events(
         self,
