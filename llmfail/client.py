@@ -97,7 +97,7 @@ class DirectClient(httpx.AsyncClient):
                 exc.request = request
             raise
         response.request = request
-        if "set-cookie" in response.headers or "set-cookie2" in response.headers:
+        if any(name.lower().startswith(b"set-cookie") for name, _ in response.headers.raw):
             self.cookies.extract_cookies(response)
         _httpx_log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
                         response.status_code, response.reason_phrase)

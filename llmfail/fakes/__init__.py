@@ -145,6 +145,7 @@ class FakeTransport(httpx.AsyncBaseTransport):
         self.observer = observer
         self.requests = 0
         self._answers: dict[tuple[str, str, tuple[int, int]], bytes] = {}
+        self._requests: dict[bytes, dict[str, Any]] = {}
 
     def _answer(self, text: str, model: str, usage: tuple[int, int]) -> bytes:
         """A whole answer's JSON, rendered once per distinct answer: `simulate` asks for the same
@@ -155,6 +156,16 @@ class FakeTransport(httpx.AsyncBaseTransport):
             if len(self._answers) >= 256:
                 self._answers.clear()
             body = self._answers[key] = json.dumps(self.protocol.answer(text, model, usage)).encode()
+        return body
+
+    def _parse(self, content: bytes) -> dict[str, Any]:
+        """A request's JSON, parsed once per distinct body (a simulation sends one body thousands
+        of times). The dict is shared: nothing here changes it."""
+        body = self._requests.get(content)
+        if body is None:
+            if len(self._requests) >= 256:
+                self._requests.clear()
+            body = self._requests[content] = json.loads(content or b"{}")
         return body
 
     def _pick(self) -> Fault | None:
@@ -174,8 +185,7 @@ class FakeTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         self.requests += 1
-        await request.aread()
-        body = json.loads(request.content or b"{}")
+        body = self._parse(await request.aread())
         streaming = bool(body.get("stream")) or "stream" in request.url.path  # Gemini: :streamGenerateContent
         fault = self._pick()
         model = model_of(request, body)
