@@ -678,7 +678,8 @@ def _retry_delay(body: object) -> float | None:
     envelope = _error_envelope(_parse_json(body) if isinstance(body, (bytes, bytearray, str)) else body)
     if envelope is None:
         return None
-    err = envelope.get("error") if isinstance(envelope.get("error"), Mapping) else envelope
+    inner = envelope.get("error")
+    err = inner if isinstance(inner, Mapping) else envelope
     for item in _mappings(err.get("details")):
         if not str(item.get("@type", "")).endswith("RetryInfo"):
             continue

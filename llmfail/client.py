@@ -67,18 +67,17 @@ class DirectClient(httpx.AsyncClient):
         """Every header of a JSON POST to `url` but its Content-Length, in httpx's order (None:
         the adapter set one httpx computes itself, so httpx's path decides)."""
         key = (url.netloc, tuple(headers.items()))
-        base = self._merged.get(key, False)
-        if base is False:
-            merged = httpx.Headers(self.headers)
-            merged.update(headers)
-            if any(name in merged for name in ("host", "content-length", "transfer-encoding")):
-                base = None
-            else:
-                merged.setdefault("Content-Type", "application/json")
-                base = [(b"Host", url.netloc), *merged.raw]
-            if len(self._merged) >= 256:
-                self._merged.clear()
-            self._merged[key] = base
+        if key in self._merged:
+            return self._merged[key]
+        merged = httpx.Headers(self.headers)
+        merged.update(headers)
+        base: list[tuple[bytes, bytes]] | None = None
+        if not any(name in merged for name in ("host", "content-length", "transfer-encoding")):
+            merged.setdefault("Content-Type", "application/json")
+            base = [(b"Host", url.netloc), *merged.raw]
+        if len(self._merged) >= 256:
+            self._merged.clear()
+        self._merged[key] = base
         return base
 
     async def send(self, request: httpx.Request, *, stream: bool = False, auth: Any = httpx.USE_CLIENT_DEFAULT,
