@@ -328,6 +328,43 @@ def test_concurrent_requests_of_one_process_send_a_single_probe(server, make_eng
     assert sorted(r.model for r in results) == ["a/m1"] + ["b/m2"] * 4
 
 
+def test_two_requests_that_both_saw_the_entry_half_open_still_send_one_probe(server, make_engine, store, clock):
+    """The race the lease exists for: both walks read b/m2 as half-open (unleased) before
+    either claims it, because a/m1 holds them both until both have arrived."""
+    both_read = threading.Barrier(2, timeout=5)
+    release = threading.Event()
+
+    def gate(request: Request) -> Response:
+        both_read.wait()
+        return openai_error(400, "context_length_exceeded", "invalid_request_error")  # next entry, no bench
+
+    def slow_ok(request: Request) -> Response:
+        release.wait(5)
+        return ok("b back")
+
+    store.record_failure("b/m2", now=clock.now - 40, kind="transient", status=503, bench_for=30)
+    a = route(server, "a", Calls(gate))
+    b = route(server, "b", Calls(slow_ok))
+    route(server, "c", Calls(ok("c")))
+    engine = make_engine(chain())
+
+    async def pair() -> list[Any]:
+        first, second = (asyncio.create_task(engine.complete("main", "hi")) for _ in range(2))
+        await asyncio.wait([first, second], return_when=asyncio.FIRST_COMPLETED)
+        release.set()  # the request that lost the lease has gone on to c/m3; let the probe answer
+        results = [await first, await second]
+        await engine.aclose()
+        return results
+
+    try:
+        results = asyncio.run(pair())
+    finally:
+        release.set()
+    assert a.count == 2 and b.count == 1
+    assert sorted(r.model for r in results) == ["b/m2", "c/m3"]
+    assert [e.data["ok"] for e in store.events(types=[ev.PROBE])] == [True]
+
+
 def test_cancellation_benches_nothing(server, make_engine, store):
     started = threading.Event()
     release = threading.Event()
