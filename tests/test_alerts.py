@@ -248,7 +248,9 @@ def test_four_processes_send_one_alert_per_model_and_type(server: HTTPServer, tm
         raised = [(dedup_key(e), alert_type(e)) for e in store.events() if alert_type(e)]
     finally:
         store.close()
-    assert len(raised) >= 4 * 3  # each process benched both models and exhausted the chain
+    # Every process exhausted the chain, so that alert was raised four times; how many benches
+    # each raised depends on how the four interleaved (a later one may find a model benched).
+    assert Counter(raised)[("chain:dead", "exhausted")] == 4
     expected = Counter(dict.fromkeys(set(raised), 1))
     assert hook.alerts() == expected  # each (model, type) exactly once, delivered before exit
     assert {("flaky/a", "benched"), ("flaky/b", "benched"), ("chain:dead", "exhausted")} <= set(expected)
