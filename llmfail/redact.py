@@ -43,10 +43,12 @@ def register_secret(value: str | None) -> None:
     if value and len(value) >= 4:
         with _lock:
             if value not in _secrets:
+                # The flags first, the list readers scan last: `redact()` and `redacted_json()`
+                # read them without the lock, and must never see the secret without its flags.
+                _verbatim = _verbatim and _JSON_VERBATIM.fullmatch(value) is not None
+                _shortest = min(_shortest, len(value))
                 _secrets.add(value)
                 _ordered = tuple(sorted(_secrets, key=len, reverse=True))
-                _shortest = min(_shortest, len(value))
-                _verbatim = _verbatim and _JSON_VERBATIM.fullmatch(value) is not None
 
 
 def env_secret(name: str) -> str | None:
@@ -99,6 +101,15 @@ def _jsonable(value: Any) -> Any:
     return list(value) if isinstance(value, set | frozenset) else str(value)
 
 
+def _json_key(key: Any) -> str:
+    """A dict key as `json.dumps` writes it (`True` -> "true"), so both paths store the same."""
+    if isinstance(key, str):
+        return key
+    if key is None or isinstance(key, bool | int | float):
+        return json.dumps(key)
+    return str(key)
+
+
 def _scrub(value: Any) -> Any:
     """A JSON-safe copy of `value` with every string (keys too) redacted."""
     if value is None or isinstance(value, bool | int | float):
@@ -106,7 +117,7 @@ def _scrub(value: Any) -> Any:
     if isinstance(value, str):
         return redact(value)
     if isinstance(value, dict):
-        return {redact(str(k)): _scrub(v) for k, v in value.items()}
+        return {redact(_json_key(k)): _scrub(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_scrub(v) for v in value]
     return redact(str(value))

@@ -101,3 +101,14 @@ def test_redacted_json_turns_odd_objects_into_redacted_text():
         r.register_secret("sk-live-0123456789")
         value = {"obj": Leaky(), "tags": {"b"}, 3: (1, 2), "plain": "sk-live-0123456789"}
         assert json.loads(r.redacted_json(value)) == {"obj": "response from ***", "tags": ["b"], "3": [1, 2], "plain": "***"}
+
+
+def test_redacted_json_writes_odd_keys_the_same_way_on_both_paths():
+    value = {True: 1, None: 2, 1.5: 3, 7: 4}
+    with _registry():
+        r._verbatim = True  # whatever other tests registered
+        quick = r.redacted_json(value)  # nothing to find: the one-check path
+        r.register_secret("sk-live-0123456789")
+        careful = r.redacted_json({**value, "x": "sk-live-0123456789"})
+    assert json.loads(careful) == {**json.loads(quick), "x": "***"} == {"true": 1, "null": 2, "1.5": 3, "7": 4, "x": "***"}
+
