@@ -21,7 +21,8 @@ from typing import Any
 
 import httpx
 
-_httpx_log = logging.getLogger("httpx")  # where httpx's own client logs each request
+_httpx_log = logging.getLogger("httpx")
+_Base = tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]  # headers before and after Content-Length  # where httpx's own client logs each request
 
 
 class DirectClient(httpx.AsyncClient):
@@ -30,7 +31,7 @@ class DirectClient(httpx.AsyncClient):
     def __init__(self, transport: httpx.AsyncBaseTransport) -> None:
         super().__init__(transport=transport, timeout=None, follow_redirects=False)
         self._direct = transport
-        self._merged: dict[tuple[bytes, tuple[tuple[str, str], ...]], list[tuple[bytes, bytes]] | None] = {}
+        self._merged: dict[tuple[object, ...], _Base | None] = {}
 
     def build_request(self, method: str, url: httpx.URL | str, *, content: Any = None, data: Any = None,
                       files: Any = None, json: Any = None, params: Any = None, headers: Any = None,
@@ -42,39 +43,40 @@ class DirectClient(httpx.AsyncClient):
         re-scans its header list once per default header; here the client's
         headers, the adapter's and `Host` are merged once per distinct set (an
         entry sends the same ones every time) and the body goes in encoded. The
-        request carries the same headers and the same bytes (tests/test_transport.py
-        compares them). Anything else takes httpx's own path.
+        request is the one httpx builds, header for header in the same order and
+        byte for byte (tests/test_transport.py compares them). Anything else,
+        and any request once the cookie jar holds a cookie, takes httpx's path.
         """
         base = None
         if (json is not None and isinstance(url, httpx.URL) and isinstance(headers, dict) and url.is_absolute_url
                 and content is None and data is None and files is None and params is None and cookies is None
                 and timeout is httpx.USE_CLIENT_DEFAULT and extensions is None and not self.params
-                and not self.base_url.host):
+                and not self.base_url.host and not self.cookies):
             base = self._base_headers(url, headers)
         if base is None:
             return super().build_request(method, url, content=content, data=data, files=files, json=json,
                                          params=params, headers=headers, cookies=cookies, timeout=timeout,
                                          extensions=extensions)
+        head, tail = base
         body = _json.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        request = httpx.Request(method, url, headers=[*base, (b"Content-Length", str(len(body)).encode())],
+        request = httpx.Request(method, url, headers=[*head, (b"Content-Length", str(len(body)).encode()), *tail],
                                 stream=httpx.ByteStream(body), extensions={"timeout": self.timeout.as_dict()})
         request.read()
-        if self.cookies:
-            self.cookies.set_cookie_header(request)
         return request
 
-    def _base_headers(self, url: httpx.URL, headers: dict[str, str]) -> list[tuple[bytes, bytes]] | None:
-        """Every header of a JSON POST to `url` but its Content-Length, in httpx's order (None:
-        the adapter set one httpx computes itself, so httpx's path decides)."""
-        key = (url.netloc, tuple(headers.items()))
+    def _base_headers(self, url: httpx.URL, headers: dict[str, str]) -> _Base | None:
+        """A JSON POST's headers around its Content-Length, in httpx's order (None: the adapter
+        set one httpx computes itself, so httpx's path decides). Keyed by the client's own
+        headers too, so changing them is never missed."""
+        key = (url.netloc, tuple(headers.items()), tuple(self.headers.raw))
         if key in self._merged:
             return self._merged[key]
         merged = httpx.Headers(self.headers)
         merged.update(headers)
-        base: list[tuple[bytes, bytes]] | None = None
+        base: _Base | None = None
         if not any(name in merged for name in ("host", "content-length", "transfer-encoding")):
-            merged.setdefault("Content-Type", "application/json")
-            base = [(b"Host", url.netloc), *merged.raw]
+            tail = [] if "content-type" in merged else [(b"Content-Type", b"application/json")]
+            base = ([(b"Host", url.netloc), *merged.raw], tail)
         if len(self._merged) >= 256:
             self._merged.clear()
         self._merged[key] = base
