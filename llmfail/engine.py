@@ -498,6 +498,7 @@ class Engine:
         states = self.store.states(self._bench_keys(chain))
         plan = [e for e in chain.entries if self._is_live(e, states, start)]
         if not plan:
+            # soonest end first; on a tie, chain order (states() keeps the order of the keys asked for)
             benched = sorted((s for s in states.values() if s.bench_until is not None), key=lambda s: s.bench_until or 0)
             if policy.on_all_benched == "fail":
                 first = benched[0] if benched else None

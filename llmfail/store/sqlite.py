@@ -571,7 +571,7 @@ class SqliteStore:
     # -- bench state ------------------------------------------------------------
 
     def states(self, models: Iterable[str]) -> dict[str, ModelState]:
-        """Pure read of the given keys; keys never seen are absent from the result."""
+        """Pure read of the given keys, in the order given; keys never seen are absent from the result."""
         keys = list(dict.fromkeys(models))
         with self._read() as conn:
             known = self._known_states(conn)
