@@ -100,8 +100,9 @@ class DirectClient(httpx.AsyncClient):
         response.request = request
         if any(name.lower().startswith(b"set-cookie") for name, _ in response.headers.raw):
             self.cookies.extract_cookies(response)
-        _httpx_log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
-                        response.status_code, response.reason_phrase)
+        if _httpx_log.isEnabledFor(logging.INFO):  # its arguments cost more than the call
+            _httpx_log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
+                            response.status_code, response.reason_phrase)
         if not stream:
             try:
                 await response.aread()
