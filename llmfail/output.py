@@ -1,7 +1,9 @@
 """Consoles and emitters: data on stdout, diagnostics on stderr, JSON for machines.
 
 Rich decides colour from the stream itself (NO_COLOR, non-TTY), so `--json`
-and pipes get plain text without any flag of ours.
+and pipes get plain text without any flag of ours. Rich's console is imported
+only when something is printed for people (~20 ms): `--json` output, which
+scripts call in loops, never pays for it.
 """
 
 from __future__ import annotations
@@ -12,13 +14,12 @@ from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.text import Text
-
 from .errors import LlmfailError
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     from .actions import BenchRow, ChainView
     from .events import Event
@@ -26,11 +27,15 @@ if TYPE_CHECKING:
 
 @cache
 def stdout() -> Console:
+    from rich.console import Console
+
     return Console(soft_wrap=True)
 
 
 @cache
 def stderr() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, soft_wrap=True, highlight=False)
 
 
@@ -78,6 +83,7 @@ def local_time(ts: float, now: float) -> str:
 def bench_table(rows: Sequence[BenchRow], now: float) -> Table:
     """`ls-benched` for people: soonest expiry first, as the rows come."""
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in ("model", "until", "remaining", "by", "reason", "benches"):
@@ -97,6 +103,7 @@ def bench_table(rows: Sequence[BenchRow], now: float) -> Table:
 def chains_table(views: Sequence[ChainView]) -> Table:
     """`chains` for people: every chain's flattened entries and which are benched now."""
     from rich.table import Table
+    from rich.text import Text
 
     from .durations import format_duration
 
@@ -135,6 +142,8 @@ _EVENT_STYLE = {
 
 def event_text(event: Event, now: float) -> Text:
     """One readable, colour-coded line of the event log."""
+    from rich.text import Text
+
     from .durations import format_duration
 
     style = _EVENT_STYLE.get(event.type, "")

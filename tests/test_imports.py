@@ -65,6 +65,14 @@ def test_operator_commands_never_import_textual_httpx_or_a_provider(tmp_path: Pa
     assert heavy_in(modules) == []
 
 
+@pytest.mark.parametrize("args", [["ls-benched", "--json"], ["events", "--json"]], ids=" ".join)
+def test_json_output_does_not_load_rich_console(tmp_path: Path, args: list[str]):
+    """Scripts poll these in loops; Rich's console (~20 ms) is for people."""
+    code, modules = cli_modules(tmp_path, *args)
+    assert code == 0 and "llmfail.output" in modules
+    assert "rich.console" not in modules
+
+
 def test_the_probe_would_see_a_heavy_import(tmp_path: Path):
     """The contract test above is only worth something if loading the engine shows up in it."""
     code, modules = cli_modules(tmp_path, "run", "hi", "--chain", "demo", "--no-stream", "--quiet")
