@@ -21,8 +21,8 @@ from typing import Any
 
 import httpx
 
-_httpx_log = logging.getLogger("httpx")
-_Base = tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]  # headers before and after Content-Length  # where httpx's own client logs each request
+_httpx_log = logging.getLogger("httpx")  # where httpx's own client logs each request
+_Base = tuple[list[tuple[bytes, bytes]], list[tuple[bytes, bytes]]]  # headers before and after Content-Length
 
 
 class DirectClient(httpx.AsyncClient):

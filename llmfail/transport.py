@@ -43,6 +43,7 @@ from .client import DirectClient
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 
+
 def default_transport() -> httpx.AsyncBaseTransport | None:
     """An aiohttp-backed transport, or None (httpx's own) when the environment names a proxy."""
     if any(os.environ.get(name) or os.environ.get(name.upper()) for name in _PROXY_VARIABLES):
@@ -125,5 +126,3 @@ class AiohttpTransport(_AiohttpTransport):
             raise mapped from exc
         response.stream = _Body(response.stream)  # type: ignore[arg-type]
         return response
-
-

@@ -91,13 +91,16 @@ def test_retry_after_ms_is_preferred_to_retry_after(server, make_engine, clock):
     assert clock.sleeps == [pytest.approx(0.644)]
 
 
-def test_a_long_retry_after_benches_until_the_reset_and_moves_on_without_waiting(server, make_engine, store, clock):
-    a = route(server, "a", Calls(openai_error(429, headers={"retry-after": "120"})))
+@pytest.mark.parametrize("status, wait", [(429, 120), (503, 300)], ids=["429", "5xx"])
+def test_a_retry_after_longer_than_max_retry_wait_benches_until_it_and_moves_on_at_once(
+        server, make_engine, store, clock, status, wait):
+    """A 503/529 with Retry-After is honoured like a 429's (README: decisions)."""
+    a = route(server, "a", Calls(openai_error(status, headers={"retry-after": str(wait)})))
     route(server, "b", Calls(ok("b")))
     start = clock.now
     result = run(make_engine(chain()))
     assert result.model == "b/m2" and a.count == 1 and clock.sleeps == []
-    assert store.states(["a/m1"])["a/m1"].bench_until >= start + 120
+    assert store.states(["a/m1"])["a/m1"].bench_until >= start + wait
 
 
 def test_a_429_without_retry_after_backs_off_like_a_transient_error(server, make_engine, clock):
@@ -276,15 +279,6 @@ def test_the_deadline_bounds_the_whole_walk_including_backoff(server, make_engin
                         .replace("backoff: {base: 100ms, max: 1s}", "backoff: {base: 300ms, max: 300ms}")))
     assert clock.now - start <= 1.0 + 1e-6  # every backoff sleep fitted in the deadline
     assert sum(c.count for c in calls) < 3 * 50
-
-
-def test_a_5xx_retry_after_longer_than_max_retry_wait_benches_and_moves_on_at_once(server, make_engine, store, clock):
-    a = route(server, "a", Calls(openai_error(503, headers={"retry-after": "300"})))
-    route(server, "b", Calls(ok("b")))
-    start = clock.now
-    result = run(make_engine(chain()))
-    assert result.model == "b/m2" and a.count == 1 and clock.sleeps == []
-    assert store.states(["a/m1"])["a/m1"].bench_until >= start + 300
 
 
 def test_a_401_caused_by_a_key_variable_missing_here_benches_nothing_for_other_processes(server, make_engine, store):
