@@ -24,6 +24,7 @@ from . import events as ev
 from .durations import format_duration
 from .errors import UsageError
 from .events import Event, iso
+from .health import EntryStatus, entry_status
 
 if TYPE_CHECKING:
     from .config import Chain, Config, Entry, Location, Policy
@@ -101,12 +102,7 @@ def check_model_name(model: str) -> None:
 
 def config_keys(config: Config) -> set[str]:
     """Every bench key the config's chains use: each entry and each of its credentials."""
-    return {
-        key
-        for chain in config.chains.values()
-        for entry in chain.entries
-        for key in (entry.model, *(entry.bench_key(i) for i in range(len(entry.credentials))))
-    }
+    return config.bench_keys()
 
 
 def bench_model(
@@ -228,7 +224,7 @@ class EntryView:
 
     model: str
     provider: str
-    status: str  # "live", "benched" or "half-open" (its bench ended; the next request probes it)
+    status: EntryStatus
     bench: BenchRow | None  # the entry's own bench, or its soonest-ending credential bench
     benched_credentials: tuple[str, ...] = ()
 
@@ -244,19 +240,14 @@ class ChainView:
 
 
 def _entry_view(entry: Entry, states: dict[str, ModelState], now: float) -> EntryView:
-    keys = [entry.bench_key(i) for i in range(len(entry.credentials))] if len(entry.credentials) > 1 else []
-    creds = [states[k] for k in keys if k in states and states[k].is_benched(now)]
+    creds = [s for k in entry.credential_keys() if (s := states.get(k)) is not None and s.is_benched(now)]
     own = states.get(entry.model)
+    status = entry_status(entry, states, now)
     bench: BenchRow | None = None
     if own is not None and own.is_benched(now):
-        status, bench = "benched", BenchRow.of(own, now)
-    elif keys and len(creds) == len(keys):
-        status = "benched"
+        bench = BenchRow.of(own, now)
+    elif status.is_benched and creds:
         bench = BenchRow.of(min(creds, key=lambda s: s.bench_until or now), now)
-    elif own is not None and own.is_half_open(now):
-        status = "half-open"
-    else:
-        status = "live"
     return EntryView(entry.model, entry.provider.name, status, bench, tuple(s.model for s in creds))
 
 

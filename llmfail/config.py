@@ -23,7 +23,7 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
@@ -126,6 +126,17 @@ class Entry:
         """`provider/model#N` for one of several credentials, else the entry's own key."""
         return f"{self.model}#{credential_index}" if len(self.credentials) > 1 else self.model
 
+    def credential_keys(self) -> tuple[str, ...]:
+        """The credential-level bench keys (`provider/model#N`); empty with a single credential,
+        whose failures are the entry's own."""
+        if len(self.credentials) < 2:
+            return ()
+        return tuple(f"{self.model}#{i}" for i in range(len(self.credentials)))
+
+    def bench_keys(self) -> tuple[str, ...]:
+        """Every key the shared state holds for this entry: its own, then its credentials'."""
+        return (self.model, *self.credential_keys())
+
 
 @dataclass(frozen=True)
 class Sink:
@@ -149,6 +160,16 @@ class Chain:
         return [e.model for e in self.entries]
 
 
+def unique_entries(chains: Iterable[Chain]) -> list[Entry]:
+    """Each model once, first occurrence wins: a model shared by chains is one row in
+    `stats`, one probe, one set of bench keys."""
+    found: dict[str, Entry] = {}
+    for chain in chains:
+        for entry in chain.entries:
+            found.setdefault(entry.model, entry)
+    return list(found.values())
+
+
 @dataclass(frozen=True)
 class Config:
     path: str  # the file it came from ("<default>" for the embedded example)
@@ -156,6 +177,14 @@ class Config:
     providers: Mapping[str, ProviderConfig]
     chains: Mapping[str, Chain]
     alerts: Alerts = field(default_factory=Alerts)
+
+    def entries(self) -> list[Entry]:
+        """Each model once, in config order (see `unique_entries`)."""
+        return unique_entries(self.chains.values())
+
+    def bench_keys(self) -> set[str]:
+        """Every bench key the config's chains use: each entry and each of its credentials."""
+        return {key for chain in self.chains.values() for entry in chain.entries for key in entry.bench_keys()}
 
     def chain(self, name: str) -> Chain:
         """The chain called `name`, or a UsageError naming the chains that exist."""

@@ -43,6 +43,7 @@ from .errors import (
     StreamInterrupted,
 )
 from .events import Event
+from .health import EntryStatus, entry_status
 from .providers import adapter_for
 from .providers.base import Adapter, ChatRequest, Completion, Runtime, Usage
 from .redact import env_secret, redact
@@ -350,7 +351,7 @@ class Engine:
         """Every bench key of `chain` (entries and their credentials), computed once per chain."""
         cached = self._keys.get(chain.name)
         if cached is None or cached[0] is not chain:
-            keys = [k for e in chain.entries for k in {e.model, *(e.bench_key(i) for i in range(len(e.credentials)))}]
+            keys = list(dict.fromkeys(k for e in chain.entries for k in e.bench_keys()))
             cached = self._keys[chain.name] = (chain, keys)
         return cached[1]
 
@@ -481,22 +482,12 @@ class Engine:
 
     # ------------------------------------------------------------------ the walk
 
-    def _is_live(self, entry: Entry, states: Mapping[str, ModelState], now: float) -> bool:
-        """Not benched, not probed by someone else, and some credential not benched."""
-        state = states.get(entry.model)
-        if state is not None and (state.is_benched(now) or (state.is_half_open(now) and state.probe_leased(now))):
-            return False
-        if len(entry.credentials) > 1:
-            return any(not (s := states.get(entry.bench_key(i))) or not s.is_benched(now)
-                       for i in range(len(entry.credentials)))
-        return True
-
     async def _walk(self, chain: Chain, request: ChatRequest, emit: Emit | None) -> Result:
         policy = self.config.policy
         start = self.clock()
         w = _Walk(os.urandom(8).hex(), chain.name, start, start + policy.deadline)
         states = self.store.states(self._bench_keys(chain))
-        plan = [e for e in chain.entries if self._is_live(e, states, start)]
+        plan = [e for e in chain.entries if entry_status(e, states, start).is_live]
         if not plan:
             # soonest end first; on a tie, chain order (states() keeps the order of the keys asked for)
             benched = sorted((s for s in states.values() if s.bench_until is not None), key=lambda s: s.bench_until or 0)
@@ -673,9 +664,8 @@ class Engine:
                 if outcome != "next-credential":
                     return None
             if len(entry.credentials) > 1 and w.causes:  # every credential is dead: bench the entry
-                keys = [entry.bench_key(i) for i in range(len(entry.credentials))]
-                now, dead = self.clock(), self.store.states(keys)
-                if all(k in dead and dead[k].is_benched(now) for k in keys):
+                now = self.clock()
+                if entry_status(entry, self.store.states(entry.credential_keys()), now) == EntryStatus.BENCHED:
                     self._record_failure(entry.model, w.causes[-1], policy, w, bench_for=policy.auth_cooldown,
                                          factor=1.0)
             return None

@@ -116,13 +116,14 @@ def chains_table(views: Sequence[ChainView]) -> Table:
             if entry.bench is not None:
                 why = entry.bench.reason if entry.bench.manual and entry.bench.reason else entry.bench.kind
                 status.append(f" {format_duration(entry.bench.remaining_s)}" + (f" ({why})" if why else ""))
-            if entry.benched_credentials and entry.status != "benched":
+            if entry.benched_credentials and not entry.status.is_benched:
                 status.append(f" (credentials benched: {', '.join(entry.benched_credentials)})", style="yellow")
             table.add_row(view.name if index == 1 else "", str(index), entry.model, status)
     return table
 
 
-_STATUS_STYLE = {"live": "green", "benched": "bold yellow", "half-open": "cyan"}
+_STATUS_STYLE = {"healthy": "green", "slow": "yellow", "benched": "bold yellow", "manual": "bold magenta",
+                 "half-open": "cyan", "probing": "cyan"}
 
 #: Colour per event type: failures red, benches yellow, recoveries green, the walk's steps dim.
 _EVENT_STYLE = {

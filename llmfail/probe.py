@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
 from .errors import REQUEST_KINDS, Kind, ProviderError
+from .config import unique_entries
 from .events import Event
 from .providers.base import ChatRequest
 from .redact import env_secret, redact
@@ -118,15 +119,6 @@ async def probe_entry(engine: Engine, entry: Entry) -> ProbeResult:
     assert err is not None
     return ProbeResult(entry.model, state_of_error(err), (engine.clock() - began) * 1000, str(err.kind),
                        err.status, redact(err.message))
-
-
-def unique_entries(chains: Iterable[Chain]) -> list[Entry]:
-    """Each model once, first occurrence wins: a model shared by chains is probed once."""
-    found: dict[str, Entry] = {}
-    for chain in chains:
-        for entry in chain.entries:
-            found.setdefault(entry.model, entry)
-    return list(found.values())
 
 
 async def probe_chains(engine: Engine, chains: Sequence[Chain]) -> ProbeReport:

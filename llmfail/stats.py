@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .health import EntryStatus, entry_status
+
 if TYPE_CHECKING:
     from .config import Chain, Config, Entry
     from .store import EventTally, ModelState, Store
@@ -34,14 +36,8 @@ if TYPE_CHECKING:
 #: fewer answers the percentiles are exact.
 PERCENTILE_SAMPLE = 2000
 
-HEALTHY = "healthy"
-SLOW = "slow"
-HALF_OPEN = "half-open"
-BENCHED = "benched"
-MANUAL = "manual"
-
-#: Worst first: the order a dashboard sorts troubled models by.
-STATES = (MANUAL, BENCHED, HALF_OPEN, SLOW, HEALTHY)
+#: Worst first: the order a dashboard sorts troubled models by (`llmfail.health`'s vocabulary).
+STATES = tuple(EntryStatus)
 
 
 @dataclass(frozen=True)
@@ -60,7 +56,7 @@ class ModelStats:
     p95_ms: float | None = None
     ttft_p50_ms: float | None = None
     ttft_p95_ms: float | None = None
-    state: str = HEALTHY
+    state: EntryStatus = EntryStatus.HEALTHY
     # What a dashboard shows beside the figures (from the shared state, not the window):
     failures: int = 0  # consecutive failed attempts since the last success
     bench_count: int = 0  # benches since the last success
@@ -115,7 +111,7 @@ def model_stats(
         models = [e.model for e in chain.entries]
     else:
         models = list(entries) + sorted(m for m in tallies if m not in entries)
-    keys = set(models) | {entry.bench_key(i) for entry in entries.values() for i in range(len(entry.credentials))}
+    keys = set(models) | {key for entry in entries.values() for key in entry.bench_keys()}
     states = store.states(keys)
     return {
         model: _stats(model, tallies.get(model), states, entries.get(model), now)
@@ -125,12 +121,10 @@ def model_stats(
 
 def _entries(chain: Chain | None, config: Config | None) -> dict[str, Entry]:
     """The entries the rows are about, by model, first occurrence wins."""
+    from .config import unique_entries
+
     chains = [chain] if chain is not None else list(config.chains.values()) if config is not None else []
-    found: dict[str, Entry] = {}
-    for each in chains:
-        for entry in each.entries:
-            found.setdefault(entry.model, entry)
-    return found
+    return {entry.model: entry for entry in unique_entries(chains)}
 
 
 def _stats(model: str, tally: EventTally | None, states: Mapping[str, ModelState], entry: Entry | None,
@@ -151,7 +145,7 @@ def _stats(model: str, tally: EventTally | None, states: Mapping[str, ModelState
         p95_ms=percentile(tally.latencies_ms, 95) if tally else None,
         ttft_p50_ms=percentile(tally.ttfts_ms, 50) if tally else None,
         ttft_p95_ms=percentile(tally.ttfts_ms, 95) if tally else None,
-        state=health_state(model, states, entry, now),
+        state=entry_status(entry, states, now, model=model),
         failures=own.failures if own else 0,
         bench_count=own.bench_count if own else 0,
         bench_until=own.bench_until if own else None,
@@ -162,23 +156,6 @@ def _stats(model: str, tally: EventTally | None, states: Mapping[str, ModelState
         last_seen=tally.last_seen if tally else None,
         slow_ms=own.slow_ms if own and own.is_demoted else None,
     )
-
-
-def health_state(model: str, states: Mapping[str, ModelState], entry: Entry | None, now: float) -> str:
-    """The model's state at `now`, worst first: a running manual bench, a bench (its own, or
-    every credential's), a half-open bench awaiting its probe, a slow-demotion, or healthy."""
-    own = states.get(model)
-    if own is not None and own.is_benched(now):
-        return MANUAL if own.manual else BENCHED
-    if entry is not None and len(entry.credentials) > 1:
-        creds = [states.get(entry.bench_key(i)) for i in range(len(entry.credentials))]
-        if all(s is not None and s.is_benched(now) for s in creds):
-            return BENCHED
-    if own is not None and own.is_half_open(now):
-        return HALF_OPEN
-    if own is not None and own.is_demoted:
-        return SLOW
-    return HEALTHY
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:

@@ -260,8 +260,8 @@ def test_chains_for_people_marks_the_entries_benched_now(tmp_path: Path):
     cli("bench", "b/m2", "--for", "10m", "--reason", "incident")
     lines = cli("chains").stdout.splitlines()
     b_rows = [line for line in lines if "b/m2" in line]
-    assert len(b_rows) == 2 and all("benched" in r and "incident" in r for r in b_rows)
-    assert all("live" in line for line in lines if "a/m1" in line or "a/m3" in line)
+    assert len(b_rows) == 2 and all("manual" in r and "incident" in r for r in b_rows)
+    assert all("healthy" in line for line in lines if "a/m1" in line or "a/m3" in line)
 
 
 def test_chains_shows_half_open_entries_and_entries_whose_every_credential_is_benched(tmp_path: Path):
@@ -284,7 +284,7 @@ def test_chains_shows_half_open_entries_and_entries_whose_every_credential_is_be
     rows = {m: line for line in cli("chains").stdout.splitlines() for m in ("a/m1", "b/m2", "b/m3") if m in line}
     assert "half-open" in rows["a/m1"]
     assert "benched" in rows["b/m2"] and "auth" in rows["b/m2"]
-    assert "live" in rows["b/m3"] and "credentials benched: b/m3#1" in rows["b/m3"]
+    assert "healthy" in rows["b/m3"] and "credentials benched: b/m3#1" in rows["b/m3"]
 
 
 def test_bench_for_people_says_what_was_benched_until_when():

@@ -9,7 +9,6 @@ for bit.
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from typing import Any
 
 from .. import events as ev
 from ..events import Event
+from ..stats import percentile
 
 
 @dataclass
@@ -76,14 +76,6 @@ def _rate(part: int, whole: int) -> float:
     return round(part / whole, 6) if whole else 0.0
 
 
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile of already-sorted values (0 when there are none)."""
-    if not values:
-        return 0.0
-    rank = max(1, math.ceil(p / 100 * len(values)))
-    return values[min(rank, len(values)) - 1]
-
-
 @dataclass
 class Report:
     """The outcome of one simulation; `to_json()` is SPEC §6's shape (plus scenario extras)."""
@@ -108,7 +100,7 @@ class Report:
         return _rate(self.succeeded, self.requests)
 
     def latency(self, p: float) -> float:
-        return round(percentile(sorted(self.latencies_ms), p), 1)
+        return round(percentile(self.latencies_ms, p) or 0.0, 1)
 
     def share(self, model: str) -> float:
         """The fraction of all requests this model answered."""

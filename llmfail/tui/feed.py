@@ -26,8 +26,8 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from .. import events as ev
-from .. import stats
 from ..actions import FOLLOW_BATCH, EventFilter, recent_events
+from ..health import EntryStatus
 from ..stats import model_stats
 from .health import PANIC_TRIED, HealthRow, sort_rows
 
@@ -256,14 +256,14 @@ class Feed:
         if chain is None:
             rows += [HealthRow.stored(s, now) for s in self.store.all_states()
                      if s.model not in figures and s.bench_until is not None]
-        benched = [r.model for r in rows if r.state in (stats.BENCHED, stats.MANUAL)]
+        benched = [r.model for r in rows if r.state in (EntryStatus.BENCHED, EntryStatus.MANUAL)]
         if benched and self.activity.panics:
             states = self.store.states(benched)
             rows = [self._panic_tried(row, states.get(row.model)) for row in rows]
         return sort_rows(rows, chain.models if chain is not None else None)
 
     def _panic_tried(self, row: HealthRow, state: ModelState | None) -> HealthRow:
-        if state is None or state.benched_at is None or row.state not in (stats.BENCHED, stats.MANUAL):
+        if state is None or state.benched_at is None or row.state not in (EntryStatus.BENCHED, EntryStatus.MANUAL):
             return row
         chains = [name for name, chain in self.config.chains.items() if row.model in chain.models]
         if not self.activity.panicked_since(chains, state.benched_at):

@@ -19,6 +19,7 @@ from rich.text import Text
 
 from .. import stats
 from ..durations import format_duration
+from ..health import EntryStatus, entry_status
 
 if TYPE_CHECKING:
     from ..store import ModelState
@@ -33,6 +34,7 @@ STATE_STYLE: Mapping[str, str] = {
     "panic-tried": "bold white on red",
     "benched": "bold yellow",
     "half-open": "cyan",
+    "probing": "cyan",
     "manual": "bold magenta",
     "slow": "yellow",
     "healthy": "green",
@@ -101,7 +103,7 @@ class HealthRow:
         or one credential `provider/model#N`): its shared state, no figures."""
         return cls(
             model=state.model,
-            state=stats.health_state(state.model, {state.model: state}, None, now),
+            state=entry_status(None, {state.model: state}, now, model=state.model),
             bench_until=state.bench_until,
             failures=state.failures,
             bench_count=state.bench_count,
@@ -151,7 +153,7 @@ def display_state(state: str, bench_until: float | None, now: float) -> str:
     Rows are re-read every few seconds, but the countdown ticks every second; without
     this a bench would sit at "benched, –" until the next read.
     """
-    if state in (stats.BENCHED, stats.MANUAL, PANIC_TRIED) and bench_until is not None and bench_until <= now:
+    if state in (EntryStatus.BENCHED, EntryStatus.MANUAL, PANIC_TRIED) and bench_until is not None and bench_until <= now:
         return "half-open"
     return state
 
