@@ -32,8 +32,8 @@ import httpx
 from . import events as ev
 from .classify import classify_exception, finish_reason_kind
 from .config import Chain, Config, Entry, Policy, ProviderConfig
+from .decide import Action, Blame, Decision, Failure, decide
 from .errors import (
-    REQUEST_KINDS,
     AllBenched,
     ChainExhausted,
     FailFast,
@@ -109,11 +109,6 @@ def _as_messages(messages: Messages, system: str | None) -> tuple[dict[str, str]
     if system:
         msgs.insert(0, {"role": "system", "content": system})
     return tuple(msgs)
-
-
-def backoff_delay(policy: Policy, attempt: int, rng: Random) -> float:
-    """Full jitter: uniform(0, min(max, base * 2**(attempt-1)))."""
-    return rng.uniform(0.0, min(policy.backoff.max, policy.backoff.base * 2 ** (attempt - 1)))
 
 
 async def _read(response: httpx.Response, seconds: float) -> bytes:
@@ -661,7 +656,7 @@ class Engine:
                 outcome = await self._try_credential(entry, key, api_key, request, w, emit, probe)
                 if isinstance(outcome, Completion):
                     return outcome
-                if outcome != "next-credential":
+                if outcome is not Action.NEXT_CREDENTIAL:
                     return None
             if len(entry.credentials) > 1 and w.causes:  # every credential is dead: bench the entry
                 now = self.clock()
@@ -678,7 +673,7 @@ class Engine:
         return f"{self._holder}:{w.request_id}"
 
     async def _try_credential(self, entry: Entry, key: str, api_key: str | None, request: ChatRequest,
-                              w: _Walk, emit: Emit | None, probe: bool) -> Completion | str:
+                              w: _Walk, emit: Emit | None, probe: bool) -> Completion | Action:
         """Attempts with one credential: a Completion, or where to go next."""
         # A probe is one attempt; so is each entry in panic mode, where every entry is known to be
         # failing: retrying them all would multiply a full outage's traffic by `attempts`.
@@ -692,14 +687,15 @@ class Engine:
             except ProviderError as err:
                 partial = "".join(w.shown) if w.shown else None
                 decision = self._after_failure(entry, key, err, attempt, attempts, began, w, partial)
+                if decision.action is Action.FAIL_FAST:
+                    raise FailFast.from_error(err) from None
                 if partial is not None:  # tokens already reached the caller
                     return await self._mid_stream(entry, err, partial, w, emit)
-                if isinstance(decision, str):
-                    return decision
-                wait = min(decision, max(0.0, self._remaining(w)))
+                if decision.action is not Action.RETRY:
+                    return decision.action
                 self._event(w, ev.RETRY, entry.model, kind=str(err.kind), status=err.status, attempt=attempt + 1,
-                            detail=f"waiting {wait:.3f}s", data={"wait_s": round(wait, 3)})
-                await self.sleep(wait)
+                            detail=f"waiting {decision.wait:.3f}s", data={"wait_s": round(decision.wait, 3)})
+                await self.sleep(decision.wait)
                 continue
             latency = (self.clock() - began) * 1000
             w.answer_ms = latency
@@ -711,15 +707,16 @@ class Engine:
             if probe or (previous is not None and previous.bench_until is not None and not previous.manual):
                 self._event(w, ev.PROBE, entry.model, latency_ms=latency, data={"ok": True, "recovered": True})
             return completion
-        return "next-entry"
+        return Action.NEXT_ENTRY
 
     def _after_failure(self, entry: Entry, key: str, err: ProviderError, attempt: int, attempts: int,
-                       began: float, w: _Walk, partial: str | None) -> float | str:
-        """Classify-and-act (SPEC §3 table): seconds to wait before a retry, or where to go next."""
+                       began: float, w: _Walk, partial: str | None) -> Decision:
+        """Note the failed attempt (events, health record) and decide what follows (`llmfail.decide`)."""
         policy = entry.policy
         err.model = entry.model
         err.message = redact(err.message) or ""
-        latency = (self.clock() - began) * 1000
+        now = self.clock()
+        latency = (now - began) * 1000
         w.attempts.append(Attempt(entry.model, False, str(err.kind), err.status, latency, err.message))
         w.causes.append(err)
         self._event(w, ev.ATTEMPT_FAILED, entry.model, kind=str(err.kind), status=err.status, attempt=attempt,
@@ -728,45 +725,23 @@ class Engine:
         if w.probe_key == entry.model:
             self._event(w, ev.PROBE, entry.model, kind=str(err.kind), status=err.status, latency_ms=latency,
                         data={"ok": False})
-        kind = err.kind
-        if err.code == DEADLINE_CUT:  # the request ran out of time, not the model
-            return "next-entry"
-        if kind in REQUEST_KINDS:
-            if (kind == Kind.INVALID_REQUEST and policy.on_invalid_request == "fail") or (
-                kind == Kind.CONTENT_FILTER and policy.on_content_filter == "fail"
-            ):
-                raise FailFast.from_error(err)
-            return "next-entry"
-        if kind == Kind.AUTH:
-            if w.missing_key:  # sent without a key because this process lacks the variable:
-                err.hint = err.hint or f"{w.missing_key} is not set in this environment"  # not a shared verdict
-                return "next-credential"
-            self._record_failure(key, err, policy, w, bench_for=policy.auth_cooldown, factor=1.0)
-            return "next-credential"
-        if kind == Kind.TIMEOUT:
-            if err.should_retry is True and attempt == 1 and attempts > 1 and partial is None:
-                # the server says this one is worth repeating (`x-should-retry: true`): one retry
-                self._record_failure(entry.model, err, policy, w, bench_for=None)
-                return backoff_delay(policy, attempt, self.rng)
-            self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown)
-            return "next-entry"
-        # rate_limited and transient: retry while allowed, then bench
-        # (a 503/529 with Retry-After is honoured like a 429's: up to max_retry_wait)
-        wait = err.retry_after
-        too_long = wait is not None and wait > policy.max_retry_wait
-        if too_long or attempt >= attempts or err.should_retry is False or partial is not None:
-            now = self.clock()
-            floor = max(now + (wait or 0.0), err.reset_at or 0.0) if wait is not None or err.reset_at else None
-            self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown, min_until=floor)
-            return "next-entry"
-        self._record_failure(entry.model, err, policy, w, bench_for=None)
-        delay = wait if wait is not None else backoff_delay(policy, attempt, self.rng)
-        if delay >= self._remaining(w):  # the retry could not happen in time: try the next entry
-            return "next-entry"
-        return delay
+        facts = Failure.of(err, attempt=attempt, attempts=attempts, now=now, remaining=w.deadline_at - now,
+                           deadline_cut=err.code == DEADLINE_CUT, partial=partial is not None,
+                           missing_key=w.missing_key is not None)
+        decision = decide(facts, policy, self._jitter)
+        if err.kind == Kind.AUTH and w.missing_key:
+            err.hint = err.hint or f"{w.missing_key} is not set in this environment"
+        record = decision.record
+        if record is not None:
+            self._record_failure(key if record.blame is Blame.CREDENTIAL else entry.model, err, policy, w,
+                                 bench_for=record.bench_for, min_until=record.min_until, factor=record.factor)
+        return decision
+
+    def _jitter(self, cap: float) -> float:
+        return self.rng.uniform(0.0, cap)
 
     async def _mid_stream(self, entry: Entry, err: ProviderError, partial: str, w: _Walk,
-                          emit: Emit | None) -> str:
+                          emit: Emit | None) -> Action:
         """A failure after the first token: StreamInterrupted, or a restart on the next entry.
 
         With no entry left to restart on, the caller gets StreamInterrupted and
@@ -778,7 +753,7 @@ class Engine:
             await emit(Restart(entry.model, w.next_model, err))
             self._event(w, ev.STREAM_INTERRUPTED, entry.model, kind=str(err.kind), status=err.status,
                         detail=err.message, data={"action": "restart", "partial_chars": len(partial)})
-            return "next-entry"
+            return Action.NEXT_ENTRY
         self._event(w, ev.STREAM_INTERRUPTED, entry.model, kind=str(err.kind), status=err.status,
                     detail=err.message, data={"action": "error", "partial_chars": len(partial)})
         raise self._finish_error(w, StreamInterrupted(entry.model, partial, err))
