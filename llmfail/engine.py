@@ -22,7 +22,7 @@ import socket
 import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from random import Random
 from typing import Any
@@ -30,8 +30,8 @@ from typing import Any
 import httpx
 
 from . import events as ev
-from .classify import classify_exception, finish_reason_kind
-from .config import Chain, Config, Entry, Policy, ProviderConfig
+from .attempt import DEADLINE_CUT, Attempts, Hand, Timed
+from .config import Chain, Config, Entry, Policy
 from .decide import Action, Blame, Decision, Failure, decide
 from .errors import (
     AllBenched,
@@ -44,8 +44,7 @@ from .errors import (
 )
 from .events import Event
 from .health import EntryStatus, entry_status
-from .providers import adapter_for
-from .providers.base import Adapter, ChatRequest, Completion, Runtime, Usage
+from .providers.base import ChatRequest, Completion, Runtime, Usage
 from .redact import env_secret, redact
 from .result import Attempt, Restart, Result, StreamItem, Token
 from .store import ModelState, Store
@@ -68,20 +67,6 @@ class _DeadlineExceeded(Exception):
     pass
 
 
-#: `ProviderError.code` of an attempt cut short by the request's own deadline: it says
-#: nothing about the model, so it is never benched or counted against it.
-DEADLINE_CUT = "request_deadline"
-
-
-@dataclass(frozen=True)
-class Timed:
-    """A completion with the attempt's latency and time to its first text (ms, engine clock)."""
-
-    completion: Completion
-    latency_ms: float
-    ttft_ms: float
-
-
 @dataclass
 class _Walk:
     """The bookkeeping of one request."""
@@ -99,9 +84,9 @@ class _Walk:
     probe_key: str | None = None
     missing_key: str | None = None  # the key variable of the credential being tried, when unset here
     next_model: str | None = None  # the entry after the one being tried: where a mid-stream restart goes
-    first_at: float | None = None  # when the latest attempt's first text arrived (engine clock)
     answer_ms: float | None = None  # the answering attempt's own latency and first-token time:
     answer_ttft_ms: float | None = None  # per-model figures (stats, slow demotion) exclude failover time
+    hand: Hand | None = None  # hands text to a streaming caller (None: the caller wants the whole answer)
 
 
 def _as_messages(messages: Messages, system: str | None) -> tuple[dict[str, str], ...]:
@@ -109,15 +94,6 @@ def _as_messages(messages: Messages, system: str | None) -> tuple[dict[str, str]
     if system:
         msgs.insert(0, {"role": "system", "content": system})
     return tuple(msgs)
-
-
-async def _read(response: httpx.Response, seconds: float) -> bytes:
-    """A whole body, waited for at most `seconds`. A body already in memory (an in-process
-    fake's) cannot stall: reading it skips the timer, a visible share of a simulated request."""
-    if isinstance(response.stream, httpx.ByteStream):
-        return await response.aread()
-    async with asyncio.timeout(seconds):
-        return await response.aread()
 
 
 class Engine:
@@ -148,10 +124,7 @@ class Engine:
         self.sleep = sleep
         self.rng = rng or Random()
         self.runtime = Runtime(clock, sleep, self.rng)
-        self._transport = transport
-        self._adapters: dict[str, Adapter] = {}
-        self._clients: dict[str, httpx.AsyncClient] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.attempts = Attempts(self.runtime, transport)
         self._observers: list[Observer] = []
         if config.alerts.sinks:  # an observer that only queues: sending happens on its own thread
             from .alerts import Alerter
@@ -164,8 +137,6 @@ class Engine:
         except LlmfailError:
             log.warning("llmfail: recording the config's hash failed", exc_info=True)
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
-        # Prepared once, reused by every request (benchmarks/: parsing them each time showed in profiles).
-        self._urls: dict[str, httpx.URL] = {}
         self._keys: dict[str, tuple[Chain, list[str]]] = {}
         # Retention: this process offers to prune when it first writes and then hourly;
         # the store keeps the once-an-hour limit across every process sharing the file.
@@ -251,9 +222,7 @@ class Engine:
             await self.aclose()
 
     async def aclose(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            await client.aclose()
+        await self.attempts.aclose()
 
     async def attempt_once(self, entry: Entry, request: ChatRequest, api_key: str | None) -> Timed:
         """One attempt at `entry` outside any walk, for health checks (`llmfail.probe`).
@@ -264,11 +233,9 @@ class Engine:
         by the entry's `timeout`. Raises the classified ProviderError.
         """
         began = self.clock()
-        w = _Walk(os.urandom(8).hex(), "", began, began + entry.policy.timeout)
-        completion = await self._attempt(entry, api_key, request, w, None)
-        ended = self.clock()
-        first = w.first_at if w.first_at is not None else ended
-        return Timed(completion, (ended - began) * 1000, (first - began) * 1000)
+        completion, first_at = await self.attempts.run(entry, api_key, request, deadline_at=began + entry.policy.timeout,
+                                                       hand=None)
+        return Timed(completion, (self.clock() - began) * 1000, (first_at - began) * 1000)
 
     # ------------------------------------------------------------------ events & state
 
@@ -304,43 +271,7 @@ class Engine:
                         benched_until=state.bench_until, detail=err.message,
                         data={"bench_count": state.bench_count, "probe": w.probe_key == key})
 
-    # ------------------------------------------------------------------ HTTP plumbing
-
-    def _adapter(self, provider: ProviderConfig) -> Adapter:
-        adapter = self._adapters.get(provider.name)
-        if adapter is None:
-            adapter = self._adapters[provider.name] = adapter_for(provider)
-        return adapter
-
-    def _client(self, provider: ProviderConfig, adapter: Adapter) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if loop is not self._loop:  # clients belong to the loop that made them
-            self._clients, self._loop = {}, loop
-        own = adapter.transport(self.runtime)
-        name = provider.name if own is not None else ""
-        client = self._clients.get(name)
-        if client is None:
-            # httpx's own timeouts and retries are off: the engine times and retries.
-            transport = own or self._transport
-            if transport is None:  # aiohttp under httpx's API: ~4x the throughput (benchmarks/)
-                from .transport import default_client
-
-                client = default_client()
-            else:
-                from .client import DirectClient
-
-                client = DirectClient(transport)
-            self._clients[name] = client
-        return client
-
-    def _url(self, url: str) -> httpx.URL:
-        """`url` parsed once (the adapters build the same few URLs for every request)."""
-        parsed = self._urls.get(url)
-        if parsed is None:
-            parsed = httpx.URL(url)
-            if len(self._urls) < 1024:
-                self._urls[url] = parsed
-        return parsed
+    # ------------------------------------------------------------------ the walk
 
     def _bench_keys(self, chain: Chain) -> list[str]:
         """Every bench key of `chain` (entries and their credentials), computed once per chain."""
@@ -353,134 +284,23 @@ class Engine:
     def _remaining(self, w: _Walk) -> float:
         return w.deadline_at - self.clock()
 
-    async def _attempt(self, entry: Entry, api_key: str | None, request: ChatRequest, w: _Walk,
-                       emit: Emit | None) -> Completion:
-        """One HTTP try: a whole Completion, or a classified ProviderError.
+    def _hand(self, w: _Walk, emit: Emit) -> Hand:
+        """What streamed text goes through on its way to the caller: the walk notes what was
+        shown (a later failure is then mid-stream) and when the caller saw its first token."""
+        async def hand(text: str) -> None:
+            if w.ttft is None:
+                w.ttft = self.clock() - w.start
+            w.shown.append(text)
+            await emit(Token(text))
 
-        `timeout` bounds the connection and the response headers; after them a
-        stream is timed by `_consume` and a whole answer only by the deadline.
-        """
-        adapter = self._adapter(entry.provider)
-        client = self._client(entry.provider, adapter)
-        policy = entry.policy
-        if request.default_max_tokens != policy.max_tokens:
-            request = replace(request, default_max_tokens=policy.max_tokens)
-        url, headers, body = adapter.build(request, entry.wire_model, api_key)
-        http_request = client.build_request("POST", self._url(url), headers=headers, json=body)
-        try:
-            async with asyncio.timeout(max(0.0, min(policy.timeout, self._remaining(w)))):
-                response = await client.send(http_request, stream=True)
-        except (httpx.HTTPError, TimeoutError) as exc:
-            raise self._timed_out(exc, w) from None
-        try:
-            if not 200 <= response.status_code < 300:
-                try:
-                    raw = await _read(response, max(0.0, min(policy.timeout, self._remaining(w))))
-                except (httpx.HTTPError, TimeoutError):
-                    raw = b""
-                raise adapter.classify(response.status_code, response.headers, raw, now=self.clock())
-            if request.stream:
-                completion, first_at = await self._consume(adapter, response, policy, w, emit)
-            else:
-                try:
-                    raw = await _read(response, max(0.0, self._remaining(w)))
-                except (httpx.HTTPError, TimeoutError) as exc:
-                    raise self._timed_out(exc, w) from None
-                completion, first_at = adapter.read_completion(raw), self.clock()
-        finally:
-            await response.aclose()
-        kind = finish_reason_kind(completion.finish_reason)
-        if kind is not None:
-            raise ProviderError(kind, f"answer ended with finish reason {completion.finish_reason!r}",
-                                status=200, code=completion.finish_reason, reason=completion.finish_reason)
-        w.first_at = first_at if first_at is not None else self.clock()
-        if w.ttft is None:  # a collecting caller: the answering attempt's first token
-            w.ttft = w.first_at - w.start
-        return completion
-
-    def _timed_out(self, exc: BaseException, w: _Walk) -> ProviderError:
-        """A transport failure classified; a timer that fired because the request's deadline
-        ran out (not the entry's own `timeout`) is marked as a deadline cut."""
-        if isinstance(exc, (TimeoutError, httpx.TimeoutException)) and self._remaining(w) <= 0.001:
-            return ProviderError(Kind.TIMEOUT, "request deadline reached", code=DEADLINE_CUT)
-        return classify_exception(exc)
-
-    async def _consume(self, adapter: Adapter, response: httpx.Response, policy: Policy, w: _Walk,
-                       emit: Emit | None) -> tuple[Completion, float | None]:
-        """Read a stream to its completion signal, handing text to `emit` as it arrives.
-
-        Returns the completion and when (engine clock) its first text arrived.
-        Two timers, both `timeout` failures (SPEC §3 table):
-
-        - until the first text, one deadline `first_token_timeout` after the
-          headers. Role-only chunks, pings and reasoning do not extend it: a
-          model that thinks for minutes needs that knob raised, not a loophole.
-        - after it, `idle_timeout` of silence between two chunks.
-
-        The timers run on the event loop's clock (what asyncio.timeout
-        measures), not the injectable engine clock: they bound real waiting.
-        Ending, stalling or dropping the connection before the completion
-        signal is a cut, never a success; after it, only the trailing usage
-        chunk is waited for, and a stall or drop there is harmless.
-        """
-        loop = asyncio.get_running_loop()
-        first_token_by = loop.time() + policy.first_token_timeout
-        chunks = adapter.iter_stream(response)
-        parts: list[str] = []
-        completion = Completion("")
-        first_at: float | None = None
-        done = False
-        try:
-            while not (done and adapter.stream_ends_at_done):
-                wait = policy.idle_timeout if (parts or done) else first_token_by - loop.time()
-                remaining = self._remaining(w)
-                try:
-                    async with asyncio.timeout(max(0.0, min(wait, remaining))):
-                        chunk = await anext(chunks)
-                except StopAsyncIteration:
-                    break
-                except TimeoutError:
-                    if done:
-                        break
-                    if remaining < wait:
-                        raise ProviderError(Kind.TIMEOUT, "request deadline reached mid-stream",
-                                            code=DEADLINE_CUT) from None
-                    what = (f"stream stalled mid-answer: nothing for {policy.idle_timeout:g}s" if parts
-                            else f"no first token within {policy.first_token_timeout:g}s")
-                    raise ProviderError(Kind.TIMEOUT, what) from None
-                except httpx.HTTPError as exc:
-                    if done:
-                        break
-                    raise classify_exception(exc) from None
-                if chunk.warning:
-                    completion.warnings.append(chunk.warning)
-                if chunk.usage:
-                    completion.usage = completion.usage.merged(chunk.usage)
-                if chunk.finish_reason:
-                    completion.finish_reason = chunk.finish_reason
-                if chunk.text:
-                    if first_at is None:
-                        first_at = self.clock()
-                    parts.append(chunk.text)
-                    if emit is not None:
-                        if w.ttft is None:  # a streaming caller: the first token it was handed
-                            w.ttft = self.clock() - w.start
-                        w.shown.append(chunk.text)
-                        await emit(Token(chunk.text))
-                done = done or chunk.done
-        finally:
-            await chunks.aclose()
-        completion.text = "".join(parts)
-        if not done:
-            raise ProviderError(Kind.TRANSIENT, "stream cut before its completion signal", status=200)
-        return completion, first_at
-
-    # ------------------------------------------------------------------ the walk
+        return hand
 
     async def _walk(self, chain: Chain, request: ChatRequest, emit: Emit | None) -> Result:
         policy = self.config.policy
         start = self.clock()
         w = _Walk(os.urandom(8).hex(), chain.name, start, start + policy.deadline)
+        if emit is not None:
+            w.hand = self._hand(w, emit)
         states = self.store.states(self._bench_keys(chain))
         plan = [e for e in chain.entries if entry_status(e, states, start).is_live]
         if not plan:
@@ -683,7 +503,8 @@ class Engine:
                 raise _DeadlineExceeded
             began = self.clock()
             try:
-                completion = await self._attempt(entry, api_key, request, w, emit)
+                completion, first_at = await self.attempts.run(entry, api_key, request, deadline_at=w.deadline_at,
+                                                               hand=w.hand)
             except ProviderError as err:
                 partial = "".join(w.shown) if w.shown else None
                 decision = self._after_failure(entry, key, err, attempt, attempts, began, w, partial)
@@ -697,9 +518,11 @@ class Engine:
                             detail=f"waiting {decision.wait:.3f}s", data={"wait_s": round(decision.wait, 3)})
                 await self.sleep(decision.wait)
                 continue
+            if w.ttft is None:  # a collecting caller: the answering attempt's first token
+                w.ttft = first_at - w.start
             latency = (self.clock() - began) * 1000
             w.answer_ms = latency
-            w.answer_ttft_ms = ((w.first_at if w.first_at is not None else self.clock()) - began) * 1000
+            w.answer_ttft_ms = (first_at - began) * 1000
             w.attempts.append(Attempt(entry.model, True, latency_ms=latency))
             previous = self.store.record_success(entry.model, now=self.clock())
             if key != entry.model:
