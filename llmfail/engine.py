@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import socket
-import statistics
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +29,7 @@ import httpx
 
 from . import events as ev
 from .attempt import DEADLINE_CUT, Attempts, Hand, Timed
-from .config import Chain, Config, Entry, Policy
+from .config import Chain, Config, Entry
 from .decide import Action, Blame, Decision, Failure, decide
 from .errors import (
     AllBenched,
@@ -43,7 +41,7 @@ from .errors import (
     StreamInterrupted,
 )
 from .events import Event
-from .health import EntryStatus, entry_status
+from .health import HealthTracker, Turn, entry_status
 from .providers.base import ChatRequest, Completion, Runtime, Usage
 from .redact import env_secret, redact
 from .result import Attempt, Restart, Result, StreamItem, Token
@@ -54,13 +52,6 @@ log = logging.getLogger("llmfail")
 Messages = str | Sequence[Mapping[str, str]]
 Emit = Callable[[StreamItem], Awaitable[None]]
 Observer = Callable[[Event], None]
-
-
-#: Slow demotion: the rolling median is over the model's newest SPEED_SAMPLES answers since
-#: its last demote/restore decision, and needs SPEED_MIN_SAMPLES of them (a majority), so
-#: one slow answer never demotes and one fast answer never restores. A probe decides alone.
-SPEED_SAMPLES = 5
-SPEED_MIN_SAMPLES = 3
 
 
 class _DeadlineExceeded(Exception):
@@ -136,7 +127,7 @@ class Engine:
             audit_config(store, config, clock())
         except LlmfailError:
             log.warning("llmfail: recording the config's hash failed", exc_info=True)
-        self._holder = f"{socket.gethostname()}:{os.getpid()}"
+        self.health = HealthTracker(store, clock, self._emit)
         self._keys: dict[str, tuple[Chain, list[str]]] = {}
         # Retention: this process offers to prune when it first writes and then hourly;
         # the store keeps the once-an-hour limit across every process sharing the file.
@@ -208,7 +199,7 @@ class Engine:
                 task.cancel()
                 try:
                     await task
-                except BaseException:  # noqa: BLE001 - cancellation of our own task
+                except BaseException:  # the cancellation of our own task
                     pass
 
     def complete_sync(self, chain: str, messages: Messages, **kwargs: Any) -> Result:
@@ -258,19 +249,6 @@ class Engine:
     def _event(self, w: _Walk, type_: str, model: str | None = None, **fields: Any) -> Event:
         return self._emit(Event(type=type_, ts=self.clock(), request_id=w.request_id, chain=w.chain, model=model, **fields))
 
-    def _record_failure(self, key: str, err: ProviderError, policy: Policy, w: _Walk, *,
-                        bench_for: float | None, min_until: float | None = None, factor: float | None = None) -> None:
-        """Count a health failure; with `bench_for`, bench `key` and say so in an event."""
-        state = self.store.record_failure(
-            key, now=self.clock(), kind=str(err.kind), status=err.status, bench_for=bench_for,
-            factor=policy.max_cooldown_factor if factor is None else factor, min_until=min_until,
-            reason=err.message,
-        )
-        if bench_for is not None:
-            self._event(w, ev.BENCHED, key, kind=str(err.kind), status=err.status,
-                        benched_until=state.bench_until, detail=err.message,
-                        data={"bench_count": state.bench_count, "probe": w.probe_key == key})
-
     # ------------------------------------------------------------------ the walk
 
     def _bench_keys(self, chain: Chain) -> list[str]:
@@ -314,14 +292,15 @@ class Engine:
             plan = list(chain.entries)
             self._event(w, ev.PANIC, detail="every entry is benched: trying them all (on_all_benched: try_all)")
         else:
-            plan = self._fast_first(plan, states, start)
+            plan = self.health.fast_first(plan, states, start)
         try:
             for index, entry in enumerate(plan):
                 w.next_model = plan[index + 1].model if index + 1 < len(plan) else None
                 completion = await self._try_entry(entry, request, w, emit, states)
                 if completion is not None:
                     result = self._succeed(w, entry, completion)
-                    self._note_speed(entry, states.get(entry.model), w.answer_ttft_ms, w.chain, w.request_id)
+                    self.health.note_speed(entry, states.get(entry.model), w.answer_ttft_ms, request_id=w.request_id,
+                                           chain=w.chain)
                     return result
                 if index + 1 < len(plan) and self._remaining(w) > 0:
                     w.failovers += 1
@@ -345,68 +324,14 @@ class Engine:
                     detail=error.message)
         raise self._finish_error(w, error)
 
-    def _fast_first(self, plan: list[Entry], states: Mapping[str, ModelState], now: float) -> list[Entry]:
-        """Slow demotion: demoted entries (on_slow: demote) go after the others, in chain order.
-
-        Once per `cooldown` one request (across processes: a claim in the state DB)
-        tries a demoted entry in its own place instead, so a model that became
-        fast again is measured and restored even when nothing fails over to it.
-        """
-        slow = {
-            id(e) for e in plan
-            if e.policy.on_slow == "demote" and (s := states.get(e.model)) is not None and s.is_demoted
-            and not (s.recheck_at is not None and s.recheck_at <= now
-                     and self.store.claim_recheck(e.model, now=now, next_at=now + e.policy.cooldown))
-        }
-        if not slow:
-            return plan
-        return [e for e in plan if id(e) not in slow] + [e for e in plan if id(e) in slow]
-
     def note_probe_speed(self, entry: Entry, ttft_ms: float) -> None:
         """A probe's answer time decides slowness on its own (`llmfail probe`)."""
-        self._note_speed(entry, self.store.states([entry.model]).get(entry.model), ttft_ms, None, None, probe=True)
-
-    def _note_speed(self, entry: Entry, state: ModelState | None, ttft_ms: float | None, chain: str | None,
-                    request_id: str | None, *, probe: bool = False) -> None:
-        """Demote or restore `entry` after an answer: the rolling median of its recent first-token
-        times (or a probe's alone) against `slow_threshold`; one event per change.
-
-        An answer that agrees with the model's current state cannot flip it, so the
-        common case (a fast answer from a fast model) costs no query at all. Like
-        every piece of housekeeping here, a failure is logged, never raised.
-        """
-        policy = entry.policy
-        demoted = state is not None and state.is_demoted
-        threshold_ms = policy.slow_threshold * 1000
-        if policy.on_slow != "demote" or ttft_ms is None or (ttft_ms > threshold_ms) == demoted:
-            return
-        try:
-            samples = [ttft_ms] if probe else self.store.recent_ttfts(
-                entry.model, after=state.speed_at if state else None, limit=SPEED_SAMPLES)
-            if len(samples) < (1 if probe else SPEED_MIN_SAMPLES):
-                return
-            median = statistics.median(samples)
-            if (median > threshold_ms) == demoted:
-                return
-            now = self.clock()
-            changed = (self.store.restore(entry.model, now=now, fast_ms=median) if demoted else
-                       self.store.demote(entry.model, now=now, slow_ms=median, recheck_at=now + policy.cooldown))
-            if changed:
-                self._emit(Event(
-                    type=ev.RESTORED if demoted else ev.DEMOTED, ts=now, request_id=request_id, chain=chain,
-                    model=entry.model, latency_ms=round(median, 1),
-                    detail=(f"first token in {median:.0f} ms " + ("within" if demoted else "above")
-                            + f" slow_threshold {threshold_ms:.0f} ms"),
-                    data={"threshold_ms": threshold_ms, "samples": len(samples),
-                          "source": "probe" if probe else "requests"},
-                ))
-        except LlmfailError:
-            log.warning("llmfail: recording %s's speed failed", entry.model, exc_info=True)
+        self.health.note_speed(entry, self.store.states([entry.model]).get(entry.model), ttft_ms, probe=True)
 
     def _cancelled(self, w: _Walk) -> None:
         """Cancellation benches nothing; it only releases a probe lease and notes the outcome."""
         if w.probe_key:
-            self.store.release_probe(w.probe_key, holder=self._probe_holder(w))
+            self.health.release_probe(w.probe_key, w.request_id)
         self._request_event(w, ok=False, kind=Kind.CANCELLED)
 
     def _succeed(self, w: _Walk, entry: Entry, completion: Completion) -> Result:
@@ -445,52 +370,42 @@ class Engine:
     async def _try_entry(self, entry: Entry, request: ChatRequest, w: _Walk, emit: Emit | None,
                          states: Mapping[str, ModelState]) -> Completion | None:
         """Every credential and attempt of one entry; None when the walk should move on."""
-        policy = entry.policy
         now = self.clock()
-        state = states.get(entry.model)
-        probe = not w.panic and state is not None and state.is_half_open(now)
-        # The lease covers the whole probe (at most the rest of the request's deadline) and is
-        # held per request, so concurrent requests of one process do not all probe.
-        if probe and not self.store.claim_probe(entry.model, now=now, lease=self._remaining(w) + 5.0,
-                                                holder=self._probe_holder(w)):
-            fresh = self.store.states([entry.model]).get(entry.model)
-            if fresh is not None and (fresh.is_benched(now) or fresh.is_half_open(now)):
-                return None  # another request is probing it, or its probe failed
-            probe = False  # closed by another process's probe since this walk began
-        if probe:
+        turn = Turn.REGULAR if w.panic else self.health.turn(entry, states.get(entry.model), now=now,
+                                                            lease=self._remaining(w) + 5.0, request_id=w.request_id)
+        if turn is Turn.SKIP:
+            return None
+        if turn is Turn.PROBE:
             w.probe_key = entry.model
-        if entry.daily_quota is not None:
-            day = datetime.fromtimestamp(now, UTC).date().isoformat()
-            if not self.store.take_quota(entry.model, day=day, limit=entry.daily_quota):
-                err = ProviderError(Kind.QUOTA, f"daily quota of {entry.daily_quota} requests reached", model=entry.model)
-                w.causes.append(err)
-                self._event(w, ev.QUOTA_SKIP, entry.model, kind=str(Kind.QUOTA), detail=err.message)
-                return None
         try:
+            if entry.daily_quota is not None:
+                day = datetime.fromtimestamp(now, UTC).date().isoformat()
+                if not self.store.take_quota(entry.model, day=day, limit=entry.daily_quota):
+                    err = ProviderError(Kind.QUOTA, f"daily quota of {entry.daily_quota} requests reached",
+                                        model=entry.model)
+                    w.causes.append(err)
+                    self._event(w, ev.QUOTA_SKIP, entry.model, kind=str(Kind.QUOTA), detail=err.message)
+                    return None
+            began = self.clock()
             for index, credential in enumerate(entry.credentials):
                 key = entry.bench_key(index)
                 if key != entry.model and not w.panic and (s := states.get(key)) and s.is_benched(now):
                     continue
                 api_key = env_secret(credential.api_key_env) if credential.api_key_env else None
                 w.missing_key = credential.api_key_env if credential.api_key_env and api_key is None else None
-                outcome = await self._try_credential(entry, key, api_key, request, w, emit, probe)
+                outcome = await self._try_credential(entry, key, api_key, request, w, emit, turn is Turn.PROBE)
                 if isinstance(outcome, Completion):
                     return outcome
                 if outcome is not Action.NEXT_CREDENTIAL:
                     return None
-            if len(entry.credentials) > 1 and w.causes:  # every credential is dead: bench the entry
-                now = self.clock()
-                if entry_status(entry, self.store.states(entry.credential_keys()), now) == EntryStatus.BENCHED:
-                    self._record_failure(entry.model, w.causes[-1], policy, w, bench_for=policy.auth_cooldown,
-                                         factor=1.0)
+            if w.causes:  # every credential failed: with none left, the entry is benched too
+                self.health.roll_up(entry, w.causes[-1], began=began, request_id=w.request_id, chain=w.chain,
+                                    probe=w.probe_key == entry.model)
             return None
         finally:
             if w.probe_key == entry.model:
-                self.store.release_probe(entry.model, holder=self._probe_holder(w))
+                self.health.release_probe(entry.model, w.request_id)
                 w.probe_key = None
-
-    def _probe_holder(self, w: _Walk) -> str:
-        return f"{self._holder}:{w.request_id}"
 
     async def _try_credential(self, entry: Entry, key: str, api_key: str | None, request: ChatRequest,
                               w: _Walk, emit: Emit | None, probe: bool) -> Completion | Action:
@@ -524,11 +439,8 @@ class Engine:
             w.answer_ms = latency
             w.answer_ttft_ms = (first_at - began) * 1000
             w.attempts.append(Attempt(entry.model, True, latency_ms=latency))
-            previous = self.store.record_success(entry.model, now=self.clock())
-            if key != entry.model:
-                self.store.record_success(key, now=self.clock())
-            if probe or (previous is not None and previous.bench_until is not None and not previous.manual):
-                self._event(w, ev.PROBE, entry.model, latency_ms=latency, data={"ok": True, "recovered": True})
+            self.health.record_success(entry, key, latency_ms=latency, probe=probe, request_id=w.request_id,
+                                       chain=w.chain)
             return completion
         return Action.NEXT_ENTRY
 
@@ -556,8 +468,9 @@ class Engine:
             err.hint = err.hint or f"{w.missing_key} is not set in this environment"
         record = decision.record
         if record is not None:
-            self._record_failure(key if record.blame is Blame.CREDENTIAL else entry.model, err, policy, w,
-                                 bench_for=record.bench_for, min_until=record.min_until, factor=record.factor)
+            blamed = key if record.blame is Blame.CREDENTIAL else entry.model
+            self.health.record_failure(blamed, err, record, began=began, request_id=w.request_id, chain=w.chain,
+                                       probe=w.probe_key == blamed)
         return decision
 
     def _jitter(self, cap: float) -> float:

@@ -18,7 +18,7 @@ Every entry is probed concurrently (the total time is the slowest probe's,
 not the sum), each within its own `timeout`. Each result is a `probe` event.
 Benches are left alone (the engine's half-open probe owns those), but an
 answer's time decides slow demotion on its own: a slow probe demotes the
-entry, a fast one restores it (see `Engine._note_speed`).
+entry, a fast one restores it (see `HealthTracker.note_speed` in `llmfail.health`).
 """
 
 from __future__ import annotations

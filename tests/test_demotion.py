@@ -17,7 +17,8 @@ from werkzeug import Request, Response
 
 from llmfail import events as ev
 from llmfail.config import Chain
-from llmfail.engine import SPEED_MIN_SAMPLES, Engine
+from llmfail.engine import Engine
+from llmfail.health import SPEED_MIN_SAMPLES
 from llmfail.probe import probe_chains
 from llmfail.stats import model_stats
 from llmfail.store.sqlite import SqliteStore
