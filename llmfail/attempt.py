@@ -141,6 +141,12 @@ class Attempts:
         Ending, stalling or dropping the connection before the completion
         signal is a cut, never a success; after it, only the trailing usage
         chunk is waited for, and a stall or drop there is harmless.
+
+        A malformed event (an adapter's `Chunk.warning`) could hide a piece of
+        the text. It fails the attempt (transient) for a caller that wants the
+        whole answer, and before any text reached a streaming caller (failover
+        is still free); after that it is skipped and noted in the warnings,
+        since the text shown cannot be taken back.
         """
         loop = asyncio.get_running_loop()
         first_token_by = loop.time() + policy.first_token_timeout
@@ -171,7 +177,10 @@ class Attempts:
                     if done:
                         break
                     raise classify_exception(exc) from None
-                if chunk.warning:
+                if chunk.warning:  # a malformed event, which the adapter could only skip
+                    if hand is None or not parts:
+                        raise ProviderError(Kind.TRANSIENT, "malformed stream event: skipping it could leave a hole "
+                                            "in the answer", status=200)
                     completion.warnings.append(chunk.warning)
                 if chunk.usage:
                     completion.usage = completion.usage.merged(chunk.usage)

@@ -348,6 +348,32 @@ def test_one_malformed_event_in_a_stream_that_completes_is_skipped_with_a_warnin
 
 
 @parametrize_wires
+def test_a_malformed_event_fails_the_attempt_of_a_caller_that_wants_the_whole_answer(
+        wire: Wire, server, make_engine, store):
+    """Skipping it could leave a hole in the text: the attempt is retried (or fails over) instead."""
+    events = wire.events(WORDS)
+    first = wire.first_text_index(events, "one ")
+    primary = route(server, wire, "p", wire.stream_of(events[: first + 1] + [wire.malformed_event()] + events[first + 1:]),
+                    wire.stream("whole"))
+    result = collect(make_engine(chain(wire, attempts=2)))
+    assert result.text == "whole" and result.model == "p/m1" and result.warnings == []
+    assert primary.count == 2
+    assert [(a.kind, a.status) for a in result.attempts] == [("transient", 200), (None, None)]
+    assert "malformed stream event" in (result.attempts[0].error or "")
+
+
+def test_a_malformed_event_before_the_first_token_fails_over_silently_for_a_streaming_caller(server, make_engine):
+    wire = Wire("openai")
+    events = wire.events(WORDS)
+    leading = events[: wire.first_text_index(events, "one ")]
+    route(server, wire, "p", wire.stream_of(leading + [wire.malformed_event()] + events[len(leading):]))
+    route(server, wire, "s", wire.stream("whole"))
+    items, error = stream_items(make_engine(chain(wire)))
+    assert error is None and tokens(items) == "whole" and items[-1].model == "s/m2"
+    assert items[-1].warnings == [] and not any(isinstance(i, Restart) for i in items)
+
+
+@parametrize_wires
 def test_an_in_band_error_event_after_a_200_fails_the_attempt_with_its_kind(wire: Wire, server, make_engine, store):
     events = wire.events(WORDS)
     first = wire.first_text_index(events, "one ")
@@ -585,6 +611,19 @@ def test_run_stream_with_json_collects_the_whole_answer_and_prints_it_once(serve
     out = json.loads(result.stdout)
     assert out["text"] == WORDS and out["usage"] == {"input_tokens": 6, "output_tokens": 4}
     assert json.loads(primary.requests[0].get_data())["stream"] is True
+
+
+def test_run_stream_json_retries_a_stream_with_a_malformed_event_instead_of_printing_a_hole(server, tmp_path):
+    events = CLI_WIRE.events(WORDS)
+    first = CLI_WIRE.first_text_index(events, "one ")
+    route(server, CLI_WIRE, "p", CLI_WIRE.stream_of(events[: first + 1] + [CLI_WIRE.malformed_event()] + events[first + 1:]),
+          CLI_WIRE.stream("whole"))
+    config = cli_config(tmp_path, server, attempts="2")
+    result = runner.invoke(app, ["--config", str(config), "run", "hi", "--stream", "--json"])
+    assert result.exit_code == 0
+    out = json.loads(result.stdout)
+    assert out["text"] == "whole" and [a["kind"] for a in out["attempts"]] == ["transient", None]
+    assert "warning" not in result.stderr
 
 
 def test_run_stream_prints_the_secondarys_whole_answer_when_the_primary_fails_before_its_first_token(
