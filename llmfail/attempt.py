@@ -78,8 +78,9 @@ class Attempts:
         """One HTTP try: a whole Completion and when (engine clock) its first text arrived,
         or a classified ProviderError.
 
-        `timeout` bounds the connection and the response headers; after them a
-        stream is timed by `_consume` and a whole answer only by the deadline.
+        `timeout` bounds the connection and the response headers (for a stream
+        `first_token_timeout` too, when shorter); after them a stream is timed
+        by `_consume` and a whole answer only by the deadline.
         """
         adapter = self.adapter(entry.provider)
         client = self._client(entry.provider, adapter)
@@ -88,11 +89,18 @@ class Attempts:
             request = replace(request, default_max_tokens=policy.max_tokens)
         url, headers, body = adapter.build(request, entry.wire_model, api_key)
         http_request = client.build_request("POST", self._url(url), headers=headers, json=body)
+        # A stream's silence counts from the request: its headers get first_token_timeout at most.
+        streamed = request.stream and policy.first_token_timeout < policy.timeout
+        limit = policy.first_token_timeout if streamed else policy.timeout
         try:
-            async with asyncio.timeout(max(0.0, min(policy.timeout, deadline_at - self.clock()))):
+            async with asyncio.timeout(max(0.0, min(limit, deadline_at - self.clock()))):
                 response = await client.send(http_request, stream=True)
         except (httpx.HTTPError, TimeoutError) as exc:
-            raise self._timed_out(exc, deadline_at) from None
+            error = self._timed_out(exc, deadline_at)
+            if isinstance(exc, TimeoutError) and error.code != DEADLINE_CUT:
+                error.message = (f"no response headers within {limit:g}s "
+                                 f"({'first_token_timeout' if streamed else 'timeout'})")
+            raise error from None
         try:
             if not 200 <= response.status_code < 300:
                 try:

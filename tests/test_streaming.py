@@ -230,6 +230,45 @@ def test_a_slow_first_token_moves_to_the_next_entry_after_first_token_timeout(wi
     assert ev.BENCHED in [e.type for e in store.events()]
 
 
+def test_a_stream_whose_headers_never_come_is_cut_at_first_token_timeout_not_timeout(server, make_engine, gate):
+    """A silent upstream on a stream is detected in first_token_timeout (10 s by default), not timeout (30 s)."""
+    wire = Wire("openai")
+
+    def silent(request: Any) -> Response:
+        gate.wait(2)  # the headers would come only after timeout
+        return wire.stream("late")
+
+    primary = route(server, wire, "p", silent)
+    route(server, wire, "s", wire.stream("from s"))
+    started = time.monotonic()
+    result = collect(make_engine(chain(wire, first_token_timeout=f"{QUICK}s", timeout="2s", attempts=3)))
+    assert time.monotonic() - started < 1.0
+    assert result.model == "s/m2" and primary.count == 1
+    assert result.attempts[0].kind == "timeout"
+    assert "first_token_timeout" in (result.attempts[0].error or "")
+
+
+def test_a_whole_answer_waits_for_its_headers_up_to_timeout(server, make_engine, gate):
+    """Without streaming there is no first token to wait for: only `timeout` bounds the headers."""
+    wire = Wire("openai")
+
+    def slow(request: Any) -> Response:
+        gate.wait(3 * QUICK)
+        return Response(json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "slow"},
+                                                 "finish_reason": "stop"}]}), content_type="application/json")
+
+    route(server, wire, "p", slow)
+    engine = make_engine(chain(wire, first_token_timeout=f"{QUICK}s", timeout="2s"))
+
+    async def go() -> Result:
+        try:
+            return await engine.complete("main", "hi")
+        finally:
+            await engine.aclose()
+
+    assert asyncio.run(go()).text == "slow"
+
+
 def test_text_less_chunks_do_not_extend_the_first_token_timeout(server, make_engine):
     """A reasoning model streams `reasoning_content` deltas (no answer text) for as long as it
     thinks: the wire is never silent, but no token arrives, so first_token_timeout decides."""
