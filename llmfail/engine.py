@@ -424,7 +424,7 @@ class Engine:
                 partial = "".join(w.shown) if w.shown else None
                 decision = self._after_failure(entry, key, err, attempt, attempts, began, w, partial)
                 if decision.action is Action.FAIL_FAST:
-                    raise FailFast.from_error(err) from None
+                    raise FailFast.from_error(err, partial) from None
                 if partial is not None:  # tokens already reached the caller
                     return await self._mid_stream(entry, err, partial, w, emit)
                 if decision.action is not Action.RETRY:

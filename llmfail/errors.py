@@ -146,12 +146,16 @@ class FailFast(ProviderError):
     """A failure the policy says must stop the walk (e.g. on_content_filter: fail).
 
     It keeps the original kind, status and message, so callers can treat it like
-    the provider's own error rather than unwrap a chain error.
+    the provider's own error rather than unwrap a chain error. `partial_text` is
+    the text a streaming caller was already handed when the failure came (None
+    when nothing was shown), as on `StreamInterrupted`.
     """
 
+    partial_text: str | None = None
+
     @classmethod
-    def from_error(cls, error: ProviderError) -> FailFast:
-        return cls(
+    def from_error(cls, error: ProviderError, partial_text: str | None = None) -> FailFast:
+        fail = cls(
             error.kind,
             error.message,
             status=error.status,
@@ -163,6 +167,8 @@ class FailFast(ProviderError):
             reason=error.reason,
             hint=error.hint,
         )
+        fail.partial_text = partial_text
+        return fail
 
 
 class ChainExhausted(LlmfailError):

@@ -27,7 +27,7 @@ from werkzeug import Response
 from llmfail import events as ev
 from llmfail.cli import app
 from llmfail.engine import Engine
-from llmfail.errors import Kind, StreamInterrupted
+from llmfail.errors import FailFast, Kind, StreamInterrupted
 from llmfail.result import Restart, Result, Token
 from llmfail.store.sqlite import SqliteStore
 
@@ -459,6 +459,24 @@ def test_a_refusal_after_streamed_text_is_a_content_filter_with_the_providers_re
     items, error = stream_items(make_engine(chain(wire)))
     assert error is not None and error.kind == Kind.CONTENT_FILTER
     assert error.reason == "stop_reason refusal: declined"
+
+
+def test_a_content_filter_that_fails_fast_after_streamed_text_keeps_the_partial_text(server, make_engine, store):
+    wire = Wire("anthropic")
+    refusal = [e.replace(b'"stop_reason": "end_turn"', b'"stop_reason": "refusal"') for e in wire.events(WORDS)]
+    route(server, wire, "p", wire.stream_of(refusal))
+    secondary = route(server, wire, "s", wire.stream("from s"))
+    items, error = stream_items(make_engine(chain(wire)))  # on_content_filter: fail
+    assert isinstance(error, FailFast) and error.kind == Kind.CONTENT_FILTER
+    assert error.partial_text == WORDS == tokens(items)
+    assert secondary.count == 0 and [e.type for e in store.events(types=[ev.FAIL_FAST])] == [ev.FAIL_FAST]
+
+
+def test_a_content_filter_before_any_text_fails_fast_with_no_partial_text(server, make_engine):
+    wire = Wire("openai")
+    route(server, wire, "p", Response(sse(openai_chunk(None, "content_filter")), content_type="text/event-stream"))
+    _, error = stream_items(make_engine(chain(wire)))
+    assert isinstance(error, FailFast) and error.kind == Kind.CONTENT_FILTER and error.partial_text is None
 
 
 # ---------------------------------------------------------------- TTFT and latency on the request event
