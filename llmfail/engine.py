@@ -58,6 +58,20 @@ class _DeadlineExceeded(Exception):
     pass
 
 
+@dataclass(frozen=True)
+class _Leaving:
+    """An entry the walk left and has not reported yet.
+
+    The failover (and, under mid_stream: restart, the restart marker) is written
+    only when the next entry is really tried, so it never names an entry that is
+    then skipped for its quota or another request's probe lease.
+    """
+
+    model: str
+    cause: ProviderError | None
+    partial: str | None = None  # a restart is pending: the text shown, dropped once the next entry starts
+
+
 @dataclass
 class _Walk:
     """The bookkeeping of one request."""
@@ -74,10 +88,11 @@ class _Walk:
     panic: bool = False
     probe_key: str | None = None
     missing_key: str | None = None  # the key variable of the credential being tried, when unset here
-    next_model: str | None = None  # the entry after the one being tried: where a mid-stream restart goes
+    leaving: _Leaving | None = None  # the entry left, until the next one is really tried
     answer_ms: float | None = None  # the answering attempt's own latency and first-token time:
     answer_ttft_ms: float | None = None  # per-model figures (stats, slow demotion) exclude failover time
-    hand: Hand | None = None  # hands text to a streaming caller (None: the caller wants the whole answer)
+    emit: Emit | None = None  # a streaming caller's items (None: the caller wants the whole answer)
+    hand: Hand | None = None  # hands text to that caller as Tokens
 
 
 def _as_messages(messages: Messages, system: str | None) -> tuple[dict[str, str], ...]:
@@ -278,7 +293,7 @@ class Engine:
         start = self.clock()
         w = _Walk(os.urandom(8).hex(), chain.name, start, start + policy.deadline)
         if emit is not None:
-            w.hand = self._hand(w, emit)
+            w.emit, w.hand = emit, self._hand(w, emit)
         states = self.store.states(self._bench_keys(chain))
         plan = [e for e in chain.entries if entry_status(e, states, start).is_live]
         if not plan:
@@ -294,18 +309,15 @@ class Engine:
         else:
             plan = self.health.fast_first(plan, states, start)
         try:
-            for index, entry in enumerate(plan):
-                w.next_model = plan[index + 1].model if index + 1 < len(plan) else None
-                completion = await self._try_entry(entry, request, w, emit, states)
+            for entry in plan:
+                completion = await self._try_entry(entry, request, w, states)
                 if completion is not None:
                     result = self._succeed(w, entry, completion)
                     self.health.note_speed(entry, states.get(entry.model), w.answer_ttft_ms, request_id=w.request_id,
                                            chain=w.chain)
                     return result
-                if index + 1 < len(plan) and self._remaining(w) > 0:
-                    w.failovers += 1
-                    self._event(w, ev.FAILOVER, entry.model, next_model=plan[index + 1].model,
-                                kind=str(w.causes[-1].kind) if w.causes else None)
+                if w.leaving is None:
+                    w.leaving = _Leaving(entry.model, w.causes[-1] if w.causes else None)
         except _DeadlineExceeded:
             pass
         except FailFast as err:
@@ -317,6 +329,10 @@ class Engine:
         except KeyboardInterrupt:
             self._cancelled(w)
             raise
+        leaving = w.leaving
+        if leaving is not None and leaving.partial is not None and leaving.cause is not None:
+            # a restart was pending, but no entry was left to restart on: keep what was shown
+            raise self._interrupted(w, leaving.model, leaving.partial, leaving.cause)
         if self._remaining(w) <= 0:
             w.causes.append(ProviderError(Kind.TIMEOUT, f"request deadline of {policy.deadline:g}s exceeded"))
         error = ChainExhausted(chain.name, w.causes)
@@ -367,7 +383,7 @@ class Engine:
         self._request_event(w, ok=False, kind=str(kind) if kind else None, status=getattr(error, "status", None))
         return error
 
-    async def _try_entry(self, entry: Entry, request: ChatRequest, w: _Walk, emit: Emit | None,
+    async def _try_entry(self, entry: Entry, request: ChatRequest, w: _Walk,
                          states: Mapping[str, ModelState]) -> Completion | None:
         """Every credential and attempt of one entry; None when the walk should move on."""
         now = self.clock()
@@ -393,7 +409,7 @@ class Engine:
                     continue
                 api_key = env_secret(credential.api_key_env) if credential.api_key_env else None
                 w.missing_key = credential.api_key_env if credential.api_key_env and api_key is None else None
-                outcome = await self._try_credential(entry, key, api_key, request, w, emit, turn is Turn.PROBE)
+                outcome = await self._try_credential(entry, key, api_key, request, w, turn is Turn.PROBE)
                 if isinstance(outcome, Completion):
                     return outcome
                 if outcome is not Action.NEXT_CREDENTIAL:
@@ -408,7 +424,7 @@ class Engine:
                 w.probe_key = None
 
     async def _try_credential(self, entry: Entry, key: str, api_key: str | None, request: ChatRequest,
-                              w: _Walk, emit: Emit | None, probe: bool) -> Completion | Action:
+                              w: _Walk, probe: bool) -> Completion | Action:
         """Attempts with one credential: a Completion, or where to go next."""
         # A probe is one attempt; so is each entry in panic mode, where every entry is known to be
         # failing: retrying them all would multiply a full outage's traffic by `attempts`.
@@ -416,6 +432,8 @@ class Engine:
         for attempt in range(1, attempts + 1):
             if self._remaining(w) <= 0:
                 raise _DeadlineExceeded
+            if w.leaving is not None:
+                await self._move_on(w, entry)
             began = self.clock()
             try:
                 completion, first_at = await self.attempts.run(entry, api_key, request, deadline_at=w.deadline_at,
@@ -426,7 +444,7 @@ class Engine:
                 if decision.action is Action.FAIL_FAST:
                     raise FailFast.from_error(err, partial) from None
                 if partial is not None:  # tokens already reached the caller
-                    return await self._mid_stream(entry, err, partial, w, emit)
+                    return self._mid_stream(entry, err, partial, w)
                 if decision.action is not Action.RETRY:
                     return decision.action
                 self._event(w, ev.RETRY, entry.model, kind=str(err.kind), status=err.status, attempt=attempt + 1,
@@ -476,20 +494,35 @@ class Engine:
     def _jitter(self, cap: float) -> float:
         return self.rng.uniform(0.0, cap)
 
-    async def _mid_stream(self, entry: Entry, err: ProviderError, partial: str, w: _Walk,
-                          emit: Emit | None) -> Action:
+    def _mid_stream(self, entry: Entry, err: ProviderError, partial: str, w: _Walk) -> Action:
         """A failure after the first token: StreamInterrupted, or a restart on the next entry.
 
+        The restart marker goes out when the next entry is really tried (`_move_on`).
         With no entry left to restart on, the caller gets StreamInterrupted and
         keeps the partial text: a restart marker with nothing after it would
         discard what was shown for a bare "exhausted".
         """
-        if entry.policy.mid_stream == "restart" and emit is not None and w.next_model is not None:
-            w.shown.clear()
-            await emit(Restart(entry.model, w.next_model, err))
-            self._event(w, ev.STREAM_INTERRUPTED, entry.model, kind=str(err.kind), status=err.status,
-                        detail=err.message, data={"action": "restart", "partial_chars": len(partial)})
+        if entry.policy.mid_stream == "restart" and w.emit is not None:
+            w.leaving = _Leaving(entry.model, err, partial)
             return Action.NEXT_ENTRY
-        self._event(w, ev.STREAM_INTERRUPTED, entry.model, kind=str(err.kind), status=err.status,
+        raise self._interrupted(w, entry.model, partial, err)
+
+    def _interrupted(self, w: _Walk, model: str, partial: str, err: ProviderError) -> LlmfailError:
+        self._event(w, ev.STREAM_INTERRUPTED, model, kind=str(err.kind), status=err.status,
                     detail=err.message, data={"action": "error", "partial_chars": len(partial)})
-        raise self._finish_error(w, StreamInterrupted(entry.model, partial, err))
+        return self._finish_error(w, StreamInterrupted(model, partial, err))
+
+    async def _move_on(self, w: _Walk, entry: Entry) -> None:
+        """The walk really tries `entry` after leaving another: the failover (and a pending
+        restart) happen now, naming `entry`."""
+        leaving, w.leaving = w.leaving, None
+        if leaving is None:
+            return
+        cause = leaving.cause
+        if leaving.partial is not None and cause is not None and w.emit is not None:
+            w.shown.clear()
+            await w.emit(Restart(leaving.model, entry.model, cause))
+            self._event(w, ev.STREAM_INTERRUPTED, leaving.model, kind=str(cause.kind), status=cause.status,
+                        detail=cause.message, data={"action": "restart", "partial_chars": len(leaving.partial)})
+        w.failovers += 1
+        self._event(w, ev.FAILOVER, leaving.model, next_model=entry.model, kind=str(cause.kind) if cause else None)

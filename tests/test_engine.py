@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -238,6 +239,61 @@ def test_a_daily_quota_is_counted_in_the_state_db_and_skips_the_entry_when_reach
     assert run(make_engine(text)).model == "a/m1"
     assert run(make_engine(text)).model == "b/m2"
     assert a.count == 1 and ev.QUOTA_SKIP in types(store)
+
+
+def failovers(store: SqliteStore) -> list[tuple[str | None, str | None]]:
+    return [(e.model, e.next_model) for e in store.events(types=[ev.FAILOVER])]
+
+
+def use_up_quota(store: SqliteStore, model: str, clock: FakeClock) -> None:
+    """Today's (virtual clock's UTC day) whole quota of 1 request for `model`, spent."""
+    assert store.take_quota(model, day=datetime.fromtimestamp(clock.now, UTC).date().isoformat(), limit=1)
+
+
+ONE_QUOTA = "main:\n    - a/m1\n    - {model: b/m2, daily_quota: 1}\n    - c/m3"
+
+
+def test_a_failover_names_the_entry_tried_next_not_one_skipped_for_its_quota(server, make_engine, store, clock):
+    use_up_quota(store, "b/m2", clock)
+    route(server, "a", Calls(openai_error(400, "context_length_exceeded", "invalid_request_error")))
+    b = route(server, "b", Calls(ok("b")))
+    route(server, "c", Calls(ok("c")))
+    result = run(make_engine(chain().replace("main: [a/m1, b/m2, c/m3]", ONE_QUOTA)))
+    assert result.model == "c/m3" and b.count == 0
+    assert failovers(store) == [("a/m1", "c/m3")] and result.failovers == 1
+    (skip,) = store.events(types=[ev.QUOTA_SKIP])
+    assert skip.model == "b/m2"
+
+
+def test_a_failover_never_names_an_entry_skipped_because_another_request_took_its_probe(
+        server, make_engine, store, clock):
+    """b/m2 is half-open when the walk begins; another process takes its probe lease while
+    a/m1 is failing, so this request skips b/m2 and the failover names c/m3."""
+    store.record_failure("b/m2", now=clock.now - 40, kind="transient", status=503, bench_for=30)
+    route(server, "a", Calls(openai_error(401)))
+    b = route(server, "b", Calls(ok("b")))
+    route(server, "c", Calls(ok("c")))
+    engine = make_engine(chain())
+
+    def other_process_probes(event: Any) -> None:
+        if event.type == ev.ATTEMPT_FAILED:
+            assert store.claim_probe("b/m2", now=clock.now, lease=30, holder="other-host:1")
+
+    engine.on_event(other_process_probes)
+    result = run(engine)
+    assert result.model == "c/m3" and b.count == 0
+    assert failovers(store) == [("a/m1", "c/m3")] and result.failovers == 1
+
+
+def test_no_failover_is_written_when_every_entry_after_a_failure_is_skipped(server, make_engine, store, clock):
+    use_up_quota(store, "b/m2", clock)
+    text = chain().replace("attempts: 3", "attempts: 1").replace(
+        "main: [a/m1, b/m2, c/m3]", "main:\n    - a/m1\n    - {model: b/m2, daily_quota: 1}")
+    route(server, "a", Calls(openai_error(500)))
+    with pytest.raises(ChainExhausted) as caught:
+        run(make_engine(text))
+    assert [c.kind for c in caught.value.causes] == [Kind.TRANSIENT, Kind.QUOTA]
+    assert failovers(store) == []
 
 
 def test_an_unparseable_200_body_is_transient(server, make_engine):

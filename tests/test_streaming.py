@@ -17,6 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,46 @@ def test_mid_stream_restart_on_the_last_entry_raises_stream_interrupted_keeping_
     items, error = stream_items(make_engine(chain(wire, mid_stream="restart")))
     assert isinstance(error, StreamInterrupted) and error.partial_text == "one two " == tokens(items)
     assert not any(isinstance(i, Restart) for i in items)
+
+
+def no_quota_left(store: SqliteStore, model: str) -> None:
+    """Today's whole quota of 1 request for `model` (on the tests' virtual clock), spent."""
+    assert store.take_quota(model, day=datetime.fromtimestamp(FakeClock().now, UTC).date().isoformat(), limit=1)
+
+
+def three(wire: Wire, **policy: str) -> str:
+    """`chain` with s/m2 limited to 1 request a day, and a third entry t/m3."""
+    text = chain(wire, **policy).replace("main: [p/m1, s/m2]", "main:\n    - p/m1\n    - {model: s/m2, daily_quota: 1}"
+                                                                 "\n    - t/m3")
+    return text.replace("providers:\n", f"providers:\n  {wire.provider('t', 'T_KEY')}\n", 1)
+
+
+def test_mid_stream_restart_names_the_entry_that_really_answers_not_one_skipped_for_its_quota(
+        server, make_engine, store):
+    wire = Wire("openai")
+    no_quota_left(store, "s/m2")
+    route(server, wire, "p", wire.stream(WORDS, cut=True))
+    calls = Calls(wire.stream("from t"))
+    wire.route(server, "t", "m3", calls)
+    items, error = stream_items(make_engine(three(wire, mid_stream="restart")))
+    assert error is None
+    (marker,) = [i for i in items if isinstance(i, Restart)]
+    assert (marker.failed_model, marker.model) == ("p/m1", "t/m3")
+    assert items[-1].model == "t/m3" and items[-1].failovers == 1
+    assert [(e.model, e.next_model) for e in store.events(types=[ev.FAILOVER])] == [("p/m1", "t/m3")]
+
+
+def test_mid_stream_restart_with_every_later_entry_skipped_raises_stream_interrupted_keeping_the_text(
+        server, make_engine, store):
+    wire = Wire("openai")
+    no_quota_left(store, "s/m2")
+    route(server, wire, "p", wire.stream(WORDS, cut=True))
+    items, error = stream_items(make_engine(chain(wire, mid_stream="restart").replace(
+        "main: [p/m1, s/m2]", "main:\n    - p/m1\n    - {model: s/m2, daily_quota: 1}")))
+    assert isinstance(error, StreamInterrupted) and error.partial_text == "one two " == tokens(items)
+    assert not any(isinstance(i, Restart) for i in items), "no marker promising an answer that never comes"
+    assert [e.data["action"] for e in store.events(types=[ev.STREAM_INTERRUPTED])] == ["error"]
+    assert store.events(types=[ev.FAILOVER]) == []
 
 
 @parametrize_wires
