@@ -38,6 +38,7 @@ from .errors import (
     Kind,
     LlmfailError,
     ProviderError,
+    StateError,
     StreamInterrupted,
 )
 from .events import Event
@@ -289,11 +290,18 @@ class Engine:
         return hand
 
     async def _walk(self, chain: Chain, request: ChatRequest, emit: Emit | None) -> Result:
-        policy = self.config.policy
         start = self.clock()
-        w = _Walk(os.urandom(8).hex(), chain.name, start, start + policy.deadline)
+        w = _Walk(os.urandom(8).hex(), chain.name, start, start + self.config.policy.deadline)
         if emit is not None:
             w.emit, w.hand = emit, self._hand(w, emit)
+        try:
+            return await self._walk_chain(chain, request, w)
+        except StateError as error:  # the store failed mid-walk: the request still gets its outcome row
+            raise self._finish_error(w, error) from None
+
+    async def _walk_chain(self, chain: Chain, request: ChatRequest, w: _Walk) -> Result:
+        policy = self.config.policy
+        start = w.start
         states = self.store.states(self._bench_keys(chain))
         plan = [e for e in chain.entries if entry_status(e, states, start).is_live]
         if not plan:
@@ -358,29 +366,40 @@ class Engine:
             ttft_ms=w.ttft * 1000 if w.ttft is not None else None, usage=completion.usage,
             attempts=w.attempts, warnings=completion.warnings, panic=w.panic,
         )
-        self._request_event(w, ok=True, model=entry.model, usage=completion.usage)
+        unwritten = self._request_event(w, ok=True, model=entry.model, usage=completion.usage)
+        if unwritten is not None:  # the answer is in hand: a store failure must not lose it
+            result.warnings.append(f"this request's outcome row could not be written to the state store: {unwritten}")
         return result
 
     def _request_event(self, w: _Walk, *, ok: bool, model: str | None = None, kind: str | None = None,
-                       status: int | None = None, usage: Usage | None = None) -> None:
-        self._event(
-            w, ev.REQUEST, model, kind=kind, status=status, latency_ms=(self.clock() - w.start) * 1000,
-            data={
-                "ok": ok, "answered_by": model, "failovers": w.failovers,
-                "ttft_ms": round(w.ttft * 1000, 1) if w.ttft is not None else None,
-                "attempts": len(w.attempts), "panic": w.panic,
-                "usage": usage.to_json() if usage else None,
-                "attempt_ms": round(w.answer_ms, 1) if w.answer_ms is not None else None,
-                "attempt_ttft_ms": round(w.answer_ttft_ms, 1) if w.answer_ttft_ms is not None else None,
-            },
-        )
+                       status: int | None = None, usage: Usage | None = None, detail: str | None = None) -> str | None:
+        """Write the request's outcome row (SPEC §4: every request has one). Never raises: it
+        ends the walk, whose own outcome matters more; a failure is logged and its reason returned."""
+        try:
+            self._event(
+                w, ev.REQUEST, model, kind=kind, status=status, latency_ms=(self.clock() - w.start) * 1000,
+                detail=detail,
+                data={
+                    "ok": ok, "answered_by": model, "failovers": w.failovers,
+                    "ttft_ms": round(w.ttft * 1000, 1) if w.ttft is not None else None,
+                    "attempts": len(w.attempts), "panic": w.panic,
+                    "usage": usage.to_json() if usage else None,
+                    "attempt_ms": round(w.answer_ms, 1) if w.answer_ms is not None else None,
+                    "attempt_ttft_ms": round(w.answer_ttft_ms, 1) if w.answer_ttft_ms is not None else None,
+                },
+            )
+        except LlmfailError as exc:
+            log.warning("llmfail: request %s: its outcome row could not be written: %s", w.request_id, exc.message)
+            return exc.message
+        return None
 
     def _finish_error(self, w: _Walk, error: LlmfailError) -> LlmfailError:
         error.attempts = w.attempts
         error.request_id = w.request_id
         error.latency_ms = (self.clock() - w.start) * 1000
         kind = getattr(error, "kind", None)
-        self._request_event(w, ok=False, kind=str(kind) if kind else None, status=getattr(error, "status", None))
+        self._request_event(w, ok=False, kind=str(kind) if kind else None, status=getattr(error, "status", None),
+                            detail=error.message if isinstance(error, StateError) else None)
         return error
 
     async def _try_entry(self, entry: Entry, request: ChatRequest, w: _Walk,

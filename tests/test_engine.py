@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from werkzeug import Request, Response
 
 from llmfail import events as ev
-from llmfail.errors import AllBenched, ChainExhausted, FailFast, Kind
+from llmfail.errors import AllBenched, ChainExhausted, FailFast, Kind, StateError
 from llmfail.store.sqlite import SqliteStore
 
 from .conftest import Calls, FakeClock, ok, openai_chunk, openai_error, sse
@@ -443,6 +444,55 @@ def test_cancellation_benches_nothing(server, make_engine, store):
     assert store.benches(0) == [] and ev.BENCHED not in types(store)
     (request_row,) = store.events(types=[ev.REQUEST])
     assert request_row.kind == "cancelled"
+
+
+# ---------------------------------------------------------------- a store that fails mid-walk
+
+
+def refuse(db_path: Any, name: str, table: str, when: str) -> None:
+    """Make the real SQLite file refuse some writes from now on (a failing disk, seen by one table)."""
+    conn = sqlite3.connect(db_path)
+    with conn:
+        for op in ("INSERT", "UPDATE"):
+            conn.execute(f"CREATE TRIGGER {name}_{op.lower()} BEFORE {op} ON {table} WHEN {when} "
+                         "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+    conn.close()
+
+
+def test_a_store_error_in_the_middle_of_a_walk_still_writes_the_requests_outcome_row(
+        server, make_engine, store, db_path):
+    refuse(db_path, "no_a", "models", "NEW.model = 'a/m1'")  # a/m1's failure cannot be recorded
+    route(server, "a", Calls(openai_error(503)))
+    route(server, "b", Calls(ok("b")))
+    with pytest.raises(StateError) as caught:
+        run(make_engine(chain().replace("attempts: 3", "attempts: 1")))
+    (row,) = store.events(types=[ev.REQUEST])
+    assert row.data["ok"] is False and row.request_id == caught.value.request_id
+    assert "disk I/O error" in (row.detail or "")
+    assert [a.kind for a in caught.value.attempts] == ["transient"]
+
+
+def test_when_the_outcome_row_cannot_be_written_either_the_walk_says_why(
+        server, make_engine, store, db_path, caplog):
+    refuse(db_path, "no_a", "models", "NEW.model = 'a/m1'")
+    refuse(db_path, "no_outcome", "events", "NEW.type = 'request'")
+    route(server, "a", Calls(openai_error(503)))
+    with caplog.at_level("WARNING", logger="llmfail"), pytest.raises(StateError) as caught:
+        run(make_engine(chain().replace("attempts: 3", "attempts: 1")))
+    assert "disk I/O error" in caught.value.message, "the first store error is the one raised"
+    assert store.events(types=[ev.REQUEST]) == []
+    assert f"request {caught.value.request_id}: its outcome row could not be written" in caplog.text
+
+
+def test_an_answer_is_returned_even_when_its_outcome_row_cannot_be_written(
+        server, make_engine, store, db_path, caplog):
+    refuse(db_path, "no_outcome", "events", "NEW.type = 'request'")
+    route(server, "a", Calls(ok("a")))
+    with caplog.at_level("WARNING", logger="llmfail"):
+        result = run(make_engine(chain()))
+    assert result.text == "a" and store.events(types=[ev.REQUEST]) == []
+    assert any("outcome row could not be written" in w for w in result.warnings)
+    assert f"request {result.request_id}: its outcome row could not be written" in caplog.text
 
 
 # ---------------------------------------------------------------- benches, probes, panic
