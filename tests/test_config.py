@@ -724,3 +724,13 @@ def test_a_config_accepts_exactly_the_registered_provider_types(tmp_path: Path) 
     error = rejection(tmp_path, "providers:\n  x: {type: opnai}\nchains: {c: [x/m]}\n")
     assert "expected one of " + ", ".join(PROVIDER_TYPES) in error.problems[0].message
     assert "did you mean 'openai'" in error.problems[0].message
+
+
+def test_the_examples_commented_state_section_is_valid_once_uncommented() -> None:
+    text = (REPO / "chains.example.yaml").read_text(encoding="utf-8")
+    block = [line for line in text.splitlines() if line.startswith(("# state:", "#   url:", "#   password_env:",
+                                                                     "#   namespace:"))]
+    assert len(block) == 4
+    for line in block:
+        text = text.replace(line, line.removeprefix("# "))
+    assert parse_config(text).state == StateConfig("redis://127.0.0.1:6379/0", "REDIS_PASSWORD", "prod")
