@@ -26,6 +26,7 @@ from llmfail.config import Alerts, Sink
 from llmfail.engine import Engine
 from llmfail.errors import ChainExhausted
 from llmfail.events import Event
+from llmfail.journal import Journal
 from llmfail.store.sqlite import SqliteStore
 
 from .conftest import FakeClock
@@ -214,8 +215,8 @@ def test_the_queue_is_bounded_and_the_observer_never_waits(store: SqliteStore) -
         entered.set()
         release.wait(10)
 
-    alerter = Alerter(Alerts(dedup=0.0, sinks=(Sink(webhook="http://127.0.0.1:9/x"),)), store, sender=stuck,
-                      queue_size=3)
+    alerter = Alerter(Alerts(dedup=0.0, sinks=(Sink(webhook="http://127.0.0.1:9/x"),)), Journal(store),
+                      sender=stuck, queue_size=3)
     first = Event(type=ev.PANIC, ts=1.0, chain="c")
     alerter(first)
     assert entered.wait(5)
