@@ -269,3 +269,18 @@ def test_a_short_lived_process_delivers_its_alerts_before_it_exits(server: HTTPS
     assert done.returncode == 1, done.stderr
     assert hook.alerts() == Counter({("flaky/a", "benched"): 1, ("flaky/b", "benched"): 1,
                                      ("chain:dead", "exhausted"): 1})
+
+
+def test_an_engine_observer_sees_the_alert_failed_events(make_engine: Callable[..., Engine],
+                                                         store: SqliteStore) -> None:
+    """A failed sink is written through the engine's journal (from the sender thread), so
+    `on_event` sees it like any other event."""
+    engine = make_engine(config_text("    - command: \"exit 3\""))
+    seen: list[Event] = []
+    engine.on_event(seen.append)
+    ask(engine)
+    assert flush_all(10)
+    failed = [e for e in seen if e.type == ev.ALERT_FAILED]
+    assert len(failed) == 3  # benched a, benched b, exhausted
+    assert [e.id for e in failed] == [e.id for e in store.events(types=[ev.ALERT_FAILED])]
+    assert all("command exit failed: OSError: exit status 3" in (e.detail or "") for e in failed)
