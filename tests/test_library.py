@@ -55,6 +55,7 @@ def route(server: Any, name: str, handler: Calls) -> Calls:
         ("AllBenched", "llmfail.errors"), ("FailFast", "llmfail.errors"), ("ProviderError", "llmfail.errors"),
         ("StreamInterrupted", "llmfail.errors"), ("ConfigError", "llmfail.errors"), ("Kind", "llmfail.errors"),
         ("ExitCode", "llmfail.errors"), ("Event", "llmfail.events"), ("open_store", "llmfail.store"),
+        ("Journal", "llmfail.journal"), ("BenchRow", "llmfail.actions"),
     ],
 )
 def test_each_public_name_is_the_object_its_module_defines(name: str, module: str):
