@@ -163,7 +163,7 @@ class Engine:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Every event this engine (and its operator API, probes and alerts) writes goes through
         # one journal, which runs the observers and offers retention pruning hourly.
-        self.journal = Journal(store, clock=clock, retention=config.policy.retention)
+        self.journal = Journal(self.store, clock=clock, retention=config.policy.retention)
         if config.alerts.sinks:  # an observer that only queues: sending happens on its own thread
             from .alerts import Alerter
 
@@ -184,6 +184,7 @@ class Engine:
         `bench`/`unbench` made through this engine, `llmfail.probe` results, failed alerts
         and the config audit. Events other processes write (an operator's `llmfail bench`)
         are in the store, not in this process: follow them with `llmfail events --follow`.
+        Observers run in the writing thread: `alert_failed` comes from the alert sender's thread.
         """
         return self.journal.subscribe(callback)
 
