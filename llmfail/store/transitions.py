@@ -18,8 +18,8 @@ The rules (SPEC §3 items 5, 8, 9):
   failure or by the operator — unless the operator says `replace`: the later
   deadline wins. Two processes failing at once, or a rate-limit reset followed
   by an ordinary failure, must not let traffic back early.
-- **Failures already in flight when a bench began** (`began < benched_at` while
-  that bench runs) are counted but bench nothing: under concurrency, the
+- **Failures already in flight when a bench began** (`began <= benched_at`
+  while that bench runs) are counted but bench nothing: under concurrency, the
   requests that were already waiting on a model when it was benched would
   otherwise re-bench it once each and inflate its progressive cooldown.
 - **Manual benches** keep their flag and reason through failures and
@@ -97,10 +97,13 @@ def after_failure(
     also keeps its flag, reason and kind, an automatic one takes this failure's.
 
     Except when the attempt was already in flight as the running bench began
-    (`began < prev.benched_at`): that failure tells nothing the bench does not
+    (`began <= prev.benched_at`): that failure tells nothing the bench does not
     already say, so it is counted but benches nothing (flag False, bench_count
-    unchanged), and the caller writes no `benched` event. `began` None (the
-    caller does not know) never counts as in flight.
+    unchanged), and the caller writes no `benched` event. The same instant
+    counts as in flight: on a virtual clock (`simulate`, tests) concurrent
+    requests start at one instant, and a request starting after the bench
+    would have skipped the benched entry anyway. `began` None (the caller does
+    not know) never counts as in flight.
     """
     running = prev.is_benched(now)
     counted = evolve(
@@ -112,7 +115,7 @@ def after_failure(
         probe_holder=None,
         probe_until=None,
     )
-    in_flight = running and began is not None and prev.benched_at is not None and began < prev.benched_at
+    in_flight = running and began is not None and prev.benched_at is not None and began <= prev.benched_at
     if bench_for is None or in_flight:
         return counted, False
     bench_count = prev.bench_count + 1
