@@ -123,12 +123,15 @@ def bench_model(
     reason: str | None,
     now: float,
     *,
+    replace: bool = False,
     journal: Journal | None = None,
 ) -> BenchRow:
     """Bench `model` by hand until `now + duration` (default: its cooldown, `default_bench_length`).
 
-    A manual bench replaces any running bench and no automatic path clears it
-    (SPEC §3 item 9). The `benched` event carries the reason and who did it.
+    No automatic path clears a manual bench (SPEC §3 item 9), and a running bench is never
+    shortened unless `replace`: the row returned is the bench now running, whose `until` is
+    later than asked when a longer bench was kept. The `benched` event carries the reason and
+    who did it; none is written when the running bench was kept unchanged.
     `config` may be None when the caller could not load one; then `duration`
     is required. A model that no chain contains is accepted (operators bench
     ahead of deploys): the caller decides whether to warn (`config_keys`).
@@ -145,7 +148,10 @@ def bench_model(
         raise UsageError(f"a bench must last longer than 0s, got {format_duration(duration)}",
                          hint="pass --for with a positive duration, e.g. --for 10m")
     reason = reason.strip() if reason and reason.strip() else None
-    state = store.bench(model, now=now, until=now + duration, manual=True, reason=reason, kind="manual")
+    until = now + duration
+    state = store.bench(model, now=now, until=until, manual=True, reason=reason, kind="manual", replace=replace)
+    if state.bench_until is not None and state.bench_until > until:
+        return BenchRow.of(state, now)  # a longer bench was running and is kept: nothing happened
     (journal or Journal(store)).write(
         Event(
             type=ev.BENCHED,

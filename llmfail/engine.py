@@ -290,8 +290,9 @@ class Engine:
 
         `for_` is seconds or a duration like "10m" (default: the model's cooldown in the config).
         Only `unbench` or expiry ends a manual bench; the event records `reason` and the OS user.
-        `replace` is accepted for the store's rule that a running bench is never shortened unless
-        replaced; until that lands every manual bench replaces the running one.
+        A running bench is never shortened unless `replace=True`: without it, a longer bench that
+        is already running is kept (and returned, so `.until` is later than asked, and no event
+        is written).
         """
         from .actions import bench_model
         from .durations import parse_duration
@@ -300,7 +301,8 @@ class Engine:
             seconds = parse_duration(for_) if for_ is not None else None
         except ValueError as error:
             raise UsageError(f"bench {model}: {error}", hint='pass for_ as seconds or a duration like "10m"') from None
-        return bench_model(self.store, self.config, model, seconds, reason, self.clock(), journal=self.journal)
+        return bench_model(self.store, self.config, model, seconds, reason, self.clock(), replace=replace,
+                           journal=self.journal)
 
     def unbench(self, *models: str, reason: str | None = None) -> list[str]:
         """Lift the benches of `models` (and their credentials' `provider/model#N`); returns the keys

@@ -113,10 +113,9 @@ def test_a_journal_without_retention_never_prunes(store: SqliteStore, clock: Fak
 
 
 def test_a_prune_that_fails_is_logged_and_the_write_still_succeeds(
-        tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr("llmfail.store.sqlite.BUSY_TIMEOUT_S", 0.1)
+        tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture):
     db = tmp_path / "state.db"
-    store = SqliteStore(str(db))
+    store = SqliteStore(str(db), busy_timeout=0.1)
     store.append([probe(clock.now - 2 * DAY, "old/m")])
     journal = Journal(store, clock=clock, retention=DAY)
     other = sqlite3.connect(db, isolation_level=None)

@@ -266,6 +266,22 @@ def test_benches_and_is_benched_read_the_shared_state(server, store: SqliteStore
     assert engine.is_benched("c/m3")  # every credential benched: requests skip the entry
 
 
+def test_a_running_bench_is_never_shortened_unless_replaced(server, store: SqliteStore, clock: FakeClock):
+    engine = operator_engine(server, store, clock)
+    seen: list[Event] = []
+    engine.on_event(seen.append)
+    engine.bench("a/m1", "1h", reason="long incident")
+    kept = engine.bench("a/m1", "10m", reason="short")  # the running hour is kept: nothing happens
+    assert (kept.until, kept.reason) == (clock.now + 3600, "long incident")
+    longer = engine.bench("a/m1", "2h")  # a later deadline extends it, keeping the operator's reason
+    assert (longer.until, longer.reason) == (clock.now + 7200, "long incident")
+    replaced = engine.bench("a/m1", "10m", reason="mostly fixed", replace=True)
+    assert (replaced.until, replaced.reason) == (clock.now + 600, "mostly fixed")
+    assert [b.until for b in engine.benches()] == [clock.now + 600]
+    assert [(e.type, e.benched_until) for e in seen] == [
+        (ev.BENCHED, clock.now + 3600), (ev.BENCHED, clock.now + 7200), (ev.BENCHED, clock.now + 600)]
+
+
 def test_observers_see_manual_benches_and_unbenches_with_who_and_why(server, store: SqliteStore,
                                                                      clock: FakeClock):
     engine = operator_engine(server, store, clock)
