@@ -21,6 +21,10 @@ observer sees the event); the caller decides whether that fails its work.
 
 Writes are synchronous: when `write` returns, the event is committed and any
 other process can read it, so a crash loses no event that `write` returned.
+Batching them off the request path (group commit) would save about 25 µs of CPU
+per event on SQLite (one event costs ~40 µs alone, ~15 µs in a batch of 30), but
+observers would get events late and without ids, readers right after a request
+would miss its events, and a crash would lose the unflushed ones; not worth it yet.
 
 A process without an `Engine` (the CLI's operator commands, the dashboard)
 uses a bare `Journal(store)`: the same path, with nobody subscribed.
