@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from random import Random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -41,20 +41,24 @@ from .errors import (
     LlmfailError,
     ProviderError,
     StreamInterrupted,
+    UsageError,
 )
 from .events import Event
 from .health import EntryStatus, entry_status
+from .journal import Journal, Observer
 from .providers import adapter_for
 from .providers.base import Adapter, ChatRequest, Completion, Runtime, Usage
 from .redact import env_secret, redact
 from .result import Attempt, Restart, Result, StreamItem, Token
 from .store import ModelState, Store
 
+if TYPE_CHECKING:
+    from .actions import BenchRow
+
 log = logging.getLogger("llmfail")
 
 Messages = str | Sequence[Mapping[str, str]]
 Emit = Callable[[StreamItem], Awaitable[None]]
-Observer = Callable[[Event], None]
 
 
 #: Slow demotion: the rolling median is over the model's newest SPEED_SAMPLES answers since
@@ -157,31 +161,32 @@ class Engine:
         self._adapters: dict[str, Adapter] = {}
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._observers: list[Observer] = []
+        # Every event this engine (and its operator API, probes and alerts) writes goes through
+        # one journal, which runs the observers and offers retention pruning hourly.
+        self.journal = Journal(self.store, clock=clock, retention=config.policy.retention)
         if config.alerts.sinks:  # an observer that only queues: sending happens on its own thread
             from .alerts import Alerter
 
-            self.on_event(Alerter(config.alerts, store))
-        try:  # the audit trail: a config file that changed since this DB last saw it is an event
-            from .actions import audit_config
-
-            audit_config(store, config, clock())
-        except LlmfailError:
-            log.warning("llmfail: recording the config's hash failed", exc_info=True)
+            self.on_event(Alerter(config.alerts, self.journal))
+        # The config audit waits for the first write, so observers subscribed after construction see it.
+        self.journal.before_next_write(self._audit_config)
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
         # Prepared once, reused by every request (benchmarks/: parsing them each time showed in profiles).
         self._urls: dict[str, httpx.URL] = {}
         self._keys: dict[str, tuple[Chain, list[str]]] = {}
-        # Retention: this process offers to prune when it first writes and then hourly;
-        # the store keeps the once-an-hour limit across every process sharing the file.
-        self._prune_at = float("-inf")
 
     # ------------------------------------------------------------------ public API
 
     def on_event(self, callback: Observer) -> Callable[[], None]:
-        """Call `callback(event)` for every event this engine writes; returns an unsubscribe."""
-        self._observers.append(callback)
-        return lambda: self._observers.remove(callback)
+        """Call `callback(event)` for every event this engine writes; returns an unsubscribe.
+
+        Every event means every one written through `self.journal`: the requests' events,
+        `bench`/`unbench` made through this engine, `llmfail.probe` results, failed alerts
+        and the config audit. Events other processes write (an operator's `llmfail bench`)
+        are in the store, not in this process: follow them with `llmfail events --follow`.
+        Observers run in the writing thread: `alert_failed` comes from the alert sender's thread.
+        """
+        return self.journal.subscribe(callback)
 
     async def complete(
         self,
@@ -275,36 +280,90 @@ class Engine:
         first = w.first_at if w.first_at is not None else ended
         return Timed(completion, (ended - began) * 1000, (first - began) * 1000)
 
+    # ------------------------------------------------------------------ operator API
+    # The same actions as `llmfail bench` / `unbench` / `ls-benched` (one code path, in
+    # `llmfail.actions`), written through this engine's journal so its observers see them.
+
+    def bench(self, model: str, for_: float | str | None = None, reason: str | None = None,
+              replace: bool = False) -> BenchRow:
+        """Bench `model` by hand (every process sharing the store skips it) and return the bench.
+
+        `for_` is seconds or a duration like "10m" (default: the model's cooldown in the config).
+        Only `unbench` or expiry ends a manual bench; the event records `reason` and the OS user.
+        A running bench is never shortened unless `replace=True`: without it, a longer bench that
+        is already running is kept (and returned, so `.until` is later than asked, and no event
+        is written).
+        """
+        from .actions import bench_model
+        from .durations import parse_duration
+
+        try:
+            seconds = parse_duration(for_) if for_ is not None else None
+        except ValueError as error:
+            raise UsageError(f"bench {model}: {error}", hint='pass for_ as seconds or a duration like "10m"') from None
+        return bench_model(self.store, self.config, model, seconds, reason, self.clock(), replace=replace,
+                           journal=self.journal)
+
+    def unbench(self, *models: str, reason: str | None = None) -> list[str]:
+        """Lift the benches of `models` (and their credentials' `provider/model#N`); returns the keys
+        lifted, so a model that was not benched is simply absent.
+
+        Naming no model is a UsageError rather than "lift everything": an empty `*selection`
+        must never clear every bench by accident. Lift all with `unbench(*(b.model for b in benches()))`.
+        """
+        from .actions import unbench_models
+
+        if not models:
+            raise UsageError("unbench: name at least one model",
+                             hint="to lift every bench: engine.unbench(*(b.model for b in engine.benches()))")
+        return unbench_models(self.store, models, self.clock(), reason, journal=self.journal).lifted
+
+    def benches(self) -> list[BenchRow]:
+        """The running benches (any process's), soonest end first: `.model`, `.until` (epoch s),
+        `.remaining_s`, `.manual`, `.reason`, `.kind`, `.bench_count`. A pure read."""
+        from .actions import list_benches
+
+        return list_benches(self.store, self.clock())
+
+    def is_benched(self, model: str) -> bool:
+        """Whether requests skip `model` now: its own bench, or, for an entry of the config, every
+        one of its credentials benched. A model past its bench (half-open) is not benched. Pure read."""
+        entry = next((e for e in self.config.entries() if e.model == model), None)
+        keys = entry.bench_keys() if entry is not None else (model,)
+        return entry_status(entry, self.store.states(keys), self.clock(), model=model).is_benched
+
     # ------------------------------------------------------------------ events & state
 
     def _emit(self, event: Event) -> Event:
-        (event_id,) = self.store.append([event])
-        if event.ts >= self._prune_at:
-            self._prune_at = event.ts + 3600.0
-            try:
-                self.store.prune(now=event.ts, retention=self.config.policy.retention)
-            except LlmfailError:  # housekeeping must never fail a request
-                log.warning("llmfail: pruning old events failed", exc_info=True)
-        stored = event.with_id(event_id)
-        for observer in list(self._observers):
-            try:
-                observer(stored)
-            except Exception:  # an observer must never break a request
-                log.exception("llmfail event observer failed")
-        return stored
+        return self.journal.write(event)
+
+    def _audit_config(self) -> None:
+        """A config file that changed since this state DB last saw it is a `config_changed` event.
+
+        Done just before the engine's first write rather than in `__init__`, so observers
+        subscribed right after construction see it too.
+        """
+        try:
+            from .actions import audit_config
+
+            audit_config(self.store, self.config, self.clock(), journal=self.journal)
+        except LlmfailError:
+            log.warning("llmfail: recording the config's hash failed", exc_info=True)
 
     def _event(self, w: _Walk, type_: str, model: str | None = None, **fields: Any) -> Event:
         return self._emit(Event(type=type_, ts=self.clock(), request_id=w.request_id, chain=w.chain, model=model, **fields))
 
     def _record_failure(self, key: str, err: ProviderError, policy: Policy, w: _Walk, *,
-                        bench_for: float | None, min_until: float | None = None, factor: float | None = None) -> None:
-        """Count a health failure; with `bench_for`, bench `key` and say so in an event."""
-        state = self.store.record_failure(
+                        bench_for: float | None, min_until: float | None = None, factor: float | None = None,
+                        began: float | None = None) -> None:
+        """Count a health failure; with `bench_for`, bench `key` and say so in an event (unless the
+        attempt, begun at `began`, was already in flight when the running bench began)."""
+        state, benched = self.store.record_failure(
             key, now=self.clock(), kind=str(err.kind), status=err.status, bench_for=bench_for,
             factor=policy.max_cooldown_factor if factor is None else factor, min_until=min_until,
-            reason=err.message,
+            reason=err.message, began=began,
         )
-        if bench_for is not None:
+        if benched:
             self._event(w, ev.BENCHED, key, kind=str(err.kind), status=err.status,
                         benched_until=state.bench_until, detail=err.message,
                         data={"bench_count": state.bench_count, "probe": w.probe_key == key})
@@ -667,7 +726,7 @@ class Engine:
                 now = self.clock()
                 if entry_status(entry, self.store.states(entry.credential_keys()), now) == EntryStatus.BENCHED:
                     self._record_failure(entry.model, w.causes[-1], policy, w, bench_for=policy.auth_cooldown,
-                                         factor=1.0)
+                                         factor=1.0, began=w.start)
             return None
         finally:
             if w.probe_key == entry.model:
@@ -741,14 +800,14 @@ class Engine:
             if w.missing_key:  # sent without a key because this process lacks the variable:
                 err.hint = err.hint or f"{w.missing_key} is not set in this environment"  # not a shared verdict
                 return "next-credential"
-            self._record_failure(key, err, policy, w, bench_for=policy.auth_cooldown, factor=1.0)
+            self._record_failure(key, err, policy, w, bench_for=policy.auth_cooldown, factor=1.0, began=began)
             return "next-credential"
         if kind == Kind.TIMEOUT:
             if err.should_retry is True and attempt == 1 and attempts > 1 and partial is None:
                 # the server says this one is worth repeating (`x-should-retry: true`): one retry
-                self._record_failure(entry.model, err, policy, w, bench_for=None)
+                self._record_failure(entry.model, err, policy, w, bench_for=None, began=began)
                 return backoff_delay(policy, attempt, self.rng)
-            self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown)
+            self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown, began=began)
             return "next-entry"
         # rate_limited and transient: retry while allowed, then bench
         # (a 503/529 with Retry-After is honoured like a 429's: up to max_retry_wait)
@@ -757,9 +816,9 @@ class Engine:
         if too_long or attempt >= attempts or err.should_retry is False or partial is not None:
             now = self.clock()
             floor = max(now + (wait or 0.0), err.reset_at or 0.0) if wait is not None or err.reset_at else None
-            self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown, min_until=floor)
+            self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown, min_until=floor, began=began)
             return "next-entry"
-        self._record_failure(entry.model, err, policy, w, bench_for=None)
+        self._record_failure(entry.model, err, policy, w, bench_for=None, began=began)
         delay = wait if wait is not None else backoff_delay(policy, attempt, self.rng)
         if delay >= self._remaining(w):  # the retry could not happen in time: try the next entry
             return "next-entry"
