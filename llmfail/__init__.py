@@ -40,12 +40,15 @@ _EXPORTS: dict[str, str] = {
     "Kind": "llmfail.errors",
     "ExitCode": "llmfail.errors",
     "Event": "llmfail.events",
+    "Journal": "llmfail.journal",
+    "BenchRow": "llmfail.actions",
     "open_store": "llmfail.store",
 }
 
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:  # what type checkers and IDEs see; at runtime __getattr__ does the work
+    from .actions import BenchRow
     from .config import Config, load_config, parse_config
     from .engine import Engine
     from .errors import (
@@ -62,6 +65,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see; at runtime __getattr__ doe
         UsageError,
     )
     from .events import Event
+    from .journal import Journal
     from .result import Attempt, Restart, Result, Token
     from .store import open_store
 

@@ -25,6 +25,7 @@ from .durations import format_duration
 from .errors import UsageError
 from .events import Event, iso
 from .health import EntryStatus, entry_status
+from .journal import Journal
 
 if TYPE_CHECKING:
     from .config import Chain, Config, Entry, Location, Policy
@@ -105,6 +106,15 @@ def config_keys(config: Config) -> set[str]:
     return config.bench_keys()
 
 
+def default_bench_length(config: Config, model: str) -> float:
+    """How long a manual bench of `model` lasts when the operator gives no length: the cooldown
+    of the entry it is (or whose credential it is); the longest one when chains set different
+    cooldowns for it (the bench is shared by every chain); the defaults' for a model no chain has."""
+    cooldowns = [entry.policy.cooldown for chain in config.chains.values() for entry in chain.entries
+                 if model in entry.bench_keys()]
+    return max(cooldowns, default=config.policy.cooldown)
+
+
 def bench_model(
     store: Store,
     config: Config | None,
@@ -112,26 +122,37 @@ def bench_model(
     duration: float | None,
     reason: str | None,
     now: float,
+    *,
+    replace: bool = False,
+    journal: Journal | None = None,
 ) -> BenchRow:
-    """Bench `model` by hand until `now + duration` (default: the config's cooldown).
+    """Bench `model` by hand until `now + duration` (default: its cooldown, `default_bench_length`).
 
-    A manual bench replaces any running bench and no automatic path clears it
-    (SPEC §3 item 9). The `benched` event carries the reason and who did it.
+    No automatic path clears a manual bench (SPEC §3 item 9), and a running bench is never
+    shortened unless `replace`: the row returned is the bench now running, whose `until` is
+    later than asked when a longer bench was kept. The `benched` event carries the reason and
+    who did it; none is written when the running bench was kept unchanged.
     `config` may be None when the caller could not load one; then `duration`
     is required. A model that no chain contains is accepted (operators bench
     ahead of deploys): the caller decides whether to warn (`config_keys`).
+
+    The event is written through `journal` (an engine's, so its observers see it), or a bare
+    `Journal(store)` for callers without an engine (the CLI, the dashboard).
     """
     check_model_name(model)
     if duration is None:
         if config is None:
             raise UsageError("no usable config to take the default bench length from", hint="pass --for DURATION")
-        duration = config.policy.cooldown
+        duration = default_bench_length(config, model)
     if duration <= 0:
         raise UsageError(f"a bench must last longer than 0s, got {format_duration(duration)}",
                          hint="pass --for with a positive duration, e.g. --for 10m")
     reason = reason.strip() if reason and reason.strip() else None
-    state = store.bench(model, now=now, until=now + duration, manual=True, reason=reason, kind="manual")
-    store.append([
+    until = now + duration
+    state = store.bench(model, now=now, until=until, manual=True, reason=reason, kind="manual", replace=replace)
+    if state.bench_until is not None and state.bench_until > until:
+        return BenchRow.of(state, now)  # a longer bench was running and is kept: nothing happened
+    (journal or Journal(store)).write(
         Event(
             type=ev.BENCHED,
             ts=now,
@@ -141,7 +162,7 @@ def bench_model(
             detail=reason,
             data={**operator(), "reason": reason, "manual": True},
         )
-    ])
+    )
     return BenchRow.of(state, now)
 
 
@@ -153,12 +174,14 @@ class Unbenched:
     not_benched: list[str]
 
 
-def unbench_models(store: Store, models: Sequence[str] | None, now: float, reason: str | None = None) -> Unbenched:
+def unbench_models(store: Store, models: Sequence[str] | None, now: float, reason: str | None = None, *,
+                   journal: Journal | None = None) -> Unbenched:
     """Lift the benches of `models` (None: every bench) and log who did it, and why.
 
     Lifting `provider/model` also lifts its credential benches
     (`provider/model#N`): the operator is saying the model works again. One
-    `unbenched` event is written per key that was benched.
+    `unbenched` event is written per key that was benched, through `journal` (or a bare
+    `Journal(store)`), as `bench_model` does.
     """
     if models is None:
         targets: list[str] | None = None
@@ -173,13 +196,15 @@ def unbench_models(store: Store, models: Sequence[str] | None, now: float, reaso
     if lifted:
         who = operator()
         reason = reason.strip() if reason and reason.strip() else None
-        store.append([Event(type=ev.UNBENCHED, ts=now, model=key, detail=reason,
-                            data={**who, "reason": reason, "manual": True}) for key in lifted])
+        (journal or Journal(store)).write_many([
+            Event(type=ev.UNBENCHED, ts=now, model=key, detail=reason, data={**who, "reason": reason, "manual": True})
+            for key in lifted
+        ])
     missing = [m for m in (models or []) if not any(k == m or k.startswith(m + "#") for k in lifted)]
     return Unbenched(lifted, missing)
 
 
-def audit_config(store: Store, config: Config, now: float) -> Event | None:
+def audit_config(store: Store, config: Config, now: float, *, journal: Journal | None = None) -> Event | None:
     """A `config_changed` event when the config file differs from the one last used with this
     state DB (its SHA-256 is kept in the DB's meta, per file path).
 
@@ -187,6 +212,7 @@ def audit_config(store: Store, config: Config, now: float) -> Event | None:
     belong in the same audit trail as manual benches: who (OS user, host), when, and
     which file. The first use of a file is recorded silently (nothing changed yet);
     a config that is not a readable file (built-in, parsed from a string) is skipped.
+    The event goes through `journal` (or a bare `Journal(store)`); the stored event is returned.
     """
     import hashlib
 
@@ -206,8 +232,7 @@ def audit_config(store: Store, config: Config, now: float) -> Event | None:
         data={**operator(), "reason": "config file changed", "path": path, "previous_sha256": previous,
               "sha256": digest},
     )
-    store.append([event])
-    return event
+    return (journal or Journal(store)).write(event)
 
 
 def list_benches(store: Store, now: float) -> list[BenchRow]:

@@ -51,7 +51,7 @@ from .redact import redact
 
 if TYPE_CHECKING:
     from .config import Alerts, Sink
-    from .store import Store
+    from .journal import Journal
 
 log = logging.getLogger("llmfail")
 
@@ -136,9 +136,11 @@ def send(sink: Sink, body: bytes) -> None:
 class Alerter:
     """An engine observer that sends alerts from a background thread (see the module docstring)."""
 
-    def __init__(self, alerts: Alerts, store: Store, *, sender: Send = send, queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(self, alerts: Alerts, journal: Journal, *, sender: Send = send,
+                 queue_size: int = QUEUE_SIZE) -> None:
         self.alerts = alerts
-        self.store = store
+        self.journal = journal  # where `alert_failed` events go, so the engine's observers see them
+        self.store = journal.store  # the dedup claims
         self.sender = sender
         self.queue_size = queue_size
         self.dropped = 0
@@ -207,10 +209,10 @@ class Alerter:
         if isinstance(error, (TimeoutError, subprocess.TimeoutExpired, socket.timeout)):
             why = f"no answer within {SINK_TIMEOUT_S:g}s ({type(error).__name__})"
         log.warning("llmfail: %s alert to %s failed: %s", alert, label, redact(why))
-        self.store.append([Event(
-            type=ev.ALERT_FAILED, ts=time.time(), request_id=event.request_id, chain=event.chain, model=event.model,
+        self.journal.write(Event(
+            type=ev.ALERT_FAILED, ts=self.journal.clock(), request_id=event.request_id, chain=event.chain, model=event.model,
             detail=f"{alert} alert to {label} failed: {why}", data={"alert": alert, "sink": label},
-        )])
+        ))
 
 
 def flush_all(timeout: float = SINK_TIMEOUT_S) -> bool:

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from random import Random
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -40,19 +40,23 @@ from .errors import (
     ProviderError,
     StateError,
     StreamInterrupted,
+    UsageError,
 )
 from .events import Event
 from .health import HealthTracker, Turn, entry_status
+from .journal import Journal, Observer
 from .providers.base import ChatRequest, Completion, Runtime, Usage
 from .redact import env_secret, redact
 from .result import Attempt, Restart, Result, StreamItem, Token
 from .store import ModelState, Store
 
+if TYPE_CHECKING:
+    from .actions import BenchRow
+
 log = logging.getLogger("llmfail")
 
 Messages = str | Sequence[Mapping[str, str]]
 Emit = Callable[[StreamItem], Awaitable[None]]
-Observer = Callable[[Event], None]
 
 
 class _DeadlineExceeded(Exception):
@@ -132,29 +136,30 @@ class Engine:
         self.rng = rng or Random()
         self.runtime = Runtime(clock, sleep, self.rng)
         self.attempts = Attempts(self.runtime, transport)
-        self._observers: list[Observer] = []
+        # Every event this engine (and its operator API, probes and alerts) writes goes through
+        # one journal, which runs the observers and offers retention pruning hourly.
+        self.journal = Journal(self.store, clock=clock, retention=config.policy.retention)
         if config.alerts.sinks:  # an observer that only queues: sending happens on its own thread
             from .alerts import Alerter
 
-            self.on_event(Alerter(config.alerts, store))
-        try:  # the audit trail: a config file that changed since this DB last saw it is an event
-            from .actions import audit_config
-
-            audit_config(store, config, clock())
-        except LlmfailError:
-            log.warning("llmfail: recording the config's hash failed", exc_info=True)
-        self.health = HealthTracker(store, clock, self._emit)
+            self.on_event(Alerter(config.alerts, self.journal))
+        # The config audit waits for the first write, so observers subscribed after construction see it.
+        self.journal.before_next_write(self._audit_config)
+        self.health = HealthTracker(self.store, clock, self._emit)
         self._keys: dict[str, tuple[Chain, list[str]]] = {}
-        # Retention: this process offers to prune when it first writes and then hourly;
-        # the store keeps the once-an-hour limit across every process sharing the file.
-        self._prune_at = float("-inf")
 
     # ------------------------------------------------------------------ public API
 
     def on_event(self, callback: Observer) -> Callable[[], None]:
-        """Call `callback(event)` for every event this engine writes; returns an unsubscribe."""
-        self._observers.append(callback)
-        return lambda: self._observers.remove(callback)
+        """Call `callback(event)` for every event this engine writes; returns an unsubscribe.
+
+        Every event means every one written through `self.journal`: the requests' events,
+        `bench`/`unbench` made through this engine, `llmfail.probe` results, failed alerts
+        and the config audit. Events other processes write (an operator's `llmfail bench`)
+        are in the store, not in this process: follow them with `llmfail events --follow`.
+        Observers run in the writing thread: `alert_failed` comes from the alert sender's thread.
+        """
+        return self.journal.subscribe(callback)
 
     async def complete(
         self,
@@ -244,23 +249,75 @@ class Engine:
                                                        hand=None)
         return Timed(completion, (self.clock() - began) * 1000, (first_at - began) * 1000)
 
+    # ------------------------------------------------------------------ operator API
+    # The same actions as `llmfail bench` / `unbench` / `ls-benched` (one code path, in
+    # `llmfail.actions`), written through this engine's journal so its observers see them.
+
+    def bench(self, model: str, for_: float | str | None = None, reason: str | None = None,
+              replace: bool = False) -> BenchRow:
+        """Bench `model` by hand (every process sharing the store skips it) and return the bench.
+
+        `for_` is seconds or a duration like "10m" (default: the model's cooldown in the config).
+        Only `unbench` or expiry ends a manual bench; the event records `reason` and the OS user.
+        A running bench is never shortened unless `replace=True`: without it, a longer bench that
+        is already running is kept (and returned, so `.until` is later than asked, and no event
+        is written).
+        """
+        from .actions import bench_model
+        from .durations import parse_duration
+
+        try:
+            seconds = parse_duration(for_) if for_ is not None else None
+        except ValueError as error:
+            raise UsageError(f"bench {model}: {error}", hint='pass for_ as seconds or a duration like "10m"') from None
+        return bench_model(self.store, self.config, model, seconds, reason, self.clock(), replace=replace,
+                           journal=self.journal)
+
+    def unbench(self, *models: str, reason: str | None = None) -> list[str]:
+        """Lift the benches of `models` (and their credentials' `provider/model#N`); returns the keys
+        lifted, so a model that was not benched is simply absent.
+
+        Naming no model is a UsageError rather than "lift everything": an empty `*selection`
+        must never clear every bench by accident. Lift all with `unbench(*(b.model for b in benches()))`.
+        """
+        from .actions import unbench_models
+
+        if not models:
+            raise UsageError("unbench: name at least one model",
+                             hint="to lift every bench: engine.unbench(*(b.model for b in engine.benches()))")
+        return unbench_models(self.store, models, self.clock(), reason, journal=self.journal).lifted
+
+    def benches(self) -> list[BenchRow]:
+        """The running benches (any process's), soonest end first: `.model`, `.until` (epoch s),
+        `.remaining_s`, `.manual`, `.reason`, `.kind`, `.bench_count`. A pure read."""
+        from .actions import list_benches
+
+        return list_benches(self.store, self.clock())
+
+    def is_benched(self, model: str) -> bool:
+        """Whether requests skip `model` now: its own bench, or, for an entry of the config, every
+        one of its credentials benched. A model past its bench (half-open) is not benched. Pure read."""
+        entry = next((e for e in self.config.entries() if e.model == model), None)
+        keys = entry.bench_keys() if entry is not None else (model,)
+        return entry_status(entry, self.store.states(keys), self.clock(), model=model).is_benched
+
     # ------------------------------------------------------------------ events & state
 
     def _emit(self, event: Event) -> Event:
-        (event_id,) = self.store.append([event])
-        if event.ts >= self._prune_at:
-            self._prune_at = event.ts + 3600.0
-            try:
-                self.store.prune(now=event.ts, retention=self.config.policy.retention)
-            except LlmfailError:  # housekeeping must never fail a request
-                log.warning("llmfail: pruning old events failed", exc_info=True)
-        stored = event.with_id(event_id)
-        for observer in list(self._observers):
-            try:
-                observer(stored)
-            except Exception:  # an observer must never break a request
-                log.exception("llmfail event observer failed")
-        return stored
+        return self.journal.write(event)
+
+    def _audit_config(self) -> None:
+        """A config file that changed since this state DB last saw it is a `config_changed` event.
+
+        Done just before the engine's first write rather than in `__init__`, so observers
+        subscribed right after construction see it too.
+        """
+        try:
+            from .actions import audit_config
+
+            audit_config(self.store, self.config, self.clock(), journal=self.journal)
+        except LlmfailError:
+            log.warning("llmfail: recording the config's hash failed", exc_info=True)
 
     def _event(self, w: _Walk, type_: str, model: str | None = None, **fields: Any) -> Event:
         return self._emit(Event(type=type_, ts=self.clock(), request_id=w.request_id, chain=w.chain, model=model, **fields))
@@ -421,7 +478,6 @@ class Engine:
                     w.causes.append(err)
                     self._event(w, ev.QUOTA_SKIP, entry.model, kind=str(Kind.QUOTA), detail=err.message)
                     return None
-            began = self.clock()
             for index, credential in enumerate(entry.credentials):
                 key = entry.bench_key(index)
                 if key != entry.model and not w.panic and (s := states.get(key)) and s.is_benched(now):
@@ -434,7 +490,7 @@ class Engine:
                 if outcome is not Action.NEXT_CREDENTIAL:
                     return None
             if w.causes:  # every credential failed: with none left, the entry is benched too
-                self.health.roll_up(entry, w.causes[-1], began=began, request_id=w.request_id, chain=w.chain,
+                self.health.roll_up(entry, w.causes[-1], began=w.start, request_id=w.request_id, chain=w.chain,
                                     probe=w.probe_key == entry.model)
             return None
         finally:

@@ -161,12 +161,11 @@ class HealthTracker:
         `began` is when the attempt began: a failure of a request already in
         flight when a bench began is counted but benches nothing more.
         """
-        now = self.clock()
-        state = self.store.record_failure(
-            key, now=now, kind=str(error.kind), status=error.status, bench_for=record.bench_for,
-            factor=record.factor, min_until=record.min_until, reason=error.message,
+        state, benched = self.store.record_failure(
+            key, now=self.clock(), kind=str(error.kind), status=error.status, bench_for=record.bench_for,
+            factor=record.factor, min_until=record.min_until, reason=error.message, began=began,
         )
-        if record.bench_for is not None:
+        if benched:
             self._emit(Event(type=BENCHED, ts=self.clock(), request_id=request_id, chain=chain, model=key,
                              kind=str(error.kind), status=error.status, benched_until=state.bench_until,
                              detail=error.message, data={"bench_count": state.bench_count, "probe": probe}))
@@ -184,7 +183,8 @@ class HealthTracker:
 
     def roll_up(self, entry: Entry, cause: ProviderError, *, began: float, request_id: str, chain: str,
                 probe: bool) -> None:
-        """Bench the entry itself once every one of its credentials is benched (for auth_cooldown)."""
+        """Bench the entry itself once every one of its credentials is benched (for auth_cooldown).
+        `began` is when the request began: another request's roll-up since then is not repeated."""
         if len(entry.credentials) < 2:
             return
         if entry_status(entry, self.store.states(entry.credential_keys()), self.clock()) == EntryStatus.BENCHED:

@@ -39,6 +39,7 @@ from .redact import env_secret, redact
 if TYPE_CHECKING:
     from .config import Chain, Config, Entry
     from .engine import Engine
+    from .journal import Journal
     from .store import Store
 
 HEALTHY = "healthy"
@@ -126,7 +127,7 @@ async def probe_chains(engine: Engine, chains: Sequence[Chain]) -> ProbeReport:
     each answer's time demote or restore the entry (slow demotion)."""
     entries = unique_entries(chains)
     results = await asyncio.gather(*(probe_entry(engine, entry) for entry in entries))
-    record(engine.store, results, engine.clock())
+    record(engine.journal, results, engine.clock())
     for entry, result in zip(entries, results, strict=True):
         if result.answered and result.latency_ms is not None:  # "or its last probe": demote or restore
             engine.note_probe_speed(entry, result.latency_ms)
@@ -135,9 +136,10 @@ async def probe_chains(engine: Engine, chains: Sequence[Chain]) -> ProbeReport:
     return ProbeReport(tuple(results), verdict)
 
 
-def record(store: Store, results: Sequence[ProbeResult], now: float) -> None:
-    """The results as `probe` events, in one write (`source` tells them from the engine's half-open probes)."""
-    store.append([
+def record(journal: Journal, results: Sequence[ProbeResult], now: float) -> list[Event]:
+    """The results as `probe` events, in one write (`source` tells them from the engine's half-open
+    probes), through the engine's journal so its observers see them; returns the stored events."""
+    return journal.write_many([
         Event(type=ev.PROBE, ts=now, model=r.model, kind=r.kind, status=r.status, latency_ms=r.latency_ms,
               detail=r.detail, data={"ok": r.answered, "state": r.state, "source": "llmfail probe"})
         for r in results

@@ -26,6 +26,7 @@ from llmfail.config import Alerts, Sink
 from llmfail.engine import Engine
 from llmfail.errors import ChainExhausted
 from llmfail.events import Event
+from llmfail.journal import Journal
 from llmfail.store.sqlite import SqliteStore
 
 from .conftest import FakeClock
@@ -214,8 +215,8 @@ def test_the_queue_is_bounded_and_the_observer_never_waits(store: SqliteStore) -
         entered.set()
         release.wait(10)
 
-    alerter = Alerter(Alerts(dedup=0.0, sinks=(Sink(webhook="http://127.0.0.1:9/x"),)), store, sender=stuck,
-                      queue_size=3)
+    alerter = Alerter(Alerts(dedup=0.0, sinks=(Sink(webhook="http://127.0.0.1:9/x"),)), Journal(store),
+                      sender=stuck, queue_size=3)
     first = Event(type=ev.PANIC, ts=1.0, chain="c")
     alerter(first)
     assert entered.wait(5)
@@ -268,3 +269,18 @@ def test_a_short_lived_process_delivers_its_alerts_before_it_exits(server: HTTPS
     assert done.returncode == 1, done.stderr
     assert hook.alerts() == Counter({("flaky/a", "benched"): 1, ("flaky/b", "benched"): 1,
                                      ("chain:dead", "exhausted"): 1})
+
+
+def test_an_engine_observer_sees_the_alert_failed_events(make_engine: Callable[..., Engine],
+                                                         store: SqliteStore) -> None:
+    """A failed sink is written through the engine's journal (from the sender thread), so
+    `on_event` sees it like any other event."""
+    engine = make_engine(config_text("    - command: \"exit 3\""))
+    seen: list[Event] = []
+    engine.on_event(seen.append)
+    ask(engine)
+    assert flush_all(10)
+    failed = [e for e in seen if e.type == ev.ALERT_FAILED]
+    assert len(failed) == 3  # benched a, benched b, exhausted
+    assert [e.id for e in failed] == [e.id for e in store.events(types=[ev.ALERT_FAILED])]
+    assert all("command exit failed: OSError: exit status 3" in (e.detail or "") for e in failed)

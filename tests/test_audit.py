@@ -15,6 +15,8 @@ from llmfail import events as ev
 from llmfail.actions import audit_config
 from llmfail.cli import app
 from llmfail.config import load_config
+from llmfail.engine import Engine
+from llmfail.events import Event
 from llmfail.store.sqlite import SqliteStore
 
 runner = CliRunner()
@@ -113,3 +115,24 @@ def test_swap_meta_returns_the_old_value_and_writes_only_on_change(store: Sqlite
     assert store.swap_meta("k", "2") == "2"
     with store._read() as conn:
         assert conn.execute("SELECT value FROM meta WHERE key = 'k'").fetchone()[0] == "2"
+
+
+def test_an_engine_observer_sees_the_config_changed_event(tmp_path: Path) -> None:
+    """The audit is made on the engine's first write, through its journal, so an observer
+    subscribed right after `Engine(...)` sees it, before the request's own events."""
+    path = tmp_path / "chains.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    store = SqliteStore(os.environ["LLMFAIL_DB"])
+    try:
+        assert audit_config(store, load_config(path), 1.0) is None  # the file's first sight
+        path.write_text(CONFIG.replace("attempts: 1", "attempts: 2"), encoding="utf-8")
+        engine = Engine(load_config(path), store)
+        seen: list[Event] = []
+        engine.on_event(seen.append)
+        assert store.events(types=[ev.CONFIG_CHANGED]) == []  # nothing written before the first write
+        engine.complete_sync("demo", "hi")
+        assert seen[0].type == ev.CONFIG_CHANGED and seen[0].data["path"] == str(path.resolve())
+        assert seen[0].id == store.events(types=[ev.CONFIG_CHANGED])[0].id
+        assert [e.type for e in seen].count(ev.CONFIG_CHANGED) == 1 and seen[-1].type == ev.REQUEST
+    finally:
+        store.close()

@@ -21,6 +21,7 @@ from werkzeug import Request, Response
 from llmfail import events as ev
 from llmfail.config import Config
 from llmfail.engine import Engine
+from llmfail.events import Event
 from llmfail.probe import ProbeReport, probe_chains, state_of_error
 from llmfail.errors import Kind, ProviderError
 from llmfail.store.sqlite import SqliteStore
@@ -256,3 +257,24 @@ def app_() -> Any:
     from llmfail.cli import app
 
     return app
+
+
+def test_an_engine_observer_sees_every_probe_result(make_engine: Callable[..., Engine], server: HTTPServer,
+                                                   store: SqliteStore) -> None:
+    """Probe results are written through the engine's journal, so `on_event` sees them (and with
+    the ids the store gave them)."""
+    route(server, "fast", lambda r: ok("p"))
+    route(server, "busy", lambda r: openai_error(503))
+    engine = make_engine("""
+providers:
+  fast: {type: openai, base_url: "{url}/fast/v1"}
+  busy: {type: openai, base_url: "{url}/busy/v1"}
+chains:
+  main: [fast/m, busy/m]
+""")
+    seen: list[Event] = []
+    engine.on_event(seen.append)
+    probe(engine)
+    probes = [e for e in seen if e.type == ev.PROBE]
+    assert {(e.model, e.data["state"]) for e in probes} == {("fast/m", "healthy"), ("busy/m", "degraded")}
+    assert [e.id for e in probes] == [e.id for e in store.events(types=[ev.PROBE])]

@@ -1,0 +1,175 @@
+"""The journal: the one path every event takes into the log (store append, observers, retention)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from llmfail import events as ev
+from llmfail.errors import StateError
+from llmfail.events import Event
+from llmfail.journal import PRUNE_EVERY_S, Journal
+from llmfail.store.sqlite import SqliteStore
+
+from .conftest import FakeClock
+
+DAY = 86400.0
+LLMFAIL = Path(__file__).resolve().parents[1] / "llmfail"
+
+
+def probe(ts: float, model: str = "a/m") -> Event:
+    return Event(type=ev.PROBE, ts=ts, model=model)
+
+
+def test_a_write_is_stored_and_every_observer_sees_the_stored_event_in_order(store: SqliteStore, clock: FakeClock):
+    journal = Journal(store, clock=clock)
+    first: list[Event] = []
+    second: list[Event] = []
+    journal.subscribe(first.append)
+    journal.subscribe(lambda e: second.append(e) if first[-1] is e else None)  # runs after the first
+    stored = journal.write(probe(clock.now))
+    assert stored.id is not None and stored.model == "a/m"
+    assert [e.id for e in store.events()] == [stored.id]
+    assert first == second == [stored]
+
+
+def test_write_many_is_one_append_with_increasing_ids_and_observers_see_each(store: SqliteStore, clock: FakeClock):
+    journal = Journal(store, clock=clock)
+    seen: list[Event] = []
+    journal.subscribe(seen.append)
+    stored = journal.write_many([probe(clock.now, "a/m"), probe(clock.now, "b/m")])
+    ids = [e.id for e in stored]
+    assert ids == sorted(ids) and None not in ids
+    assert [(e.id, e.model) for e in seen] == [(e.id, e.model) for e in store.events()] == [
+        (ids[0], "a/m"), (ids[1], "b/m")]
+    assert journal.write_many([]) == []
+
+
+def test_an_observer_that_raises_is_logged_and_neither_the_write_nor_the_others_notice(
+        store: SqliteStore, clock: FakeClock, caplog: pytest.LogCaptureFixture):
+    journal = Journal(store, clock=clock)
+    seen: list[Event] = []
+
+    def broken(event: Event) -> None:
+        raise RuntimeError("observer bug")
+
+    journal.subscribe(broken)
+    journal.subscribe(seen.append)
+    with caplog.at_level(logging.ERROR, logger="llmfail"):
+        stored = journal.write(probe(clock.now))
+    assert seen == [stored] and len(store.events()) == 1
+    assert "observer" in caplog.text and "observer bug" in caplog.text
+
+
+def test_unsubscribe_stops_the_observer_and_is_harmless_twice(store: SqliteStore, clock: FakeClock):
+    journal = Journal(store, clock=clock)
+    seen: list[Event] = []
+    unsubscribe = journal.subscribe(seen.append)
+    journal.write(probe(clock.now))
+    unsubscribe()
+    unsubscribe()
+    journal.write(probe(clock.now))
+    assert len(seen) == 1 and len(store.events()) == 2
+
+
+def test_a_store_that_cannot_append_raises_and_no_observer_sees_the_unstored_event(tmp_path: Path, clock: FakeClock):
+    store = SqliteStore(str(tmp_path / "state.db"))
+    journal = Journal(store, clock=clock)
+    seen: list[Event] = []
+    journal.subscribe(seen.append)
+    (tmp_path / "state.db").unlink()
+    (tmp_path / "state.db").mkdir()  # what a reconnect will find: a directory, not a database
+    store.close()
+    with pytest.raises(StateError):
+        journal.write(probe(clock.now))
+    assert seen == []
+
+
+# --------------------------------------------------------------------------- retention
+
+
+def test_the_first_write_prunes_then_at_most_hourly(store: SqliteStore, clock: FakeClock):
+    store.append([probe(clock.now - 2 * DAY, "old/m")])
+    journal = Journal(store, clock=clock, retention=DAY)
+    journal.write(probe(clock.now))
+    assert "old/m" not in {e.model for e in store.events()}
+    store.append([probe(clock.now - 2 * DAY, "old/m")])
+    clock.advance(PRUNE_EVERY_S - 1)
+    journal.write(probe(clock.now))
+    assert "old/m" in {e.model for e in store.events()}  # within the hour: not offered again
+    clock.advance(2)
+    journal.write(probe(clock.now))
+    assert "old/m" not in {e.model for e in store.events()}
+
+
+def test_a_journal_without_retention_never_prunes(store: SqliteStore, clock: FakeClock):
+    store.append([probe(clock.now - 400 * DAY, "old/m")])
+    Journal(store, clock=clock).write(probe(clock.now))
+    assert "old/m" in {e.model for e in store.events()}
+
+
+def test_a_prune_that_fails_is_logged_and_the_write_still_succeeds(
+        tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture):
+    db = tmp_path / "state.db"
+    store = SqliteStore(str(db), busy_timeout=0.1)
+    store.append([probe(clock.now - 2 * DAY, "old/m")])
+    journal = Journal(store, clock=clock, retention=DAY)
+    other = sqlite3.connect(db, isolation_level=None)
+
+    def take_the_write_lock(event: Event) -> None:  # runs after the append, before the prune
+        other.execute("BEGIN IMMEDIATE")
+
+    journal.subscribe(take_the_write_lock)
+    try:
+        with caplog.at_level(logging.WARNING, logger="llmfail"):
+            stored = journal.write(probe(clock.now))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert stored.id is not None and "pruning old events failed" in caplog.text
+    assert {"old/m", "a/m"} <= {e.model for e in store.events()}
+    store.close()
+
+
+# --------------------------------------------------------------------------- before the first write
+
+
+def test_a_step_before_the_next_write_runs_once_and_may_write_itself(store: SqliteStore, clock: FakeClock):
+    journal = Journal(store, clock=clock)
+    seen: list[str | None] = []
+    journal.subscribe(lambda e: seen.append(e.model))
+    journal.before_next_write(lambda: journal.write(probe(clock.now, "first/m")) and None)
+    journal.write(probe(clock.now, "second/m"))
+    journal.write(probe(clock.now, "third/m"))
+    assert seen == [e.model for e in store.events()] == ["first/m", "second/m", "third/m"]
+
+
+def test_a_step_that_raises_is_logged_and_the_write_goes_on(
+        store: SqliteStore, clock: FakeClock, caplog: pytest.LogCaptureFixture):
+    journal = Journal(store, clock=clock)
+
+    def broken() -> None:
+        raise RuntimeError("step bug")
+
+    journal.before_next_write(broken)
+    with caplog.at_level(logging.ERROR, logger="llmfail"):
+        stored = journal.write(probe(clock.now))
+    assert stored.id is not None and "step bug" in caplog.text
+
+
+# --------------------------------------------------------------------------- one path
+
+
+def test_only_the_journal_appends_to_the_store():
+    """Every event goes through `Journal.write`, so no writer can skip the observers again."""
+    appenders = sorted(
+        str(path.relative_to(LLMFAIL))
+        for path in LLMFAIL.rglob("*.py")
+        if "store" not in path.relative_to(LLMFAIL).parts[:-1]
+        and re.search(r"\bstore\.append\(|\.append\(\[\s*(Event|event)", path.read_text(encoding="utf-8"))
+    )
+    assert appenders == ["journal.py"]
