@@ -11,6 +11,13 @@ against real providers, loopback test servers, and `simulate`'s virtual time.
                      bench credential + next cred  <- auth
                      next entry, no bench          <- context_length (and the
                                                       request kinds, by policy)
+
+The walk is here; its parts live apart: one HTTP attempt and the reading of its
+stream in `llmfail.attempt` (`Attempts`), the pure after-failure decision in
+`llmfail.decide` (`decide()` -> `Decision`), and the shared-health side —
+probe leases, outcome records, credential roll-up, slow demotion — in
+`llmfail.health` (`HealthTracker`). Every event leaves through `Engine._emit`,
+into `self.journal`.
 """
 
 from __future__ import annotations

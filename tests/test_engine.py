@@ -539,6 +539,15 @@ def test_a_probe_held_by_another_process_makes_this_request_skip_the_entry(serve
     assert run(make_engine(chain())).model == "b/m2" and a.count == 0
 
 
+def test_a_half_open_entry_skipped_for_its_quota_does_not_keep_the_probe_lease(server, make_engine, store, clock):
+    store.record_failure("b/m2", now=clock.now - 40, kind="transient", status=503, bench_for=30)
+    use_up_quota(store, "b/m2", clock)
+    route(server, "a", Calls(openai_error(400, "context_length_exceeded", "invalid_request_error")))
+    route(server, "c", Calls(ok("c")))
+    assert run(make_engine(chain().replace("main: [a/m1, b/m2, c/m3]", ONE_QUOTA))).model == "c/m3"
+    assert not store.states(["b/m2"])["b/m2"].probe_leased(clock.now), "the next UTC day's probe must not wait"
+
+
 def test_cooldown_grows_with_the_factor_and_resets_after_a_success(server, make_engine, store, clock):
     a = route(server, "a", Calls(openai_error(503)))
     route(server, "b", Calls(ok("b")))
