@@ -82,7 +82,7 @@ class Attempts:
         `first_token_timeout` too, when shorter); after them a stream is timed
         by `_consume` and a whole answer only by the deadline.
         """
-        adapter = self.adapter(entry.provider)
+        adapter = self._adapter(entry.provider)
         client = self._client(entry.provider, adapter)
         policy = entry.policy
         if request.default_max_tokens != policy.max_tokens:
@@ -210,7 +210,7 @@ class Attempts:
 
     # ------------------------------------------------------------------ what attempts reuse
 
-    def adapter(self, provider: ProviderConfig) -> Adapter:
+    def _adapter(self, provider: ProviderConfig) -> Adapter:
         adapter = self._adapters.get(provider.name)
         if adapter is None:
             adapter = self._adapters[provider.name] = adapter_for(provider)

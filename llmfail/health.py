@@ -23,6 +23,8 @@ probe lease, each attempt's outcome, the credential roll-up and slow demotion.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable, Mapping
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING
@@ -116,9 +118,6 @@ class HealthTracker:
     """
 
     def __init__(self, store: Store, clock: Callable[[], float], emit: Callable[[Event], object]) -> None:
-        import os
-        import socket
-
         self.store = store
         self.clock = clock
         self._emit = emit
@@ -231,7 +230,7 @@ class HealthTracker:
                 entry.model, after=state.speed_at if state else None, limit=SPEED_SAMPLES)
             if len(samples) < (1 if probe else SPEED_MIN_SAMPLES):
                 return
-            import statistics
+            import statistics  # only here: `llmfail chains` and the dashboard read health too
 
             median = statistics.median(samples)
             if (median > threshold_ms) == demoted:
