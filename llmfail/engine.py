@@ -569,7 +569,7 @@ class Engine:
         record = decision.record
         if record is not None:
             blamed = key if record.blame is Blame.CREDENTIAL else entry.model
-            self.health.record_failure(blamed, err, record, began=began, request_id=w.request_id, chain=w.chain,
+            self.health.record_failure(blamed, err, record, began=w.start, request_id=w.request_id, chain=w.chain,
                                        probe=w.probe_key == blamed)
         return decision
 

@@ -157,8 +157,10 @@ class HealthTracker:
                        chain: str, probe: bool) -> None:
         """Count a failed attempt against `key`; when `record` benches, bench it and say so in an event.
 
-        `began` is when the attempt began: a failure of a request already in
-        flight when a bench began is counted but benches nothing more.
+        `began` is when the request's walk read the states: a bench that began
+        after it was never seen by this walk's retries, so their failures are
+        counted but bench nothing more (the store decides, and says whether it
+        benched).
         """
         state, benched = self.store.record_failure(
             key, now=self.clock(), kind=str(error.kind), status=error.status, bench_for=record.bench_for,
@@ -183,7 +185,7 @@ class HealthTracker:
     def roll_up(self, entry: Entry, cause: ProviderError, *, began: float, request_id: str, chain: str,
                 probe: bool) -> None:
         """Bench the entry itself once every one of its credentials is benched (for auth_cooldown).
-        `began` is when the request began: another request's roll-up since then is not repeated."""
+        `began` as for `record_failure`: another request's roll-up since then is not repeated."""
         if len(entry.credentials) < 2:
             return
         if entry_status(entry, self.store.states(entry.credential_keys()), self.clock()) == EntryStatus.BENCHED:
