@@ -142,7 +142,7 @@ class Engine:
         self.sleep = sleep
         self.rng = rng or Random()
         self.runtime = Runtime(clock, sleep, self.rng)
-        self.attempts = Attempts(self.runtime, transport)
+        self._attempts = Attempts(self.runtime, transport)
         # Every event this engine (and its operator API, probes and alerts) writes goes through
         # one journal, which runs the observers and offers retention pruning hourly.
         self.journal = Journal(self.store, clock=clock, retention=config.policy.retention)
@@ -241,7 +241,7 @@ class Engine:
             await self.aclose()
 
     async def aclose(self) -> None:
-        await self.attempts.aclose()
+        await self._attempts.aclose()
 
     async def attempt_once(self, entry: Entry, request: ChatRequest, api_key: str | None) -> Timed:
         """One attempt at `entry` outside any walk, for health checks (`llmfail.probe`).
@@ -252,8 +252,8 @@ class Engine:
         by the entry's `timeout`. Raises the classified ProviderError.
         """
         began = self.clock()
-        completion, first_at = await self.attempts.run(entry, api_key, request, deadline_at=began + entry.policy.timeout,
-                                                       hand=None)
+        completion, first_at = await self._attempts.run(entry, api_key, request,
+                                                        deadline_at=began + entry.policy.timeout, hand=None)
         return Timed(completion, (self.clock() - began) * 1000, (first_at - began) * 1000)
 
     # ------------------------------------------------------------------ operator API
@@ -518,8 +518,8 @@ class Engine:
                 await self._move_on(w, entry)
             began = self.clock()
             try:
-                completion, first_at = await self.attempts.run(entry, api_key, request, deadline_at=w.deadline_at,
-                                                               hand=w.hand)
+                completion, first_at = await self._attempts.run(entry, api_key, request,
+                                                                deadline_at=w.deadline_at, hand=w.hand)
             except ProviderError as err:
                 partial = "".join(w.shown) if w.shown else None
                 decision = self._after_failure(entry, key, err, attempt, attempts, began, w, partial)
