@@ -2,8 +2,12 @@
 
 Why it is built the way it is (SPEC §3 items 5, 8, 9 and §4):
 
+- **The bench rules are not here**: every change of a key's bench state is
+  read row -> pure function of `transitions` -> write row, inside one
+  transaction, so this file holds only how SQLite makes that atomic and fast.
 - **WAL + busy timeout**: readers (the TUI, `events --follow`) never block
-  writers and writers queue for up to 10 s instead of failing at once.
+  writers and writers queue (10 s by default, `busy_timeout`: operator
+  commands wait, the engine's guard asks for ~0.1 s) instead of failing at once.
 - **`BEGIN IMMEDIATE` for every write**: a deferred transaction that reads and
   then upgrades to a write lock gets `SQLITE_BUSY` *without* the busy handler
   waiting, which is exactly the "database is locked" failure several processes
@@ -32,10 +36,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from ..errors import StateError
 from .. import events as ev
+from ..errors import StateError
 from ..events import Event
 from ..redact import redacted_json
 from . import EventTally, ModelState
@@ -909,8 +913,9 @@ class SqliteStore:
             ).fetchone()
             return int(row[0])
 
-    def data_version(self) -> int:
-        """Changes whenever another connection commits: a cheap 'anything new?' check."""
+    def change_token(self) -> int:
+        """`PRAGMA data_version`: changes whenever another connection (in this process or any
+        other) commits; this connection's own commits do not move it."""
         with self._read() as conn:
             return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
@@ -963,7 +968,7 @@ class SqliteStore:
                 conn, self._conn = self._conn, None
                 conn.close()
 
-    def __enter__(self) -> SqliteStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
