@@ -228,6 +228,19 @@ class EntryView:
     bench: BenchRow | None  # the entry's own bench, or its soonest-ending credential bench
     benched_credentials: tuple[str, ...] = ()
 
+    def to_json(self) -> dict[str, Any]:
+        """`chains --json`'s entry: what the table shows. Until 0.1 an entry was just its model
+        name; `jq 'map_values(map(.model))'` gives that shape back."""
+        bench = self.bench
+        return {
+            "model": self.model,
+            "state": str(self.status),
+            "until": iso(bench.until) if bench is not None else None,
+            "remaining_s": round(bench.remaining_s, 1) if bench is not None else None,
+            "reason": (bench.reason if bench.manual else bench.kind) if bench is not None else None,
+            "credentials_benched": list(self.benched_credentials),
+        }
+
 
 @dataclass(frozen=True)
 class ChainView:

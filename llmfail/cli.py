@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
@@ -34,8 +35,64 @@ class _Options:
 _opts = _Options()
 
 
+#: The global options, which may also follow the command (`llmfail run x --debug`); the first two take a value.
+_GLOBAL_VALUED = ("--config", "--db")
+_GLOBAL_FLAGS = ("--debug",)
+
+
+def hoist_global_options(args: list[str], commands: Collection[str]) -> list[str]:
+    """`args` with the global options found after the command moved in front of it.
+
+    Click only knows a group's options before the command name; people type
+    `llmfail chains --config f.yaml` too. Nothing after `--` is moved (a prompt
+    may really be `--debug`).
+    """
+    at = 0
+    while at < len(args) and args[at] not in commands:
+        if args[at] == "--":
+            return args
+        at += 2 if args[at] in _GLOBAL_VALUED else 1
+    if at >= len(args):
+        return args
+    head, tail, moved = args[:at], [args[at]], []
+    rest = iter(args[at + 1:])
+    for token in rest:
+        if token == "--":
+            tail += [token, *rest]
+            break
+        if token in _GLOBAL_VALUED:
+            value = next(rest, None)
+            moved += [token] if value is None else [token, value]
+        elif token.split("=", 1)[0] in _GLOBAL_VALUED or token in _GLOBAL_FLAGS:
+            moved.append(token)
+        else:
+            tail.append(token)
+    return head + moved + tail
+
+
 class _Group(TyperGroup):
-    """Turns every error that reaches the top into one line and the right exit code."""
+    """Turns every error that reaches the top into one line and the right exit code.
+
+    Click's own usage errors (`No such option`, `Invalid value`) are printed in
+    the same `llmfail: error: ... hint: ...` style as ours, with exit 2.
+    """
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = hoist_global_options(list(sys.argv[1:] if args is None else args), self.commands)
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except Exception as error:  # noqa: BLE001 - Click's usage errors, reported our way
+            if not _is_usage_error(error):
+                raise
+            if type(error).__name__ == "NoArgsIsHelpError":
+                error.show()  # type: ignore[attr-defined]  # the help text itself
+                code = ExitCode.USAGE
+            else:
+                code = _report_usage_error(error)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -56,10 +113,25 @@ class _Group(TyperGroup):
 
 
 def _is_cli_signal(error: Exception) -> bool:
-    """Typer/Click's own exits and usage errors, which Typer reports itself (exit 2 for usage).
+    """Typer/Click's own exits and usage errors, which `_Group.main` reports (exit 2 for usage).
 
     Recognised by module because recent Typer versions vendor Click privately."""
     return type(error).__module__.split(".")[0] in ("click", "typer")
+
+
+def _is_usage_error(error: Exception) -> bool:
+    return _is_cli_signal(error) and any(cls.__name__ == "UsageError" for cls in type(error).__mro__)
+
+
+def _report_usage_error(error: Any) -> ExitCode:
+    """Click's usage error as one `llmfail: error:` line and a hint naming the command's --help."""
+    from .output import report_error
+
+    ctx = getattr(error, "ctx", None)
+    command = ctx.command_path if ctx is not None else "llmfail"
+    message = error.format_message().rstrip(".")
+    report_error(UsageError(message[:1].lower() + message[1:], hint=f"`{command} --help` lists the options"))
+    return ExitCode.USAGE
 
 
 app = typer.Typer(
@@ -67,11 +139,15 @@ app = typer.Typer(
     name="llmfail",
     help="LLM failover chains you can test offline and operate live.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def examples(*lines: str) -> str:
+    """A command's `--help` epilog: example command lines, kept as written (`\\b` stops Click's rewrapping)."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def _version(value: bool) -> None:
@@ -123,14 +199,17 @@ def open_db() -> Store:
     return open_store(_opts.db)
 
 
-@app.command()
+@app.command(epilog=examples(
+    'llmfail run "Say hi" --chain prod',
+    'echo "Summarise this" | llmfail run - --no-stream --json',
+))
 def run(
     prompt: str = typer.Argument(..., help="The prompt; '-' reads it from stdin."),
     chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Chain name (default: the first in the config)."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Stream tokens (default: when stdout is a terminal)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
-    temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Longest answer, in tokens (default: the provider's; Anthropic's 1024)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0, help="Sampling temperature sent to every entry (default: the provider's)."),
     json_out: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No failover trace on stderr."),
 ) -> None:
@@ -194,7 +273,10 @@ def _duration(option: str, text: str) -> float:
         raise UsageError(f"{option}: {error}", hint="durations look like 250ms, 30s, 10m, 2h or 1d") from None
 
 
-@app.command()
+@app.command(epilog=examples(
+    'llmfail bench openai/gpt-4o --for 30m --reason "bad deploy"',
+    "llmfail bench openai/gpt-4o --for 5m --replace    # shorten a running bench on purpose",
+))
 def bench(
     model: str = typer.Argument(..., help="provider/model (or provider/model#N for one credential)."),
     for_: Optional[str] = typer.Option(None, "--for", metavar="DURATION", help="Bench length (default: the policy cooldown)."),
@@ -225,7 +307,7 @@ def bench(
                        markup=False, highlight=False)
 
 
-@app.command()
+@app.command(epilog=examples("llmfail unbench openai/gpt-4o --reason fixed", "llmfail unbench --all"))
 def unbench(
     models: Optional[list[str]] = typer.Argument(None, help="provider/model to lift (several allowed)."),
     all_: bool = typer.Option(False, "--all", help="Lift every bench."),
@@ -257,7 +339,7 @@ def unbench(
                            hint="`llmfail ls-benched` lists the benches")
 
 
-@app.command("ls-benched")
+@app.command("ls-benched", epilog=examples("llmfail ls-benched", "llmfail ls-benched --json"))
 def ls_benched(json_out: bool = typer.Option(False, "--json", help="Print the rows as a JSON array.")) -> None:
     """Current benches, soonest expiry first (a pure read: nothing is changed)."""
     import time
@@ -281,7 +363,11 @@ def ls_benched(json_out: bool = typer.Option(False, "--json", help="Print the ro
         note("no model is benched")
 
 
-@app.command()
+@app.command(epilog=examples(
+    "llmfail events --since 10m --type failover,benched",
+    "llmfail events --follow --model openai/gpt-4o",
+    "llmfail events -n 20 --json",
+))
 def events(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until Ctrl-C."),
     since: Optional[str] = typer.Option(None, "--since", metavar="DURATION", help="Only events newer than this (e.g. 1h)."),
@@ -332,6 +418,7 @@ def _vacuum(json_out: bool) -> None:
     import time
 
     from .durations import format_duration
+    from .errors import plural
 
     config, _ = load_for_defaults(required=True)
     assert config is not None
@@ -343,7 +430,7 @@ def _vacuum(json_out: bool) -> None:
     else:
         from .output import note
 
-        note(f"pruned {deleted} event(s) older than {format_duration(config.policy.retention)}")
+        note(f"pruned {plural(deleted, 'event')} older than {format_duration(config.policy.retention)}")
 
 
 def _silence_stdout() -> None:
@@ -354,8 +441,8 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-@app.command()
-def chains(json_out: bool = typer.Option(False, "--json", help='Print {"NAME": ["provider/model", ...]}.')) -> None:
+@app.command(epilog=examples("llmfail chains", "llmfail chains --json"))
+def chains(json_out: bool = typer.Option(False, "--json", help='Print {"NAME": [{"model", "state", ...}, ...]}.')) -> None:
     """Every chain with its flattened entries, and which are benched now."""
     import time
 
@@ -365,19 +452,22 @@ def chains(json_out: bool = typer.Option(False, "--json", help='Print {"NAME": [
     if json_out:
         from .output import emit_json
 
-        emit_json({view.name: view.models for view in views})
+        emit_json({view.name: [entry.to_json() for entry in view.entries] for view in views})
     else:
         from .output import chains_table, stdout
 
         stdout().print(chains_table(views))
 
 
-@app.command()
-def check(path: Optional[str] = typer.Argument(None, help="Config file (default: the one llmfail would use).")) -> None:
+@app.command(epilog=examples("llmfail check", "llmfail check path/to/chains.yaml --json"))
+def check(
+    path: Optional[str] = typer.Argument(None, help="Config file (default: the one llmfail would use)."),
+    json_out: bool = typer.Option(False, "--json", help='Print {"config", "ok", "chains", "entries", "problems", "warnings"}.'),
+) -> None:
     """Validate a config: every problem with file:line:col (exit 2), and warnings for risky setups."""
     from .actions import suspicious
     from .config import load_default_config
-    from .errors import ConfigError
+    from .errors import ConfigError, plural
     from .output import note, stdout
 
     if path is not None:
@@ -386,28 +476,39 @@ def check(path: Optional[str] = typer.Argument(None, help="Config file (default:
     try:
         config = _load_file()
     except ConfigError as error:
+        where = error.problems[0].file if error.problems else _opts.config
+        if json_out:
+            from .output import emit_json
+
+            emit_json({"config": where, "ok": False, "chains": None, "entries": None,
+                       "problems": [problem.to_json() for problem in error.problems], "warnings": []})
+            raise typer.Exit(ExitCode.USAGE) from None
         for problem in error.problems:
             out.print(str(problem), markup=False, highlight=False)
-        count = len(error.problems)
-        where = error.problems[0].file if error.problems else _opts.config
-        raise UsageError(f"{where}: {count} problem{'s' if count != 1 else ''}") from None
+        raise UsageError(f"{where}: {plural(len(error.problems), 'problem')}") from None
     if config is None:
         note("llmfail: no chains.yaml found; checking the built-in example config")
         config = load_default_config()
     warnings = suspicious(config)
+    entries = sum(len(c.entries) for c in config.chains.values())
+    if json_out:
+        from .output import emit_json
+
+        emit_json({"config": config.path, "ok": True, "chains": len(config.chains), "entries": entries,
+                   "problems": [], "warnings": [{"where": w.where or None, "message": w.message} for w in warnings]})
+        return
     for warning in warnings:
         where = f"{warning.where}: " if warning.where else f"{config.path}: "
         out.print(f"{where}warning: {warning.message}", style="yellow", markup=False, highlight=False)
-    entries = sum(len(c.entries) for c in config.chains.values())
-    out.print(f"{config.path}: ok ({len(config.chains)} chains, {entries} entries, "
-              f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''})", markup=False, highlight=False)
+    out.print(f"{config.path}: ok ({plural(len(config.chains), 'chain')}, {plural(entries, 'entry', 'entries')}, "
+              f"{plural(len(warnings), 'warning')})", markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------- health: stats, probe
 # The figures come from `llmfail.stats` (the same function the dashboard uses), probes from `llmfail.probe`.
 
 
-@app.command()
+@app.command(epilog=examples("llmfail stats --since 1h", "llmfail stats --chain prod --json"))
 def stats(
     since: str = typer.Option("1h", "--since", metavar="DURATION", help="Window: events newer than this (e.g. 15m, 1d)."),
     chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Only this chain's entries and traffic."),
@@ -442,7 +543,7 @@ def stats(
         note(f"no events in the last {since}")
 
 
-@app.command()
+@app.command(epilog=examples("llmfail probe", "llmfail probe --chain prod --json"))
 def probe(
     chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Probe only this chain's entries (default: every chain)."),
     json_out: bool = typer.Option(False, "--json", help='Print [{"model", "state", "latency_ms", "kind", "status"}].'),
@@ -539,15 +640,19 @@ def _duration_option(option: str, text: str | None) -> float | None:
         raise UsageError(f"{option}: {exc}") from None
 
 
-@app.command()
+@app.command(epilog=examples(
+    "llmfail simulate --chain prod --fail-rate 429 --requests 200 --seed 1",
+    "llmfail simulate --fail-rate 503=0.3 --expect-success-rate 0.99 --junit report.xml",
+    "llmfail simulate --scenario outage.yaml --json",
+))
 def simulate(
     chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Chain to exercise (default: the scenario's, else the config's first)."),
     fail_rate: Optional[list[str]] = typer.Option(None, "--fail-rate", metavar="[MODEL:]FAULT[=RATE]", help="Inject a fault (repeatable). FAULT: an HTTP status, timeout, reset, malformed, slow:DURATION, stream-cut, content-filter, context-length. MODEL defaults to the chain's first entry; RATE to 1."),
     latency: Optional[str] = typer.Option(None, "--latency", metavar="DURATION", help="Fake providers' base latency, jittered x0.5-1.5 (default 200ms)."),
-    requests: Optional[int] = typer.Option(None, "--requests", "-n", min=1, help="Requests to send (default 100)."),
+    requests: Optional[int] = typer.Option(None, "--requests", min=1, help="Requests to send (default 100)."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="Requests in flight at once (default 1)."),
     seed: int = typer.Option(0, "--seed", help="Randomness seed: the same seed gives the same report."),
-    scenario: Optional[str] = typer.Option(None, "--scenario", metavar="FILE.yaml", help="Timed phases of faults at a request rate (see README, ## simulate)."),
+    scenario: Optional[str] = typer.Option(None, "--scenario", metavar="FILE.yaml", help="Timed phases of faults at a request rate: a YAML file with `rate`, `duration` and `phases` (docs/scenarios.md)."),
     stream: bool = typer.Option(False, "--stream", help="Ask the fake providers to stream their answers."),
     expect_success_rate: Optional[float] = typer.Option(None, "--expect-success-rate", metavar="R", help="Fail (exit 1) unless at least this share of requests is answered."),
     expect_p99: Optional[str] = typer.Option(None, "--expect-p99", "--expect-max-p99", metavar="DURATION", help="Fail unless the simulated p99 latency is at most this."),
@@ -598,7 +703,10 @@ def simulate(
         raise typer.Exit(ExitCode.FAILED)
 
 
-@app.command("mock-server")
+@app.command("mock-server", epilog=examples(
+    "llmfail mock-server --port 8765 --fail-rate gpt-4o:503=0.2",
+    "llmfail mock-server --protocol openai --fail-rate stream-cut=0.5",
+))
 def mock_server(
     port: int = typer.Option(8765, "--port", "-p", min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback unless --allow-remote)."),
@@ -634,7 +742,7 @@ def mock_server(
     asyncio.run(serve())
 
 
-@app.command()
+@app.command(epilog=examples("llmfail tui", "llmfail tui --chain prod --window 5m"))
 def tui(
     chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Show this chain, in chain order (default: every model, most troubled first)."),
     window: str = typer.Option("15m", "--window", metavar="DURATION", help="Rolling window of the requests, success %, failovers and p50 columns."),

@@ -88,7 +88,7 @@ def parse_scenario(data: Any, path: str = "<scenario>") -> Scenario:
     try:
         return _build(data, path)
     except _Problem as problem:
-        raise UsageError(f"{path}: {problem}", hint="see `## simulate` in the README for the scenario format") from None
+        raise UsageError(f"{path}: {problem}", hint="`llmfail simulate --help` and docs/scenarios.md describe the scenario format") from None
 
 
 def _build(data: Any, path: str) -> Scenario:
