@@ -221,8 +221,13 @@ def run(
         raise UsageError("the prompt is empty", hint="pass a prompt, or '-' to read it from stdin")
     config = load()
     name = chain or next(iter(config.chains))
+    at_terminal = sys.stdout.isatty()
     if stream is None:
-        stream = sys.stdout.isatty() and not json_out
+        stream = at_terminal and not json_out
+    if at_terminal and stream and not json_out:
+        # A person at a terminal wants the answer: a cut stream restarts on the next entry,
+        # with a visible marker, unless the config set mid_stream itself.
+        config = config.defaulted(mid_stream="restart")
     code = run_command(config, open_db(), name, text, system=system, stream=stream, max_tokens=max_tokens,
                        temperature=temperature, json_out=json_out, quiet=quiet)
     raise typer.Exit(code)

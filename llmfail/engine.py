@@ -41,6 +41,7 @@ from .errors import (
     LlmfailError,
     ProviderError,
     StreamInterrupted,
+    plural,
 )
 from .events import Event
 from .health import EntryStatus, entry_status
@@ -477,7 +478,8 @@ class Engine:
             await chunks.aclose()
         completion.text = "".join(parts)
         if not done:
-            raise ProviderError(Kind.TRANSIENT, "stream cut before its completion signal", status=200)
+            raise ProviderError(Kind.TRANSIENT, f"stream cut after {plural(len(completion.text), 'character')}",
+                                status=200)
         return completion, first_at
 
     # ------------------------------------------------------------------ the walk

@@ -147,9 +147,9 @@ class ProviderError(LlmfailError):
         self.reason = reason
 
     def __str__(self) -> str:
-        status = f" {self.status}" if self.status is not None else ""
+        """`openai/gpt-4o: stream cut after 16 characters (HTTP 200)`; the kind when there is no status."""
         model = f"{self.model}: " if self.model else ""
-        return f"{model}{self.kind}{status}: {self.message}"
+        return f"{model}{self.message} ({f'HTTP {self.status}' if self.status is not None else self.kind})"
 
 
 class FailFast(ProviderError):
@@ -220,10 +220,8 @@ class StreamInterrupted(LlmfailError):
         self.model = model
         self.partial_text = partial_text
         self.cause = cause
-        super().__init__(
-            f"stream from {model} interrupted after {len(partial_text)} characters: {cause}",
-            hint="set `mid_stream: restart` to restart the answer on the next entry",
-        )
+        where = "" if cause.model == model else f"{model}: "
+        super().__init__(f"{where}{cause}", hint="set `mid_stream: restart` to restart the answer on the next entry")
 
     @property
     def kind(self) -> Kind:

@@ -136,16 +136,37 @@ def test_counts_are_singular_for_one(tmp_path: Path):
 
 
 def test_a_refused_plain_http_connection_does_not_mention_tls(tmp_path: Path):
-    write_config(tmp_path / "chains.yaml", """
+    """On the engine's default transport (aiohttp, whose own text says `ssl:default`) and on `run`'s."""
+    import asyncio
+
+    from llmfail import Engine
+    from llmfail.config import parse_config
+    from llmfail.errors import ChainExhausted
+    from llmfail.store.sqlite import SqliteStore
+
+    text = """
         defaults: {attempts: 1}
         providers:
           a: {type: openai, base_url: "http://127.0.0.1:9/v1"}
         chains:
           c: [a/m1]
-        """)
+        """
+    engine = Engine(parse_config(textwrap.dedent(text)), SqliteStore(str(tmp_path / "lib.db")))
+
+    async def ask() -> str:
+        try:
+            await engine.complete("c", "hi")
+        except ChainExhausted as error:
+            return str(error)
+        finally:
+            await engine.aclose()
+        raise AssertionError("port 9 answered")
+
+    library = asyncio.run(ask())
+    assert "cannot connect to 127.0.0.1:9" in library and "ssl" not in library.lower()
+    write_config(tmp_path / "chains.yaml", text)
     result = cli("run", "hi", "--no-stream")
-    assert result.exit_code == 1
-    assert "cannot connect to 127.0.0.1:9" in result.stderr and "ssl" not in result.stderr.lower()
+    assert result.exit_code == 1 and "ssl" not in result.stderr.lower()
 
 
 def test_dash_n_means_the_number_of_events_and_simulate_spells_requests_out():
