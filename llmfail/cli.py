@@ -14,13 +14,15 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 from typer.core import TyperGroup
 
-from .errors import ExitCode, LlmfailError, UsageError, exit_code_for
+from .errors import ExitCode, LlmfailError, UsageError, exit_code_for, plural
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from rich.table import Table
 
     from .config import Chain, Config
     from .events import Event
+    from .simulate import FaultSpec, Scenario
     from .stats import ModelStats
     from .store import Store
 
@@ -423,7 +425,6 @@ def _vacuum(json_out: bool) -> None:
     import time
 
     from .durations import format_duration
-    from .errors import plural
 
     config, _ = load_for_defaults(required=True)
     assert config is not None
@@ -472,7 +473,7 @@ def check(
     """Validate a config: every problem with file:line:col (exit 2), and warnings for risky setups."""
     from .actions import suspicious
     from .config import load_default_config
-    from .errors import ConfigError, plural
+    from .errors import ConfigError
     from .output import note, stdout
 
     if path is not None:
@@ -589,7 +590,7 @@ def probe(
         raise typer.Exit(ExitCode.FAILED)
 
 
-def _print_whole(table: Table) -> None:
+def _print_whole(table: RenderableType) -> None:
     """A terminal gets the table fitted to its width; a pipe or a file gets every column whole
     (Rich would otherwise squeeze a wide table into 80 columns of `…`). The wide print goes
     through a console of its own: the shared one's width must stay as detected."""
@@ -666,7 +667,14 @@ def simulate(
     junit: Optional[str] = typer.Option(None, "--junit", metavar="PATH", help="Write JUnit XML: one testcase per expectation."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Run a chain against fake providers with injected faults, on virtual time: no network, no keys."""
+    """Run a chain against fake providers with injected faults, on virtual time: no network, no keys.
+
+    The state DB is private to the run unless the global --db FILE is given: then
+    that DB's running benches apply, and the run's events are written there
+    stamped so that the simulated timeline ends at the wall clock (never in the
+    future). A --fail-rate naming a `mock` entry replaces that entry's own
+    `fail:` for the run. Ctrl-C prints the report so far and exits 130.
+    """
     from .simulate import Plan, build_expectations, load_scenario, parse_fault_specs
     from .simulate import simulate as run_simulation
     from .simulate.junit import write_junit
@@ -676,8 +684,11 @@ def simulate(
         raise UsageError("--requests/--concurrency do not apply to --scenario",
                          hint="the scenario's rate and duration decide how many requests arrive")
     faults = parse_fault_specs(fail_rate or [])
+    if junit:
+        _check_writable("--junit", junit)
     config = load()
     name = chain or (plan_scenario.chain if plan_scenario else None) or next(iter(config.chains))
+    _warn_replaced_mock_faults(config.chain(name), faults, plan_scenario)
     expectations = build_expectations(
         success_rate=expect_success_rate, p99=expect_p99, max_failovers=expect_max_failovers,
         served_by=expect_served_by or [], models=config.chain(name).models,
@@ -692,13 +703,19 @@ def simulate(
 
         with progress(stderr()) as on_progress:
             report = run_simulation(config, plan, db=_opts.db, on_progress=on_progress)
-        stdout().print(render(report))
+        _print_whole(render(report))
     if junit:
         write_junit(report, junit)
     if json_out:
         from .output import emit_json
 
         emit_json(report.to_json())
+    if report.interrupted:
+        from .output import note
+
+        note(f"llmfail: interrupted after {plural(report.requests, 'request')}: the report covers those only",
+             style="bold yellow")
+        raise typer.Exit(ExitCode.INTERRUPTED)
     unmet = [e for e in report.expectations if not e.ok]
     if unmet:
         from .output import note
@@ -706,6 +723,30 @@ def simulate(
         for e in unmet:
             note(f"llmfail: expectation not met: {e.name} {e.expected} (got {e.actual:g})", style="bold red")
         raise typer.Exit(ExitCode.FAILED)
+
+
+def _check_writable(option: str, path: str) -> None:
+    """Fail before the work when an output file could not be written after it."""
+    import os
+    from pathlib import Path
+
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist", hint=f"create it: mkdir -p {folder}")
+    if not os.access(folder, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path}: not writable", hint="pick a path you can write to")
+
+
+def _warn_replaced_mock_faults(chain: Chain, faults: Sequence[FaultSpec], scenario: Scenario | None) -> None:
+    """Say when a --fail-rate (or a scenario phase) takes the place of a `mock` entry's own `fail:`."""
+    from .output import warn
+
+    named = {spec.model for spec in (*faults, *(f for p in (scenario.phases if scenario else ()) for f in p.faults))}
+    first = chain.entries[0].model if chain.entries else None
+    for entry in chain.entries:
+        mock = entry.provider.mock if entry.provider.type == "mock" else None
+        if mock is not None and mock.fail and (entry.model in named or (None in named and entry.model == first)):
+            warn(f"--fail-rate replaces {entry.model}'s own `fail: {mock.fail}` while it applies")
 
 
 @app.command("mock-server", epilog=examples(
@@ -742,6 +783,9 @@ def mock_server(
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                              hint="pick another --port (0 picks a free one)") from None
         note(f"llmfail mock-server on {server.url} ({', '.join(server.protocols)}); Ctrl-C stops it", style="bold")
+        width = max(map(len, server.protocols))
+        for protocol, base_url in server.base_urls().items():
+            note(f"  {protocol:<{width}}  base_url: {base_url}")
         await server.serve_forever()
 
     asyncio.run(serve())
