@@ -119,7 +119,7 @@ WRITE_FROM_ANOTHER_PROCESS = textwrap.dedent(
 
     db, now = sys.argv[1], float(sys.argv[2])
     store = SqliteStore(db)
-    state = store.record_failure("anthropic/claude-sonnet-4-5", now=now, kind="rate_limited", status=429,
+    state, _ = store.record_failure("anthropic/claude-sonnet-4-5", now=now, kind="rate_limited", status=429,
                                  bench_for=120.0, reason="slow down")
     store.append([
         Event(type="attempt_failed", ts=now, chain="prod", model="anthropic/claude-sonnet-4-5",
@@ -363,14 +363,14 @@ async def test_an_unreadable_db_is_reported_once_and_the_screen_recovers_when_it
 
     monkeypatch.setattr(tui_app, "ERROR_RETRY_S", 0.05)
     broken = {"on": False}
-    real_version = store.data_version
+    real_version = store.change_token
 
     def data_version() -> int:
         if broken["on"]:
             raise StateError("the state DB is locked by another process")
         return real_version()
 
-    store.data_version = data_version  # type: ignore[method-assign]
+    store.change_token = data_version  # type: ignore[method-assign]
     app = app_for(config, store, clock)
     notes: list[str] = []
     async with app.run_test(size=SIZE) as pilot:
@@ -601,7 +601,7 @@ def _fill_traffic(store: SqliteStore) -> None:
 
 
 def _bench_auto(store: SqliteStore, model: str, ts: float, until: float, kind: str, status: int) -> None:
-    state = store.record_failure(model, now=ts, kind=kind, status=status, bench_for=until - ts, reason="boom")
+    state, _ = store.record_failure(model, now=ts, kind=kind, status=status, bench_for=until - ts, reason="boom")
     store.append([Event(type="benched", ts=ts, chain="prod", model=model, kind=kind, status=status,
                         benched_until=state.bench_until, detail="boom", data={"bench_count": state.bench_count})])
 
