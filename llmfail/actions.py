@@ -91,13 +91,44 @@ def operator() -> dict[str, str]:
 
 
 def check_model_name(model: str) -> None:
-    """A bench key is `provider/model` (or `provider/model#N`); anything else can never match."""
+    """A bench key is `provider/model` (or `provider/model#N`, N = 0, 1, … the credential's place
+    in its entry's list); anything else can never match."""
     provider, _, name = model.partition("/")
     if not provider or not name or model != model.strip():
         raise UsageError(
             f"{model!r} is not a model name: expected provider/model (e.g. openai/gpt-4o)",
             hint="`llmfail chains` lists the models of every chain",
         )
+    base, hash_, index = model.partition("#")
+    if hash_ and not (index.isascii() and index.isdigit() and str(int(index)) == index):
+        raise UsageError(
+            f"{model!r} is not a credential key: after '#' comes the credential's number (0, 1, ...)",
+            hint=f"bench the whole entry with `{base}`, or one credential with `{base}#0`",
+        )
+
+
+def unknown_model(model: str, config: Config) -> str | None:
+    """Why `model` is no bench key of `config` (with the nearest ones), or None when it is one.
+
+    A credential key (`#N`) that the config does not have is refused outright: it can only
+    be a typo (an entry with one credential has no `#N` keys; its own key covers it).
+    """
+    import difflib
+
+    keys = config_keys(config)
+    if model in keys:
+        return None
+    base = model.partition("#")[0]
+    if "#" in model:
+        creds = sorted(k for k in keys if k.startswith(base + "#"))
+        raise UsageError(
+            f"{base} has no credential {model[len(base):]} in {config.path}",
+            hint=f"its credential keys: {', '.join(creds)}" if creds else
+            (f"{base} has a single credential: bench {base} itself" if base in keys else
+             "`llmfail chains` lists the models of every chain"),
+        )
+    close = difflib.get_close_matches(model, sorted(k for k in keys if "#" not in k), n=1, cutoff=0.6)
+    return f"no chain in {config.path} contains {model}" + (f"; did you mean {close[0]}?" if close else "")
 
 
 def config_keys(config: Config) -> set[str]:
@@ -112,11 +143,15 @@ def bench_model(
     duration: float | None,
     reason: str | None,
     now: float,
+    *,
+    replace: bool = False,
 ) -> BenchRow:
     """Bench `model` by hand until `now + duration` (default: the config's cooldown).
 
-    A manual bench replaces any running bench and no automatic path clears it
-    (SPEC §3 item 9). The `benched` event carries the reason and who did it.
+    No automatic path clears a manual bench (SPEC §3 item 9), and a running bench is never
+    shortened unless `replace`: the row returned is the bench now running, whose `until` is
+    later than asked when a longer bench was kept (then no event is written: nothing happened).
+    The `benched` event carries the reason and who did it.
     `config` may be None when the caller could not load one; then `duration`
     is required. A model that no chain contains is accepted (operators bench
     ahead of deploys): the caller decides whether to warn (`config_keys`).
@@ -130,7 +165,10 @@ def bench_model(
         raise UsageError(f"a bench must last longer than 0s, got {format_duration(duration)}",
                          hint="pass --for with a positive duration, e.g. --for 10m")
     reason = reason.strip() if reason and reason.strip() else None
-    state = store.bench(model, now=now, until=now + duration, manual=True, reason=reason, kind="manual")
+    until = now + duration
+    state = store.bench(model, now=now, until=until, manual=True, reason=reason, kind="manual", replace=replace)
+    if state.bench_until is not None and state.bench_until > until:
+        return BenchRow.of(state, now)  # a longer bench was running and is kept: nothing happened
     store.append([
         Event(
             type=ev.BENCHED,

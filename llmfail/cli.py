@@ -263,11 +263,19 @@ def load_for_defaults(*, required: bool) -> tuple[Config | None, bool]:
 
 
 def open_existing_db() -> Store | None:
-    """The state DB for a pure read, or None when there is none yet: a read never creates the file."""
-    from .store import sqlite_file
+    """The state DB for a pure read, or None when there is none yet: a read never creates the file.
 
-    path = sqlite_file(_opts.db)  # None: a Redis URL, nothing to check
-    if path is not None and not path.exists():
+    When the DB was named (--db, $LLMFAIL_DB) and its file does not exist, stderr says so (a
+    mistyped path would otherwise read as an empty log); the exit code stays 0 for scripts."""
+    from .paths import describe_store
+
+    store = describe_store(_opts.db)  # a Redis URL: nothing to check without connecting
+    if store.exists is False:
+        if store.source != "default":
+            from .output import note
+
+            note(f"llmfail: no state DB at {store.url} (named by {store.source}): nothing recorded there yet",
+                 style="yellow")
         return None
     return open_db()
 
@@ -289,30 +297,52 @@ def bench(
     model: str = typer.Argument(..., help="provider/model (or provider/model#N for one credential)."),
     for_: Optional[str] = typer.Option(None, "--for", metavar="DURATION", help="Bench length (default: the policy cooldown)."),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why, for the event log and ls-benched."),
-    json_out: bool = typer.Option(False, "--json", help="Print the bench row as JSON."),
+    replace: bool = typer.Option(False, "--replace", help="Replace a running bench even when the new one is shorter."),
+    json_out: bool = typer.Option(False, "--json", help="Print the bench row (the bench now running) as JSON."),
 ) -> None:
-    """Bench MODEL by hand: every process skips it until it expires or is unbenched."""
+    """Bench MODEL by hand: every process skips it until it expires or is unbenched.
+
+    A running bench that lasts longer is kept (with its reason) and the output says so;
+    --replace sets the new, shorter one on purpose."""
     import time
 
-    from .actions import bench_model, config_keys
+    from .actions import bench_model, check_model_name, unknown_model
+    from .output import warn
 
     duration = _duration("--for", for_) if for_ is not None else None
     config, from_file = load_for_defaults(required=duration is None)
-    row = bench_model(open_db(), config, model, duration, reason, time.time())
-    if from_file and config is not None and model not in config_keys(config):
-        from .output import warn
+    check_model_name(model)
+    if from_file:
+        assert config is not None
+        problem = unknown_model(model, config)  # an unknown credential key is refused here
+    elif config is not None:  # no config file: nothing to check the name against
+        problem = f"no config file found, so {model} cannot be checked against any chain"
+    else:  # a broken config file: load_for_defaults has said so
+        problem = None
+    store = open_db()
+    now = time.time()
+    before = store.states([model]).get(model)
+    row = bench_model(store, config, model, duration, reason, now, replace=replace)
+    kept = (not replace and before is not None and before.is_benched(now) and before.bench_until == row.until)
+    if problem:
+        warn(f"{problem}; benched anyway")
+    from .output import local_time
 
-        warn(f"no chain in {config.path} contains {model}; benched anyway")
+    until = local_time(row.until, now)
+    why = f" ({row.reason})" if row.reason else ""
+    kept_line = (f"{row.model} stays benched until {until}, {row.remaining} left{why}: "
+                 "a running bench is never shortened (--replace sets the shorter one)")
     if json_out:
-        from .output import emit_json
+        from .output import emit_json, note
 
+        if kept:
+            note(f"llmfail: {kept_line}", style="yellow")
         emit_json(row.to_json())
     else:
-        from .output import local_time, stdout
+        from .output import stdout
 
-        why = f" ({row.reason})" if row.reason else ""
-        stdout().print(f"benched {row.model} for {row.remaining}, until {local_time(row.until, time.time())}{why}",
-                       markup=False, highlight=False)
+        line = kept_line if kept else f"benched {row.model} for {row.remaining}, until {until}{why}"
+        stdout().print(line, markup=False, highlight=False)
 
 
 @app.command(epilog=examples("llmfail unbench openai/gpt-4o --reason fixed", "llmfail unbench --all"))
@@ -401,6 +431,8 @@ def events(
     )
     store = open_db() if follow else open_existing_db()
     if store is None:
+        if model is not None:
+            _warn_unknown_filter_model(model)
         return
 
     def show(batch: list[Event]) -> None:
@@ -412,6 +444,8 @@ def events(
                 stdout().print(event_text(event, now), soft_wrap=True)
 
     rows, mark = recent_events(store, where, limit or None)
+    if model is not None and not rows:
+        _warn_unknown_filter_model(model)
     try:
         show(rows)
         if follow:
@@ -419,6 +453,22 @@ def events(
                 show(batch)
     except BrokenPipeError:  # `llmfail events -f | head`: the reader left, which is fine
         _silence_stdout()
+
+
+def _warn_unknown_filter_model(model: str) -> None:
+    """`events --model M` found nothing: say so when no chain of the config has M either (a typo?)."""
+    from .actions import unknown_model
+    from .output import warn
+
+    config, from_file = load_for_defaults(required=False)
+    if not from_file or config is None:
+        return
+    try:
+        problem = unknown_model(model, config)
+    except UsageError as error:  # an unknown credential key: the same words, as a warning here
+        problem = error.message
+    if problem:
+        warn(f"no events for {model}, and {problem}")
 
 
 def _vacuum(json_out: bool) -> None:
@@ -509,6 +559,49 @@ def check(
         out.print(f"{where}warning: {warning.message}", style="yellow", markup=False, highlight=False)
     out.print(f"{config.path}: ok ({plural(len(config.chains), 'chain')}, {plural(entries, 'entry', 'entries')}, "
               f"{plural(len(warnings), 'warning')})", markup=False, highlight=False)
+
+
+@app.command(epilog=examples("llmfail info", "llmfail --db /tmp/other.db info --json"))
+def info(json_out: bool = typer.Option(False, "--json", help='Print {"config", "config_source", "store", "versions", "keys_set"}.')) -> None:
+    """Which config file and state store llmfail uses (and how each was found), versions, and which
+    key variables are set (names only, never values)."""
+    import os
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .paths import config_source, describe_store
+
+    path, how = config_source(_opts.config)
+    store = describe_store(_opts.db)
+    versions: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for package in ("llmfail", "httpx", "aiohttp", "typer", "rich", "textual", "redis"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    config, _ = load_for_defaults(required=False)
+    names = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"}
+    if config is not None:
+        names |= {c.api_key_env for entry in config.entries() for c in entry.credentials if c.api_key_env}
+    keys_set = sorted(name for name in names if os.environ.get(name))
+    if json_out:
+        from .output import emit_json
+
+        emit_json({"config": str(path) if path is not None else None, "config_source": how,
+                   "store": store.to_json(), "versions": versions, "keys_set": keys_set})
+        return
+    from .output import stdout
+
+    size = store.size_bytes
+    where = "no file yet" if store.exists is False else f"{size:,} bytes" if size is not None else "not a file"
+    unset = sorted(names - set(keys_set))
+    lines = [
+        f"config:   {path} ({how})" if path is not None else "config:   none found: the built-in example is used",
+        f"store:    {store.url} ({store.kind}, {store.source}; {where})",
+        "versions: " + ", ".join(f"{name} {v}" for name, v in versions.items() if v is not None),
+        "keys set: " + (", ".join(keys_set) or "none") + (f" (not set: {', '.join(unset)})" if unset else ""),
+    ]
+    for line in lines:
+        stdout().print(line, markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------- health: stats, probe

@@ -87,11 +87,12 @@ def test_bench_lasts_the_config_cooldown_by_default(tmp_path: Path):
     assert 44 <= row["remaining_s"] <= 45
 
 
-def test_bench_without_any_config_uses_the_built_in_cooldown_silently():
-    result = cli("bench", "openai/gpt-4o", "--json")
+def test_bench_without_any_config_uses_the_built_in_cooldown_and_warns_the_name_cannot_be_checked():
+    result = cli("bench", "opneai/gpt-4o", "--json")
     assert result.exit_code == 0
     assert 29 <= json.loads(result.stdout)["remaining_s"] <= 30
-    assert result.stderr == ""
+    assert result.stderr.strip() == ("llmfail: warning: no config file found, so opneai/gpt-4o cannot be checked "
+                                     "against any chain; benched anyway")
 
 
 def test_bench_writes_a_benched_event_with_the_reason_and_the_os_user():
