@@ -792,7 +792,7 @@ def simulate(
     if json_out:
         report = run_simulation(config, plan, db=_opts.db)
     else:
-        from .output import stderr, stdout
+        from .output import stderr
         from .simulate.render import progress, render
 
         with progress(stderr()) as on_progress:
@@ -878,8 +878,8 @@ def mock_server(
                              hint="pick another --port (0 picks a free one)") from None
         note(f"llmfail mock-server on {server.url} ({', '.join(server.protocols)}); Ctrl-C stops it", style="bold")
         width = max(map(len, server.protocols))
-        for protocol, base_url in server.base_urls().items():
-            note(f"  {protocol:<{width}}  base_url: {base_url}")
+        for served, base_url in server.base_urls().items():
+            note(f"  {served:<{width}}  base_url: {base_url}")
         await server.serve_forever()
 
     asyncio.run(serve())

@@ -37,7 +37,7 @@ def write_config(tmp_path: Path) -> Path:
 def llmfail(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     return subprocess.run([sys.executable, "-m", "llmfail.cli", *args], capture_output=True, text=True, timeout=60,
-                          env=env, **kwargs)  # type: ignore[call-overload]
+                          env=env, check=False, **kwargs)  # type: ignore[call-overload]
 
 
 def test_through_a_pipe_the_tables_are_never_cut_to_80_columns(tmp_path: Path):
