@@ -85,9 +85,12 @@ class _Group(TyperGroup):
         try:
             code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
         except Exception as error:  # noqa: BLE001 - Click's usage errors, reported our way
-            if not _is_usage_error(error):
+            if _is_cli_signal(error) and type(error).__name__ == "Abort":  # stdin closed under a prompt
+                sys.stderr.write("llmfail: aborted\n")
+                code = ExitCode.FAILED
+            elif not _is_usage_error(error):
                 raise
-            if type(error).__name__ == "NoArgsIsHelpError":
+            elif type(error).__name__ == "NoArgsIsHelpError":
                 error.show()  # type: ignore[attr-defined]  # the help text itself
                 code = ExitCode.USAGE
             else:
