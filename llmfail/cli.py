@@ -7,8 +7,8 @@ the commands that use them, so `llmfail --help` and `ls-benched` start fast.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
@@ -134,8 +134,9 @@ def _report_usage_error(error: Any) -> ExitCode:
 
     ctx = getattr(error, "ctx", None)
     command = ctx.command_path if ctx is not None else "llmfail"
+    what = "commands and options" if ctx is None or isinstance(ctx.command, TyperGroup) else "options"
     message = error.format_message().rstrip(".")
-    report_error(UsageError(message[:1].lower() + message[1:], hint=f"`{command} --help` lists the options"))
+    report_error(UsageError(message[:1].lower() + message[1:], hint=f"`{command} --help` lists the {what}"))
     return ExitCode.USAGE
 
 
