@@ -122,7 +122,7 @@ def _write_back(private: Store, target: Store, start: float, length: float) -> N
     target.append([replace(e, ts=e.ts - shift, benched_until=back(e.benched_until), id=None) for e in events])
     benched = {e.model for e in events if e.type == BENCHED and e.model}
     end = start + length
-    for state in private.benches(end):
+    for state in private.benches(end):  # still running at the end of the run, so after `start` once moved
         if state.model in benched and state.bench_until is not None:
             target.bench(state.model, now=start, until=state.bench_until - shift, manual=state.manual,
                          reason=state.reason, kind=state.kind)
