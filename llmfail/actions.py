@@ -92,13 +92,44 @@ def operator() -> dict[str, str]:
 
 
 def check_model_name(model: str) -> None:
-    """A bench key is `provider/model` (or `provider/model#N`); anything else can never match."""
+    """A bench key is `provider/model` (or `provider/model#N`, N = 0, 1, … the credential's place
+    in its entry's list); anything else can never match."""
     provider, _, name = model.partition("/")
     if not provider or not name or model != model.strip():
         raise UsageError(
             f"{model!r} is not a model name: expected provider/model (e.g. openai/gpt-4o)",
             hint="`llmfail chains` lists the models of every chain",
         )
+    base, hash_, index = model.partition("#")
+    if hash_ and not (index.isascii() and index.isdigit() and str(int(index)) == index):
+        raise UsageError(
+            f"{model!r} is not a credential key: after '#' comes the credential's number (0, 1, ...)",
+            hint=f"bench the whole entry with `{base}`, or one credential with `{base}#0`",
+        )
+
+
+def unknown_model(model: str, config: Config) -> str | None:
+    """Why `model` is no bench key of `config` (with the nearest ones), or None when it is one.
+
+    A credential key (`#N`) that the config does not have is refused outright: it can only
+    be a typo (an entry with one credential has no `#N` keys; its own key covers it).
+    """
+    import difflib
+
+    keys = config_keys(config)
+    if model in keys:
+        return None
+    base = model.partition("#")[0]
+    if "#" in model:
+        creds = sorted(k for k in keys if k.startswith(base + "#"))
+        raise UsageError(
+            f"{base} has no credential {model[len(base):]} in {config.path}",
+            hint=f"its credential keys: {', '.join(creds)}" if creds else
+            (f"{base} has a single credential: bench {base} itself" if base in keys else
+             "`llmfail chains` lists the models of every chain"),
+        )
+    close = difflib.get_close_matches(model, sorted(k for k in keys if "#" not in k), n=1, cutoff=0.6)
+    return f"no chain in {config.path} contains {model}" + (f"; did you mean {close[0]}?" if close else "")
 
 
 def config_keys(config: Config) -> set[str]:
@@ -252,6 +283,19 @@ class EntryView:
     status: EntryStatus
     bench: BenchRow | None  # the entry's own bench, or its soonest-ending credential bench
     benched_credentials: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """`chains --json`'s entry: what the table shows. Until 0.1 an entry was just its model
+        name; `jq 'map_values(map(.model))'` gives that shape back."""
+        bench = self.bench
+        return {
+            "model": self.model,
+            "state": str(self.status),
+            "until": iso(bench.until) if bench is not None else None,
+            "remaining_s": round(bench.remaining_s, 1) if bench is not None else None,
+            "reason": (bench.reason if bench.manual else bench.kind) if bench is not None else None,
+            "credentials_benched": list(self.benched_credentials),
+        }
 
 
 @dataclass(frozen=True)

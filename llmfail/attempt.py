@@ -24,7 +24,7 @@ import httpx
 
 from .classify import classify_exception, finish_reason_kind
 from .config import Entry, Policy, ProviderConfig
-from .errors import Kind, ProviderError
+from .errors import Kind, ProviderError, plural
 from .providers import adapter_for
 from .providers.base import Adapter, ChatRequest, Completion, Runtime
 
@@ -205,7 +205,8 @@ class Attempts:
             await chunks.aclose()
         completion.text = "".join(parts)
         if not done:
-            raise ProviderError(Kind.TRANSIENT, "stream cut before its completion signal", status=200)
+            raise ProviderError(Kind.TRANSIENT, f"stream cut after {plural(len(completion.text), 'character')}",
+                                status=200)
         return completion, first_at
 
     # ------------------------------------------------------------------ what attempts reuse

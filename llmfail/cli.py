@@ -7,19 +7,22 @@ the commands that use them, so `llmfail --help` and `ls-benched` start fast.
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 from typer.core import TyperGroup
 
-from .errors import ExitCode, LlmfailError, UsageError, exit_code_for
+from .errors import ExitCode, LlmfailError, UsageError, exit_code_for, plural
 
 if TYPE_CHECKING:
+    from rich.console import RenderableType
     from rich.table import Table
 
     from .config import Chain, Config
     from .events import Event
+    from .simulate import FaultSpec, Scenario
     from .stats import ModelStats
     from .store import Store
 
@@ -34,8 +37,67 @@ class _Options:
 _opts = _Options()
 
 
+#: The global options, which may also follow the command (`llmfail run x --debug`); the first two take a value.
+_GLOBAL_VALUED = ("--config", "--db")
+_GLOBAL_FLAGS = ("--debug",)
+
+
+def hoist_global_options(args: list[str], commands: Collection[str]) -> list[str]:
+    """`args` with the global options found after the command moved in front of it.
+
+    Click only knows a group's options before the command name; people type
+    `llmfail chains --config f.yaml` too. Nothing after `--` is moved (a prompt
+    may really be `--debug`).
+    """
+    at = 0
+    while at < len(args) and args[at] not in commands:
+        if args[at] == "--":
+            return args
+        at += 2 if args[at] in _GLOBAL_VALUED else 1
+    if at >= len(args):
+        return args
+    head, tail, moved = args[:at], [args[at]], []
+    rest = iter(args[at + 1:])
+    for token in rest:
+        if token == "--":
+            tail += [token, *rest]
+            break
+        if token in _GLOBAL_VALUED:
+            value = next(rest, None)
+            moved += [token] if value is None else [token, value]
+        elif token.split("=", 1)[0] in _GLOBAL_VALUED or token in _GLOBAL_FLAGS:
+            moved.append(token)
+        else:
+            tail.append(token)
+    return head + moved + tail
+
+
 class _Group(TyperGroup):
-    """Turns every error that reaches the top into one line and the right exit code."""
+    """Turns every error that reaches the top into one line and the right exit code.
+
+    Click's own usage errors (`No such option`, `Invalid value`) are printed in
+    the same `llmfail: error: ... hint: ...` style as ours, with exit 2.
+    """
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        argv = hoist_global_options(list(sys.argv[1:] if args is None else args), self.commands)
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+        except Exception as error:  # noqa: BLE001 - Click's usage errors, reported our way
+            if _is_cli_signal(error) and type(error).__name__ == "Abort":  # stdin closed under a prompt
+                sys.stderr.write("llmfail: aborted\n")
+                code = ExitCode.FAILED
+            elif not _is_usage_error(error):
+                raise
+            elif type(error).__name__ == "NoArgsIsHelpError":
+                error.show()  # type: ignore[attr-defined]  # the help text itself
+                code = ExitCode.USAGE
+            else:
+                code = _report_usage_error(error)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else ExitCode.OK)
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -56,10 +118,26 @@ class _Group(TyperGroup):
 
 
 def _is_cli_signal(error: Exception) -> bool:
-    """Typer/Click's own exits and usage errors, which Typer reports itself (exit 2 for usage).
+    """Typer/Click's own exits and usage errors, which `_Group.main` reports (exit 2 for usage).
 
     Recognised by module because recent Typer versions vendor Click privately."""
     return type(error).__module__.split(".")[0] in ("click", "typer")
+
+
+def _is_usage_error(error: Exception) -> bool:
+    return _is_cli_signal(error) and any(cls.__name__ == "UsageError" for cls in type(error).__mro__)
+
+
+def _report_usage_error(error: Any) -> ExitCode:
+    """Click's usage error as one `llmfail: error:` line and a hint naming the command's --help."""
+    from .output import report_error
+
+    ctx = getattr(error, "ctx", None)
+    command = ctx.command_path if ctx is not None else "llmfail"
+    what = "commands and options" if ctx is None or isinstance(ctx.command, TyperGroup) else "options"
+    message = error.format_message().rstrip(".")
+    report_error(UsageError(message[:1].lower() + message[1:], hint=f"`{command} --help` lists the {what}"))
+    return ExitCode.USAGE
 
 
 app = typer.Typer(
@@ -67,11 +145,15 @@ app = typer.Typer(
     name="llmfail",
     help="LLM failover chains you can test offline and operate live.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def examples(*lines: str) -> str:
+    """A command's `--help` epilog: example command lines, kept as written (`\\b` stops Click's rewrapping)."""
+    return "Examples:\n\n\b\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def _version(value: bool) -> None:
@@ -123,14 +205,17 @@ def open_db() -> Store:
     return open_store(_opts.db)
 
 
-@app.command()
+@app.command(epilog=examples(
+    'llmfail run "Say hi" --chain prod',
+    'echo "Summarise this" | llmfail run - --no-stream --json',
+))
 def run(
     prompt: str = typer.Argument(..., help="The prompt; '-' reads it from stdin."),
     chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Chain name (default: the first in the config)."),
     system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Stream tokens (default: when stdout is a terminal)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1),
-    temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Longest answer, in tokens (default: the provider's; Anthropic's 1024)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0, help="Sampling temperature sent to every entry (default: the provider's)."),
     json_out: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No failover trace on stderr."),
 ) -> None:
@@ -142,8 +227,13 @@ def run(
         raise UsageError("the prompt is empty", hint="pass a prompt, or '-' to read it from stdin")
     config = load()
     name = chain or next(iter(config.chains))
+    at_terminal = sys.stdout.isatty()
     if stream is None:
-        stream = sys.stdout.isatty() and not json_out
+        stream = at_terminal and not json_out
+    if at_terminal and stream and not json_out:
+        # A person at a terminal wants the answer: a cut stream restarts on the next entry,
+        # with a visible marker, unless the config set mid_stream itself.
+        config = config.defaulted(mid_stream="restart")
     code = run_command(config, open_db(), name, text, system=system, stream=stream, max_tokens=max_tokens,
                        temperature=temperature, json_out=json_out, quiet=quiet)
     raise typer.Exit(code)
@@ -177,11 +267,19 @@ def load_for_defaults(*, required: bool) -> tuple[Config | None, bool]:
 
 
 def open_existing_db() -> Store | None:
-    """The state DB for a pure read, or None when there is none yet: a read never creates the file."""
-    from .store import sqlite_file
+    """The state DB for a pure read, or None when there is none yet: a read never creates the file.
 
-    path = sqlite_file(_opts.db)  # None: a Redis URL, nothing to check
-    if path is not None and not path.exists():
+    When the DB was named (--db, $LLMFAIL_DB) and its file does not exist, stderr says so (a
+    mistyped path would otherwise read as an empty log); the exit code stays 0 for scripts."""
+    from .paths import describe_store
+
+    store = describe_store(_opts.db)  # a Redis URL: nothing to check without connecting
+    if store.exists is False:
+        if store.source != "default":
+            from .output import note
+
+            note(f"llmfail: no state DB at {store.url} (named by {store.source}): nothing recorded there yet",
+                 style="yellow")
         return None
     return open_db()
 
@@ -195,38 +293,63 @@ def _duration(option: str, text: str) -> float:
         raise UsageError(f"{option}: {error}", hint="durations look like 250ms, 30s, 10m, 2h or 1d") from None
 
 
-@app.command()
+@app.command(epilog=examples(
+    'llmfail bench openai/gpt-4o --for 30m --reason "bad deploy"',
+    "llmfail bench openai/gpt-4o --for 5m --replace    # shorten a running bench on purpose",
+))
 def bench(
     model: str = typer.Argument(..., help="provider/model (or provider/model#N for one credential)."),
     for_: Optional[str] = typer.Option(None, "--for", metavar="DURATION", help="Bench length (default: the policy cooldown)."),
     reason: Optional[str] = typer.Option(None, "--reason", help="Why, for the event log and ls-benched."),
-    json_out: bool = typer.Option(False, "--json", help="Print the bench row as JSON."),
+    replace: bool = typer.Option(False, "--replace", help="Replace a running bench even when the new one is shorter."),
+    json_out: bool = typer.Option(False, "--json", help="Print the bench row (the bench now running) as JSON."),
 ) -> None:
-    """Bench MODEL by hand: every process skips it until it expires or is unbenched."""
+    """Bench MODEL by hand: every process skips it until it expires or is unbenched.
+
+    A running bench that lasts longer is kept (with its reason) and the output says so;
+    --replace sets the new, shorter one on purpose."""
     import time
 
-    from .actions import bench_model, config_keys
+    from .actions import bench_model, check_model_name, unknown_model
+    from .output import warn
 
     duration = _duration("--for", for_) if for_ is not None else None
     config, from_file = load_for_defaults(required=duration is None)
-    row = bench_model(open_db(), config, model, duration, reason, time.time())
-    if from_file and config is not None and model not in config_keys(config):
-        from .output import warn
+    check_model_name(model)
+    if from_file:
+        assert config is not None
+        problem = unknown_model(model, config)  # an unknown credential key is refused here
+    elif config is not None:  # no config file: nothing to check the name against
+        problem = f"no config file found, so {model} cannot be checked against any chain"
+    else:  # a broken config file: load_for_defaults has said so
+        problem = None
+    store = open_db()
+    now = time.time()
+    before = store.states([model]).get(model)
+    row = bench_model(store, config, model, duration, reason, now, replace=replace)
+    kept = (not replace and before is not None and before.is_benched(now) and before.bench_until == row.until)
+    if problem:
+        warn(f"{problem}; benched anyway")
+    from .output import local_time
 
-        warn(f"no chain in {config.path} contains {model}; benched anyway")
+    until = local_time(row.until, now)
+    why = f" ({row.reason})" if row.reason else ""
+    kept_line = (f"{row.model} stays benched until {until}, {row.remaining} left{why}: "
+                 "a running bench is never shortened (--replace sets the shorter one)")
     if json_out:
-        from .output import emit_json
+        from .output import emit_json, note
 
+        if kept:
+            note(f"llmfail: {kept_line}", style="yellow")
         emit_json(row.to_json())
     else:
-        from .output import local_time, stdout
+        from .output import stdout
 
-        why = f" ({row.reason})" if row.reason else ""
-        stdout().print(f"benched {row.model} for {row.remaining}, until {local_time(row.until, time.time())}{why}",
-                       markup=False, highlight=False)
+        line = kept_line if kept else f"benched {row.model} for {row.remaining}, until {until}{why}"
+        stdout().print(line, markup=False, highlight=False)
 
 
-@app.command()
+@app.command(epilog=examples("llmfail unbench openai/gpt-4o --reason fixed", "llmfail unbench --all"))
 def unbench(
     models: Optional[list[str]] = typer.Argument(None, help="provider/model to lift (several allowed)."),
     all_: bool = typer.Option(False, "--all", help="Lift every bench."),
@@ -258,7 +381,7 @@ def unbench(
                            hint="`llmfail ls-benched` lists the benches")
 
 
-@app.command("ls-benched")
+@app.command("ls-benched", epilog=examples("llmfail ls-benched", "llmfail ls-benched --json"))
 def ls_benched(json_out: bool = typer.Option(False, "--json", help="Print the rows as a JSON array.")) -> None:
     """Current benches, soonest expiry first (a pure read: nothing is changed)."""
     import time
@@ -282,7 +405,11 @@ def ls_benched(json_out: bool = typer.Option(False, "--json", help="Print the ro
         note("no model is benched")
 
 
-@app.command()
+@app.command(epilog=examples(
+    "llmfail events --since 10m --type failover,benched",
+    "llmfail events --follow --model openai/gpt-4o",
+    "llmfail events -n 20 --json",
+))
 def events(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until Ctrl-C."),
     since: Optional[str] = typer.Option(None, "--since", metavar="DURATION", help="Only events newer than this (e.g. 1h)."),
@@ -308,6 +435,8 @@ def events(
     )
     store = open_db() if follow else open_existing_db()
     if store is None:
+        if model is not None:
+            _warn_unknown_filter_model(model)
         return
 
     def show(batch: list[Event]) -> None:
@@ -319,6 +448,8 @@ def events(
                 stdout().print(event_text(event, now), soft_wrap=True)
 
     rows, mark = recent_events(store, where, limit or None)
+    if model is not None and not rows:
+        _warn_unknown_filter_model(model)
     try:
         show(rows)
         if follow:
@@ -326,6 +457,22 @@ def events(
                 show(batch)
     except BrokenPipeError:  # `llmfail events -f | head`: the reader left, which is fine
         _silence_stdout()
+
+
+def _warn_unknown_filter_model(model: str) -> None:
+    """`events --model M` found nothing: say so when no chain of the config has M either (a typo?)."""
+    from .actions import unknown_model
+    from .output import warn
+
+    config, from_file = load_for_defaults(required=False)
+    if not from_file or config is None:
+        return
+    try:
+        problem = unknown_model(model, config)
+    except UsageError as error:  # an unknown credential key: the same words, as a warning here
+        problem = error.message
+    if problem:
+        warn(f"no events for {model}, and {problem}")
 
 
 def _vacuum(json_out: bool) -> None:
@@ -344,7 +491,7 @@ def _vacuum(json_out: bool) -> None:
     else:
         from .output import note
 
-        note(f"pruned {deleted} event(s) older than {format_duration(config.policy.retention)}")
+        note(f"pruned {plural(deleted, 'event')} older than {format_duration(config.policy.retention)}")
 
 
 def _silence_stdout() -> None:
@@ -355,8 +502,8 @@ def _silence_stdout() -> None:
     os.dup2(devnull, sys.stdout.fileno())
 
 
-@app.command()
-def chains(json_out: bool = typer.Option(False, "--json", help='Print {"NAME": ["provider/model", ...]}.')) -> None:
+@app.command(epilog=examples("llmfail chains", "llmfail chains --json"))
+def chains(json_out: bool = typer.Option(False, "--json", help='Print {"NAME": [{"model", "state", ...}, ...]}.')) -> None:
     """Every chain with its flattened entries, and which are benched now."""
     import time
 
@@ -366,15 +513,18 @@ def chains(json_out: bool = typer.Option(False, "--json", help='Print {"NAME": [
     if json_out:
         from .output import emit_json
 
-        emit_json({view.name: view.models for view in views})
+        emit_json({view.name: [entry.to_json() for entry in view.entries] for view in views})
     else:
         from .output import chains_table, stdout
 
         stdout().print(chains_table(views))
 
 
-@app.command()
-def check(path: Optional[str] = typer.Argument(None, help="Config file (default: the one llmfail would use).")) -> None:
+@app.command(epilog=examples("llmfail check", "llmfail check path/to/chains.yaml --json"))
+def check(
+    path: Optional[str] = typer.Argument(None, help="Config file (default: the one llmfail would use)."),
+    json_out: bool = typer.Option(False, "--json", help='Print {"config", "ok", "chains", "entries", "problems", "warnings"}.'),
+) -> None:
     """Validate a config: every problem with file:line:col (exit 2), and warnings for risky setups."""
     from .actions import suspicious
     from .config import load_default_config
@@ -387,28 +537,82 @@ def check(path: Optional[str] = typer.Argument(None, help="Config file (default:
     try:
         config = _load_file()
     except ConfigError as error:
+        where = error.problems[0].file if error.problems else _opts.config
+        if json_out:
+            from .output import emit_json
+
+            emit_json({"config": where, "ok": False, "chains": None, "entries": None,
+                       "problems": [problem.to_json() for problem in error.problems], "warnings": []})
+            raise typer.Exit(ExitCode.USAGE) from None
         for problem in error.problems:
             out.print(str(problem), markup=False, highlight=False)
-        count = len(error.problems)
-        where = error.problems[0].file if error.problems else _opts.config
-        raise UsageError(f"{where}: {count} problem{'s' if count != 1 else ''}") from None
+        raise UsageError(f"{where}: {plural(len(error.problems), 'problem')}") from None
     if config is None:
         note("llmfail: no chains.yaml found; checking the built-in example config")
         config = load_default_config()
     warnings = suspicious(config)
+    entries = sum(len(c.entries) for c in config.chains.values())
+    if json_out:
+        from .output import emit_json
+
+        emit_json({"config": config.path, "ok": True, "chains": len(config.chains), "entries": entries,
+                   "problems": [], "warnings": [{"where": w.where or None, "message": w.message} for w in warnings]})
+        return
     for warning in warnings:
         where = f"{warning.where}: " if warning.where else f"{config.path}: "
         out.print(f"{where}warning: {warning.message}", style="yellow", markup=False, highlight=False)
-    entries = sum(len(c.entries) for c in config.chains.values())
-    out.print(f"{config.path}: ok ({len(config.chains)} chains, {entries} entries, "
-              f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''})", markup=False, highlight=False)
+    out.print(f"{config.path}: ok ({plural(len(config.chains), 'chain')}, {plural(entries, 'entry', 'entries')}, "
+              f"{plural(len(warnings), 'warning')})", markup=False, highlight=False)
+
+
+@app.command(epilog=examples("llmfail info", "llmfail --db /tmp/other.db info --json"))
+def info(json_out: bool = typer.Option(False, "--json", help='Print {"config", "config_source", "store", "versions", "keys_set"}.')) -> None:
+    """Which config file and state store llmfail uses (and how each was found), versions, and which
+    key variables are set (names only, never values)."""
+    import os
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .paths import config_source, describe_store
+
+    path, how = config_source(_opts.config)
+    store = describe_store(_opts.db)
+    versions: dict[str, str | None] = {"python": sys.version.split()[0]}
+    for package in ("llmfail", "httpx", "aiohttp", "typer", "rich", "textual", "redis"):
+        try:
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = None
+    config, _ = load_for_defaults(required=False)
+    names = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"}
+    if config is not None:
+        names |= {c.api_key_env for entry in config.entries() for c in entry.credentials if c.api_key_env}
+    keys_set = sorted(name for name in names if os.environ.get(name))
+    if json_out:
+        from .output import emit_json
+
+        emit_json({"config": str(path) if path is not None else None, "config_source": how,
+                   "store": store.to_json(), "versions": versions, "keys_set": keys_set})
+        return
+    from .output import stdout
+
+    size = store.size_bytes
+    where = "no file yet" if store.exists is False else f"{size:,} bytes" if size is not None else "not a file"
+    unset = sorted(names - set(keys_set))
+    lines = [
+        f"config:   {path} ({how})" if path is not None else "config:   none found: the built-in example is used",
+        f"store:    {store.url} ({store.kind}, {store.source}; {where})",
+        "versions: " + ", ".join(f"{name} {v}" for name, v in versions.items() if v is not None),
+        "keys set: " + (", ".join(keys_set) or "none") + (f" (not set: {', '.join(unset)})" if unset else ""),
+    ]
+    for line in lines:
+        stdout().print(line, markup=False, highlight=False)
 
 
 # --------------------------------------------------------------------------- health: stats, probe
 # The figures come from `llmfail.stats` (the same function the dashboard uses), probes from `llmfail.probe`.
 
 
-@app.command()
+@app.command(epilog=examples("llmfail stats --since 1h", "llmfail stats --chain prod --json"))
 def stats(
     since: str = typer.Option("1h", "--since", metavar="DURATION", help="Window: events newer than this (e.g. 15m, 1d)."),
     chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Only this chain's entries and traffic."),
@@ -443,7 +647,7 @@ def stats(
         note(f"no events in the last {since}")
 
 
-@app.command()
+@app.command(epilog=examples("llmfail probe", "llmfail probe --chain prod --json"))
 def probe(
     chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Probe only this chain's entries (default: every chain)."),
     json_out: bool = typer.Option(False, "--json", help='Print [{"model", "state", "latency_ms", "kind", "status"}].'),
@@ -484,7 +688,7 @@ def probe(
         raise typer.Exit(ExitCode.FAILED)
 
 
-def _print_whole(table: Table) -> None:
+def _print_whole(table: RenderableType) -> None:
     """A terminal gets the table fitted to its width; a pipe or a file gets every column whole
     (Rich would otherwise squeeze a wide table into 80 columns of `…`). The wide print goes
     through a console of its own: the shared one's width must stay as detected."""
@@ -540,15 +744,19 @@ def _duration_option(option: str, text: str | None) -> float | None:
         raise UsageError(f"{option}: {exc}") from None
 
 
-@app.command()
+@app.command(epilog=examples(
+    "llmfail simulate --chain prod --fail-rate 429 --requests 200 --seed 1",
+    "llmfail simulate --fail-rate 503=0.3 --expect-success-rate 0.99 --junit report.xml",
+    "llmfail simulate --scenario outage.yaml --json",
+))
 def simulate(
     chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Chain to exercise (default: the scenario's, else the config's first)."),
     fail_rate: Optional[list[str]] = typer.Option(None, "--fail-rate", metavar="[MODEL:]FAULT[=RATE]", help="Inject a fault (repeatable). FAULT: an HTTP status, timeout, reset, malformed, slow:DURATION, stream-cut, content-filter, context-length. MODEL defaults to the chain's first entry; RATE to 1."),
     latency: Optional[str] = typer.Option(None, "--latency", metavar="DURATION", help="Fake providers' base latency, jittered x0.5-1.5 (default 200ms)."),
-    requests: Optional[int] = typer.Option(None, "--requests", "-n", min=1, help="Requests to send (default 100)."),
+    requests: Optional[int] = typer.Option(None, "--requests", min=1, help="Requests to send (default 100)."),
     concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="Requests in flight at once (default 1)."),
     seed: int = typer.Option(0, "--seed", help="Randomness seed: the same seed gives the same report."),
-    scenario: Optional[str] = typer.Option(None, "--scenario", metavar="FILE.yaml", help="Timed phases of faults at a request rate (see README, ## simulate)."),
+    scenario: Optional[str] = typer.Option(None, "--scenario", metavar="FILE.yaml", help="Timed phases of faults at a request rate: a YAML file with `rate`, `duration` and `phases` (docs/scenarios.md)."),
     stream: bool = typer.Option(False, "--stream", help="Ask the fake providers to stream their answers."),
     expect_success_rate: Optional[float] = typer.Option(None, "--expect-success-rate", metavar="R", help="Fail (exit 1) unless at least this share of requests is answered."),
     expect_p99: Optional[str] = typer.Option(None, "--expect-p99", "--expect-max-p99", metavar="DURATION", help="Fail unless the simulated p99 latency is at most this."),
@@ -557,7 +765,14 @@ def simulate(
     junit: Optional[str] = typer.Option(None, "--junit", metavar="PATH", help="Write JUnit XML: one testcase per expectation."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
-    """Run a chain against fake providers with injected faults, on virtual time: no network, no keys."""
+    """Run a chain against fake providers with injected faults, on virtual time: no network, no keys.
+
+    The state DB is private to the run unless the global --db FILE is given: then
+    that DB's running benches apply, and the run's events are written there
+    stamped so that the simulated timeline ends at the wall clock (never in the
+    future). A --fail-rate naming a `mock` entry replaces that entry's own
+    `fail:` for the run. Ctrl-C prints the report so far and exits 130.
+    """
     from .simulate import Plan, build_expectations, load_scenario, parse_fault_specs
     from .simulate import simulate as run_simulation
     from .simulate.junit import write_junit
@@ -567,8 +782,11 @@ def simulate(
         raise UsageError("--requests/--concurrency do not apply to --scenario",
                          hint="the scenario's rate and duration decide how many requests arrive")
     faults = parse_fault_specs(fail_rate or [])
+    if junit:
+        _check_writable("--junit", junit)
     config = load()
     name = chain or (plan_scenario.chain if plan_scenario else None) or next(iter(config.chains))
+    _warn_replaced_mock_faults(config.chain(name), faults, plan_scenario)
     expectations = build_expectations(
         success_rate=expect_success_rate, p99=expect_p99, max_failovers=expect_max_failovers,
         served_by=expect_served_by or [], models=config.chain(name).models,
@@ -578,18 +796,24 @@ def simulate(
     if json_out:
         report = run_simulation(config, plan, db=_opts.db)
     else:
-        from .output import stderr, stdout
+        from .output import stderr
         from .simulate.render import progress, render
 
         with progress(stderr()) as on_progress:
             report = run_simulation(config, plan, db=_opts.db, on_progress=on_progress)
-        stdout().print(render(report))
+        _print_whole(render(report))
     if junit:
         write_junit(report, junit)
     if json_out:
         from .output import emit_json
 
         emit_json(report.to_json())
+    if report.interrupted:
+        from .output import note
+
+        note(f"llmfail: interrupted after {plural(report.requests, 'request')}: the report covers those only",
+             style="bold yellow")
+        raise typer.Exit(ExitCode.INTERRUPTED)
     unmet = [e for e in report.expectations if not e.ok]
     if unmet:
         from .output import note
@@ -599,7 +823,34 @@ def simulate(
         raise typer.Exit(ExitCode.FAILED)
 
 
-@app.command("mock-server")
+def _check_writable(option: str, path: str) -> None:
+    """Fail before the work when an output file could not be written after it."""
+    import os
+    from pathlib import Path
+
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise UsageError(f"{option} {path}: the folder {folder} does not exist", hint=f"create it: mkdir -p {folder}")
+    if not os.access(folder, os.W_OK) or (Path(path).exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path}: not writable", hint="pick a path you can write to")
+
+
+def _warn_replaced_mock_faults(chain: Chain, faults: Sequence[FaultSpec], scenario: Scenario | None) -> None:
+    """Say when a --fail-rate (or a scenario phase) takes the place of a `mock` entry's own `fail:`."""
+    from .output import warn
+
+    named = {spec.model for spec in (*faults, *(f for p in (scenario.phases if scenario else ()) for f in p.faults))}
+    first = chain.entries[0].model if chain.entries else None
+    for entry in chain.entries:
+        mock = entry.provider.mock if entry.provider.type == "mock" else None
+        if mock is not None and mock.fail and (entry.model in named or (None in named and entry.model == first)):
+            warn(f"--fail-rate replaces {entry.model}'s own `fail: {mock.fail}` while it applies")
+
+
+@app.command("mock-server", epilog=examples(
+    "llmfail mock-server --port 8765 --fail-rate gpt-4o:503=0.2",
+    "llmfail mock-server --protocol openai --fail-rate stream-cut=0.5",
+))
 def mock_server(
     port: int = typer.Option(8765, "--port", "-p", min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback unless --allow-remote)."),
@@ -630,12 +881,15 @@ def mock_server(
             raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
                              hint="pick another --port (0 picks a free one)") from None
         note(f"llmfail mock-server on {server.url} ({', '.join(server.protocols)}); Ctrl-C stops it", style="bold")
+        width = max(map(len, server.protocols))
+        for served, base_url in server.base_urls().items():
+            note(f"  {served:<{width}}  base_url: {base_url}")
         await server.serve_forever()
 
     asyncio.run(serve())
 
 
-@app.command()
+@app.command(epilog=examples("llmfail tui", "llmfail tui --chain prod --window 5m"))
 def tui(
     chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Show this chain, in chain order (default: every model, most troubled first)."),
     window: str = typer.Option("15m", "--window", metavar="DURATION", help="Rolling window of the requests, success %, failovers and p50 columns."),

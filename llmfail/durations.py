@@ -49,17 +49,14 @@ def parse_duration(value: object) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """Compact form for people: `4m12s`, `850ms`, `2h0m`, `3d4h`."""
+    """Compact form for people: `4m12s`, `850ms`, `2h`, `3d4h`, `30d` (a zero second unit is left out)."""
     if seconds < 1:
         return f"{max(0, round(seconds * 1000))}ms"
     total = int(seconds)
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d{hours}h"
-    if hours:
-        return f"{hours}h{minutes}m"
-    if minutes:
-        return f"{minutes}m{secs}s"
+    for big, small, units in ((days, hours, "dh"), (hours, minutes, "hm"), (minutes, secs, "ms")):
+        if big:
+            return f"{big}{units[0]}" + (f"{small}{units[1]}" if small else "")
     return f"{secs}s"

@@ -21,6 +21,11 @@ from enum import IntEnum, StrEnum
 from typing import Any
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 chain`, `2 chains`, `0 entries` (with `many` for irregular words): every count people read."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
+
+
 class Kind(StrEnum):
     """What went wrong, which decides what the engine does next (SPEC §3 table)."""
 
@@ -92,6 +97,11 @@ class ConfigProblem:
         key = f" {self.path}:" if self.path else ""
         return f"{where}:{key} {self.message}"
 
+    def to_json(self) -> dict[str, Any]:
+        """`check --json`'s problem row (line and column null when unknown)."""
+        return {"file": self.file, "line": self.line or None, "column": self.column or None,
+                "path": self.path or None, "message": self.message}
+
 
 class ConfigError(LlmfailError):
     """A config file that cannot be used; carries every problem found, not only the first."""
@@ -101,7 +111,7 @@ class ConfigError(LlmfailError):
     def __init__(self, problems: list[ConfigProblem], *, hint: str | None = None) -> None:
         self.problems = problems
         first = str(problems[0]) if problems else "invalid configuration"
-        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        more = f" (and {plural(len(problems) - 1, 'more problem', 'more problems')})" if len(problems) > 1 else ""
         super().__init__(first + more, hint=hint or "run `llmfail check` to list every problem")
 
 
@@ -137,9 +147,9 @@ class ProviderError(LlmfailError):
         self.reason = reason
 
     def __str__(self) -> str:
-        status = f" {self.status}" if self.status is not None else ""
+        """`openai/gpt-4o: stream cut after 16 characters (HTTP 200)`; the kind when there is no status."""
         model = f"{self.model}: " if self.model else ""
-        return f"{model}{self.kind}{status}: {self.message}"
+        return f"{model}{self.message} ({f'HTTP {self.status}' if self.status is not None else self.kind})"
 
 
 class FailFast(ProviderError):
@@ -179,7 +189,7 @@ class ChainExhausted(LlmfailError):
         self.causes = causes
         last = f"; last: {causes[-1]}" if causes else ""
         super().__init__(
-            f"chain {chain!r} exhausted after {len(causes)} failure(s){last}",
+            f"chain {chain!r} exhausted after {plural(len(causes), 'failure')}{last}",
             hint=hint or "see `llmfail events --since 10m` for every attempt",
         )
 
@@ -216,10 +226,8 @@ class StreamInterrupted(LlmfailError):
         self.model = model
         self.partial_text = partial_text
         self.cause = cause
-        super().__init__(
-            f"stream from {model} interrupted after {len(partial_text)} characters: {cause}",
-            hint="set `mid_stream: restart` to restart the answer on the next entry",
-        )
+        where = "" if cause.model == model else f"{model}: "
+        super().__init__(f"{where}{cause}", hint="set `mid_stream: restart` to restart the answer on the next entry")
 
     @property
     def kind(self) -> Kind:

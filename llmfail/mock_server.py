@@ -153,6 +153,10 @@ class MockServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    def base_urls(self) -> dict[str, str]:
+        """What to put in each protocol's `base_url` (each vendor SDK's own convention: OpenAI's ends in /v1)."""
+        return {protocol: self.url + ("/v1" if protocol == "openai" else "") for protocol in self.protocols}
+
     def start_in_thread(self, timeout: float = 10.0) -> int:
         """Serve from a daemon thread; returns the bound port once listening."""
         ready = threading.Event()
@@ -227,7 +231,9 @@ class MockServer:
             self._enter(index)
 
     def _faults_for(self, model: str) -> tuple[Fault, ...]:
-        return tuple(s.fault for s in self.faults if s.model in (None, model))
+        """The faults for a request asking for `model`: a fault's MODEL may be the name on the wire
+        (`gpt-4o`) or a chain entry as written in a config (`openai/gpt-4o`), as simulate takes it."""
+        return tuple(s.fault for s in self.faults if s.model is None or model in (s.model, s.model.partition("/")[2]))
 
     def _observe(self, model: str, fault: str | None) -> None:
         if self.log is not None:

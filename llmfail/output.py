@@ -46,12 +46,16 @@ def emit_json(obj: Any) -> None:
 
 
 def note(message: str, style: str = "dim") -> None:
-    """A diagnostic line for people on stderr."""
+    """A diagnostic line for people on stderr (plain text, without loading Rich, when it is not a terminal)."""
+    if not sys.stderr.isatty():
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+        return
     stderr().print(message, style=style, markup=False)
 
 
 def warn(message: str) -> None:
-    stderr().print(f"llmfail: warning: {message}", style="yellow", markup=False)
+    note(f"llmfail: warning: {message}", style="yellow")
 
 
 def report_error(error: BaseException) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+
+import httpx
 
 from . import events as ev
 from .config import Config
@@ -27,6 +30,48 @@ def trace_line(event: Event) -> str | None:
     return None
 
 
+def one_shot_transport() -> httpx.AsyncBaseTransport | None:
+    """The transport that starts fastest, for a process that sends one request: httpx's own.
+
+    The engine's default (aiohttp under httpx's API) costs a fifth of the CPU per
+    request, which pays off over many requests; for one, importing aiohttp costs
+    more than it saves (`benchmarks/startup.py`). With a proxy in the environment,
+    None: the engine's default client applies it and `NO_PROXY` as httpx does.
+    """
+    if any(os.environ.get(name) or os.environ.get(name.upper()) for name in ("http_proxy", "https_proxy", "all_proxy")):
+        return None
+    return _OneShotTransport()
+
+
+class _OneShotTransport(httpx.AsyncBaseTransport):
+    """httpx's own transport, built at the first request: loading the CA bundle for TLS
+    (~70 ms) is paid only when an `https://` entry is really called. No retries here
+    (httpcore's default is none): the engine is the one retry loop."""
+
+    def __init__(self) -> None:
+        self._plain: httpx.AsyncHTTPTransport | None = None
+        self._tls: httpx.AsyncHTTPTransport | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.scheme == "https":
+            if self._tls is None:
+                self._tls = httpx.AsyncHTTPTransport()
+            return await self._tls.handle_async_request(request)
+        if self._plain is None:  # a plain-HTTP pool never negotiates TLS: no certificates to load
+            self._plain = httpx.AsyncHTTPTransport(verify=False)
+        return await self._plain.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        for pool in (self._plain, self._tls):
+            if pool is not None:
+                await pool.aclose()
+
+
+def restart_marker(restart: Restart) -> str:
+    """The stderr line between a cut answer and the next entry's whole one (mid_stream: restart)."""
+    return f"[{restart.failed_model} cut off — restarting with {restart.model or 'the next entry'}]"
+
+
 def run_command(
     config: Config,
     store: Store,
@@ -41,7 +86,7 @@ def run_command(
     quiet: bool,
 ) -> int:
     config.chain(chain)  # a usage error before anything is sent
-    engine = Engine(config, store)
+    engine = Engine(config, store, transport=one_shot_transport())
     if not quiet and not json_out:
         def show(event: Event) -> None:
             line = trace_line(event)
@@ -67,8 +112,7 @@ def run_command(
                         out.write(item.text)
                     elif isinstance(item, Restart):
                         out.end_line()
-                        note(f"llmfail: {item.failed_model} failed mid-stream ({item.cause.kind}); "
-                             "restarting the answer on the next entry")
+                        note(restart_marker(item), style="bold yellow")
                     elif isinstance(item, Result):
                         streamed = item
                 assert streamed is not None, "Engine.stream() ends with the Result or raises"

@@ -67,8 +67,12 @@ def _as_httpx(exc: BaseException) -> httpx.TransportError | None:
         return None  # already httpx.UnsupportedProtocol
     if isinstance(cause, TimeoutError):  # aiohttp's timers are off; keep whatever says "timeout"
         return None if isinstance(exc, httpx.TimeoutException) else httpx.ReadTimeout(message)
-    if isinstance(cause, aiohttp.ClientConnectorError):
+    if isinstance(cause, (aiohttp.ClientSSLError, aiohttp.ClientConnectorCertificateError)):
         return httpx.ConnectError(message)
+    if isinstance(cause, aiohttp.ClientConnectorError):
+        # aiohttp's own text names its TLS setting ("ssl:default") even for a plain-HTTP URL.
+        reason = cause.os_error.strerror or str(cause.os_error) or type(cause.os_error).__name__
+        return httpx.ConnectError(f"cannot connect to {cause.host}:{cause.port}: {reason}")
     if isinstance(cause, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError)):
         return httpx.ReadError(message)
     if isinstance(cause, aiohttp.ClientError):

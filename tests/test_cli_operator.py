@@ -87,11 +87,12 @@ def test_bench_lasts_the_config_cooldown_by_default(tmp_path: Path):
     assert 44 <= row["remaining_s"] <= 45
 
 
-def test_bench_without_any_config_uses_the_built_in_cooldown_silently():
-    result = cli("bench", "openai/gpt-4o", "--json")
+def test_bench_without_any_config_uses_the_built_in_cooldown_and_warns_the_name_cannot_be_checked():
+    result = cli("bench", "opneai/gpt-4o", "--json")
     assert result.exit_code == 0
     assert 29 <= json.loads(result.stdout)["remaining_s"] <= 30
-    assert result.stderr == ""
+    assert result.stderr.strip() == ("llmfail: warning: no config file found, so opneai/gpt-4o cannot be checked "
+                                     "against any chain; benched anyway")
 
 
 def test_bench_writes_a_benched_event_with_the_reason_and_the_os_user():
@@ -248,11 +249,20 @@ def test_reading_commands_leave_the_state_db_byte_for_byte_identical(tmp_path: P
 # --------------------------------------------------------------------------- chains
 
 
-def test_chains_json_maps_each_chain_to_its_flattened_entries(tmp_path: Path):
+def test_chains_json_maps_each_chain_to_its_flattened_entries_with_the_state_the_table_shows(tmp_path: Path):
     write_config(tmp_path)
+    cli("bench", "b/m2", "--for", "10m", "--reason", "bad deploy")
     result = cli("chains", "--json")
     assert result.exit_code == 0
-    assert json.loads(result.stdout) == {"prod": ["a/m1", "b/m2", "a/m3"], "backup": ["b/m2", "a/m3"]}
+    out = json.loads(result.stdout)
+    assert {name: [e["model"] for e in entries] for name, entries in out.items()} == {
+        "prod": ["a/m1", "b/m2", "a/m3"], "backup": ["b/m2", "a/m3"]}
+    benched = out["backup"][0]
+    assert set(benched) == {"model", "state", "until", "remaining_s", "reason", "credentials_benched"}
+    assert benched["state"] == "manual" and benched["reason"] == "bad deploy" and 590 < benched["remaining_s"] <= 600
+    assert ISO_UTC.match(benched["until"])
+    assert out["backup"][1] == {"model": "a/m3", "state": "healthy", "until": None, "remaining_s": None,
+                                "reason": None, "credentials_benched": []}
 
 
 def test_chains_for_people_marks_the_entries_benched_now(tmp_path: Path):
@@ -306,7 +316,7 @@ def test_check_accepts_a_good_config_with_exit_0(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("A_KEY", "k")
     result = cli("check", str(path))
     assert result.exit_code == 0
-    assert result.stdout.splitlines() == [f"{path}: ok (1 chains, 2 entries, 0 warnings)"]
+    assert result.stdout.splitlines() == [f"{path}: ok (1 chain, 2 entries, 0 warnings)"]
 
 
 def test_check_reports_every_problem_with_file_line_and_column_and_exits_2(tmp_path: Path):
@@ -346,7 +356,7 @@ def test_check_warns_about_suspicious_setups_but_exits_0(tmp_path: Path, monkeyp
     warnings = [line for line in result.stdout.splitlines() if "warning:" in line]
     assert any(w.startswith(f"{path}:6:12: warning: chain 'single': every entry is on provider a") for w in warnings)
     assert f"{path}: warning: defaults (used by a/m1, a/m2, b/m3): attempts × timeout = 3 × 30s = 1m30s, " \
-           "longer than the deadline of 1m0s" in result.stdout
+           "longer than the deadline of 1m" in result.stdout
     assert any(w.startswith(f"{path}:10:7: warning: b/m4: attempts × timeout = 3 × 25s = 1m15s") for w in warnings)
     assert any(w.endswith("warning: $B_KEY is not set (the key of b/m3, b/m4)") for w in warnings)
     assert not any("A_KEY" in w or "chain 'mixed'" in w for w in warnings)

@@ -366,7 +366,7 @@ def test_every_problem_is_reported_not_only_the_first(tmp_path: Path) -> None:
         (7, "chains.x[1].chain"),
         (8, "chains.y"),
     ]
-    assert "(and 4 more problem(s))" in str(error)
+    assert "(and 4 more problems)" in str(error)
 
 
 def test_a_key_pasted_into_api_key_env_is_never_repeated(tmp_path: Path) -> None:

@@ -80,6 +80,17 @@ def test_the_probe_would_see_a_heavy_import(tmp_path: Path):
     assert "httpx" in heavy_in(modules) and "llmfail.providers" in heavy_in(modules)
 
 
+def test_a_one_shot_run_over_the_network_never_imports_aiohttp(tmp_path: Path, server):
+    """One request: importing aiohttp costs more start-up than its per-request speed saves."""
+    server.expect_request("/v1/chat/completions").respond_with_json(
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}]})
+    config = tmp_path / "chains.yaml"
+    config.write_text(f"providers:\n  p: {{type: openai, base_url: '{server.url_for('/v1')}'}}\nchains:\n  c: [p/m1]\n")
+    code, modules = cli_modules(tmp_path, "--config", str(config), "run", "ping", "--no-stream", "--quiet")
+    assert code == 0 and len(server.log) == 1
+    assert "httpx" in heavy_in(modules) and "aiohttp" not in heavy_in(modules)
+
+
 def test_importing_llmfail_loads_no_dependency_at_all():
     code = "import sys, llmfail; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
            "('httpx', 'yaml', 'rich', 'typer', 'textual', 'llmfail')))"

@@ -196,6 +196,9 @@ def test_the_command_serves_logs_each_request_and_stops_on_ctrl_c(tmp_path):
         banner = proc.stderr.readline()
         assert "llmfail mock-server on http://127.0.0.1:" in banner, banner
         url = banner.split(" on ", 1)[1].split(" ", 1)[0]
+        base_urls = [proc.stderr.readline().split() for _ in range(4)]
+        assert base_urls == [["openai", "base_url:", f"{url}/v1"], ["anthropic", "base_url:", url],
+                             ["ollama", "base_url:", url], ["gemini", "base_url:", url]]
         response = httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=5)
         assert response.status_code == 503 and json.loads(response.text)["error"]
         assert proc.stderr.readline().strip() == "gpt-4o: 503"
@@ -207,6 +210,14 @@ def test_the_command_serves_logs_each_request_and_stops_on_ctrl_c(tmp_path):
             proc.wait()
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+@pytest.mark.parametrize("spec", ["openai/gpt-4o:503", "gpt-4o:503"])
+def test_a_fault_for_a_model_fires_whether_it_is_written_as_a_config_entry_or_as_the_wire_name(client, spec):
+    with serve(spec) as server:
+        hit = client.post(f"{server.url}/v1/chat/completions", json=CHAT)
+        other = client.post(f"{server.url}/v1/chat/completions", json={**CHAT, "model": "gpt-4o-mini"})
+    assert hit.status_code == 503 and other.status_code == 200
 
 
 def test_the_server_module_never_imports_the_cli_or_its_renderers():

@@ -78,9 +78,10 @@ class FakeProviders(httpx.AsyncBaseTransport):
                               providers={e.provider.name: e.provider for e in entries}, alerts=Alerts())
 
     def set_faults(self, faults: Mapping[str, tuple[Fault, ...]]) -> None:
-        """Inject `faults` (by entry model) from now on, on top of each mock entry's own."""
+        """Inject `faults` (by entry model) from now on. An entry named here uses these faults
+        instead of its own (a `mock` entry's `fail:`): the command line says what this run tests."""
         for host, fake in self._fakes.items():
-            fake.behaviour = replace(fake.behaviour, faults=self._own[host] + faults.get(self._models[host], ()))
+            fake.behaviour = replace(fake.behaviour, faults=faults.get(self._models[host]) or self._own[host])
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         fake = self._fakes.get(request.url.host)

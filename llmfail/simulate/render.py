@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..durations import format_duration
+from ..errors import plural
 from .report import Report, Window
 
 
@@ -47,7 +48,7 @@ def totals(report: Report) -> Text:
     style = "green" if report.failed == 0 else "yellow" if report.success_rate >= 0.99 else "red"
     text = Text()
     text.append(f"{report.succeeded}/{report.requests} answered ({_pct(report.success_rate)})", style=f"bold {style}")
-    text.append(f" · {report.failovers} failovers · latency p50 {report.latency(50):g}ms "
+    text.append(f" · {plural(report.failovers, 'failover')} · latency p50 {report.latency(50):g}ms "
                 f"p95 {report.latency(95):g}ms p99 {report.latency(99):g}ms"
                 f" · {format_duration(report.simulated_s)} simulated")
     return text

@@ -90,6 +90,7 @@ class Report:
     phases: list[Window] | None = None  # scenario runs only
     timeline: list[Window] | None = None  # scenario runs only, one window per minute
     expectations: list[ExpectationResult] = field(default_factory=list)
+    interrupted: bool = False  # Ctrl-C ended the run early: the figures cover what was done
 
     @property
     def failed(self) -> int:

@@ -8,8 +8,11 @@ Two shapes of traffic:
   panic and failback can be watched over an incident.
 
 Isolation: the state DB is a fresh in-memory SQLite database (the real
-store, its schema and transactions) unless the caller passes a path, so a
-simulation never sees nor changes the operator's benches.
+store, its schema and transactions), so a simulation never sees nor changes
+the operator's benches. With a `db` it still runs on a private copy of that
+DB's running benches, then writes its events (and the benches it made) there
+backdated, so the simulated timeline ends at the wall clock: `events`,
+`stats` and the dashboard never see a row from the future.
 Reproducibility: the faults and the engine draw from two generators seeded
 from `seed`, the clock is virtual, and a fresh DB starts from a fixed epoch;
 same inputs, same report.
@@ -20,12 +23,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from random import Random
 
 from ..config import Config
 from ..engine import Engine
 from ..errors import LlmfailError, UsageError
+from ..events import BENCHED
 from ..providers.base import Runtime
 from ..store import Store
 from ..store.sqlite import SqliteStore
@@ -65,9 +69,11 @@ class Plan:
 def simulate(config: Config, plan: Plan, *, db: str | None = None, on_progress: Progress | None = None) -> Report:
     """Run `plan` against fake providers on virtual time; the report carries the checked expectations.
 
-    With `db` the simulation reads and writes that state DB (and virtual time
-    starts at the wall clock, so its events sit among real ones); without, a
-    fresh private DB lives only as long as the run.
+    With `db` the benches running in that state DB apply, and the run's events
+    and benches are written there at the end, stamped so that the simulated
+    timeline ends now (see `_write_back`); without, a fresh private DB lives
+    only as long as the run. Ctrl-C ends the run early: the report then covers
+    the requests answered so far and has `interrupted` set.
     """
     if plan.requests < 1 or plan.concurrency < 1:
         raise UsageError("--requests and --concurrency must be at least 1")
@@ -78,22 +84,48 @@ def simulate(config: Config, plan: Plan, *, db: str | None = None, on_progress: 
     if plan.scenario is not None:
         for phase in plan.scenario.phases:
             faults_by_model(phase.faults, models, where=f"{plan.scenario.path}, phase {phase.name!r}: fault")
-    if db is not None:
-        from ..store import open_store
-
-        return _run(config, plan, open_store(db), float(int(time.time())), on_progress)
     # The same SQLite store and SQL, in memory: private to this run, gone at its end,
     # and no file I/O per event (a third of a simulated request's cost on a file).
-    return _run(config, plan, SqliteStore(":memory:"), EPOCH, on_progress)
-
-
-def _run(config: Config, plan: Plan, store: Store, epoch: float, on_progress: Progress | None) -> Report:
+    private = SqliteStore(":memory:")
     try:
-        report = run_virtual(_simulate(config, plan, store, epoch, on_progress))
+        if db is None:
+            report = run_virtual(_simulate(config, plan, private, EPOCH, on_progress))
+        else:
+            from ..store import open_store
+
+            target = open_store(db)
+            try:
+                start = float(int(time.time()))
+                for state in target.benches(start):
+                    private.bench(state.model, now=start, until=state.bench_until or start, manual=state.manual,
+                                  reason=state.reason, kind=state.kind)
+                report = run_virtual(_simulate(config, plan, private, start, on_progress))
+                _write_back(private, target, start, report.simulated_s)
+            finally:
+                target.close()
     finally:
-        store.close()
+        private.close()
     report.expectations = [e.check(report) for e in plan.expectations]
     return report
+
+
+def _write_back(private: Store, target: Store, start: float, length: float) -> None:
+    """The run's events into `target`, moved back by its simulated length so the last one is
+    stamped about now; and the benches it started, likewise moved back (one still running
+    at the end of the run runs on from now by what it had left)."""
+    shift = length
+
+    def back(ts: float | None) -> float | None:
+        return None if ts is None else ts - shift
+
+    events = private.events()
+    target.append([replace(e, ts=e.ts - shift, benched_until=back(e.benched_until), id=None) for e in events])
+    benched = {e.model for e in events if e.type == BENCHED and e.model}
+    end = start + length
+    for state in private.benches(end):  # still running at the end of the run, so after `start` once moved
+        if state.model in benched and state.bench_until is not None:
+            target.bench(state.model, now=start, until=state.bench_until - shift, manual=state.manual,
+                         reason=state.reason, kind=state.kind)
 
 
 async def _simulate(config: Config, plan: Plan, store: Store, epoch: float,
@@ -132,6 +164,8 @@ async def _simulate(config: Config, plan: Plan, store: Store, epoch: float,
             await _closed_loop(one, plan.requests, plan.concurrency)
         else:
             await _scenario(one, fakes, scenario, plan.faults, models, start)
+    except asyncio.CancelledError:  # Ctrl-C: asyncio cancelled the run; report what was done
+        recorder.report.interrupted = True
     finally:
         await engine.aclose()
     return recorder.report
