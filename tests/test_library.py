@@ -94,7 +94,7 @@ def test_the_readme_operator_example_runs_as_written(tmp_path: Path):
                          check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "benched mock/echo vendor incident", "mock/echo 10m0s True vendor incident", "True ['mock/echo']",
+        "benched mock/echo vendor incident", "mock/echo 10m True vendor incident", "True ['mock/echo']",
         "unbenched mock/echo vendor says fixed", "['mock/echo']",
     ]
 
