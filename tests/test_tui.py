@@ -451,10 +451,12 @@ def test_the_tui_command_opens_the_dashboard_on_the_given_db_chain_and_window(
 ):
     from typer.testing import CliRunner
 
+    import llmfail.tui
     from llmfail.cli import app as cli_app
     from llmfail.tui.app import Dashboard
 
     (tmp_path / "chains.yaml").write_text(CONFIG)  # found as ./chains.yaml
+    monkeypatch.setattr(llmfail.tui, "missing_terminal", lambda: None)  # CliRunner has no terminal
     opened: dict[str, Any] = {}
 
     def run(self: Dashboard, *args: Any, **kwargs: Any) -> None:
@@ -467,6 +469,65 @@ def test_the_tui_command_opens_the_dashboard_on_the_given_db_chain_and_window(
     assert opened == {"chain": "cheap", "window": 300.0, "db": other}
     result = CliRunner().invoke(cli_app, ["tui", "--window", "soon"])
     assert result.exit_code == 2 and "--window" in result.output
+
+
+def _tui_without_a_terminal(tmp_path: Path, stdin: Any, stdout: Any, stderr: Any) -> tuple[int, float]:
+    """`llmfail tui` in a fresh interpreter with the given streams: its exit code and the seconds it took."""
+    (tmp_path / "chains.yaml").write_text(CONFIG)
+    start = time.monotonic()
+    child = subprocess.Popen([sys.executable, "-c", "from llmfail.cli import main; main()", "tui"],
+                             stdin=stdin, stdout=stdout, stderr=stderr, cwd=tmp_path)
+    try:
+        code = child.wait(timeout=20)
+    finally:
+        child.kill()
+    return code, time.monotonic() - start
+
+
+@pytest.mark.parametrize("case", ["stdin from /dev/null, stdout to a file", "stdout into a pipe"])
+def test_without_a_terminal_tui_exits_2_at_once_with_a_hint_and_writes_nothing_to_stdout(tmp_path: Path, case: str):
+    import os
+    import pty
+
+    out_path, err_path = tmp_path / "out", tmp_path / "err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        if case.startswith("stdin"):
+            with open(os.devnull, "rb") as null:
+                code, took = _tui_without_a_terminal(tmp_path, null, out, err)
+            stream = "standard input"
+        else:  # a real terminal on stdin (so only stdout is wrong), stdout read through a pipe like `| head`
+            main, side = pty.openpty()
+            read, write = os.pipe()
+            try:
+                code, took = _tui_without_a_terminal(tmp_path, side, write, err)
+                os.close(write)
+                with os.fdopen(read, "rb") as pipe:
+                    out.write(pipe.read())
+            finally:
+                os.close(main)
+                os.close(side)
+            stream = "standard output"
+    assert code == 2
+    assert took < 5.0  # at once (a fresh interpreter's start-up), not a spin until the timeout
+    assert out_path.read_bytes() == b""  # no escape codes in the pipe or file
+    lines = err_path.read_text().splitlines()
+    assert lines[0] == f"llmfail: error: tui needs a terminal ({stream} is not one)"
+    assert "llmfail ls-benched" in lines[1] and "llmfail events --follow" in lines[1]
+
+
+def test_missing_terminal_names_the_first_stream_that_is_not_one(tmp_path: Path):
+    import io
+    import os
+    import pty
+
+    from llmfail.tui import missing_terminal
+
+    main, side = pty.openpty()
+    with os.fdopen(side, "w") as tty:
+        assert missing_terminal((("in", tty), ("out", tty))) is None
+        assert missing_terminal((("in", tty), ("out", io.StringIO()))) == "out"
+        assert missing_terminal((("in", None),)) == "in"
+    os.close(main)
 
 
 # --------------------------------------------------------------------------- plain data (no Textual)
