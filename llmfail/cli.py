@@ -517,7 +517,8 @@ def _stats_table(rows: list[ModelStats]) -> Table:
     for row in rows:
         rate = f"{row.success_rate:.1%}" if row.success_rate is not None else "-"
         errors = ", ".join(f"{kind} {n}" for kind, n in sorted(row.errors.items(), key=lambda kv: -kv[1])) or "-"
-        table.add_row(row.model, Text(row.state, style=styles.get(row.state, "")), str(row.requests), rate,
+        state = row.reported_state  # "no data" rather than "healthy" for a model nothing was asked of
+        table.add_row(row.model, Text(state, style=styles.get(state, "dim")), str(row.requests), rate,
                       str(row.failovers), str(row.benched), str(row.recoveries),
                       f"{ms(row.p50_ms)}/{ms(row.p95_ms)}", f"{ms(row.ttft_p50_ms)}/{ms(row.ttft_p95_ms)}", errors)
     return table
