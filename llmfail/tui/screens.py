@@ -1,13 +1,15 @@
-"""The dashboard's modal: how long and why to bench a model.
+"""The dashboard's modals: how long and why to bench a model, and the list of keys.
 
-It only asks; the app performs the bench through `llmfail.actions`, exactly as
-`llmfail bench MODEL --for D --reason R` would.
+`BenchScreen` only asks; the app performs the bench through `llmfail.actions`,
+exactly as `llmfail bench MODEL --for D --reason R` would.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from rich.table import Table
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -90,3 +92,35 @@ class BenchScreen(ModalScreen[BenchRequest | None]):
             return
         reason = self.query_one("#reason", Input).value.strip()
         self.dismiss(BenchRequest(duration, reason or None))
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the dashboard with what it does (`?`). The app hands over its own bindings,
+    so the list cannot drift from what the keys do. Escape, `?` or `q` closes it."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > #keys {
+        width: auto; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
+        border: round $accent; background: $surface;
+    }
+    """
+
+    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def __init__(self, keys: Sequence[tuple[str, str, str]]) -> None:
+        """`keys`: (key as shown, short description, what it does) per binding."""
+        super().__init__()
+        self.keys = list(keys)
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, show_header=False, pad_edge=False, title="keys (Esc closes)", expand=False)
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(style="dim")
+        for key, description, detail in self.keys:
+            table.add_row(key, description, detail)
+        yield Static(table, id="keys")
+
+    def action_close(self) -> None:
+        self.dismiss(None)
