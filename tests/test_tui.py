@@ -23,7 +23,14 @@ from llmfail.actions import bench_model
 from llmfail.config import Config, parse_config
 from llmfail.events import Event
 from llmfail.store.sqlite import SqliteStore
-from llmfail.tui.feed import KEEP_EVENTS, Activity, ChainNews, EventTail, Feed, LogFilter
+from llmfail.tui.feed import (
+    KEEP_EVENTS,
+    Activity,
+    ChainNews,
+    EventTail,
+    Feed,
+    LogFilter,
+)
 from llmfail.tui.health import HealthRow, display_state, sort_rows
 
 from .conftest import FakeClock
@@ -193,8 +200,9 @@ async def test_the_log_starts_from_the_newest_rows_and_then_follows_by_id(
 async def test_b_and_the_modal_bench_the_selected_model_like_the_cli(
     config: Config, store: SqliteStore, clock: FakeClock
 ):
-    from llmfail.tui.screens import BenchScreen
     from textual.widgets import Input
+
+    from llmfail.tui.screens import BenchScreen
 
     app = app_for(config, store, clock, chain="prod")
     async with app.run_test(size=SIZE) as pilot:
@@ -218,8 +226,9 @@ async def test_b_and_the_modal_bench_the_selected_model_like_the_cli(
 async def test_the_bench_modal_takes_a_typed_length_refuses_a_bad_one_and_escape_benches_nothing(
     config: Config, store: SqliteStore, clock: FakeClock
 ):
-    from llmfail.tui.screens import BenchScreen
     from textual.widgets import Static
+
+    from llmfail.tui.screens import BenchScreen
 
     app = app_for(config, store, clock, chain="prod")
     async with app.run_test(size=SIZE) as pilot:

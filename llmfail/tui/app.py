@@ -27,11 +27,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import ClassVar
 
 from rich.text import Text
 from textual import events, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Footer, Input, RichLog, Select, Sparkline, Static
@@ -92,8 +93,9 @@ class Dashboard(App[None]):
     TITLE = "llmfail"
     ENABLE_COMMAND_PALETTE = False  # every action has a key, listed by `?`
 
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM, "-wide")]
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (TALL_FROM, "-tall")]
+    # Textual declares these without ClassVar, so mypy needs them plain
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (TALL_FROM, "-tall")]  # noqa: RUF012
 
     # The cursor row is a filled accent bar and the header a muted, underlined line, so the
     # selected row never reads as the header (even when it is the first row).
@@ -107,8 +109,8 @@ class Dashboard(App[None]):
     #chains { height: auto; padding: 0 1; }
     #health { height: auto; max-height: 55%; min-height: 3; }
     #health > .datatable--header { background: $surface; color: $text-muted; text-style: bold underline; }
-    #health:focus > .datatable--cursor { background: $accent; color: $text; text-style: bold; }
-    #health > .datatable--cursor { background: $accent 40%; text-style: bold; }
+    #health:focus > .datatable--cursor { background: $primary; color: $text; text-style: bold; }
+    #health > .datatable--cursor { background: $primary 40%; text-style: bold; }
     #log-title { height: 1; background: $boost; padding: 0 1; }
     #log { height: 1fr; min-height: 3; }
     #filter { display: none; }
@@ -118,19 +120,17 @@ class Dashboard(App[None]):
     Screen.-narrow #log { overflow-x: hidden; scrollbar-size-vertical: 1; }
     """
 
-    BINDINGS = [
-        Binding("b", "bench", "Bench", tooltip="bench the selected model: asks how long (the policy cooldown "
-                                               "by default) and why; Enter benches, Esc cancels"),
-        Binding("u", "unbench", "Unbench", tooltip="unbench the selected model (and its credential benches)"),
-        Binding("c", "next_chain", "Chain", tooltip="show the next chain, in chain order (then all chains again)"),
-        Binding("p", "pause", "Pause", tooltip="pause / resume the event log (new events are counted meanwhile)"),
-        Binding("slash", "filter", "Filter", tooltip="filter the event log: words match model, type or chain; "
-                                                     "model:X type:X chain:X pin a field; empty shows all"),
-        Binding("r", "refresh", "Refresh", tooltip="read everything from the state store again now"),
-        Binding("question_mark", "help", "Help", key_display="?", tooltip="this list of keys"),
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("b", "bench", "Bench", tooltip="bench the selected model: asks how long and why (Esc cancels)"),
+        Binding("u", "unbench", "Unbench", tooltip="unbench the selected model and its credentials"),
+        Binding("c", "next_chain", "Chain", tooltip="show the next chain, then all chains again"),
+        Binding("p", "pause", "Pause", tooltip="pause / resume the event log (new events are counted)"),
+        Binding("slash", "filter", "Filter", tooltip="filter the log by words, or model:X type:X chain:X"),
+        Binding("r", "refresh", "Refresh", tooltip="read the state store again now"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="this list (Esc closes it)"),
         Binding("q", "quit", "Quit", tooltip="leave the dashboard"),
         Binding("escape", "close_filter", "Close filter", show=False,
-                tooltip="close the filter box, keeping the filter as it was"),
+                tooltip="close the filter box, keeping the old filter"),
     ]
 
     def __init__(
@@ -435,7 +435,7 @@ class Dashboard(App[None]):
     def _bindings_listed(self) -> list[Binding]:
         """Every key of the dashboard, as the help screen lists them: the table's moves, then ours."""
         moves = [Binding("up,down", "", "Select", key_display="↑ ↓",
-                         tooltip="move the selection (b and u act on the selected row; it is highlighted)"),
+                         tooltip="move the highlighted row (b and u act on it)"),
                  Binding("pageup,pagedown", "", "Scroll", key_display="PgUp PgDn", tooltip="scroll the table")]
         return moves + [b for b in self.BINDINGS if isinstance(b, Binding)]
 

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 from rich.table import Table
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
@@ -44,7 +45,7 @@ class BenchScreen(ModalScreen[BenchRequest | None]):
     BenchScreen Button { margin-left: 2; }
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, model: str, default: float) -> None:
         super().__init__()
@@ -101,12 +102,13 @@ class HelpScreen(ModalScreen[None]):
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
     HelpScreen > #keys {
-        width: auto; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
+        width: 84; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
+        scrollbar-size-vertical: 1;
         border: round $accent; background: $surface;
     }
     """
 
-    BINDINGS = [Binding("escape,question_mark,q", "close", "Close")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "close", "Close")]
 
     def __init__(self, keys: Sequence[tuple[str, str, str]]) -> None:
         """`keys`: (key as shown, short description, what it does) per binding."""
@@ -120,7 +122,8 @@ class HelpScreen(ModalScreen[None]):
         table.add_column(style="dim")
         for key, description, detail in self.keys:
             table.add_row(key, description, detail)
-        yield Static(table, id="keys")
+        with VerticalScroll(id="keys"):  # scrolls on a terminal too short for the list
+            yield Static(table)
 
     def action_close(self) -> None:
         self.dismiss(None)
