@@ -720,6 +720,50 @@ def test_without_a_terminal_tui_exits_2_at_once_with_a_hint_and_writes_nothing_t
     assert "llmfail ls-benched" in lines[1] and "llmfail events --follow" in lines[1]
 
 
+def test_in_a_real_80x24_terminal_tui_draws_the_dashboard_and_q_quits(tmp_path: Path):
+    """The whole path a person takes: a pseudo-terminal of 80x24, the real command, the real keys."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    (tmp_path / "chains.yaml").write_text(CONFIG)
+    db = tmp_path / "state.db"
+    store = SqliteStore(str(db))
+    bench_model(store, parse_config(CONFIG, "chains.yaml"), "mock/echo", 600.0, "drill", time.time())
+    store.close()
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
+    child = subprocess.Popen([sys.executable, "-c", "from llmfail.cli import main; main()", "--db", str(db), "tui",
+                              "--chain", "prod", "--window", "5m"],
+                             stdin=side, stdout=side, stderr=side, cwd=tmp_path, env=env, start_new_session=True)
+    os.close(side)
+    seen = b""
+
+    def read_until(wanted: Callable[[bytes], bool], timeout: float) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while not wanted(seen) and time.monotonic() < deadline:
+            if select.select([main], [], [], 0.1)[0]:
+                try:
+                    seen += os.read(main, 65536)
+                except OSError:  # the child closed the terminal
+                    return
+
+    try:
+        read_until(lambda out: b"llmfail" in out and b"manual" in out and b"5m" in out, timeout=30)
+        assert b"manual" in seen and b"prod" in seen, seen[-2000:]
+        os.write(main, b"q")
+        assert child.wait(timeout=15) == 0
+    finally:
+        child.kill()
+        child.wait()
+        os.close(main)
+
+
 def test_missing_terminal_names_the_first_stream_that_is_not_one(tmp_path: Path):
     import io
     import os
