@@ -637,6 +637,8 @@ async def test_question_mark_lists_every_key_and_escape_closes_it(config: Config
             assert any(line.startswith(f"│ {key} {binding.description}") or f" {key} {binding.description} " in line
                        for line in lines), (key, binding.description, lines)
         assert any("↑ ↓ Select" in line for line in lines)
+        await pilot.press("b", "u", "c", "p")  # the dashboard's keys do nothing behind the help
+        assert isinstance(app.screen, HelpScreen) and app.chain is None and not app.paused
         await pilot.press("escape")
         await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
         await pilot.press("question_mark")
@@ -981,11 +983,12 @@ def test_main_screen(snap_compare: Any, config: Config, db_path: Path, scenario:
 
 @pytest.mark.usefixtures("utc")
 def test_every_chain_at_80x24_with_the_help_screen_open(snap_compare: Any, config: Config, db_path: Path):
+    """On a fresh DB (no log to scroll behind the dialog: the screen under a modal keeps its last layout)."""
     store = SqliteStore(str(db_path))
-    _panic(store)
 
     async def help_open(pilot: Any) -> None:
         await loaded(pilot)
+        await until(pilot, lambda: pilot.app.query_one("#chains").size.height == 2)
         await pilot.press("question_mark")
 
     assert snap_compare(app_for(config, store, FakeClock(T0)), terminal_size=(80, 24), run_before=help_open)

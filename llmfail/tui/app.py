@@ -35,6 +35,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, RichLog, Select, Sparkline, Static
 from textual.worker import get_current_worker
 
@@ -44,10 +45,11 @@ from ..durations import format_duration
 from ..errors import LlmfailError
 from ..events import Event
 from ..output import event_text
+from ..health import EntryStatus
 from ..stats import NO_DATA
 from ..store import Store
 from .feed import KEEP_EVENTS, WINDOW_S, Feed, LogFilter, Update
-from .health import COLUMNS, COMPACT_COLUMNS, PANIC_TRIED, ChainView, HealthRow
+from .health import COLUMNS, COMPACT_COLUMNS, STATES, ChainView, HealthRow
 from .screens import BenchRequest, BenchScreen, HelpScreen
 
 #: Seconds between two polls of the DB: twice per the SPEC's 0.5 s, so a commit is on screen well within 1 s.
@@ -67,8 +69,8 @@ TALL_FROM = 30
 #: Lines of the chains strip (one per chain, worst first), compact and full layout.
 CHAIN_LINES = (3, 6)
 
-#: Trouble states in the order the header counts them.
-COUNTED = (PANIC_TRIED, "manual", "benched", "probing", "half-open", "slow", NO_DATA)
+#: The states the header counts, worst first (every state but healthy).
+COUNTED = tuple(state for state in STATES if state != EntryStatus.HEALTHY)
 
 
 class Refreshed(Message):
@@ -97,8 +99,8 @@ class Dashboard(App[None]):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM, "-wide")]  # noqa: RUF012
     VERTICAL_BREAKPOINTS = [(0, "-short"), (TALL_FROM, "-tall")]  # noqa: RUF012
 
-    # The cursor row is a filled accent bar and the header a muted, underlined line, so the
-    # selected row never reads as the header (even when it is the first row).
+    # The cursor row is a filled bar and the header a muted, underlined line without fill, so
+    # the selected row never reads as the header (even when it is the first row).
     CSS = """
     #top { height: 4; }
     #summary { width: 1fr; padding: 0 1; }
@@ -248,6 +250,8 @@ class Dashboard(App[None]):
         self._wake.set()
 
     def on_refreshed(self, message: Refreshed) -> None:
+        if not self.is_running:  # shutting down: the widgets are being removed
+            return
         update = message.update
         if update.rows is not None:
             self.rows = update.rows
@@ -268,7 +272,8 @@ class Dashboard(App[None]):
 
     def _tick(self) -> None:
         """Every second: the countdowns and "ago" cells move with the clock."""
-        self._paint_rows()
+        if self.is_running:  # the timer may fire once more while the screens are being removed
+            self._paint_rows()
 
     # ------------------------------------------------------------------ painting
 
@@ -416,6 +421,13 @@ class Dashboard(App[None]):
             self.refresh_now()
 
     # ------------------------------------------------------------------ actions
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While a dialog or the help is open, the dashboard's keys do nothing behind it
+        (a `u` meant for the dialog must not unbench the selected model); only quit stays."""
+        if isinstance(self.screen, ModalScreen) and action != "quit":
+            return not any(isinstance(b, Binding) and b.action == action for b in self.BINDINGS)
+        return True
 
     def action_refresh(self) -> None:
         self.refresh_now()
