@@ -44,8 +44,8 @@ from ..config import Config
 from ..durations import format_duration
 from ..errors import LlmfailError
 from ..events import Event
-from ..output import event_text
 from ..health import EntryStatus
+from ..output import event_text
 from ..stats import NO_DATA
 from ..store import Store
 from .feed import KEEP_EVENTS, WINDOW_S, Feed, LogFilter, Update
