@@ -21,16 +21,10 @@ import pytest
 from llmfail import events as ev
 from llmfail.actions import bench_model
 from llmfail.config import Config, parse_config
+from llmfail.durations import format_duration
 from llmfail.events import Event
 from llmfail.store.sqlite import SqliteStore
-from llmfail.tui.feed import (
-    KEEP_EVENTS,
-    Activity,
-    ChainNews,
-    EventTail,
-    Feed,
-    LogFilter,
-)
+from llmfail.tui.feed import KEEP_EVENTS, WINDOW_S, Activity, ChainNews, EventTail, Feed, LogFilter
 from llmfail.tui.health import HealthRow, display_state, sort_rows
 
 from .conftest import FakeClock
@@ -460,6 +454,10 @@ async def test_the_sparkline_counts_failovers_per_minute_of_the_last_hour(
 # --------------------------------------------------------------------------- what serves each chain, no data
 
 
+#: The default window as the screen writes it.
+WINDOW = format_duration(WINDOW_S)
+
+
 def strip(app: Any) -> list[str]:
     return str(app.query_one("#chains").render()).splitlines()
 
@@ -479,8 +477,8 @@ async def test_the_strip_marks_the_entry_answering_each_chain_as_requests_come_i
     app = app_for(config, store, clock)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        assert strip(app) == ["prod  no requests in the last 15m0s · 3/3 live",
-                              "cheap no requests in the last 15m0s · 2/2 live"]
+        assert strip(app) == [f"prod  no requests in the last {WINDOW} · 3/3 live",
+                              f"cheap no requests in the last {WINDOW} · 2/2 live"]
         writer.append([_request(clock.now - 30, "prod", "openai/gpt-4o", "r1"),
                        _request(clock.now - 2, "prod", "anthropic/claude-sonnet-4-5", "r2"),
                        _request(clock.now - 1, "cheap", "mock/echo", "r3")])
@@ -491,7 +489,7 @@ async def test_the_strip_marks_the_entry_answering_each_chain_as_requests_come_i
         await until(pilot, lambda: strip(app)[0] == (
             "prod  ✗ last request failed (timeout) 0s ago · last answer anthropic/claude-sonnet-4-5 2s ago · 3/3 live"))
         clock.advance(16 * 60)  # nothing more: the window moves past the last request
-        await until(pilot, lambda: strip(app)[1] == "cheap no requests in the last 15m0s · 2/2 live")
+        await until(pilot, lambda: strip(app)[1] == f"cheap no requests in the last {WINDOW} · 2/2 live")
 
 
 async def test_the_serving_entry_is_found_for_a_quiet_chain_beyond_the_newest_events(
@@ -502,7 +500,8 @@ async def test_the_serving_entry_is_found_for_a_quiet_chain_beyond_the_newest_ev
     app = app_for(config, store, clock, keep=10)  # the request is not among the 10 newest events
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        await until(pilot, lambda: "cheap ▶ ollama/llama3.2 serving · 10m0s ago · 2/2 live" in strip(app))
+        ago = format_duration(600)
+        await until(pilot, lambda: f"cheap ▶ ollama/llama3.2 serving · {ago} ago · 2/2 live" in strip(app))
 
 
 async def test_panic_mode_shows_when_every_entry_is_benched_and_ends_when_one_answers_normally(
