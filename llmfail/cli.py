@@ -653,8 +653,8 @@ def tui(
         raise UsageError("--window must be longer than 0s", hint="e.g. --window 15m")
     stream = missing_terminal()
     if stream is not None:
-        raise UsageError(f"tui needs a terminal ({stream} is not one)",
-                         hint="in a pipe or a script use `llmfail ls-benched`, `llmfail stats` or `llmfail events --follow`")
+        raise UsageError(f"tui needs a terminal ({stream} is not one)", hint="in a pipe or a script use "
+                         "`llmfail ls-benched`, `llmfail stats` or `llmfail events --follow`")
     from .tui import create_app  # Textual is loaded only here
 
     create_app(config, open_db(), chain=chain, window=length).run()
