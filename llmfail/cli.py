@@ -722,7 +722,8 @@ def _stats_table(rows: list[ModelStats]) -> Table:
     for row in rows:
         rate = f"{row.success_rate:.1%}" if row.success_rate is not None else "-"
         errors = ", ".join(f"{kind} {n}" for kind, n in sorted(row.errors.items(), key=lambda kv: -kv[1])) or "-"
-        table.add_row(row.model, Text(row.state, style=styles.get(row.state, "")), str(row.requests), rate,
+        state = row.reported_state  # "no data" rather than "healthy" for a model nothing was asked of
+        table.add_row(row.model, Text(state, style=styles.get(state, "dim")), str(row.requests), rate,
                       str(row.failovers), str(row.benched), str(row.recoveries),
                       f"{ms(row.p50_ms)}/{ms(row.p95_ms)}", f"{ms(row.ttft_p50_ms)}/{ms(row.ttft_p95_ms)}", errors)
     return table
@@ -894,13 +895,21 @@ def tui(
     chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Show this chain, in chain order (default: every model, most troubled first)."),
     window: str = typer.Option("15m", "--window", metavar="DURATION", help="Rolling window of the requests, success %, failovers and p50 columns."),
 ) -> None:
-    """Live dashboard: model health, the event log and the failover rate; b benches, u unbenches."""
+    """Live dashboard: model health, what serves each chain, the newest events; b benches, u unbenches, ? help.
+
+    Needs a terminal (exit 2 otherwise); in pipes and scripts use ls-benched, stats or events --follow."""
+    from .tui import missing_terminal
+
     config = load()
     if chain is not None:
         config.chain(chain)  # a wrong name exits 2 before Textual is even loaded
     length = _duration("--window", window)
     if length <= 0:
         raise UsageError("--window must be longer than 0s", hint="e.g. --window 15m")
+    stream = missing_terminal()
+    if stream is not None:
+        raise UsageError(f"tui needs a terminal ({stream} is not one)", hint="in a pipe or a script use "
+                         "`llmfail ls-benched`, `llmfail stats` or `llmfail events --follow`")
     from .tui import create_app  # Textual is loaded only here
 
     create_app(config, open_db(), chain=chain, window=length).run()

@@ -15,7 +15,13 @@ Definitions (documented in the README's `stats` section):
 - `p50_ms`/`p95_ms` and `ttft_p50_ms`/`ttft_p95_ms`: nearest-rank percentiles
   of the answering attempt's latency and time to first token, over the
   model's newest `PERCENTILE_SAMPLE` answers in the window.
-- `state`: `manual`, `benched`, `half-open`, `slow` or `healthy`, right now.
+- `state`: `manual`, `benched`, `probing`, `half-open`, `slow` or `healthy` right
+  now (`llmfail.health.EntryStatus`), except that a model that would be
+  `healthy` but has no request in the window is `no data`: nothing says it
+  answers, so calling it healthy would be a guess. A bench, a half-open probe
+  or a slow demotion is known from the shared state and is always shown as such,
+  traffic or not. `ModelStats.state` itself stays the health status (what the
+  engine routes by); `reported_state` is what `stats` and the dashboard show.
 """
 
 from __future__ import annotations
@@ -36,8 +42,11 @@ if TYPE_CHECKING:
 #: fewer answers the percentiles are exact.
 PERCENTILE_SAMPLE = 2000
 
-#: Worst first: the order a dashboard sorts troubled models by (`llmfail.health`'s vocabulary).
-STATES = tuple(EntryStatus)
+#: A live model with no request in the window: its health is unknown, not "healthy".
+NO_DATA = "no data"
+
+#: Worst first: the order a dashboard sorts troubled models by (`llmfail.health`'s vocabulary, then no data).
+STATES = (*EntryStatus, NO_DATA)
 
 
 @dataclass(frozen=True)
@@ -73,6 +82,11 @@ class ModelStats:
         """ok / requests, None before any request."""
         return self.ok / self.requests if self.requests else None
 
+    @property
+    def reported_state(self) -> str:
+        """The state `stats` reports: the health status, or NO_DATA for a healthy model with no request."""
+        return no_data_or(self.state, self.requests)
+
     def to_json(self) -> dict[str, Any]:
         """The SPEC §6 `stats --json` value for one model."""
         return {
@@ -85,7 +99,7 @@ class ModelStats:
             "recoveries": self.recoveries,
             "p50_ms": _round(self.p50_ms),
             "p95_ms": _round(self.p95_ms),
-            "state": self.state,
+            "state": self.reported_state,
         }
 
 
@@ -156,6 +170,11 @@ def _stats(model: str, tally: EventTally | None, states: Mapping[str, ModelState
         last_seen=tally.last_seen if tally else None,
         slow_ms=own.slow_ms if own and own.is_demoted else None,
     )
+
+
+def no_data_or(state: str, requests: int) -> str:
+    """`state`, unless it is `healthy` with no request to back it: then NO_DATA."""
+    return NO_DATA if state == EntryStatus.HEALTHY and not requests else state
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:

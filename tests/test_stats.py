@@ -126,7 +126,7 @@ def test_figures_match_the_hand_counted_log_exactly(logged: SqliteStore, config:
                  "failovers": 0, "benched": 2, "recoveries": 0, "p50_ms": 120.0, "p95_ms": 300.0,
                  "state": "healthy"},
         "c/idle": {"requests": 0, "ok": 0, "failed": 0, "errors": {}, "failovers": 0, "benched": 0,
-                   "recoveries": 0, "p50_ms": None, "p95_ms": None, "state": "healthy"},
+                   "recoveries": 0, "p50_ms": None, "p95_ms": None, "state": "no data"},
         "z/old": {"requests": 1, "ok": 1, "failed": 0, "errors": {}, "failovers": 0, "benched": 0,
                   "recoveries": 0, "p50_ms": 999.0, "p95_ms": 999.0, "state": "healthy"},
     }
@@ -170,6 +170,34 @@ def test_states_come_from_the_shared_state_now(store: SqliteStore, config: Confi
     assert stats["b/m2"].bench_reason == "deploy"
     later = model_stats(store, since=T - HOUR, now=T + 31, config=config)
     assert later["a/m1"].state == "half-open"  # the bench ended; the next request probes it
+
+
+def test_a_live_model_with_no_request_in_the_window_is_no_data_not_healthy(store: SqliteStore, config: Config) -> None:
+    store.append([answer(T - 10, "prod", "a/m1", 100.0, 30.0, "r1")])
+    store.bench("b/m2", now=T - 60, until=T + 60, manual=True, reason="deploy", kind="manual")
+    store.record_failure("z/gone", now=T - 120, kind="timeout", status=None, bench_for=30.0)  # ended: half-open
+    stats = model_stats(store, since=T - HOUR, now=T, config=config)
+    assert {m: s.reported_state for m, s in stats.items()} == {
+        "a/m1": "healthy",  # answered in the window
+        "b/m2": "manual",  # no traffic, but the bench is known: never hidden behind "no data"
+        "c/idle": "no data",  # nothing asked of it: its health is unknown
+    }
+    assert stats["c/idle"].state == "healthy" and stats["c/idle"].to_json()["state"] == "no data"
+    half_open = model_stats(store, since=T - HOUR, now=T, config=parse_config(
+        'providers: {z: {type: openai, base_url: "http://127.0.0.1:9/v1"}}\nchains: {x: [z/gone]}', "t.yaml"))
+    assert half_open["z/gone"].reported_state == "half-open"
+    idle_window = model_stats(store, since=T - 5, now=T, config=config)
+    assert idle_window["a/m1"].reported_state == "no data"  # its answer is older than the window
+
+
+def test_stats_on_a_fresh_db_reports_no_data_for_every_model_not_all_healthy(tmp_path: Path) -> None:
+    (tmp_path / "chains.yaml").write_text(CONFIG, encoding="utf-8")
+    SqliteStore(os.environ["LLMFAIL_DB"]).close()
+    figures = json.loads(cli("stats", "--json").stdout)
+    assert {m: f["state"] for m, f in figures.items()} == {"a/m1": "no data", "b/m2": "no data", "c/idle": "no data"}
+    table = cli("stats").stdout
+    assert "healthy" not in table
+    assert [line.split()[1:3] for line in table.splitlines()[1:]] == [["no", "data"]] * 3
 
 
 def test_an_entry_is_benched_when_every_credential_is(store: SqliteStore) -> None:

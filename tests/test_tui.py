@@ -21,9 +21,10 @@ import pytest
 from llmfail import events as ev
 from llmfail.actions import bench_model
 from llmfail.config import Config, parse_config
+from llmfail.durations import format_duration
 from llmfail.events import Event
 from llmfail.store.sqlite import SqliteStore
-from llmfail.tui.feed import KEEP_EVENTS, Activity, EventTail, Feed, LogFilter
+from llmfail.tui.feed import KEEP_EVENTS, WINDOW_S, Activity, ChainNews, EventTail, Feed, LogFilter
 from llmfail.tui.health import HealthRow, display_state, sort_rows
 
 from .conftest import FakeClock
@@ -63,11 +64,13 @@ def writer(db_path: Path, store: SqliteStore) -> Iterator[SqliteStore]:
 
 
 async def until(pilot: Any, condition: Callable[[], bool], timeout: float = 5.0) -> float:
-    """Let the app run until `condition()` holds; the real seconds it took. Fails at the deadline."""
+    """Let the app run until `condition()` holds; the real seconds it took. Fails at the deadline
+    (showing the screen, to see what was there instead)."""
     start = time.monotonic()
     while not condition():
         if time.monotonic() - start > timeout:
-            raise AssertionError(f"not on screen after {timeout} s")
+            screen = "\n".join(strip.text.rstrip() for strip in pilot.app.screen._compositor.render_strips())
+            raise AssertionError(f"not on screen after {timeout} s; the screen:\n{screen}")
         await pilot.pause(0.02)
     return time.monotonic() - start
 
@@ -138,7 +141,7 @@ async def test_events_written_by_another_process_are_on_screen_within_a_second(
     app = app_for(config, store, clock, chain="prod")
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        assert cell(app, "anthropic/claude-sonnet-4-5", "state") == "healthy"
+        assert cell(app, "anthropic/claude-sonnet-4-5", "state") == "no data"  # no traffic yet
         assert not any("from-another-process" in line for line in log_lines(app))
 
         done = subprocess.run([sys.executable, "-c", WRITE_FROM_ANOTHER_PROCESS, str(db_path), str(clock.now)],
@@ -191,8 +194,9 @@ async def test_the_log_starts_from_the_newest_rows_and_then_follows_by_id(
 async def test_b_and_the_modal_bench_the_selected_model_like_the_cli(
     config: Config, store: SqliteStore, clock: FakeClock
 ):
-    from llmfail.tui.screens import BenchScreen
     from textual.widgets import Input
+
+    from llmfail.tui.screens import BenchScreen
 
     app = app_for(config, store, clock, chain="prod")
     async with app.run_test(size=SIZE) as pilot:
@@ -216,8 +220,9 @@ async def test_b_and_the_modal_bench_the_selected_model_like_the_cli(
 async def test_the_bench_modal_takes_a_typed_length_refuses_a_bad_one_and_escape_benches_nothing(
     config: Config, store: SqliteStore, clock: FakeClock
 ):
-    from llmfail.tui.screens import BenchScreen
     from textual.widgets import Static
+
+    from llmfail.tui.screens import BenchScreen
 
     app = app_for(config, store, clock, chain="prod")
     async with app.run_test(size=SIZE) as pilot:
@@ -250,7 +255,7 @@ async def test_u_unbenches_the_selected_model_like_the_cli(config: Config, store
         await pilot.press("down", "down")
         assert app.selected_model() == "mock/echo"
         await pilot.press("u")
-        await until(pilot, lambda: cell(app, "mock/echo", "state") == "healthy")
+        await until(pilot, lambda: cell(app, "mock/echo", "state") == "no data")  # unbenched, never asked
 
     assert store.benches(clock.now) == []
     [event] = store.events(types=[ev.UNBENCHED])
@@ -349,7 +354,7 @@ async def test_r_rereads_what_this_very_connection_wrote(config: Config, store: 
         store.record_failure("mock/echo", now=clock.now, kind="transient", status=500, bench_for=60.0)
         store.append([Event(type="benched", ts=clock.now, model="mock/echo", detail="same-connection")])
         await pilot.pause(0.6)
-        assert cell(app, "mock/echo", "state") == "healthy"
+        assert cell(app, "mock/echo", "state") == "no data"
         await pilot.press("r")
         await until(pilot, lambda: cell(app, "mock/echo", "state") == "benched"
                     and last_line(app).endswith("same-connection"), timeout=2.0)  # < ROWS_EVERY_S: r did it
@@ -446,15 +451,218 @@ async def test_the_sparkline_counts_failovers_per_minute_of_the_last_hour(
         await until(pilot, lambda: sum(app.query_one("#sparkline", Sparkline).data or []) == 1)
 
 
+# --------------------------------------------------------------------------- what serves each chain, no data
+
+
+#: The default window as the screen writes it.
+WINDOW = format_duration(WINDOW_S)
+
+
+def strip(app: Any) -> list[str]:
+    return str(app.query_one("#chains").render()).splitlines()
+
+
+def summary(app: Any) -> str:
+    return " ".join(str(app.query_one("#summary").render()).split())
+
+
+def _request(ts: float, chain: str, model: str | None, rid: str, ok: bool = True, kind: str | None = None) -> Event:
+    return Event(type="request", ts=ts, request_id=rid, chain=chain, model=model, kind=kind, latency_ms=100.0,
+                 data={"ok": ok, "answered_by": model, "failovers": 0})
+
+
+async def test_the_strip_marks_the_entry_answering_each_chain_as_requests_come_in(
+    config: Config, store: SqliteStore, writer: SqliteStore, clock: FakeClock
+):
+    app = app_for(config, store, clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert strip(app) == [f"prod  no requests in the last {WINDOW} · 3/3 live",
+                              f"cheap no requests in the last {WINDOW} · 2/2 live"]
+        writer.append([_request(clock.now - 30, "prod", "openai/gpt-4o", "r1"),
+                       _request(clock.now - 2, "prod", "anthropic/claude-sonnet-4-5", "r2"),
+                       _request(clock.now - 1, "cheap", "mock/echo", "r3")])
+        await until(pilot, lambda: strip(app) == [
+            "prod  ▶ anthropic/claude-sonnet-4-5 serving · 2s ago · 3/3 live",
+            "cheap ▶ mock/echo serving · 1s ago · 2/2 live"])
+        writer.append([_request(clock.now, "prod", None, "r4", ok=False, kind="timeout")])
+        await until(pilot, lambda: strip(app)[0] == (
+            "prod  ✗ last request failed (timeout) 0s ago · last answer anthropic/claude-sonnet-4-5 2s ago · 3/3 live"))
+        clock.advance(16 * 60)  # nothing more: the window moves past the last request
+        await until(pilot, lambda: strip(app)[1] == f"cheap no requests in the last {WINDOW} · 2/2 live")
+
+
+async def test_the_serving_entry_is_found_for_a_quiet_chain_beyond_the_newest_events(
+    config: Config, store: SqliteStore, clock: FakeClock
+):
+    store.append([_request(clock.now - 600, "cheap", "ollama/llama3.2", "old")])
+    store.append([Event(type="retry", ts=clock.now, chain="prod", model="openai/gpt-4o") for _ in range(50)])
+    app = app_for(config, store, clock, keep=10)  # the request is not among the 10 newest events
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        ago = format_duration(600)
+        await until(pilot, lambda: f"cheap ▶ ollama/llama3.2 serving · {ago} ago · 2/2 live" in strip(app))
+
+
+async def test_panic_mode_shows_when_every_entry_is_benched_and_ends_when_one_answers_normally(
+    config: Config, store: SqliteStore, writer: SqliteStore, clock: FakeClock
+):
+    app = app_for(config, store, clock, chain="prod")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        for model in PROD:
+            writer.record_failure(model, now=clock.now, kind="transient", status=503, bench_for=60.0)
+        await until(pilot, lambda: strip(app) == ["prod  PANIC  all 3 benched: trying them all"])
+        writer.append([Event(type="panic", ts=clock.now, request_id="r1", chain="prod"),
+                       _request(clock.now, "prod", "mock/echo", "r1")])
+        await until(pilot, lambda: strip(app) == [
+            "prod  PANIC  all 3 benched: trying them all · ▶ mock/echo serving · 0s ago"])
+        clock.advance(61)  # every bench ran out: half-open, live again; the newest request still panicked
+        await until(pilot, lambda: strip(app)[0].startswith("prod  PANIC  last request tried benched entries"))
+        writer.append([_request(clock.now, "prod", "openai/gpt-4o", "r2")])
+        await until(pilot, lambda: strip(app) == ["prod ▶ openai/gpt-4o serving · 0s ago · 3/3 live"])
+
+
+async def test_a_fresh_db_is_no_data_not_all_healthy_and_all_healthy_needs_answers(
+    config: Config, store: SqliteStore, writer: SqliteStore, clock: FakeClock
+):
+    app = app_for(config, store, clock, chain="cheap")
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert "all healthy" not in summary(app)
+        assert summary(app).endswith("2 models: 2 no data")
+        assert [cell(app, m, "state") for m in ("ollama/llama3.2", "mock/echo")] == ["no data", "no data"]
+        writer.append([_request(clock.now, "cheap", "ollama/llama3.2", "r1")])
+        await until(pilot, lambda: summary(app).endswith("2 models: 1 no data"))
+        assert cell(app, "ollama/llama3.2", "state") == "healthy"
+        writer.append([_request(clock.now, "cheap", "mock/echo", "r2")])
+        await until(pilot, lambda: summary(app).endswith("2 models: all healthy"))
+
+
+def test_chain_view_panic_rules():
+    from llmfail.tui.health import ChainView
+
+    request = Event(type="request", ts=10.0, request_id="r2", chain="prod", model="a/x", id=20, data={"ok": True})
+    own_panic = Event(type="panic", ts=9.0, request_id="r2", chain="prod", id=19)
+    old_panic = Event(type="panic", ts=5.0, request_id="r1", chain="prod", id=10)
+    in_flight = Event(type="panic", ts=11.0, request_id="r3", chain="prod", id=21)
+    benched = (HealthRow("a/x", "benched", bench_until=100.0), HealthRow("a/y", "manual", bench_until=200.0))
+    live = (HealthRow("a/x", "healthy"), *benched)
+    assert ChainView("prod", benched, "try_all").panic(12.0)  # nothing live: the next request panics
+    assert not ChainView("prod", benched, "try_all").panic(100.0)  # a bench ran out: half-open, live
+    assert not ChainView("prod", live, "try_all", request, request, old_panic).panic(12.0)  # walked normally since
+    assert ChainView("prod", live, "try_all", request, request, own_panic).panic(12.0)  # the newest request panicked
+    assert ChainView("prod", live, "try_all", request, request, in_flight).panic(12.0)  # one panicking in flight
+    down = ChainView("prod", benched, "fail").text(12.0, 900.0).plain
+    assert down == "prod  DOWN  all 2 benched: requests fail"
+
+
+# --------------------------------------------------------------------------- layout, cursor, keys
+
+
+async def test_at_80x24_every_model_state_countdown_error_strip_and_newest_events_are_on_screen(
+    store: SqliteStore, clock: FakeClock
+):
+    from textual.widgets import DataTable
+
+    models = [f"mock/model-{i}" for i in range(10)]
+    config = parse_config("chains:\n  big: [" + ", ".join(models) + "]\n  small: [mock/echo]\n", "chains.yaml")
+    store.record_failure(models[9], now=clock.now, kind="rate_limited", status=429, bench_for=90.0)
+    store.append([Event(type="retry", ts=clock.now, chain="big", model=models[0], detail=f"e{i}") for i in range(30)])
+    app = app_for(config, store, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.pause(0.1)
+        table = app.query_one("#health", DataTable)
+        assert [str(c.label) for c in table.columns.values()] == ["model", "state", "ends in", "last error", "ago"]
+        assert table.virtual_size.width <= table.scrollable_content_region.width  # no column cut off
+        assert table.scrollable_content_region.height >= table.row_count  # every row: no scrolling
+        assert cell(app, models[9], "until") == "1m30s" and cell(app, models[9], "error") == "rate_limited 429"
+        assert app.query_one("#log").scrollable_content_region.height >= 3
+        assert log_lines(app)[-1].endswith("e29")
+        assert [line.split()[0] for line in strip(app)] == ["big", "small"]
+        await pilot.resize_terminal(160, 45)
+        await until(pilot, lambda: len(table.columns) == 11)
+        assert cell(app, models[9], "failures") == "1"
+
+
+async def test_c_steps_through_the_chains_and_back_to_all(config: Config, store: SqliteStore, clock: FakeClock):
+    app = app_for(config, store, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.press("c")
+        await until(pilot, lambda: table_models(app) == PROD and summary(app).startswith("llmfail prod ·"))
+        await pilot.press("c")
+        await until(pilot, lambda: table_models(app) == ["ollama/llama3.2", "mock/echo"])
+        await pilot.press("c")
+        await until(pilot, lambda: summary(app).startswith("llmfail all chains ·") and len(app.rows) == 4)
+
+
+async def test_the_selected_first_row_does_not_look_like_the_header(
+    config: Config, store: SqliteStore, clock: FakeClock
+):
+    from textual.widgets import DataTable
+
+    app = app_for(config, store, clock, chain="prod")
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        table = app.query_one("#health", DataTable)
+        assert table.has_focus and table.cursor_row == 0
+        width = table.size.width
+
+        def look(y: int) -> set[tuple[Any, bool, bool]]:
+            """(background, bold, underline) of every cell of screen line y of the table."""
+            strip = table.render_line(y).crop(0, width)
+            return {(seg.style.bgcolor, bool(seg.style.bold), bool(seg.style.underline))
+                    for seg in strip if seg.style is not None and seg.text.strip()}
+
+        header, selected, other = look(0), look(1), look(2)
+        assert header and selected and header.isdisjoint(selected)
+        assert {bg for bg, _, _ in header}.isdisjoint({bg for bg, _, _ in selected})
+        assert {bg for bg, _, _ in selected}.isdisjoint({bg for bg, _, _ in other})
+
+
+async def test_question_mark_lists_every_key_and_escape_closes_it(config: Config, store: SqliteStore, clock: FakeClock):
+    from llmfail.tui.screens import HelpScreen
+
+    app = app_for(config, store, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        lines = [" ".join(line.split()) for line in _screen_text(app)]
+        for binding in app.BINDINGS:
+            key = app.get_key_display(binding)
+            assert any(line.startswith(f"│ {key} {binding.description}") or f" {key} {binding.description} " in line
+                       for line in lines), (key, binding.description, lines)
+        assert any("↑ ↓ Select" in line for line in lines)
+        await pilot.press("b", "u", "c", "p")  # the dashboard's keys do nothing behind the help
+        assert isinstance(app.screen, HelpScreen) and app.chain is None and not app.paused
+        await pilot.press("escape")
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        await pilot.press("question_mark")
+        await until(pilot, lambda: isinstance(app.screen, HelpScreen))
+        await pilot.press("question_mark")  # ? toggles it too
+        await until(pilot, lambda: not isinstance(app.screen, HelpScreen))
+        assert store.all_states() == []  # keys on the help screen act on nothing behind it
+
+
+def _screen_text(app: Any) -> list[str]:
+    """The screen as text, line by line (what a person would read)."""
+    return [strip.text for strip in app.screen._compositor.render_strips()]
+
+
 def test_the_tui_command_opens_the_dashboard_on_the_given_db_chain_and_window(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from typer.testing import CliRunner
 
+    import llmfail.tui
     from llmfail.cli import app as cli_app
     from llmfail.tui.app import Dashboard
 
     (tmp_path / "chains.yaml").write_text(CONFIG)  # found as ./chains.yaml
+    monkeypatch.setattr(llmfail.tui, "missing_terminal", lambda: None)  # CliRunner has no terminal
     opened: dict[str, Any] = {}
 
     def run(self: Dashboard, *args: Any, **kwargs: Any) -> None:
@@ -467,6 +675,109 @@ def test_the_tui_command_opens_the_dashboard_on_the_given_db_chain_and_window(
     assert opened == {"chain": "cheap", "window": 300.0, "db": other}
     result = CliRunner().invoke(cli_app, ["tui", "--window", "soon"])
     assert result.exit_code == 2 and "--window" in result.output
+
+
+def _tui_without_a_terminal(tmp_path: Path, stdin: Any, stdout: Any, stderr: Any) -> tuple[int, float]:
+    """`llmfail tui` in a fresh interpreter with the given streams: its exit code and the seconds it took."""
+    (tmp_path / "chains.yaml").write_text(CONFIG)
+    start = time.monotonic()
+    child = subprocess.Popen([sys.executable, "-c", "from llmfail.cli import main; main()", "tui"],
+                             stdin=stdin, stdout=stdout, stderr=stderr, cwd=tmp_path)
+    try:
+        code = child.wait(timeout=20)
+    finally:
+        child.kill()
+    return code, time.monotonic() - start
+
+
+@pytest.mark.parametrize("case", ["stdin from /dev/null, stdout to a file", "stdout into a pipe"])
+def test_without_a_terminal_tui_exits_2_at_once_with_a_hint_and_writes_nothing_to_stdout(tmp_path: Path, case: str):
+    import os
+    import pty
+
+    out_path, err_path = tmp_path / "out", tmp_path / "err"
+    with open(out_path, "wb") as out, open(err_path, "wb") as err:
+        if case.startswith("stdin"):
+            with open(os.devnull, "rb") as null:
+                code, took = _tui_without_a_terminal(tmp_path, null, out, err)
+            stream = "standard input"
+        else:  # a real terminal on stdin (so only stdout is wrong), stdout read through a pipe like `| head`
+            main, side = pty.openpty()
+            read, write = os.pipe()
+            try:
+                code, took = _tui_without_a_terminal(tmp_path, side, write, err)
+                os.close(write)
+                with os.fdopen(read, "rb") as pipe:
+                    out.write(pipe.read())
+            finally:
+                os.close(main)
+                os.close(side)
+            stream = "standard output"
+    assert code == 2
+    assert took < 5.0  # at once (a fresh interpreter's start-up), not a spin until the timeout
+    assert out_path.read_bytes() == b""  # no escape codes in the pipe or file
+    lines = err_path.read_text().splitlines()
+    assert lines[0] == f"llmfail: error: tui needs a terminal ({stream} is not one)"
+    assert "llmfail ls-benched" in lines[1] and "llmfail events --follow" in lines[1]
+
+
+def test_in_a_real_80x24_terminal_tui_draws_the_dashboard_and_q_quits(tmp_path: Path):
+    """The whole path a person takes: a pseudo-terminal of 80x24, the real command, the real keys."""
+    import fcntl
+    import os
+    import pty
+    import select
+    import struct
+    import termios
+
+    (tmp_path / "chains.yaml").write_text(CONFIG)
+    db = tmp_path / "state.db"
+    store = SqliteStore(str(db))
+    bench_model(store, parse_config(CONFIG, "chains.yaml"), "mock/echo", 600.0, "drill", time.time())
+    store.close()
+    main, side = pty.openpty()
+    fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
+    child = subprocess.Popen([sys.executable, "-c", "from llmfail.cli import main; main()", "--db", str(db), "tui",
+                              "--chain", "prod", "--window", "5m"],
+                             stdin=side, stdout=side, stderr=side, cwd=tmp_path, env=env, start_new_session=True)
+    os.close(side)
+    seen = b""
+
+    def read_until(wanted: Callable[[bytes], bool], timeout: float) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while not wanted(seen) and time.monotonic() < deadline:
+            if select.select([main], [], [], 0.1)[0]:
+                try:
+                    seen += os.read(main, 65536)
+                except OSError:  # the child closed the terminal
+                    return
+
+    try:
+        read_until(lambda out: b"llmfail" in out and b"manual" in out and b"5m" in out, timeout=30)
+        assert b"manual" in seen and b"prod" in seen, seen[-2000:]
+        os.write(main, b"q")
+        assert child.wait(timeout=15) == 0
+    finally:
+        child.kill()
+        child.wait()
+        os.close(main)
+
+
+def test_missing_terminal_names_the_first_stream_that_is_not_one(tmp_path: Path):
+    import io
+    import os
+    import pty
+
+    from llmfail.tui import missing_terminal
+
+    main, side = pty.openpty()
+    with os.fdopen(side, "w") as tty:
+        assert missing_terminal((("in", tty), ("out", tty))) is None
+        assert missing_terminal((("in", tty), ("out", io.StringIO()))) == "out"
+        assert missing_terminal((("in", None),)) == "in"
+    os.close(main)
 
 
 # --------------------------------------------------------------------------- plain data (no Textual)
@@ -488,12 +799,19 @@ def test_failover_rate_buckets_by_minute_and_forgets_the_hour_before():
     assert not activity.partial(now)
 
 
-def test_activity_remembers_each_chains_latest_panic():
-    activity = Activity()
-    activity.add([Event(type="panic", ts=10.0, chain="prod"), Event(type="panic", ts=5.0, chain="prod"),
-                  Event(type="panic", ts=7.0, chain="cheap")])
-    assert activity.panics == {"prod": 10.0, "cheap": 7.0}
-    assert activity.panicked_since(["prod"], 10.0) and not activity.panicked_since(["cheap"], 8.0)
+def test_chain_news_keeps_each_chains_newest_request_answer_and_panic_by_id():
+    news = ChainNews()
+    news.add([
+        Event(type="panic", ts=10.0, chain="prod", id=3),
+        Event(type="panic", ts=5.0, chain="prod", id=1),  # older id: seen late, changes nothing
+        Event(type="panic", ts=7.0, chain="cheap", id=2),
+        Event(type="request", ts=11.0, chain="prod", model="a/x", id=4, data={"ok": True}),
+        Event(type="request", ts=12.0, chain="prod", id=5, kind="timeout", data={"ok": False}),
+        Event(type="request", ts=13.0, model="a/x", id=6, data={"ok": True}),  # no chain
+    ])
+    assert {c: e.ts for c, e in news.panic.items()} == {"prod": 10.0, "cheap": 7.0}
+    assert news.request["prod"].id == 5 and news.answer["prod"].id == 4 and "cheap" not in news.request
+    assert news.panicked_since(["prod"], 10.0) and not news.panicked_since(["cheap"], 8.0)
 
 
 def test_a_burst_larger_than_the_log_keeps_only_the_newest_rows(
@@ -613,6 +931,39 @@ def _bench_by_hand(store: SqliteStore, model: str, ts: float, until: float, reas
                         data={"user": "alice", "host": "ops1", "reason": reason, "manual": True})])
 
 
+def _one_benched(store: SqliteStore) -> None:
+    """The primary failed and is benched; the next entry answers the newest requests."""
+    _fill_traffic(store)
+    _bench_auto(store, "openai/gpt-4o", T0 - 20, T0 + 25, "transient", 503)
+    store.append([
+        Event(type="failover", ts=T0 - 20, request_id="r21", chain="prod", model="openai/gpt-4o",
+              next_model="anthropic/claude-sonnet-4-5", kind="transient", status=503),
+        Event(type="request", ts=T0 - 18, request_id="r21", chain="prod", model="anthropic/claude-sonnet-4-5",
+              latency_ms=1900.0, data={"ok": True, "answered_by": "anthropic/claude-sonnet-4-5", "failovers": 1}),
+    ])
+
+
+def _panic(store: SqliteStore) -> None:
+    """Every entry of `prod` benched (one by hand); the newest request walked them all in panic mode."""
+    _one_benched(store)
+    _bench_auto(store, "anthropic/claude-sonnet-4-5", T0 - 15, T0 + 75, "rate_limited", 429)
+    _bench_by_hand(store, "mock/echo", T0 - 10, T0 + 3600, "bad deploy")
+    store.append([
+        Event(type="panic", ts=T0 - 5, request_id="r30", chain="prod",
+              detail="every entry is benched: trying them all (on_all_benched: try_all)"),
+        Event(type="request", ts=T0 - 4, request_id="r30", chain="prod", model="mock/echo", latency_ms=30.0,
+              data={"ok": True, "answered_by": "mock/echo", "failovers": 0}),
+    ])
+
+
+#: The situations the main screen is pinned in (the screen-text script in the report uses them too).
+SCENARIOS: dict[str, Callable[[SqliteStore], None]] = {
+    "healthy": _fill_traffic,
+    "one_benched": _one_benched,
+    "panic": _panic,
+}
+
+
 def _snapshot_app(config: Config, db_path: Path, fill: Callable[[SqliteStore], None]) -> Any:
     store = SqliteStore(str(db_path))
     fill(store)
@@ -620,29 +971,23 @@ def _snapshot_app(config: Config, db_path: Path, fill: Callable[[SqliteStore], N
 
 
 @pytest.mark.usefixtures("utc")
-class TestMainScreen:
-    """The main screen at 130x36, the clock frozen at T0, the `prod` chain selected."""
+@pytest.mark.parametrize("size", [(80, 24), (160, 45)], ids=["80x24", "160x45"])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_main_screen(snap_compare: Any, config: Config, db_path: Path, scenario: str, size: tuple[int, int]):
+    """The main screen with the clock frozen at T0 and the `prod` chain selected: an ssh session
+    from a phone (80x24, the compact layout) and a big terminal (160x45, everything)."""
+    app = _snapshot_app(config, db_path, SCENARIOS[scenario])
+    assert snap_compare(app, terminal_size=size, run_before=loaded)
 
-    def test_all_healthy(self, snap_compare: Any, config: Config, db_path: Path):
-        app = _snapshot_app(config, db_path, _fill_traffic)
-        assert snap_compare(app, terminal_size=SIZE, run_before=loaded)
 
-    def test_one_model_benched(self, snap_compare: Any, config: Config, db_path: Path):
-        def fill(store: SqliteStore) -> None:
-            _fill_traffic(store)
-            _bench_auto(store, "openai/gpt-4o", T0 - 20, T0 + 25, "transient", 503)
+@pytest.mark.usefixtures("utc")
+def test_every_chain_at_80x24_with_the_help_screen_open(snap_compare: Any, config: Config, db_path: Path):
+    """On a fresh DB (no log to scroll behind the dialog: the screen under a modal keeps its last layout)."""
+    store = SqliteStore(str(db_path))
 
-        app = _snapshot_app(config, db_path, fill)
-        assert snap_compare(app, terminal_size=SIZE, run_before=loaded)
+    async def help_open(pilot: Any) -> None:
+        await loaded(pilot)
+        await until(pilot, lambda: pilot.app.query_one("#chains").size.height == 2)
+        await pilot.press("question_mark")
 
-    def test_all_benched(self, snap_compare: Any, config: Config, db_path: Path):
-        def fill(store: SqliteStore) -> None:
-            _fill_traffic(store)
-            _bench_auto(store, "openai/gpt-4o", T0 - 20, T0 + 25, "transient", 503)
-            _bench_auto(store, "anthropic/claude-sonnet-4-5", T0 - 15, T0 + 75, "rate_limited", 429)
-            _bench_by_hand(store, "mock/echo", T0 - 10, T0 + 3600, "bad deploy")
-            store.append([Event(type="panic", ts=T0 - 5, request_id="r30", chain="prod",
-                                detail="every entry is benched: trying them all (on_all_benched: try_all)")])
-
-        app = _snapshot_app(config, db_path, fill)
-        assert snap_compare(app, terminal_size=SIZE, run_before=loaded)
+    assert snap_compare(app_for(config, store, FakeClock(T0)), terminal_size=(80, 24), run_before=help_open)

@@ -12,6 +12,12 @@ What it must guarantee during an incident, and how:
 - **Same actions as the CLI.** `b` and `u` call `bench_model` /
   `unbench_models` (in a thread, since a write may wait for the DB lock), so
   the rows and events are exactly those of `llmfail bench` / `unbench`.
+- **Readable at 80x24.** Under WIDE_FROM columns or TALL_FROM rows (an ssh
+  session from a phone) the header is one line, the chain selector and the
+  sparkline give way (`c` picks the chain), and the table keeps the columns that
+  answer "which model, until when, why": state, countdown, last error, how long
+  ago. The chains strip (what serves each chain, panic mode) and the newest
+  events stay on screen at every size.
 - **Pure reads.** Rendering never writes to the store (SPEC §3 item 8).
 """
 
@@ -21,13 +27,15 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import events, work
 from textual.app import App, ComposeResult
-from textual.binding import Binding
+from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, RichLog, Select, Sparkline, Static
 from textual.worker import get_current_worker
 
@@ -36,11 +44,13 @@ from ..config import Config
 from ..durations import format_duration
 from ..errors import LlmfailError
 from ..events import Event
+from ..health import EntryStatus
 from ..output import event_text
+from ..stats import NO_DATA
 from ..store import Store
 from .feed import KEEP_EVENTS, WINDOW_S, Feed, LogFilter, Update
-from .health import COLUMNS, HealthRow, display_state
-from .screens import BenchRequest, BenchScreen
+from .health import COLUMNS, COMPACT_COLUMNS, STATES, ChainView, HealthRow
+from .screens import BenchRequest, BenchScreen, HelpScreen
 
 #: Seconds between two polls of the DB: twice per the SPEC's 0.5 s, so a commit is on screen well within 1 s.
 POLL_S = 0.25
@@ -50,6 +60,17 @@ ERROR_RETRY_S = 2.0
 
 #: The Select value for "every chain" (no chain is named "").
 ALL_CHAINS = ""
+
+#: From this many columns and rows on, the full layout (chain selector, sparkline, every column);
+#: below either, the compact one.
+WIDE_FROM = 100
+TALL_FROM = 30
+
+#: Lines of the chains strip (one per chain, worst first), compact and full layout.
+CHAIN_LINES = (3, 6)
+
+#: The states the header counts, worst first (every state but healthy).
+COUNTED = tuple(state for state in STATES if state != EntryStatus.HEALTHY)
 
 
 class Refreshed(Message):
@@ -72,7 +93,14 @@ class Dashboard(App[None]):
     """Model health, the event log and the failover rate of one state DB, live."""
 
     TITLE = "llmfail"
+    ENABLE_COMMAND_PALETTE = False  # every action has a key, listed by `?`
 
+    # Textual declares these without ClassVar, so mypy needs them plain
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (TALL_FROM, "-tall")]  # noqa: RUF012
+
+    # The cursor row is a filled bar and the header a muted, underlined line without fill, so
+    # the selected row never reads as the header (even when it is the first row).
     CSS = """
     #top { height: 4; }
     #summary { width: 1fr; padding: 0 1; }
@@ -80,21 +108,31 @@ class Dashboard(App[None]):
     #rate { width: 46; padding: 0 1; }
     #rate-label { height: 1; }
     #sparkline { height: 3; }
-    #health { height: auto; max-height: 45%; min-height: 4; }
+    #chains { height: auto; padding: 0 1; }
+    #health { height: auto; max-height: 55%; min-height: 3; }
+    #health > .datatable--header { background: $surface; color: $text-muted; text-style: bold underline; }
+    #health:focus > .datatable--cursor { background: $primary; color: $text; text-style: bold; }
+    #health > .datatable--cursor { background: $primary 40%; text-style: bold; }
     #log-title { height: 1; background: $boost; padding: 0 1; }
-    #log { height: 1fr; min-height: 4; }
+    #log { height: 1fr; min-height: 3; }
     #filter { display: none; }
     #filter.editing { display: block; }
+    Screen.-narrow #top, Screen.-short #top { height: 1; }
+    Screen.-narrow #chain, Screen.-short #chain, Screen.-narrow #rate, Screen.-short #rate { display: none; }
+    Screen.-narrow #log { overflow-x: hidden; scrollbar-size-vertical: 1; }
     """
 
-    BINDINGS = [
-        Binding("b", "bench", "Bench"),
-        Binding("u", "unbench", "Unbench"),
-        Binding("p", "pause", "Pause log"),
-        Binding("slash", "filter", "Filter log"),
-        Binding("r", "refresh", "Refresh"),
-        Binding("q", "quit", "Quit"),
-        Binding("escape", "close_filter", "Close filter", show=False),
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("b", "bench", "Bench", tooltip="bench the selected model: asks how long and why (Esc cancels)"),
+        Binding("u", "unbench", "Unbench", tooltip="unbench the selected model and its credentials"),
+        Binding("c", "next_chain", "Chain", tooltip="show the next chain, then all chains again"),
+        Binding("p", "pause", "Pause", tooltip="pause / resume the event log (new events are counted)"),
+        Binding("slash", "filter", "Filter", tooltip="filter the log by words, or model:X type:X chain:X"),
+        Binding("r", "refresh", "Refresh", tooltip="read the state store again now"),
+        Binding("question_mark", "help", "Help", key_display="?", tooltip="this list (Esc closes it)"),
+        Binding("q", "quit", "Quit", tooltip="leave the dashboard"),
+        Binding("escape", "close_filter", "Close filter", show=False,
+                tooltip="close the filter box, keeping the old filter"),
     ]
 
     def __init__(
@@ -118,6 +156,8 @@ class Dashboard(App[None]):
         self.feed = Feed(config, store, clock=clock, chain=chain, window=window, keep=keep)
         self.chain = chain
         self.rows: list[HealthRow] = []
+        self.chain_views: list[ChainView] | None = None  # None until the first read
+        self.compact: bool | None = None  # the compact layout is on (None before the first resize)
         self.updates = 0  # updates painted so far (tests and the benchmark wait on it)
         self.first_paint_at: float | None = None  # perf_counter() when the first data was on screen
         self.last_event_id = 0  # the newest event taken into the log pane (shown, or counted while paused)
@@ -141,21 +181,37 @@ class Dashboard(App[None]):
             with Vertical(id="rate"):
                 yield Static("failovers per minute, last hour", id="rate-label", markup=False)
                 yield Sparkline([0] * 60, id="sparkline")
+        yield Static("", id="chains", markup=False)
         yield DataTable(id="health", cursor_type="row", zebra_stripes=True)
         yield Static("", id="log-title", markup=False)
         yield RichLog(id="log", max_lines=self.keep, wrap=False, markup=False, highlight=False)
         yield Input(placeholder="filter the log: words match model/type/chain; model:X type:X chain:X "
                                 "(Enter applies, empty clears, Esc cancels)", id="filter")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#health", DataTable)
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        table.focus()
-        self._title_log()
+        self._layout(self.size.width, self.size.height)
+        self.query_one("#health", DataTable).focus()
         self.set_interval(1.0, self._tick)
         self._poll()
+
+    def on_resize(self, event: events.Resize) -> None:
+        if self.compact is not None:  # else the widgets may not be there yet: on_mount lays them out
+            self._layout(event.size.width, event.size.height)
+
+    def _layout(self, width: int, height: int) -> None:
+        """Pick the compact or the full table for this terminal size (the CSS breakpoints do the rest)."""
+        compact = width < WIDE_FROM or height < TALL_FROM
+        if compact == self.compact:
+            return
+        self.compact = compact
+        table = self.query_one("#health", DataTable)
+        table.clear(columns=True)
+        for key, label in COMPACT_COLUMNS if compact else COLUMNS:
+            table.add_column(label, key=key)
+        self._row_keys, self._shown = [], {}
+        self._paint_rows()
+        self._title_log()
 
     def on_unmount(self) -> None:
         self._wake.set()  # let the poll thread see its cancellation at once
@@ -194,9 +250,12 @@ class Dashboard(App[None]):
         self._wake.set()
 
     def on_refreshed(self, message: Refreshed) -> None:
+        if not self.is_running:  # shutting down: the widgets are being removed
+            return
         update = message.update
         if update.rows is not None:
             self.rows = update.rows
+            self.chain_views = update.chains
             self._paint_rows()
         self._paint_rate(update)
         self._take_events(update.events, update.skipped)
@@ -213,7 +272,8 @@ class Dashboard(App[None]):
 
     def _tick(self) -> None:
         """Every second: the countdowns and "ago" cells move with the clock."""
-        self._paint_rows()
+        if self.is_running:  # the timer may fire once more while the screens are being removed
+            self._paint_rows()
 
     # ------------------------------------------------------------------ painting
 
@@ -222,7 +282,9 @@ class Dashboard(App[None]):
         their order changed (the cursor stays on its model), else only the cells that changed."""
         table = self.query_one("#health", DataTable)
         now = self.clock()
-        cells = {row.model: dict(zip((key for key, _ in COLUMNS), row.cells(now), strict=True)) for row in self.rows}
+        shown = {str(column.key.value) for column in table.columns.values()}
+        cells = {row.model: {key: cell for (key, _), cell in zip(COLUMNS, row.cells(now), strict=True) if key in shown}
+                 for row in self.rows}
         keys = list(cells)
         if keys != self._row_keys:
             selected = self.selected_model()
@@ -241,15 +303,55 @@ class Dashboard(App[None]):
         self._paint_summary(now)
 
     def _paint_summary(self, now: float) -> None:
-        states = [display_state(r.state, r.bench_until, now) for r in self.rows]
-        counts = {s: states.count(s) for s in ("benched", "manual", "panic-tried", "half-open")}
-        trouble = ", ".join(f"{n} {s}" for s, n in counts.items() if n) or "all healthy"
-        scope = f"chain {self.chain}" if self.chain else "all chains"
-        text = Text.assemble(
-            ("llmfail", "bold"), f" · {scope} · window {format_duration(self.window)}\n",
-            f"{len(self.rows)} models: ", (trouble, "green" if trouble == "all healthy" else "bold yellow"),
-        )
+        """The header: scope and window, then how many models are in which trouble.
+
+        "all healthy" only when every model answered in the window and none is benched,
+        slow or probing: a model nothing was asked of counts as `no data`.
+        """
+        labels = [r.label(now) for r in self.rows]
+        counts = [(labels.count(s), s) for s in COUNTED]
+        trouble = ", ".join(f"{n} {s}" for n, s in counts if n)
+        if not self.rows:
+            health: tuple[str, str] = ("no models", "dim")
+        elif not trouble:
+            health = ("all healthy", "green")
+        else:
+            only_idle = all(s == NO_DATA for n, s in counts if n)
+            health = (trouble, "dim" if only_idle else "bold yellow")
+        models = f"{len(self.rows)} model{'s' if len(self.rows) != 1 else ''}: "
+        if self.compact:
+            scope = self.chain or "all chains"
+            text = Text.assemble(("llmfail", "bold"), f" {scope} · {format_duration(self.window)} · ", models,
+                                 health)
+        else:
+            scope = f"chain {self.chain}" if self.chain else "all chains"
+            text = Text.assemble(("llmfail", "bold"), f" · {scope} · window {format_duration(self.window)}\n",
+                                 models, health)
         self.query_one("#summary", Static).update(text)
+        self._paint_chains(now)
+
+    def _rate_note(self) -> str:
+        """The compact layout's stand-in for the sparkline: failovers in the last hour."""
+        data = self.query_one("#sparkline", Sparkline).data
+        if not self.rate_known or data is None:
+            return "failovers: reading…"
+        total = sum(data)
+        return f"{total} failover{'s' if total != 1 else ''} in the last hour"
+
+    def _paint_chains(self, now: float) -> None:
+        """The chains strip: one line per chain, worst first, the overflow counted."""
+        strip = self.query_one("#chains", Static)
+        if self.chain_views is None:
+            strip.update(Text("what serves each chain: reading…", style="dim"))
+            return
+        limit = CHAIN_LINES[0] if self.compact else CHAIN_LINES[1]
+        views = self.chain_views
+        shown = views if len(views) <= limit else views[:limit - 1]
+        width = max((len(v.name) for v in shown), default=0)
+        text = Text("\n").join(v.text(now, self.window, width) for v in shown)
+        if len(shown) < len(views):
+            text.append(f"\n… {len(views) - len(shown)} more chains (c shows one at a time)", style="dim")
+        strip.update(text)
 
     def _paint_rate(self, update: Update) -> None:
         if update.rate is None:
@@ -262,6 +364,8 @@ class Dashboard(App[None]):
             label += " (older minutes partial)"
         self.query_one("#rate-label", Static).update(label)
         self.query_one("#sparkline", Sparkline).data = update.rate
+        if self.compact:
+            self._title_log()
 
     def _take_events(self, events: list[Event], skipped: int) -> None:
         if skipped:
@@ -291,7 +395,10 @@ class Dashboard(App[None]):
                 log.write(event_text(event, now))
 
     def _title_log(self) -> None:
-        parts = [f"events, newest at the bottom (last {self.keep} kept)"]
+        if self.compact:
+            parts = ["events, newest last", self._rate_note()]
+        else:
+            parts = [f"events, newest at the bottom (last {self.keep} kept)"]
         if self.log_filter.text:
             parts.append(f"filter: {self.log_filter.text}")
         if self.paused:
@@ -315,8 +422,34 @@ class Dashboard(App[None]):
 
     # ------------------------------------------------------------------ actions
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """While a dialog or the help is open, the dashboard's keys do nothing behind it
+        (a `u` meant for the dialog must not unbench the selected model); only quit stays."""
+        if isinstance(self.screen, ModalScreen) and action != "quit":
+            return not any(isinstance(b, Binding) and b.action == action for b in self.BINDINGS)
+        return True
+
     def action_refresh(self) -> None:
         self.refresh_now()
+
+    def action_next_chain(self) -> None:
+        """All chains, then each chain in config order, then all chains again (through the selector,
+        so the mouse and the key take one path)."""
+        order = [ALL_CHAINS, *self.config.chains]
+        current = order.index(self.chain) if self.chain in order else 0
+        self.query_one("#chain", Select).value = order[(current + 1) % len(order)]
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            keys = [(self.get_key_display(b), b.description, b.tooltip) for b in self._bindings_listed()]
+            self.push_screen(HelpScreen(keys))
+
+    def _bindings_listed(self) -> list[Binding]:
+        """Every key of the dashboard, as the help screen lists them: the table's moves, then ours."""
+        moves = [Binding("up,down", "", "Select", key_display="↑ ↓",
+                         tooltip="move the highlighted row (b and u act on it)"),
+                 Binding("pageup,pagedown", "", "Scroll", key_display="PgUp PgDn", tooltip="scroll the table")]
+        return moves + [b for b in self.BINDINGS if isinstance(b, Binding)]
 
     def action_pause(self) -> None:
         self.paused = not self.paused

@@ -7,8 +7,11 @@ holding millions of events, so every read is bounded:
   limit=keep)`) and then follows by id (`id > last`), never re-reading;
 - "anything new?" is one `PRAGMA data_version`, which only moves when another
   connection commits, so an idle DB costs no query at all;
-- the failover-rate sparkline keeps one counter per minute for the last hour
-  (and each chain's latest panic, for the `panic-tried` state);
+- the failover-rate sparkline keeps one counter per minute for the last hour;
+- each chain's newest `request` row, newest answer and newest `panic` (what is
+  serving it, panic mode, the `panic-tried` state) come from the newest events the
+  log pane reads anyway, then from the tail; only a chain with no request among
+  them costs one query, bounded to the last hour;
 - the health rows are recomputed when something was written, and every few
   seconds anyway, because the rolling window slides even when nothing happens.
 
@@ -29,7 +32,7 @@ from .. import events as ev
 from ..actions import FOLLOW_BATCH, EventFilter, recent_events
 from ..health import EntryStatus
 from ..stats import model_stats
-from .health import PANIC_TRIED, HealthRow, sort_rows
+from .health import PANIC_TRIED, ChainView, HealthRow, chain_views, sort_rows
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -58,37 +61,31 @@ ROWS_MIN_S = 0.5
 
 
 class Activity:
-    """Failovers per minute over the last hour, and each chain's latest panic, for one chain
-    selection (None: every chain). Seeded once from the DB, then fed by the tail."""
+    """Failovers per minute over the last hour, for one chain selection (None: every chain).
+    Seeded once from the DB, then fed by the tail."""
 
     def __init__(self, chain: str | None = None) -> None:
         self.chain = chain
         self.counts: dict[int, int] = {}
-        self.panics: dict[str, float] = {}  # chain -> ts of its newest panic
         self.known_from: float | None = None  # before this time the counts are incomplete
 
     def seed(self, store: Store, now: float, upto_id: int) -> None:
-        """Read the last hour's failovers and panics (at most RATE_SEED_LIMIT rows).
+        """Read the last hour's failovers (at most RATE_SEED_LIMIT rows).
 
         Only rows up to `upto_id` (where the tail stands) are counted: later ones
         reach `add` through the tail, and must not be counted twice.
         """
         self.counts.clear()
-        self.panics.clear()
-        rows = store.events(since=now - RATE_SPAN_S, types=[ev.FAILOVER, ev.PANIC], chain=self.chain,
+        rows = store.events(since=now - RATE_SPAN_S, types=[ev.FAILOVER], chain=self.chain,
                             newest=True, limit=RATE_SEED_LIMIT)
         self.known_from = rows[0].ts if len(rows) >= RATE_SEED_LIMIT else None
         self.add(e for e in rows if e.id is not None and e.id <= upto_id)
 
     def add(self, events: Iterable[Event]) -> None:
         for event in events:
-            if self.chain is not None and event.chain != self.chain:
-                continue
-            if event.type == ev.FAILOVER:
+            if event.type == ev.FAILOVER and (self.chain is None or event.chain == self.chain):
                 minute = int(event.ts // RATE_BUCKET_S)
                 self.counts[minute] = self.counts.get(minute, 0) + 1
-            elif event.type == ev.PANIC and event.chain is not None:
-                self.panics[event.chain] = max(event.ts, self.panics.get(event.chain, event.ts))
 
     def series(self, now: float) -> list[int]:
         """One count per minute, oldest first, ending with the current minute; old minutes dropped."""
@@ -103,9 +100,49 @@ class Activity:
         """Whether the seed hit its limit inside the shown hour (older minutes are undercounted)."""
         return self.known_from is not None and self.known_from > now - RATE_SPAN_S
 
+
+#: Newest `request`/`panic` rows read per quiet chain to seed ChainNews (the newest answer is among them).
+CHAIN_SEED_LIMIT = 100
+
+
+class ChainNews:
+    """Every chain's newest `request` row, newest answered one and newest `panic`, whatever
+    chain is selected. Fed by every event the feed reads (newest id wins, so a row seen twice
+    changes nothing); `seed` asks the DB only about chains the newest events said nothing of."""
+
+    def __init__(self) -> None:
+        self.request: dict[str, Event] = {}
+        self.answer: dict[str, Event] = {}
+        self.panic: dict[str, Event] = {}
+
+    def add(self, events: Iterable[Event]) -> None:
+        for event in events:
+            if event.chain is None:
+                continue
+            if event.type == ev.REQUEST:
+                _keep_newest(self.request, event)
+                if event.data.get("ok"):
+                    _keep_newest(self.answer, event)
+            elif event.type == ev.PANIC:
+                _keep_newest(self.panic, event)
+
+    def seed(self, store: Store, chains: Iterable[str], now: float) -> None:
+        """For each chain with no request seen yet: its newest rows of the last hour."""
+        for chain in chains:
+            if chain not in self.request:
+                self.add(store.events(since=now - RATE_SPAN_S, chain=chain, types=[ev.REQUEST, ev.PANIC],
+                                      newest=True, limit=CHAIN_SEED_LIMIT))
+
     def panicked_since(self, chains: Iterable[str], ts: float) -> bool:
         """Whether one of `chains` went into panic mode at or after `ts`."""
-        return any(self.panics.get(chain, float("-inf")) >= ts for chain in chains)
+        return any(p.ts >= ts for chain in chains if (p := self.panic.get(chain)) is not None)
+
+
+def _keep_newest(latest: dict[str, Event], event: Event) -> None:
+    assert event.chain is not None
+    held = latest.get(event.chain)
+    if held is None or (event.id or 0) >= (held.id or 0):
+        latest[event.chain] = event
 
 
 class EventTail:
@@ -142,6 +179,7 @@ class Update:
 
     chain: str | None  # the chain the rows and the rate are for (None: all)
     rows: list[HealthRow] | None  # None: unchanged since the last update
+    chains: list[ChainView] | None  # the chains in scope, worst first; None with `rows`
     rate: list[int] | None  # failovers per minute, oldest first; None until seeded
     rate_partial: bool
     events: list[Event] = field(default_factory=list)  # new events for the log, oldest first (<= keep)
@@ -175,6 +213,7 @@ class Feed:
         self.window = window
         self.tail = EventTail(store, keep)
         self.activity = Activity(chain)
+        self.news = ChainNews()
         self._monotonic = monotonic
         self._version: object = None  # the last `change_token()`
         self._rows_at = float("-inf")
@@ -214,25 +253,31 @@ class Feed:
         seen = 0
         if first:
             fresh.extend(self.tail.start())
+            self.news.add(fresh)
             seen = len(fresh)
             self.activity = Activity(chain)
         elif written or force or reseed:
             for batch in self.tail.batches():
                 if not reseed:  # a seed reads these from the DB below
                     self.activity.add(batch)
+                self.news.add(batch)
                 fresh.extend(batch)
                 seen += len(batch)
         if reseed:
+            if not self._seeded:
+                self.news.seed(self.store, self.config.chains, now)
             self.activity = Activity(chain)
             self.activity.seed(self.store, now, self.tail.last_id)
         self._seeded = not first
-        rows = None
+        rows = chains = None
         if rows_due:
             rows = self.rows(now)
+            chains = self.chains(rows, now)
             self._rows_at, self._rows_dirty = self._monotonic(), False
         return Update(
             chain=chain,
             rows=rows,
+            chains=chains,
             rate=self.activity.series(now) if self._seeded else None,
             rate_partial=self.activity.partial(now),
             events=list(fresh),
@@ -257,16 +302,24 @@ class Feed:
             rows += [HealthRow.stored(s, now) for s in self.store.all_states()
                      if s.model not in figures and s.bench_until is not None]
         benched = [r.model for r in rows if r.state in (EntryStatus.BENCHED, EntryStatus.MANUAL)]
-        if benched and self.activity.panics:
+        if benched and self.news.panic:
             states = self.store.states(benched)
             rows = [self._panic_tried(row, states.get(row.model)) for row in rows]
         return sort_rows(rows, chain.models if chain is not None else None)
+
+    def chains(self, rows: list[HealthRow], now: float) -> list[ChainView]:
+        """The chains strip for the current selection (one chain, or every chain worst first)."""
+        name = self.activity.chain
+        chains = [self.config.chain(name)] if name is not None else list(self.config.chains.values())
+        views = chain_views(((c.name, c.models) for c in chains), rows, self.config.policy.on_all_benched,
+                            self.news.request, self.news.answer, self.news.panic)
+        return sorted(views, key=lambda view: view.trouble(now))
 
     def _panic_tried(self, row: HealthRow, state: ModelState | None) -> HealthRow:
         if state is None or state.benched_at is None or row.state not in (EntryStatus.BENCHED, EntryStatus.MANUAL):
             return row
         chains = [name for name, chain in self.config.chains.items() if row.model in chain.models]
-        if not self.activity.panicked_since(chains, state.benched_at):
+        if not self.news.panicked_since(chains, state.benched_at):
             return row
         return replace(row, state=PANIC_TRIED)
 

@@ -22,11 +22,12 @@ from ..durations import format_duration
 from ..health import EntryStatus, entry_status
 
 if TYPE_CHECKING:
+    from ..events import Event
     from ..store import ModelState
 
 #: The states a row can be in, most troubling first (the "by trouble" sort order):
-#: `llmfail.stats`'s states, after `panic-tried`: benched, yet being tried because
-#: every entry of one of its chains was benched (on_all_benched: try_all).
+#: `llmfail.stats`'s states (ending with `no data`), after `panic-tried`: benched, yet
+#: being tried because every entry of one of its chains was benched (on_all_benched: try_all).
 PANIC_TRIED = "panic-tried"
 STATES = (PANIC_TRIED, *stats.STATES)
 
@@ -38,6 +39,7 @@ STATE_STYLE: Mapping[str, str] = {
     "manual": "bold magenta",
     "slow": "yellow",
     "healthy": "green",
+    stats.NO_DATA: "dim",
 }
 
 #: (key, label) of each column, in display order; the keys are the DataTable's column keys.
@@ -51,6 +53,16 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("success", "ok %"),
     ("failovers", "failovers"),
     ("p50", "p50"),
+    ("error", "last error"),
+    ("ago", "ago"),
+)
+
+#: The columns of a narrow or short terminal (an ssh session from a phone, 80x24): what answers
+#: "which model is in trouble, until when, and why" and nothing else, with shorter labels.
+COMPACT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("model", "model"),
+    ("state", "state"),
+    ("until", "ends in"),
     ("error", "last error"),
     ("ago", "ago"),
 )
@@ -117,14 +129,19 @@ class HealthRow:
         """Share of the window's requests this model answered, or None with no request."""
         return self.ok / self.requests if self.requests else None
 
-    def trouble(self) -> tuple[int, int, float]:
-        """Sort key, worst first: state, then consecutive failures, then success rate."""
+    def trouble(self) -> tuple[int, int, float, bool]:
+        """Sort key, worst first: state, then consecutive failures, then success rate; among
+        equals, a model with no request in the window (`no data`) after one that answered."""
         success = self.success
-        return (STATES.index(self.state), -self.failures, 1.0 if success is None else success)
+        return (STATES.index(self.state), -self.failures, 1.0 if success is None else success, not self.requests)
+
+    def label(self, now: float) -> str:
+        """The state shown at `now`: `display_state`, and `no data` for a healthy model with no request."""
+        return stats.no_data_or(display_state(self.state, self.bench_until, now), self.requests)
 
     def cells(self, now: float) -> tuple[Text, ...]:
         """The row's cells at `now`, in COLUMNS order (the countdown and "ago" move with `now`)."""
-        state = display_state(self.state, self.bench_until, now)
+        state = self.label(now)
         remaining = self.bench_until - now if self.bench_until is not None and self.bench_until > now else None
         success = self.success
         error = ""
@@ -142,7 +159,7 @@ class HealthRow:
             _count(self.failovers, "magenta"),
             Text(format_duration(self.p50_ms / 1000) if self.p50_ms is not None else DASH, justify="right"),
             Text(error or DASH, style="red" if error else "dim"),
-            Text(format_duration(max(0.0, now - self.last_error_at)) if self.last_error_at is not None else DASH,
+            Text(_ago(now, self.last_error_at) if self.last_error_at is not None else DASH,
                  justify="right", style="" if self.last_error_at is not None else "dim"),
         )
 
@@ -156,6 +173,107 @@ def display_state(state: str, bench_until: float | None, now: float) -> str:
     if state in (EntryStatus.BENCHED, EntryStatus.MANUAL, PANIC_TRIED) and bench_until is not None and bench_until <= now:
         return "half-open"
     return state
+
+
+_LIVE_STATES = frozenset(status.value for status in EntryStatus if status.is_live)
+
+
+@dataclass(frozen=True)
+class ChainView:
+    """One chain as the chains strip shows it: what answered its latest requests, and whether
+    it is in panic mode.
+
+    "Serving" comes from the event log (the newest `request` rows of the chain), not from
+    a guess at the chain order: it is the entry that really answered. Panic mode is on when
+    no entry of the chain is live now (the next request walks them all, or fails with
+    `on_all_benched: fail`), or when the chain's newest request walked in panic mode (its
+    `panic` event belongs to that request, or is newer: a panicking request in flight).
+    """
+
+    name: str
+    members: tuple[HealthRow, ...]  # the chain's entries as the table has them
+    on_all_benched: str  # the policy: "try_all" (panic mode) or "fail"
+    last_request: Event | None = None  # the chain's newest `request` row
+    last_answer: Event | None = None  # its newest answered one
+    last_panic: Event | None = None
+
+    def live(self, now: float) -> int:
+        """Entries a request may try at `now` (a bench that ran out since the last read counts as live)."""
+        return sum(display_state(row.state, row.bench_until, now) in _LIVE_STATES for row in self.members)
+
+    def panic(self, now: float) -> bool:
+        if self.members and not self.live(now):
+            return True
+        panic, request = self.last_panic, self.last_request
+        if panic is None:
+            return False
+        if request is None:
+            return True
+        return bool(panic.request_id and panic.request_id == request.request_id) or (panic.id or 0) > (request.id or 0)
+
+    def trouble(self, now: float) -> int:
+        """Sort key, worst first: panic, then a failed newest request, then the rest."""
+        if self.panic(now):
+            return 0
+        if self.last_request is not None and not self.last_request.data.get("ok"):
+            return 1
+        return 2
+
+    def text(self, now: float, window: float, name_width: int = 0) -> Text:
+        """One line: `prod  ▶ anthropic/claude-sonnet-4-5 serving · 12s ago · 2/3 live`."""
+        line = Text(f"{self.name:<{name_width}} ", style="bold")
+        live, entries, panic = self.live(now), len(self.members), self.panic(now)
+        if entries and not live:
+            if self.on_all_benched == "fail":
+                line.append(" DOWN ", style="bold white on red")
+                line.append(f" all {entries} benched: requests fail", style="bold red")
+            else:
+                line.append(" PANIC ", style="bold white on red")
+                line.append(f" all {entries} benched: trying them all", style="bold red")
+        elif panic:
+            line.append(" PANIC ", style="bold white on red")
+            line.append(" last request tried benched entries", style="bold red")
+        request, answer = self.last_request, self.last_answer
+        sep = " · " if panic else ""
+        if request is None or now - request.ts > window:
+            if not panic:
+                line.append(f"no requests in the last {format_duration(window)}", style="dim")
+        elif request.data.get("ok"):
+            line.append(sep)
+            line.append(f"▶ {request.model or '?'}", style="bold green")
+            line.append(f" serving · {_ago(now, request.ts)} ago", style="green")
+        else:
+            line.append(sep)
+            line.append(f"✗ last request failed ({request.kind or 'error'}) {_ago(now, request.ts)} ago",
+                        style="bold red")
+            if answer is not None and now - answer.ts <= window:
+                line.append(f" · last answer {answer.model or '?'} {_ago(now, answer.ts)} ago", style="yellow")
+        if live:
+            line.append(f" · {live}/{entries} live", style="dim" if live == entries else "yellow")
+        return line
+
+
+def chain_views(
+    chains: Iterable[tuple[str, list[str]]],
+    rows: Iterable[HealthRow],
+    on_all_benched: str,
+    last_request: Mapping[str, Event],
+    last_answer: Mapping[str, Event],
+    last_panic: Mapping[str, Event],
+) -> list[ChainView]:
+    """A ChainView per (chain name, its models), its entries taken from the health rows."""
+    by_model = {row.model: row for row in rows}
+    return [
+        ChainView(name, tuple(by_model[m] for m in models if m in by_model), on_all_benched,
+                  last_request.get(name), last_answer.get(name), last_panic.get(name))
+        for name, models in chains
+    ]
+
+
+def _ago(now: float, ts: float) -> str:
+    """How long ago, to the second ("0s", not "350ms": the screen is repainted once a second)."""
+    age = now - ts
+    return format_duration(age) if age >= 1 else "0s"
 
 
 def _count(value: int, style: str) -> Text:

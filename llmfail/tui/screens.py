@@ -1,16 +1,19 @@
-"""The dashboard's modal: how long and why to bench a model.
+"""The dashboard's modals: how long and why to bench a model, and the list of keys.
 
-It only asks; the app performs the bench through `llmfail.actions`, exactly as
-`llmfail bench MODEL --for D --reason R` would.
+`BenchScreen` only asks; the app performs the bench through `llmfail.actions`,
+exactly as `llmfail bench MODEL --for D --reason R` would.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
+from rich.table import Table
 from textual.app import ComposeResult
-from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Static
 
@@ -42,7 +45,7 @@ class BenchScreen(ModalScreen[BenchRequest | None]):
     BenchScreen Button { margin-left: 2; }
     """
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, model: str, default: float) -> None:
         super().__init__()
@@ -90,3 +93,37 @@ class BenchScreen(ModalScreen[BenchRequest | None]):
             return
         reason = self.query_one("#reason", Input).value.strip()
         self.dismiss(BenchRequest(duration, reason or None))
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the dashboard with what it does (`?`). The app hands over its own bindings,
+    so the list cannot drift from what the keys do. Escape, `?` or `q` closes it."""
+
+    DEFAULT_CSS = """
+    HelpScreen { align: center middle; }
+    HelpScreen > #keys {
+        width: 84; max-width: 100%; height: auto; max-height: 100%; padding: 0 1;
+        scrollbar-size-vertical: 1;
+        border: round $accent; background: $surface;
+    }
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,question_mark,q", "close", "Close")]
+
+    def __init__(self, keys: Sequence[tuple[str, str, str]]) -> None:
+        """`keys`: (key as shown, short description, what it does) per binding."""
+        super().__init__()
+        self.keys = list(keys)
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, show_header=False, pad_edge=False, title="keys (Esc closes)", expand=False)
+        table.add_column(style="bold", no_wrap=True)
+        table.add_column(no_wrap=True)
+        table.add_column(style="dim")
+        for key, description, detail in self.keys:
+            table.add_row(key, description, detail)
+        with VerticalScroll(id="keys"):  # scrolls on a terminal too short for the list
+            yield Static(table)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
