@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .events import Event
     from .stats import ModelStats
     from .store import Store
+    from .store.select import Selection
 
 
 @dataclass
@@ -117,10 +118,33 @@ def _load_file() -> Config | None:
     return load_config(path)
 
 
-def open_db() -> Store:
-    from .store import open_store
+def open_db(config: Config | None = None) -> Store:
+    """The selected store (`llmfail.store.select`), opened: errors are the store's clear one line."""
+    return _selection(config).open()
 
-    return open_store(_opts.db)
+
+def open_request_store(config: Config) -> Store:
+    """The store requests walk with: behind the breaker, so a locked or unreachable store (or one
+    that cannot even be opened) never fails a request; it only adds a warning to the answer."""
+    from .store.guard import guard_store
+
+    return guard_store(None, _opts.db, getattr(config, "state", None))
+
+
+def _selection(config: Config | None = None) -> Selection:
+    """--db, else $LLMFAIL_DB, else the config's `state:`, else the default path. Commands that
+    have not loaded the config read it only when its text has a top-level `state:` key."""
+    import os
+
+    from .store.select import names_state, select_store
+
+    if config is None and not (_opts.db or os.environ.get("LLMFAIL_DB")):
+        from .paths import find_config
+
+        path = find_config(_opts.config)
+        if path is not None and names_state(path):
+            config = _load_file()
+    return select_store(_opts.db, getattr(config, "state", None))
 
 
 @app.command()
@@ -144,7 +168,7 @@ def run(
     name = chain or next(iter(config.chains))
     if stream is None:
         stream = sys.stdout.isatty() and not json_out
-    code = run_command(config, open_db(), name, text, system=system, stream=stream, max_tokens=max_tokens,
+    code = run_command(config, open_request_store(config), name, text, system=system, stream=stream, max_tokens=max_tokens,
                        temperature=temperature, json_out=json_out, quiet=quiet)
     raise typer.Exit(code)
 
@@ -178,11 +202,8 @@ def load_for_defaults(*, required: bool) -> tuple[Config | None, bool]:
 
 def open_existing_db() -> Store | None:
     """The state DB for a pure read, or None when there is none yet: a read never creates the file."""
-    from .paths import state_db
-
-    if not state_db(_opts.db).exists():
-        return None
-    return open_db()
+    selection = _selection()
+    return selection.open() if selection.exists() else None
 
 
 def _duration(option: str, text: str) -> float:

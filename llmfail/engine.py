@@ -143,12 +143,12 @@ class Engine:
         transport: httpx.AsyncBaseTransport | None = None,
         db_path: str | None = None,
     ) -> None:
-        if store is None:
-            from .store import open_store
+        from .store.guard import guard_store
 
-            store = open_store(db_path)
+        # Behind a breaker: a store that is locked, unreachable or cannot even be opened never fails a request.
+        self._guard = store = guard_store(store, db_path, getattr(config, "state", None), clock=clock)
         self.config = config
-        self.store = store
+        self.store: Store = store
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or Random()
@@ -596,14 +596,15 @@ class Engine:
 
     def _succeed(self, w: _Walk, entry: Entry, completion: Completion) -> Result:
         latency_ms = (self.clock() - w.start) * 1000
-        result = Result(
+        self._request_event(w, ok=True, model=entry.model, usage=completion.usage)
+        degraded = self._guard.warning_since(w.start)
+        return Result(
             text=completion.text, model=entry.model, chain=w.chain, request_id=w.request_id,
             failovers=w.failovers, latency_ms=latency_ms,
             ttft_ms=w.ttft * 1000 if w.ttft is not None else None, usage=completion.usage,
-            attempts=w.attempts, warnings=completion.warnings, panic=w.panic,
+            attempts=w.attempts, warnings=[*completion.warnings, degraded] if degraded else completion.warnings,
+            panic=w.panic,
         )
-        self._request_event(w, ok=True, model=entry.model, usage=completion.usage)
-        return result
 
     def _request_event(self, w: _Walk, *, ok: bool, model: str | None = None, kind: str | None = None,
                        status: int | None = None, usage: Usage | None = None) -> None:

@@ -35,6 +35,11 @@ def state_db(explicit: str | None = None) -> Path:
     env = os.environ.get("LLMFAIL_DB")
     if env:
         return Path(env)
+    return default_state_db()
+
+
+def default_state_db() -> Path:
+    """state.db in the user state dir: the store when nothing else names one."""
     from platformdirs import user_state_dir
 
     return Path(user_state_dir(APP)) / "state.db"

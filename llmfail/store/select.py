@@ -1,0 +1,146 @@
+"""Which store a process uses: one rule for every command, the dashboard and the library.
+
+    --db PATH|URL  >  $LLMFAIL_DB  >  the config's `state:` (url, password_env, namespace)
+                   >  state.db in the user state dir
+
+A path (or `sqlite:///path`) is SQLite; `redis://`, `rediss://`, `unix://` and
+`valkey://` are Redis/Valkey (the `redis` package is imported only then). The
+config's `password_env` and `namespace` apply to whichever URL is chosen, so a
+team can keep them in the shared config and point `--db` at another server for
+a one-off (`state copy`, a staging check). A password is never written in a URL
+we were given and never printed: `redact_url` is what every message shows.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from . import Store
+
+
+#: URL schemes served by the Redis backend.
+REDIS_SCHEMES = ("redis", "rediss", "unix", "valkey")
+
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^@/]*)@")
+
+
+class StateSection(Protocol):
+    """What selection reads from the config's `state:` section (`llmfail.config.StateConfig`)."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def password_env(self) -> str | None: ...
+
+    @property
+    def namespace(self) -> str | None: ...
+
+
+def scheme_of(target: str) -> str | None:
+    """`redis` for `redis://…`, None for a plain path."""
+    found = _SCHEME.match(target)
+    return found.group(1).lower() if found else None
+
+
+def is_redis(target: str) -> bool:
+    return scheme_of(target) in REDIS_SCHEMES
+
+
+def redact_url(target: str) -> str:
+    """`target` fit to print: a password in the URL's user part becomes `***`.
+
+    `redis://:secret@host:6379/0` → `redis://:***@host:6379/0`,
+    `redis://user:secret@host` → `redis://user:***@host`; a URL without one, or a
+    path, comes back unchanged. Every error, log line, `info` and `check` shows
+    store URLs through this."""
+    found = _USERINFO.match(target)
+    if not found:
+        return target
+    user, sep, _password = found.group(2).partition(":")
+    shown = f"{user}:***" if sep else user
+    return f"{found.group(1)}{shown}@{target[found.end():]}"
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The chosen store: `target` (a path or URL), which rule chose it, and the config's extras."""
+
+    target: str
+    source: str  # "--db", "$LLMFAIL_DB", "config state.url" or "default"
+    namespace: str | None = None
+    password_env: str | None = None
+
+    @property
+    def shown(self) -> str:
+        """The target as printed (password redacted)."""
+        return redact_url(self.target)
+
+    @property
+    def is_redis(self) -> bool:
+        return is_redis(self.target)
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file this selection names; None for a Redis URL or an in-memory DB."""
+        if self.is_redis:
+            return None
+        path = self.target.removeprefix("sqlite://")
+        return None if path in ("", ":memory:") or path.startswith("file:") else Path(path)
+
+    def exists(self) -> bool:
+        """Whether there is anything to read yet (a read never creates a SQLite file; a server
+        is always worth asking)."""
+        path = self.sqlite_path()
+        return path is None or path.exists()
+
+    def open(self, *, busy_timeout: float | None = None) -> Store:
+        """The store, opened (SQLite created and migrated if needed)."""
+        # TODO(fleet): open_store(target, namespace=, password_env=, busy_timeout=) once `store` is merged
+        from .sqlite import SqliteStore
+
+        path = self.sqlite_path()
+        store = SqliteStore(str(path) if path is not None else self.target)
+        if busy_timeout is not None:
+            with store._read() as conn:
+                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+        return store
+
+
+def select_store(
+    db: str | None = None,
+    state: StateSection | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Selection:
+    """The store by the precedence above. `db` is `--db` (or the library's `db_path`);
+    `state` is the loaded config's `state:` section, if any."""
+    env = os.environ if environ is None else environ
+    extras = {"namespace": state.namespace, "password_env": state.password_env} if state is not None else {}
+    if db:
+        return Selection(db, "--db", **extras)
+    if env.get("LLMFAIL_DB"):
+        return Selection(env["LLMFAIL_DB"], "$LLMFAIL_DB", **extras)
+    if state is not None and state.url:
+        return Selection(state.url, "config state.url", **extras)
+    from ..paths import default_state_db
+
+    return Selection(str(default_state_db()), "default", **extras)
+
+
+_STATE_KEY = re.compile(rb"^state\s*:", re.MULTILINE)
+
+
+def names_state(path: Path) -> bool:
+    """Whether the config file at `path` has a top-level `state:` key: a byte scan, so commands
+    that otherwise never parse the config (ls-benched, events) stay fast when it has none."""
+    try:
+        return _STATE_KEY.search(path.read_bytes()) is not None
+    except OSError:
+        return False
