@@ -672,6 +672,49 @@ def tui(
     create_app(config, open_db(), chain=chain, window=length).run()
 
 
+# --------------------------------------------------------------------------- state: moving between stores
+
+state_app = typer.Typer(help="Move shared state between stores (a SQLite file, a Redis URL).", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("copy")
+def state_copy(
+    src: str = typer.Argument(..., metavar="SRC", help="Store to copy from: a path, sqlite:///path or redis://…"),
+    dst: str = typer.Argument(..., metavar="DST", help="Store to copy into: a path, sqlite:///path or redis://…"),
+    force: bool = typer.Option(False, "--force", help="Copy into a destination that already holds state."),
+    json_out: bool = typer.Option(False, "--json", help='Print {"benches", "demotions", "events"}.'),
+) -> None:
+    """Copy benches (every state) and the event log (oldest first, original times) from SRC to DST.
+
+    Moving from one machine's SQLite file to a fleet's Redis keeps the history:
+    `llmfail state copy ~/.local/state/llmfail/state.db redis://cache:6379/0`."""
+    from .store.copy import copy_state, is_empty
+    from .store.select import select_store
+
+    config, _ = load_for_defaults(required=False)
+    section = getattr(config, "state", None)
+    source, target = select_store(src, section), select_store(dst, section)
+    if source.target == target.target:
+        raise UsageError("SRC and DST are the same store", hint="name two different stores")
+    if not source.exists():
+        raise UsageError(f"no state DB at {source.shown}", hint="check the SRC path")
+    from_store, to_store = source.open(), target.open()
+    if not force and not is_empty(to_store):
+        raise LlmfailError(f"{target.shown} already holds events or benches; nothing was copied",
+                           hint="pass --force to add SRC's state to it (a copied bench never shortens one there)")
+    done = copy_state(from_store, to_store, force=True)
+    if json_out:
+        from .output import emit_json
+
+        emit_json({"benches": done.benches, "demotions": done.demotions, "events": done.events})
+    else:
+        from .output import stdout
+
+        stdout().print(f"copied {done.benches} bench(es), {done.demotions} demotion(s) and {done.events} event(s) "
+                       f"from {source.shown} to {target.shown}", markup=False, highlight=False)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
