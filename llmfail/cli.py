@@ -113,7 +113,7 @@ def _load_file() -> Config | None:
     path = find_config(_opts.config)
     if path is None:
         return None
-    if not path.is_file():
+    if not path.exists():  # a directory or an unreadable file: load_config says which
         raise UsageError(f"config file not found: {path}", hint="pass --config PATH or create ./chains.yaml")
     return load_config(path)
 

@@ -21,6 +21,7 @@ from llmfail.config import (
     MockBehaviour,
     Policy,
     Sink,
+    StateConfig,
     load_config,
     load_default_config,
     parse_config,
@@ -228,7 +229,8 @@ def test_yaml_merge_keys_share_settings_between_entries(tmp_path: Path) -> None:
 
 
 def test_every_policy_field_can_be_set_in_the_config() -> None:
-    assert set(POLICY_PARSERS) == {f.name for f in fields(Policy)}
+    """Except `explicit`, which records which of them the file set."""
+    assert set(POLICY_PARSERS) == {f.name for f in fields(Policy)} - {"explicit"}
 
 
 # ----------------------------------------------------------------------- bad configs
@@ -396,8 +398,16 @@ def test_a_missing_file_is_a_config_error_naming_it(tmp_path: Path) -> None:
 
 
 def test_an_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="cannot read the config file"):
+        load_config(tmp_path / "file" / "chains.yaml")
+
+
+def test_a_directory_is_named_as_a_directory_not_a_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
         load_config(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: this is a directory, not a config file"
+    assert caught.value.hint == f"pass the config file itself, like {tmp_path / 'chains.yaml'}"
 
 
 def test_a_file_that_is_not_utf8_is_located(tmp_path: Path) -> None:
@@ -462,7 +472,7 @@ def test_the_shipped_example_is_a_copy_of_the_repository_one() -> None:
 
 def test_the_example_loads_and_has_a_demo_chain_that_needs_no_network() -> None:
     config = load_default_config()
-    assert config.path == "<default>"
+    assert config.path == "built-in example config"
     demo = config.chain("demo")
     assert demo.models == ["flaky/gpt-4o", "mock/echo"]
     assert all(e.provider.type == "mock" for e in demo.entries)
@@ -508,3 +518,185 @@ def test_any_damaged_config_gives_a_config_or_a_config_error_never_a_traceback(e
     except ConfigError as error:
         assert error.problems
         assert {p.file for p in error.problems} == {"<string>"}
+
+
+# ----------------------------------------------------------- explicit settings, defaulted()
+
+
+def test_a_policy_remembers_which_settings_the_file_gave_at_defaults_and_entry_level(tmp_path: Path) -> None:
+    config = load(tmp_path, """
+        defaults: {attempts: 2, backoff: {base: 1s}}
+        chains:
+          prod:
+            - mock/a
+            - {model: mock/b, mid_stream: error, timeout: 5s}
+          other: [{chain: prod}]
+        """)
+    assert config.policy.explicit == {"attempts", "backoff"}
+    a, b = config.chain("prod").entries
+    assert a.policy.explicit == {"attempts", "backoff"}
+    assert b.policy.explicit == {"attempts", "backoff", "mid_stream", "timeout"}
+    assert config.chain("other").entries[1].policy.explicit == b.policy.explicit
+    assert parse_config("chains: {x: [mock/a]}\n").policy.explicit == frozenset()
+
+
+def test_explicit_is_provenance_not_behaviour_so_equal_settings_compare_equal(tmp_path: Path) -> None:
+    config = load(tmp_path, "defaults: {attempts: 3}\nchains: {x: [mock/a]}\n")
+    assert config.policy == Policy() and config.policy.explicit == {"attempts"}
+
+
+def test_defaulted_changes_only_the_settings_the_file_did_not_give(tmp_path: Path) -> None:
+    config = load(tmp_path, """
+        chains:
+          prod:
+            - mock/a
+            - {model: mock/b, mid_stream: error}
+          other: [{chain: prod}, mock/c]
+        """)
+    restarting = config.defaulted(mid_stream="restart")
+    assert [e.policy.mid_stream for e in restarting.chain("prod").entries] == ["restart", "error"]
+    assert [e.policy.mid_stream for e in restarting.chain("other").entries] == ["restart", "error", "restart"]
+    assert restarting.policy.mid_stream == "restart"
+    assert restarting.chain("other").entries[0] is restarting.chain("prod").entries[0]  # still one entry
+    assert config.chain("prod").entries[0].policy.mid_stream == "error"  # the original is untouched
+    assert restarting.chain("prod").entries[1].location == config.chain("prod").entries[1].location
+
+
+def test_defaulted_keeps_a_setting_given_in_defaults(tmp_path: Path) -> None:
+    config = load(tmp_path, "defaults: {mid_stream: error}\nchains: {x: [mock/a]}\n")
+    assert config.defaulted(mid_stream="restart").chain("x").entries[0].policy.mid_stream == "error"
+
+
+def test_defaulted_refuses_unknown_settings_and_choices() -> None:
+    config = parse_config("chains: {x: [mock/a]}\n")
+    with pytest.raises(TypeError, match="mid_strem"):
+        config.defaulted(mid_strem="restart")
+    with pytest.raises(TypeError, match="explicit"):
+        config.defaulted(explicit=frozenset())
+    with pytest.raises(ValueError, match="restart"):
+        config.defaulted(mid_stream="resume")
+    assert config.defaulted() is config
+
+
+# -------------------------------------------------------------------------------- state:
+
+
+def test_a_state_section_names_the_store_its_password_variable_and_namespace(tmp_path: Path) -> None:
+    config = load(tmp_path, """
+        state:
+          url: redis://10.0.0.5:6379/0
+          password_env: REDIS_PASSWORD
+          namespace: prod-eu.1
+        chains: {x: [mock/a]}
+        """)
+    assert config.state == StateConfig("redis://10.0.0.5:6379/0", "REDIS_PASSWORD", "prod-eu.1")
+    assert load(tmp_path, "state: {url: /var/lib/llmfail/state.db}\nchains: {x: [mock/a]}\n").state == \
+        StateConfig("/var/lib/llmfail/state.db")
+    assert load(tmp_path, "chains: {x: [mock/a]}\n").state is None
+    assert load(tmp_path, "state:\nchains: {x: [mock/a]}\n").state is None
+
+
+def test_a_password_in_the_state_url_is_refused_without_showing_it(tmp_path: Path) -> None:
+    error = rejection(tmp_path, """
+        state:
+          url: redis://:hunter2-secret@10.0.0.5:6379/0
+        chains: {x: [mock/a]}
+        """)
+    [problem] = error.problems
+    assert (problem.line, problem.column, problem.path) == (2, 8, "state.url")
+    assert "password_env" in problem.message
+    assert "hunter2" not in str(error) and "hunter2" not in problem.message
+    rejection(tmp_path, "state: {url: 'rediss://user:pw@host:6380'}\nchains: {x: [mock/a]}\n")
+
+
+def test_every_problem_of_a_state_section_is_reported(tmp_path: Path) -> None:
+    error = rejection(tmp_path, """
+        state:
+          password_env: not a name
+          namespace: "prod eu"
+          nmespace: x
+        chains: {x: [mock/a]}
+        """)
+    found = {(p.line, p.path): p.message for p in error.problems}
+    assert set(found) == {(2, "state"), (2, "state.password_env"), (3, "state.namespace"), (4, "state.nmespace")}
+    assert "missing key 'url'" in found[(2, "state")]
+    assert "did you mean 'namespace'" in found[(4, "state.nmespace")]
+    assert "letters, digits" in found[(3, "state.namespace")]
+    assert rejection(tmp_path, "state: redis://x\nchains: {x: [mock/a]}\n").problems[0].path == "state"
+
+
+# -------------------------------------------------------------- duplicates, chain names
+
+
+def test_a_model_listed_twice_in_one_chain_is_an_error_located_at_the_second(tmp_path: Path) -> None:
+    error = rejection(tmp_path, """
+        chains:
+          prod:
+            - openai/gpt-4o
+            - mock/echo
+            - {model: openai/gpt-4o, timeout: 5s}
+        """)
+    [problem] = error.problems
+    assert (problem.line, problem.column, problem.path) == (5, 7, "chains.prod[2]")
+    assert "'openai/gpt-4o' is already in chain 'prod' (entry 1, line 3)" in problem.message
+
+
+def test_a_nested_chain_that_repeats_a_model_is_an_error_at_the_nesting_item(tmp_path: Path) -> None:
+    error = rejection(tmp_path, """
+        chains:
+          backup: [mock/a, mock/b, mock/c]
+          prod:
+            - mock/b
+            - mock/c
+            - chain: backup
+          fine: [mock/z, {chain: backup}]
+        """)
+    [problem] = error.problems
+    assert (problem.line, problem.path) == (6, "chains.prod[2]")
+    assert "nested chain 'backup' repeats 'mock/b' and 1 more model(s), already in chain 'prod' (entry 1, line 4)" \
+        in problem.message
+
+
+def test_the_same_model_in_two_chains_is_fine(tmp_path: Path) -> None:
+    config = load(tmp_path, "chains:\n  a: [mock/x, mock/y]\n  b: [mock/y, mock/x]\n")
+    assert config.chain("b").models == ["mock/y", "mock/x"]
+
+
+@pytest.mark.parametrize("name", ["''", "'x y'", "'-x'", "'prod/eu'", "'tab\\there'", "'é'"])
+def test_a_chain_name_that_cannot_be_typed_as_an_option_is_an_error(tmp_path: Path, name: str) -> None:
+    error = rejection(tmp_path, f"chains:\n  {name}: [mock/a]\n")
+    [problem] = error.problems
+    assert problem.line == 2 and "is not a usable name" in problem.message, problem
+
+
+@pytest.mark.parametrize("name", ["prod", "prod-eu", "v1.2", "a_b", "1st", "PROD"])
+def test_usual_chain_names_are_accepted(tmp_path: Path, name: str) -> None:
+    assert list(load(tmp_path, f"chains:\n  {name}: [mock/a]\n").chains) == [name]
+
+
+# ------------------------------------------------------------------- the bundled example
+
+
+def test_the_built_in_example_passes_its_own_check_without_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With its keys set (an unset key is a fact about the environment, not about the file)."""
+    from typer.testing import CliRunner
+
+    from llmfail.cli import app
+
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_KEY_A", "ANTHROPIC_KEY_B", "VLLM_KEY"):
+        monkeypatch.setenv(var, "sk-test")
+    result = CliRunner().invoke(app, ["check"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == ["built-in example config: ok (3 chains, 8 entries, 0 warnings)"]
+    assert "<default>" not in result.output
+
+
+def test_check_given_a_directory_says_it_is_a_directory(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from llmfail.cli import app
+
+    result = CliRunner().invoke(app, ["check", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.stdout.splitlines() == [f"{tmp_path}: this is a directory, not a config file"]
+    assert "not found" not in result.output

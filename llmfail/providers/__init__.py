@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from ..config import ProviderConfig
+from ..config import PROVIDER_TYPES, ProviderConfig
 from .base import Adapter
-
-_ADAPTERS = {
-    "openai": ("openai", "OpenAIAdapter"),
-    "mock": ("mock", "MockAdapter"),
-    "anthropic": ("anthropic", "AnthropicAdapter"),
-    "ollama": ("ollama", "OllamaAdapter"),
-    "gemini": ("gemini", "GeminiAdapter"),
-}
 
 
 def adapter_for(provider: ProviderConfig) -> Adapter:
-    """The adapter for a provider's type; its module is imported on first use."""
-    module, name = _ADAPTERS[provider.type]
-    cls: type[Adapter] = getattr(import_module(f"{__name__}.{module}"), name)
+    """The adapter for a provider's type (from the one registry, `PROVIDER_TYPES`); its module is
+    imported on first use."""
+    module, _, name = PROVIDER_TYPES[provider.type].adapter.partition(":")
+    cls: type[Adapter] = getattr(import_module(module), name)
     return cls(provider)

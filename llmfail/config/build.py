@@ -1,0 +1,540 @@
+"""Config files -> a validated `Config`: reading, the sections, nesting and flattening.
+
+Why the loader works the way it does:
+
+- It validates everything before raising and reports every problem at once (see
+  `yaml_nodes`), so `llmfail check` in CI is a single fix-all round.
+- Nested chains are flattened and `defaults` merged into each entry here, once,
+  so the engine only ever walks a plain list of entries that carry their whole
+  policy and cannot meet a cycle, a duplicate or an unknown name at request time.
+- Secrets stay in the environment: the config keeps the *names* of key
+  variables (and of the state store's password variable) and the providers read
+  the values when they send, so a Config can be printed, compared or logged.
+  Header values built from `${VAR}` are the one place an environment value
+  enters the config, so those of auth-like headers are registered with `redact`
+  as they are read. A state URL that carries a password is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from yaml.nodes import MappingNode, Node, ScalarNode
+
+from ..errors import ConfigError, ConfigProblem
+from .fields import (
+    POLICY_PARSERS,
+    choice,
+    duration,
+    env_name,
+    headers,
+    integer,
+    mock_fail,
+    number,
+    text,
+    url,
+    with_overrides,
+)
+from .model import (
+    Alerts,
+    Chain,
+    Config,
+    Credential,
+    Entry,
+    MockBehaviour,
+    Policy,
+    ProviderConfig,
+    Sink,
+    StateConfig,
+)
+from .provider_types import BUILTIN_PROVIDERS, PROVIDER_TYPES
+from .yaml_nodes import (
+    STR_TAG,
+    Invalid,
+    NodeReader,
+    Pair,
+    Parser,
+    compose,
+    decode,
+    index_path,
+    is_null,
+    key_path,
+    suggest,
+)
+
+EXAMPLE_RESOURCE = "chains.example.yaml"
+
+#: The name the example shipped inside the package goes by in messages (it has no path of its own).
+BUILTIN_EXAMPLE = "built-in example config"
+
+#: The largest config file llmfail reads. PyYAML composes about 200 KB a second, so
+#: this bounds a load to about a second (a real config is a few KiB; the example 4).
+MAX_CONFIG_BYTES = 256 * 1024
+
+#: The most entries one chain may flatten to. Nesting multiplies: nine chains that
+#: each nest the previous one nine times would flatten to 9**9 entries.
+MAX_CHAIN_ENTRIES = 1000
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read and validate one config file; ConfigError lists every problem found."""
+    name = os.fspath(path)
+    try:
+        with open(path, "rb") as file:  # bounded: --config /dev/zero must not read forever
+            data = file.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(
+            [ConfigProblem(name, 0, 0, "", "config file not found")],
+            hint="pass --config PATH, set $LLMFAIL_CONFIG, or start from chains.example.yaml",
+        ) from None
+    except IsADirectoryError:
+        raise ConfigError(
+            [ConfigProblem(name, 0, 0, "", "this is a directory, not a config file")],
+            hint=f"pass the config file itself, like {os.path.join(name, 'chains.yaml')}",
+        ) from None
+    except OSError as error:
+        raise ConfigError(
+            [ConfigProblem(name, 0, 0, "", f"cannot read the config file: {error.strerror or error}")]
+        ) from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise _too_large(name)
+    return parse_config(decode(data, name), name)
+
+
+def _too_large(name: str) -> ConfigError:
+    return ConfigError(
+        [ConfigProblem(name, 1, 1, "", f"the config file is larger than {MAX_CONFIG_BYTES // 1024} KiB")],
+        hint="is --config pointing at the right file? a chains file is a few KiB",
+    )
+
+
+def parse_config(text: str, path: str = "<string>") -> Config:
+    """Validate YAML text as a config; `path` is only used to locate problems."""
+    if len(text) > MAX_CONFIG_BYTES:
+        raise _too_large(path)
+    reader = NodeReader(path)
+    root = compose(text, path)
+    config = _build(reader, root)
+    if reader.problems or config is None:
+        raise ConfigError(reader.sorted_problems())
+    return config
+
+
+def load_default_config() -> Config:
+    """The example config shipped inside the package (works with no keys and no network)."""
+    # Beside this module rather than importlib.resources: it works the same from
+    # a checkout, an editable install and a wheel, package or namespace package.
+    example = Path(__file__).parent.parent / EXAMPLE_RESOURCE
+    return parse_config(example.read_text(encoding="utf-8"), BUILTIN_EXAMPLE)
+
+
+def _defaults(reader: NodeReader, node: Node | None) -> Policy:
+    if node is None:
+        return Policy()
+    pairs = reader.mapping(node, "defaults", POLICY_PARSERS)
+    return with_overrides(Policy(), reader.fields(pairs or {}, "defaults", POLICY_PARSERS))
+
+
+# -------------------------------------------------------------------------- providers
+
+_PROVIDER_PARSERS: Mapping[str, Parser] = {
+    "type": choice(tuple(PROVIDER_TYPES)),
+    "base_url": url(interpolated=True),
+    "api_key_env": env_name(nullable=True),
+    "headers": headers,
+}
+_MOCK_PARSERS: Mapping[str, Parser] = {
+    "fail": mock_fail,
+    "fail_rate": number(0, 1),
+    "latency": duration(),
+    "reply": text,
+}
+_ANY_PROVIDER_PARSERS: Mapping[str, Parser] = {**_PROVIDER_PARSERS, **_MOCK_PARSERS}
+
+
+def _providers(reader: NodeReader, node: Node | None) -> tuple[dict[str, ProviderConfig], set[str]]:
+    """Built-ins plus the file's providers, and every name the file declares (even broken ones)."""
+    providers = dict(BUILTIN_PROVIDERS)
+    pairs = reader.mapping(node, "providers", what="a mapping of provider names") if node is not None else None
+    for name, (key_node, value_node) in (pairs or {}).items():
+        path = key_path("providers", name)
+        if "/" in name or not name.strip():
+            reader.problem(key_node, path, "a provider name must be non-empty and cannot contain '/'")
+            continue
+        provider = _provider(reader, name, value_node, path)
+        if provider is not None:
+            providers[name] = provider
+    return providers, set(pairs or ()) | set(BUILTIN_PROVIDERS)
+
+
+def _provider(reader: NodeReader, name: str, node: Node, path: str) -> ProviderConfig | None:
+    pairs = reader.mapping(node, path, _ANY_PROVIDER_PARSERS)
+    if pairs is None:
+        return None
+    values = reader.fields(pairs, path, _ANY_PROVIDER_PARSERS)
+    builtin = BUILTIN_PROVIDERS.get(name)
+    if "type" in pairs:
+        kind = values.get("type")  # None when the type given is bad (already reported)
+    elif builtin is not None:
+        kind = builtin.type
+    else:
+        reader.problem(node, path, f"missing key 'type'; expected one of: {', '.join(PROVIDER_TYPES)}")
+        return None
+    if kind is None:
+        return None
+    # Only a built-in overridden with its own type keeps its key variable: a new
+    # endpoint must never be sent the OpenAI key just because it speaks OpenAI.
+    inherited = builtin if builtin is not None and builtin.type == kind else None
+    _check_type_keys(reader, kind, pairs, path)
+    default_url = PROVIDER_TYPES[kind].base_url
+    return ProviderConfig(
+        name=name,
+        type=kind,
+        base_url=None if kind == "mock" else values.get("base_url", default_url),
+        api_key_env=values.get("api_key_env", inherited.api_key_env if inherited else None),
+        headers=values.get("headers", {}),
+        mock=MockBehaviour(**{k: values[k] for k in _MOCK_PARSERS if k in values}) if kind == "mock" else None,
+    )
+
+
+def _check_type_keys(reader: NodeReader, kind: str, pairs: Mapping[str, Pair], path: str) -> None:
+    """Keys that exist but make no sense for this provider type."""
+    misplaced = ("base_url",) if kind == "mock" else tuple(_MOCK_PARSERS)
+    for key in misplaced:
+        if key in pairs:
+            reason = "a mock provider has no base_url" if kind == "mock" else f"{key!r} applies only to type: mock"
+            reader.problem(pairs[key][0], key_path(path, key), reason)
+
+
+# ----------------------------------------------------------------------------- alerts
+
+
+def _sink(reader: NodeReader, node: Node, path: str) -> Sink:
+    pairs = reader.mapping(node, path, ("webhook", "command"), what="{webhook: URL} or {command: TEXT}")
+    if pairs is None:
+        raise Invalid()
+    if len(pairs) != 1:
+        raise Invalid("expected exactly one of webhook: URL or command: TEXT")
+    values = reader.fields(pairs, path, {"webhook": url(interpolated=False), "command": text})
+    if not values:
+        raise Invalid()
+    return Sink(**values)
+
+
+def _sinks(reader: NodeReader, node: Node, path: str) -> tuple[Sink, ...]:
+    items = reader.sequence(node, path)
+    if items is None:
+        raise Invalid()
+    parsed = [reader.parse(item, index_path(path, i), _sink) for i, item in enumerate(items)]
+    return tuple(sink for ok, sink in parsed if ok)
+
+
+def _alerts(reader: NodeReader, node: Node | None) -> Alerts:
+    if node is None:
+        return Alerts()
+    parsers: Mapping[str, Parser] = {"dedup": duration(), "sinks": _sinks}
+    pairs = reader.mapping(node, "alerts", parsers)
+    return Alerts(**reader.fields(pairs or {}, "alerts", parsers))
+
+
+# ----------------------------------------------------------------------------- chains
+
+
+@dataclass(frozen=True)
+class _Nested:
+    """A `{chain: NAME}` item, waiting to be flattened once every chain is read."""
+
+    chain: str
+    node: Node
+    path: str
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What an entry needs to be resolved."""
+
+    policy: Policy
+    providers: Mapping[str, ProviderConfig]
+    declared: Collection[str]  # provider names, including ones whose definition is broken
+    chains: Collection[str]
+
+
+def _credentials(reader: NodeReader, node: Node, path: str) -> tuple[Credential, ...]:
+    items = reader.sequence(node, path, what="a list like [{api_key_env: KEY_A}, {api_key_env: KEY_B}]")
+    if items is None:
+        raise Invalid()
+    if not items:
+        raise Invalid("expected at least one credential")
+    parsed = [reader.parse(item, index_path(path, i), _credential) for i, item in enumerate(items)]
+    if not all(ok for ok, _ in parsed):
+        raise Invalid()
+    return tuple(credential for _, credential in parsed)
+
+
+def _credential(reader: NodeReader, node: Node, path: str) -> Credential:
+    pairs = reader.mapping(node, path, ("api_key_env",), what="a mapping like {api_key_env: NAME}")
+    if pairs is None:
+        raise Invalid()
+    if "api_key_env" not in pairs:
+        raise Invalid("missing key 'api_key_env'")
+    key_node = pairs["api_key_env"][1]
+    return Credential(env_name(nullable=False)(reader, key_node, key_path(path, "api_key_env")))
+
+
+_ENTRY_PARSERS: Mapping[str, Parser] = {
+    "model": text,
+    "credentials": _credentials,
+    "api_key_env": env_name(nullable=False),
+    "daily_quota": integer(1),
+    **POLICY_PARSERS,
+}
+_ITEM_SHAPE = '"provider/model", a mapping with model:, or {chain: NAME}'
+
+
+def _item(reader: NodeReader, node: Node, path: str, scope: _Scope) -> Entry | _Nested | None:
+    """One list item of a chain: an entry, a nested-chain reference, or None once reported."""
+    if isinstance(node, ScalarNode) and node.tag == STR_TAG:
+        return _entry(reader, node, path, scope, node, {})
+    pairs = reader.mapping(node, path, {**_ENTRY_PARSERS, "chain": text}, what=_ITEM_SHAPE)
+    if pairs is None:
+        return None
+    if "chain" in pairs:
+        return _nested(reader, pairs, path)
+    if "model" not in pairs:
+        reader.problem(node, path, "missing key 'model' (or 'chain' for a nested chain)")
+        return None
+    values = reader.fields(pairs, path, _ENTRY_PARSERS)
+    if "credentials" in pairs and "api_key_env" in pairs:
+        reader.problem(pairs["api_key_env"][0], key_path(path, "api_key_env"), "give api_key_env or credentials, not both")
+    if "model" not in values:
+        return None
+    return _entry(reader, pairs["model"][1], key_path(path, "model"), scope, node, values)
+
+
+def _nested(reader: NodeReader, pairs: Mapping[str, Pair], path: str) -> _Nested | None:
+    for key, (key_node, _) in pairs.items():
+        if key != "chain":
+            reader.problem(key_node, key_path(path, key), "a nested chain item takes only 'chain:'")
+    value_node = pairs["chain"][1]
+    ok, name = reader.parse(value_node, key_path(path, "chain"), text)
+    return _Nested(name, value_node, key_path(path, "chain")) if ok else None
+
+
+def _entry(
+    reader: NodeReader, model_node: Node, path: str, scope: _Scope, entry_node: Node, values: Mapping[str, Any]
+) -> Entry | None:
+    model = str(model_node.value)
+    provider_name, slash, wire_model = model.partition("/")
+    if not (slash and provider_name and wire_model):
+        nest = f"; to nest chain {model!r} write `- chain: {model}`" if model in scope.chains else ""
+        reader.problem(model_node, path, f"expected provider/model (like openai/gpt-4o), got {model!r}{nest}")
+        return None
+    provider = scope.providers.get(provider_name)
+    if provider is None:
+        if provider_name not in scope.declared:
+            hint = suggest(provider_name, scope.declared)
+            reader.problem(model_node, path, f"unknown provider {provider_name!r}{hint}")
+        return None
+    credentials = values.get("credentials") or (Credential(values.get("api_key_env", provider.api_key_env)),)
+    overrides = {key: value for key, value in values.items() if key in POLICY_PARSERS}
+    return Entry(
+        model=model,
+        provider=provider,
+        wire_model=wire_model,
+        policy=with_overrides(scope.policy, overrides),
+        credentials=credentials,
+        daily_quota=values.get("daily_quota"),
+        location=reader.location(entry_node),
+    )
+
+
+@dataclass(frozen=True)
+class _Written:
+    """A chain's list item as read, with where it was written (to locate a duplicate)."""
+
+    item: Entry | _Nested
+    node: Node
+    path: str
+
+
+def _chain_items(reader: NodeReader, node: Node, path: str, scope: _Scope) -> list[_Written]:
+    items = reader.sequence(node, path, what="a list of entries")
+    if items is not None and not items:
+        reader.problem(node, path, "the chain is empty; expected at least one entry")
+    written = []
+    for i, item_node in enumerate(items or ()):
+        item = _item(reader, item_node, index_path(path, i), scope)
+        if item is not None:
+            written.append(_Written(item, item_node, index_path(path, i)))
+    return written
+
+
+#: A chain name is typed on the command line (`--chain NAME`) and shown in tables and events.
+_CHAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _chains(reader: NodeReader, at: Node, node: Node | None, scope: _Scope) -> dict[str, Chain]:
+    """`at` locates the complaint when there are no chains at all."""
+    what = "a mapping of chain names to lists of entries"
+    pairs = reader.mapping(node, "chains", what=what) if node is not None else None
+    if node is None or pairs == {}:
+        reader.problem(at, "chains", "no chains defined; expected chains: {NAME: [provider/model, ...]}")
+    raw: dict[str, list[_Written]] = {}
+    for name, (key_node, value) in (pairs or {}).items():
+        if not _CHAIN_NAME.fullmatch(name):
+            reader.problem(key_node, key_path("chains", name), f"chain name {name!r} is not a usable name: use "
+                           "letters, digits, '_', '.' and '-', starting with a letter or digit (like prod-eu)")
+        raw[name] = _chain_items(reader, value, key_path("chains", name), scope)
+    return _flatten(reader, raw)
+
+
+def _flatten(reader: NodeReader, raw: Mapping[str, list[_Written]]) -> dict[str, Chain]:
+    """Nested chains expanded in place; unknown names, cycles (named in full) and a model
+    that appears twice in one chain are problems."""
+    done: dict[str, tuple[Entry, ...]] = {}
+    cycles: set[frozenset[str]] = set()
+
+    def expand(name: str, stack: list[str]) -> tuple[Entry, ...]:
+        if name not in done:
+            entries: list[Entry] = []
+            for written in raw[name]:
+                item = written.item
+                resolved = resolve(item, stack)
+                if isinstance(item, _Nested) and len(entries) + len(resolved) > MAX_CHAIN_ENTRIES:
+                    reader.problem(item.node, item.path, f"chain {name!r} flattens to more than "
+                                   f"{MAX_CHAIN_ENTRIES} entries (nested chains multiply)")
+                    break
+                _check_repeats(reader, name, entries, resolved, written)
+                entries.extend(resolved)
+            done[name] = tuple(entries)
+        return done[name]
+
+    def resolve(item: Entry | _Nested, stack: list[str]) -> tuple[Entry, ...]:
+        if isinstance(item, Entry):
+            return (item,)
+        if item.chain not in raw:
+            reader.problem(item.node, item.path, f"unknown chain {item.chain!r}{suggest(item.chain, raw)}")
+        elif item.chain in stack:
+            cycle = [*stack[stack.index(item.chain) :], item.chain]
+            if frozenset(cycle) not in cycles:
+                cycles.add(frozenset(cycle))
+                reader.problem(item.node, item.path, f"cyclic nested chains: {' -> '.join(cycle)}")
+        else:
+            return expand(item.chain, [*stack, item.chain])
+        return ()
+
+    return {name: Chain(name, expand(name, [name])) for name in raw}
+
+
+def _check_repeats(
+    reader: NodeReader, chain: str, before: list[Entry], added: tuple[Entry, ...], written: _Written
+) -> None:
+    """One problem when `written` brings models the chain already has: a model has one bench state,
+    so its second place in a chain could only ever be skipped or retry what just failed (that is
+    what `attempts` is for). Repeats inside a nested chain are that chain's own problem."""
+    first: dict[str, int] = {}
+    for index, entry in enumerate(before):
+        first.setdefault(entry.model, index)
+    repeated = list(dict.fromkeys(entry.model for entry in added if entry.model in first))
+    if not repeated:
+        return
+    index = first[repeated[0]]
+    earlier = before[index].location
+    at = f"entry {index + 1}" + (f", line {earlier.line}" if earlier is not None else "")
+    already = f"already in chain {chain!r} ({at}); a model has one bench state, so list it once " \
+              "(raise its attempts to retry it)"
+    if isinstance(written.item, _Nested):
+        more = f" and {len(repeated) - 1} more model(s)" if len(repeated) > 1 else ""
+        message = f"nested chain {written.item.chain!r} repeats {repeated[0]!r}{more}, {already}"
+    else:
+        message = f"{repeated[0]!r} is {already}"
+    reader.problem(written.node, written.path, message)
+
+
+# ------------------------------------------------------------------------------ state
+
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def _state_url(reader: NodeReader, node: Node, path: str) -> str:
+    """A store URL or path, never one that carries a password (the config may be printed or committed)."""
+    value = text(reader, node, path)
+    try:
+        password = urlsplit(value).password
+    except ValueError:  # a malformed netloc: the store reports it when it opens the URL
+        password = None
+    if password:
+        # Never echo the URL: it holds the password.
+        raise Invalid("the URL contains a password; the value is not shown. Passwords belong in the environment: "
+                      "remove it from the URL and name its variable in password_env (like REDIS_PASSWORD)")
+    return value
+
+
+def _namespace(reader: NodeReader, node: Node, path: str) -> str:
+    value = text(reader, node, path)
+    if not _NAMESPACE.fullmatch(value):
+        raise Invalid(f"expected a namespace of letters, digits, '_', '.' and '-' (like prod-eu), got {value!r}")
+    return value
+
+
+_STATE_PARSERS: Mapping[str, Parser] = {
+    "url": _state_url,
+    "password_env": env_name(nullable=True),
+    "namespace": _namespace,
+}
+
+
+def _state(reader: NodeReader, node: Node | None) -> StateConfig | None:
+    """`state: {url, password_env, namespace}`: where the shared bench state lives; None when not given."""
+    if node is None:
+        return None
+    what = "a mapping like {url: redis://host:6379/0, password_env: REDIS_PASSWORD, namespace: prod}"
+    pairs = reader.mapping(node, "state", _STATE_PARSERS, what=what)
+    if pairs is None:
+        return None
+    values = reader.fields(pairs, "state", _STATE_PARSERS)
+    if "url" not in pairs:
+        reader.problem(node, "state", "missing key 'url' (like redis://host:6379/0 or a SQLite file path)")
+    return StateConfig(**values) if "url" in values else None
+
+
+# ------------------------------------------------------------------------------ whole
+
+
+_TOP_LEVEL = ("defaults", "alerts", "providers", "state", "chains")
+
+
+def _build(reader: NodeReader, root: Node | None) -> Config | None:
+    if root is None:
+        reader.problem(None, "", "the file is empty; expected a mapping with at least chains:")
+        return None
+    pairs = reader.mapping(root, "", _TOP_LEVEL, what="a mapping with defaults:, alerts:, providers:, state:, chains:")
+    if pairs is None or not isinstance(root, MappingNode):
+        return None
+    section = {key: _present(pairs, key) for key in _TOP_LEVEL}
+    policy = _defaults(reader, section["defaults"])
+    providers, declared = _providers(reader, section["providers"])
+    alerts = _alerts(reader, section["alerts"])
+    state = _state(reader, section["state"])
+    scope = _Scope(policy, providers, declared, _chain_names(section["chains"]))
+    chains_at = pairs["chains"][0] if "chains" in pairs else root
+    chains = _chains(reader, chains_at, section["chains"], scope)
+    return Config(path=reader.file, policy=policy, providers=providers, chains=chains, alerts=alerts, state=state)
+
+
+def _present(pairs: Mapping[str, Pair], key: str) -> Node | None:
+    """A section's node; an empty section (`providers:` with nothing under it) counts as absent."""
+    node = pairs[key][1] if key in pairs else None
+    return None if is_null(node) else node
+
+
+def _chain_names(node: Node | None) -> list[str]:
+    if not isinstance(node, MappingNode):
+        return []
+    return [key.value for key, _ in node.value if isinstance(key, ScalarNode)]
