@@ -102,15 +102,12 @@ class Selection:
 
     def open(self, *, busy_timeout: float | None = None) -> Store:
         """The store, opened (SQLite created and migrated if needed)."""
-        # TODO(fleet): open_store(target, namespace=, password_env=, busy_timeout=) once `store` is merged
+        # TODO(fleet): open_store(target, namespace=, password_env=, busy_timeout=) once `store` dispatches URLs
         from .sqlite import SqliteStore
 
         path = self.sqlite_path()
-        store = SqliteStore(str(path) if path is not None else self.target)
-        if busy_timeout is not None:
-            with store._read() as conn:
-                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        return store
+        target = str(path) if path is not None else self.target
+        return SqliteStore(target) if busy_timeout is None else SqliteStore(target, busy_timeout=busy_timeout)
 
 
 def select_store(
