@@ -18,6 +18,7 @@ from .errors import ExitCode, LlmfailError, UsageError, exit_code_for
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from .actions import CheckWarning
     from .config import Chain, Config
     from .events import Event
     from .stats import ModelStats
@@ -128,7 +129,7 @@ def open_request_store(config: Config) -> Store:
     that cannot even be opened) never fails a request; it only adds a warning to the answer."""
     from .store.guard import guard_store
 
-    return guard_store(None, _opts.db, getattr(config, "state", None))
+    return guard_store(None, _opts.db, config.state)
 
 
 def _selection(config: Config | None = None) -> Selection:
@@ -144,7 +145,7 @@ def _selection(config: Config | None = None) -> Selection:
         path = find_config(_opts.config)
         if path is not None and names_state(path):
             config = _load_file()
-    return select_store(_opts.db, getattr(config, "state", None))
+    return select_store(_opts.db, config.state if config is not None else None)
 
 
 @app.command()
@@ -415,13 +416,26 @@ def check(path: Optional[str] = typer.Argument(None, help="Config file (default:
     if config is None:
         note("llmfail: no chains.yaml found; checking the built-in example config")
         config = load_default_config()
-    warnings = suspicious(config)
+    warnings = suspicious(config) + _store_warnings(config)
     for warning in warnings:
         where = f"{warning.where}: " if warning.where else f"{config.path}: "
         out.print(f"{where}warning: {warning.message}", style="yellow", markup=False, highlight=False)
     entries = sum(len(c.entries) for c in config.chains.values())
     out.print(f"{config.path}: ok ({len(config.chains)} chains, {entries} entries, "
               f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''})", markup=False, highlight=False)
+
+
+def _store_warnings(config: Config) -> list[CheckWarning]:
+    """`check` with a Redis store: connect and warn about settings that can silently lose state.
+    SQLite needs nothing checked here (and `redis` is never imported for it)."""
+    from .actions import CheckWarning
+
+    selection = _selection(config)
+    if not selection.is_redis:
+        return []
+    from .store.redis_settings import server_warnings
+
+    return [CheckWarning("", message) for message in server_warnings(selection)]
 
 
 # --------------------------------------------------------------------------- health: stats, probe
@@ -693,7 +707,7 @@ def state_copy(
     from .store.select import select_store
 
     config, _ = load_for_defaults(required=False)
-    section = getattr(config, "state", None)
+    section = config.state if config is not None else None
     source, target = select_store(src, section), select_store(dst, section)
     if source.target == target.target:
         raise UsageError("SRC and DST are the same store", hint="name two different stores")

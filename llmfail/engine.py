@@ -146,7 +146,7 @@ class Engine:
         from .store.guard import guard_store
 
         # Behind a breaker: a store that is locked, unreachable or cannot even be opened never fails a request.
-        self._guard = store = guard_store(store, db_path, getattr(config, "state", None), clock=clock)
+        self._guard = store = guard_store(store, db_path, config.state, clock=clock)
         self.config = config
         self.store: Store = store
         self.clock = clock

@@ -1,0 +1,86 @@
+"""`llmfail check` with a Redis URL: it connects and warns about settings that can silently lose state."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from llmfail.cli import app
+
+from .redis_server import RedisServer, free_port
+
+runner = CliRunner()
+
+#: A config `check` has nothing to say about, so every warning is the server's.
+CONFIG = """
+providers:
+  m: {type: mock}
+  n: {type: ollama, base_url: "http://127.0.0.1:9"}
+chains:
+  demo: [m/echo, n/llama]
+"""
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[object]:
+    servers: list[RedisServer] = []
+
+    def run(*args: str) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis{len(servers)}", *args).start()
+        servers.append(server)
+        return server
+
+    yield run
+    for server in servers:
+        server.close()
+
+
+def check(url: str) -> tuple[int, list[str]]:
+    Path("chains.yaml").write_text(CONFIG)
+    result = runner.invoke(app, ["--db", url, "check"])
+    return result.exit_code, [line for line in result.stdout.splitlines() if "warning:" in line]
+
+
+def test_a_well_set_server_gives_no_warning(start):
+    server = start("--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction")
+    code, warnings = check(server.url)
+    assert code == 0 and warnings == []
+
+
+def test_an_evicting_server_is_warned_about(start):
+    server = start("--appendonly", "yes", "--maxmemory-policy", "allkeys-lru")
+    code, warnings = check(server.url)
+    assert code == 0
+    assert [w.split("warning: ", 1)[1] for w in warnings] == [
+        (f"{server.url} has maxmemory-policy allkeys-lru: when memory runs short it evicts keys (benches, events) "
+         "silently; set maxmemory-policy noeviction")
+    ]
+
+
+def test_a_server_without_persistence_is_warned_about(start):
+    server = start("--maxmemory-policy", "noeviction")  # the helper's default: --save '' --appendonly no
+    code, warnings = check(server.url)
+    assert code == 0 and len(warnings) == 1
+    assert "keeps nothing on disk (appendonly no, no save points)" in warnings[0]
+
+
+def test_rdb_save_points_alone_count_as_persistence(start):
+    server = start("--maxmemory-policy", "noeviction", "--save", "900 1")
+    assert check(server.url)[1] == []
+
+
+def test_an_unreachable_server_is_one_warning_with_the_url_redacted(monkeypatch):
+    url = f"redis://:hunter2-secret@127.0.0.1:{free_port()}/0"
+    code, warnings = check(url)
+    assert code == 0 and len(warnings) == 1
+    assert "cannot reach shared state redis://:***@127.0.0.1:" in warnings[0]
+    assert "hunter2" not in warnings[0]
+
+
+def test_the_server_version_is_checked():
+    from llmfail.store.redis_settings import _version
+
+    assert _version("6.2.14") < (7, 0) <= _version("7.0.15") and _version("7.2.4-valkey") >= (7, 0)
