@@ -25,12 +25,19 @@ from llmfail.events import DETAIL_MAX, Event
 from llmfail.redact import register_secret
 from llmfail.store import ModelState
 from llmfail.store.sqlite import SqliteStore
-from tests.redis_server import RedisServer, redis_namespace, redis_server, redis_store, redis_url, start_server
+from tests.redis_server import (
+    RedisServer,
+    redis_namespace,
+    redis_server,
+    redis_store,
+    redis_url,
+    start_server,
+)
 
 __all__ = ["redis_namespace", "redis_server", "redis_store", "redis_url"]  # fixtures, imported to be found
 
 pytest.importorskip("redis")
-from llmfail.store.redis import RedisStore, display_url  # noqa: E402
+from llmfail.store.redis import RedisStore, display_url
 
 T0 = 1_760_000_000.0
 KEY = "openai/gpt-4o"

@@ -147,7 +147,8 @@ class RedisStore:
         self.namespace = namespace
         self.prefix = "{llmfail:" + namespace + "}:"
         self._version_key = self.prefix + "ver"
-        self._client = client
+        # Typed Any: redis-py's stubs cannot know that decode_responses=True makes every reply a str.
+        self._client: Any = client
         self._clock = clock
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
         self._offset = 0.0
@@ -159,7 +160,7 @@ class RedisStore:
         self._background = background
         self._listener: _Listener | None = None
         self._pid = os.getpid()
-        self._follower: redis.Redis | None = None
+        self._follower: Any = None
 
     # -- construction -------------------------------------------------------------
 
@@ -242,9 +243,17 @@ class RedisStore:
         except OSError as exc:
             raise self._unavailable(exc) from None
 
-    def _run(self, name: str, *args: object) -> Any:
+    def _run(self, name: str, *args: object, client: Any = None) -> Any:
         with self._calling():
-            return self._scripts[name](keys=[self._version_key], args=[self.prefix, *(_arg(a) for a in args)])
+            return self._scripts[name](keys=[self._version_key], args=[self.prefix, *(_arg(a) for a in args)],
+                                       client=client)
+
+    def _sibling(self, name: str, **overrides: Any) -> Any:
+        """Another client to the same server with its own connections (the cache's listener, the
+        events follower), so neither waits behind a request's command nor holds one up."""
+        pool = self._client.connection_pool
+        kwargs = {**pool.connection_kwargs, "client_name": name, **overrides}
+        return redis.Redis(connection_pool=pool.__class__(connection_class=pool.connection_class, **kwargs))
 
     def _check_fork(self) -> None:
         pid = os.getpid()
@@ -258,7 +267,7 @@ class RedisStore:
 
     # -- clock skew ---------------------------------------------------------------
 
-    def measure_skew(self) -> float:
+    def measure_skew(self, client: Any = None) -> float:
         """Measure the offset of the server's `TIME` from our clock (least-RTT sample of three)
         and use it from now on; returns the offset in effect (seconds, whole, 0 under 1 s)."""
         best: tuple[float, float] | None = None
@@ -266,7 +275,7 @@ class RedisStore:
             for _ in range(3):
                 local = self._clock()
                 started = time.perf_counter()
-                seconds, micros = self._client.time()
+                seconds, micros = (client or self._client).time()
                 rtt = time.perf_counter() - started
                 offset = seconds + micros / 1e6 - (local + rtt / 2)
                 if best is None or rtt < best[0]:
@@ -355,13 +364,13 @@ class RedisStore:
                 for model, state in states.items():
                     self._cache[model] = (state, stamp)
 
-    def _read_states(self, keys: Sequence[str]) -> tuple[str, dict[str, ModelState | None]]:
+    def _read_states(self, keys: Sequence[str], client: Any = None) -> tuple[str, dict[str, ModelState | None]]:
         """One round trip: the version and the named keys' states (None: unknown)."""
-        reply = self._run("read_states", *keys)
+        reply = self._run("read_states", *keys, client=client)
         found = {key: (self._state(key, raw) if raw else None) for key, raw in zip(keys, reply[1:])}
         return str(reply[0]), found
 
-    def _refresh_watched(self) -> None:
+    def _refresh_watched(self, client: Any) -> None:
         """The background thread's poll: re-read every key asked for lately (the lost-message backstop)."""
         now = time.monotonic()
         with self._lock:
@@ -371,7 +380,7 @@ class RedisStore:
             keys = list(self._watch)
             generation = self._generation
         if keys:
-            _, found = self._read_states(keys)
+            _, found = self._read_states(keys, client)
             self._fill(generation, now, found)
 
     # -- bench state ----------------------------------------------------------------
@@ -540,7 +549,7 @@ class RedisStore:
 
     def claim_alert(self, key: str, type_: str, *, now: float, window: float) -> bool:
         self._check_fork()
-        ttl = int(math.ceil(max(window, 0.0))) + 86400
+        ttl = math.ceil(max(window, 0.0)) + 86400
         return bool(self._run("claim_alert", f"{key}{_NONE}{type_}", self._out(now), float(window), ttl))
 
     def take_quota(self, model: str, *, day: str, limit: int) -> bool:
@@ -697,10 +706,7 @@ class RedisStore:
         (`XREAD BLOCK`: no polling). [] when nothing came. For `events --follow`."""
         self._check_fork()
         if self._follower is None:
-            kwargs = dict(self._client.connection_pool.connection_kwargs)
-            kwargs.pop("socket_timeout", None)
-            pool = self._client.connection_pool.__class__(**kwargs, socket_timeout=None)
-            self._follower = redis.Redis(connection_pool=pool)
+            self._follower = self._sibling("llmfail-follow", socket_timeout=None)
         block_ms = max(1, int(timeout * 1000))
         follower = self._follower
         with self._calling():
@@ -785,9 +791,9 @@ class RedisStore:
         def total(type_: str, *, traffic: bool, kind: str | None | bool = False) -> dict[str | None, int]:
             by_kind: dict[str | None, int] = {}
             for (m, t, k, c), n in counts.items():
-                if m == model and t == type_ and (not traffic or chain is None or c == chain):
-                    if kind is False or k == kind:
-                        by_kind[k] = by_kind.get(k, 0) + n
+                if (m == model and t == type_ and (not traffic or chain is None or c == chain)
+                        and (kind is False or k == kind)):
+                    by_kind[k] = by_kind.get(k, 0) + n
             return by_kind
 
         errors = {k: n for k, n in total(ev.ATTEMPT_FAILED, traffic=True).items() if k is not None and n}
@@ -905,12 +911,13 @@ class _Listener(threading.Thread):
     def run(self) -> None:
         store = self._store
         channel = store.prefix + "inval"
+        client = store._sibling("llmfail-cache")
         while not self._stopping.is_set():
-            pubsub = store._client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 pubsub.subscribe(channel)
                 pubsub.get_message(timeout=SOCKET_TIMEOUT_S)  # the subscription's confirmation
-                store._refresh_watched()
+                store._refresh_watched(client)
                 self.healthy = True
                 next_poll = time.monotonic() + POLL_S
                 while not self._stopping.is_set():
@@ -918,9 +925,9 @@ class _Listener(threading.Thread):
                     if message is not None and message.get("type") == "message":
                         store._forget(str(message["data"]))
                     if time.monotonic() >= next_poll:
-                        store._refresh_watched()
+                        store._refresh_watched(client)
                         if store._skew_at is None or time.monotonic() - store._skew_at > SKEW_REFRESH_S:
-                            store.measure_skew()
+                            store.measure_skew(client)
                         next_poll = time.monotonic() + POLL_S
             except (redis.RedisError, OSError, StoreUnavailable):
                 self.healthy = False
@@ -932,3 +939,4 @@ class _Listener(threading.Thread):
                     pubsub.close()
                 except (redis.RedisError, OSError):
                     pass
+        client.connection_pool.disconnect()

@@ -26,14 +26,14 @@ from . import CLOCK_STEP_S
 #: Helpers every script starts with: state load/save and the bench predicates of `ModelState`.
 _PRELUDE = """
 local P = ARGV[1]
-local CLOCK_STEP = %(clock_step)s
+local CLOCK_STEP = @CLOCK_STEP@
 local NUMBERS = {bench_until=1, benched_at=1, bench_count=1, failures=1, last_error_status=1,
   last_error_at=1, probe_until=1, slow_since=1, slow_ms=1, speed_at=1, recheck_at=1}
 
 local function fmt(x)
   if x == nil then return nil end
-  if x == math.floor(x) and math.abs(x) < 1e15 then return string.format('%%d', x) end
-  return string.format('%%.17g', x)
+  if x == math.floor(x) and math.abs(x) < 1e15 then return string.format('%d', x) end
+  return string.format('%.17g', x)
 end
 local function arg(v)
   if v == nil or v == '\\0' then return nil end
@@ -91,7 +91,7 @@ local function clear_probe(s)
   s.probe_holder = nil
   s.probe_until = nil
 end
-""" % {"clock_step": repr(CLOCK_STEP_S)}
+""".replace("@CLOCK_STEP@", repr(CLOCK_STEP_S))
 
 # ARGV: P, model, now, until, manual, reason, kind, replace
 BENCH = """
@@ -292,17 +292,17 @@ for _ = 1, count do
     if seen == nil or tonumber(ts) > seen then redis.call('HSET', bucket, '\\30ls\\31' .. model, ts) end
     if sample ~= '' then
       local key = P .. 's:' .. model
-      redis.call('ZADD', key, ts, string.format('%%012d', id) .. sample)
+      redis.call('ZADD', key, ts, string.format('%012d', id) .. sample)
       redis.call('SADD', P .. 'smodels', model)
-      if redis.call('ZCARD', key) > %(samples_max)d then
-        redis.call('ZREMRANGEBYRANK', key, 0, -%(samples_max)d - 1)
+      if redis.call('ZCARD', key) > @SAMPLES_MAX@ then
+        redis.call('ZREMRANGEBYRANK', key, 0, -@SAMPLES_MAX@ - 1)
       end
     end
   end
   table.insert(ids, id)
 end
 return ids
-""" % {"samples_max": SAMPLES_MAX}
+""".replace("@SAMPLES_MAX@", str(SAMPLES_MAX))
 
 # ARGV: P, first bucket. The lowest event id of every bucket from that minute on (0: none), so a
 # `since` read starts at the first event that can be in the window even when ts are out of id order.
