@@ -93,43 +93,50 @@ local function clear_probe(s)
 end
 """.replace("@CLOCK_STEP@", repr(CLOCK_STEP_S))
 
-# ARGV: P, model, now, until, manual, reason, kind, replace
+# ARGV: P, model, now, until, manual, reason, kind, replace. `transitions.manual_bench`, line for line.
 BENCH = """
 local model, now, till = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local manual, reason, kind, replace = ARGV[5] == '1', arg(ARGV[6]), arg(ARGV[7]), ARGV[8] == '1'
 local s = load(model) or {bench_count = 0, failures = 0}
-if is_benched(s, now) and not replace then till = math.max(till, s.bench_until) end
-s.bench_until, s.benched_at, s.manual, s.reason = till, now, manual, reason
 if kind == nil and manual then kind = 'manual' end
-s.kind = kind
+local benched_at = now
+if is_benched(s, now) and not replace then
+  if till <= s.bench_until then return flat(s) end
+  if manual then
+    if reason == nil and s.manual then reason = s.reason end
+  elseif s.manual then
+    manual, reason, kind = true, s.reason, s.kind
+  end
+  benched_at = s.benched_at
+end
+s.bench_until, s.benched_at, s.manual, s.reason, s.kind = till, benched_at, manual, reason, kind
 s.bench_count = (s.bench_count or 0) + 1
 clear_probe(s)
 save(model, s)
 return flat(s)
 """
 
-# ARGV: P, model, now, kind, status, bench_for, factor, min_until, reason, began
+# ARGV: P, model, now, kind, status, bench_for, factor, min_until, reason, began.
+# `transitions.after_failure`, line for line; returns {benched, state}.
 RECORD_FAILURE = """
 local model, now, kind, status = ARGV[2], tonumber(ARGV[3]), ARGV[4], num(ARGV[5])
 local bench_for, factor, min_until = num(ARGV[6]), tonumber(ARGV[7]), num(ARGV[8])
 local reason, began = arg(ARGV[9]), num(ARGV[10])
 local s = load(model) or {bench_count = 0, failures = 0}
+local running = is_benched(s, now)
+local in_flight = running and began ~= nil and s.benched_at ~= nil and began <= s.benched_at
 local benched = 0
-if bench_for ~= nil then
-  local running = is_benched(s, now)
-  local in_flight = running and began ~= nil and s.benched_at ~= nil and s.benched_at > began
-  if not in_flight then
-    s.bench_count = (s.bench_count or 0) + 1
-    local till = now + bench_for * math.min(factor, s.bench_count)
-    if min_until ~= nil then till = math.max(till, min_until) end
-    if running then till = math.max(till, s.bench_until) end
-    if not (running and s.manual) then
-      s.manual, s.reason, s.kind = false, reason, kind
-    end
-    if not running then s.benched_at = now end
-    if (not running) or till > s.bench_until then benched = 1 end
-    s.bench_until = till
+if bench_for ~= nil and not in_flight then
+  benched = 1
+  s.bench_count = (s.bench_count or 0) + 1
+  local till = now + bench_for * math.min(factor, s.bench_count)
+  if min_until ~= nil then till = math.max(till, min_until) end
+  if running then till = math.max(till, s.bench_until) end
+  if not (running and s.manual) then
+    s.manual, s.reason, s.kind = false, reason, kind
   end
+  if not running then s.benched_at = now end
+  s.bench_until = till
 end
 s.failures = (s.failures or 0) + 1
 s.last_error_kind, s.last_error_status, s.last_error_at = kind, status, now
