@@ -235,8 +235,20 @@ class BenchMachine(RuleBasedStateMachine):
     @rule(model=st.sampled_from(MODELS), seconds=st.sampled_from([10.0, 45.0, 900.0]))
     def operator_benches(self, model: str, seconds: float) -> None:
         now = self.clock()
+        before, asked = self.states()[model], now + seconds
         bench_model(self.store, self.config, model, seconds, "maintenance", now)
-        self.manual[model] = now + seconds
+        after = self.states()[model]
+        # A running bench is never shortened: the later deadline wins; a longer one is kept as it was.
+        running_end = before.bench_until if before.is_benched(now) and before.bench_until is not None else 0.0
+        assert after.bench_until == max(asked, running_end), (before, after)
+        if asked > running_end:
+            assert after.manual and after.reason == "maintenance"
+        elif before != after:
+            raise AssertionError(f"a bench kept as it was changed: {before} -> {after}")
+        if after.manual:
+            self.manual[model] = max(asked, self.manual.get(model, asked))
+        else:
+            self.manual.pop(model, None)
 
     @rule(model=st.sampled_from(MODELS))
     def operator_unbenches(self, model: str) -> None:

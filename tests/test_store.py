@@ -51,9 +51,10 @@ def fail(
     reason: str | None = None,
 ) -> ModelState:
     """A transient 503 on KEY, benching for 30 s unless told otherwise."""
-    return store.record_failure(
+    state, _ = store.record_failure(
         KEY, now=now, kind="transient", status=503, bench_for=bench_for, factor=factor, min_until=min_until, reason=reason
     )
+    return state
 
 
 def snapshot(db: Path) -> dict[str, bytes]:

@@ -119,7 +119,7 @@ WRITE_FROM_ANOTHER_PROCESS = textwrap.dedent(
 
     db, now = sys.argv[1], float(sys.argv[2])
     store = SqliteStore(db)
-    state = store.record_failure("anthropic/claude-sonnet-4-5", now=now, kind="rate_limited", status=429,
+    state, _ = store.record_failure("anthropic/claude-sonnet-4-5", now=now, kind="rate_limited", status=429,
                                  bench_for=120.0, reason="slow down")
     store.append([
         Event(type="attempt_failed", ts=now, chain="prod", model="anthropic/claude-sonnet-4-5",
@@ -601,7 +601,7 @@ def _fill_traffic(store: SqliteStore) -> None:
 
 
 def _bench_auto(store: SqliteStore, model: str, ts: float, until: float, kind: str, status: int) -> None:
-    state = store.record_failure(model, now=ts, kind=kind, status=status, bench_for=until - ts, reason="boom")
+    state, _ = store.record_failure(model, now=ts, kind=kind, status=status, bench_for=until - ts, reason="boom")
     store.append([Event(type="benched", ts=ts, chain="prod", model=model, kind=kind, status=status,
                         benched_until=state.bench_until, detail="boom", data={"bench_count": state.bench_count})])
 

@@ -13,12 +13,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..events import Event
-
-
-#: How far a bench's start may lie in the future before the clock counts as stepped
-#: back. Above the 10 s a writer can wait for the lock with a `now` read before it,
-#: so a bench another process set meanwhile is never mistaken for a clock step.
-CLOCK_STEP_S = 60.0
+from .transitions import CLOCK_STEP_S, clock_stepped_back
 
 
 @dataclass(frozen=True)
@@ -49,18 +44,15 @@ class ModelState:
         return self.slow_since is not None
 
     def is_benched(self, now: float) -> bool:
-        return self.bench_until is not None and self.bench_until > now and not self.clock_stepped_back(now)
+        return self.bench_until is not None and self.bench_until > now and not clock_stepped_back(self, now)
 
     def is_half_open(self, now: float) -> bool:
         """The bench has ended but no success has closed it yet: one probe may go."""
-        return self.bench_until is not None and (self.bench_until <= now or self.clock_stepped_back(now))
+        return self.bench_until is not None and (self.bench_until <= now or clock_stepped_back(self, now))
 
     def clock_stepped_back(self, now: float) -> bool:
-        """An automatic bench that starts more than CLOCK_STEP_S after `now`: the wall clock
-        was stepped back since it was set, so its end (an absolute time) no longer says how
-        long it has left. Such a bench counts as ended (half-open: one probe decides) rather
-        than stranding the model for the size of the step. Manual benches keep their end."""
-        return not self.manual and self.benched_at is not None and self.benched_at > now + CLOCK_STEP_S
+        """See `transitions.clock_stepped_back`: the one place the clock-step rule lives."""
+        return clock_stepped_back(self, now)
 
     def probe_leased(self, now: float) -> bool:
         return self.probe_until is not None and self.probe_until > now

@@ -36,11 +36,23 @@ from typing import Any
 
 from ..errors import StateError
 from .. import events as ev
-from ..events import DETAIL_MAX, Event
-from ..redact import redact, redacted_json
-from . import CLOCK_STEP_S, EventTally, ModelState
+from ..events import Event
+from ..redact import redacted_json
+from . import EventTally, ModelState
+from .transitions import (
+    after_failure,
+    after_success,
+    can_claim_probe,
+    clean_detail,
+    lift,
+    manual_bench,
+    probe_claimed,
+    probe_released,
+)
 
-#: Seconds a writer waits for another process's write lock before giving up.
+#: Seconds a writer waits for another process's write lock before giving up, unless the
+#: store is opened with another `busy_timeout`: operator commands wait this long; the
+#: engine's guard opens its store with a short budget, since a request must not wait.
 BUSY_TIMEOUT_S = 10.0
 
 #: `prune` runs at most this often (seconds) unless forced; deleting is a write
@@ -190,15 +202,6 @@ def _migration_4(conn: sqlite3.Connection) -> None:
 #: N. Append new ones; never edit or reorder a released one.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
-
-
-def _clean(text: str | None) -> str | None:
-    """Redact, then truncate: redacting first means a key cut in half by the
-    truncation cannot leave a recognisable prefix behind."""
-    cleaned = redact(text)
-    if cleaned is not None and len(cleaned) > DETAIL_MAX:
-        cleaned = cleaned[:DETAIL_MAX]
-    return cleaned
 
 
 @functools.lru_cache(maxsize=64)
@@ -351,8 +354,9 @@ class SqliteStore:
     call is tiny, so one guarded connection beats a pool.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.path = path
+        self.busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._pid = os.getpid()
@@ -413,12 +417,12 @@ class SqliteStore:
         try:
             conn = sqlite3.connect(
                 self.path,
-                timeout=BUSY_TIMEOUT_S,
+                timeout=self.busy_timeout,
                 isolation_level=None,
                 check_same_thread=False,
                 uri=self.path.startswith("file:"),
             )
-            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate(conn)
@@ -485,7 +489,7 @@ class SqliteStore:
             )
         if name.startswith("SQLITE_BUSY") or "locked" in text:
             return StateError(
-                f"the state DB {self.path} is locked by another process (waited up to {BUSY_TIMEOUT_S:g} s)",
+                f"the state DB {self.path} is locked by another process (waited up to {self.busy_timeout:g} s)",
                 hint="retry, or look for a stuck process holding the file open",
             )
         verb = "open" if opening else "use"
@@ -590,42 +594,34 @@ class SqliteStore:
 
     def benches(self, now: float) -> list[ModelState]:
         """Keys benched at `now` (`ModelState.is_benched`), soonest expiry first. Pure read:
-        expired rows stay as they are (they are half-open, not healthy)."""
+        expired rows stay as they are (they are half-open, not healthy). SQL narrows to
+        unexpired rows; `is_benched` (with the clock-step rule) decides, so the rule is
+        written once, in Python."""
         with self._read() as conn:
-            rows = conn.execute(
-                _MODEL_SELECT + " WHERE bench_until > ? AND (manual = 1 OR benched_at IS NULL OR benched_at <= ?) "
-                "ORDER BY bench_until, model",
-                (now, now + CLOCK_STEP_S),
-            )
-            return [_state(row) for row in rows]
+            rows = conn.execute(_MODEL_SELECT + " WHERE bench_until > ? ORDER BY bench_until, model", (now,))
+            return [state for state in map(_state, rows) if state.is_benched(now)]
 
     def bench(
-        self, model: str, *, now: float, until: float, manual: bool, reason: str | None, kind: str | None
+        self,
+        model: str,
+        *,
+        now: float,
+        until: float,
+        manual: bool,
+        reason: str | None,
+        kind: str | None,
+        replace: bool = False,
     ) -> ModelState:
-        """Set a bench outright (operator's `llmfail bench`); bench_count += 1.
+        """Set a bench (the operator's `llmfail bench`): `transitions.manual_bench`.
 
-        It replaces whatever bench was there (the operator's word wins) and drops
-        any probe lease, since a probe of a benched key would be pointless. A
-        manual bench without an explicit kind gets kind "manual".
+        A running bench is never shortened unless `replace`; the state returned
+        is the one stored, so the caller can tell what was kept.
         """
         with self._write() as conn:
             prev = self._get(conn, model) or ModelState(model=model)
-            state = ModelState(
-                model=model,
-                bench_until=until,
-                benched_at=now,
-                manual=manual,
-                reason=_clean(reason),
-                kind=kind if kind is not None else ("manual" if manual else None),
-                bench_count=prev.bench_count + 1,
-                failures=prev.failures,
-                last_error_kind=prev.last_error_kind,
-                last_error_status=prev.last_error_status,
-                last_error_at=prev.last_error_at,
-                probe_holder=None,
-                probe_until=None,
-            )
-            self._put(conn, state)
+            state = manual_bench(prev, now, until=until, manual=manual, reason=reason, kind=kind, replace=replace)
+            if state != prev:
+                self._put(conn, state)
         return state
 
     def record_failure(
@@ -639,112 +635,44 @@ class SqliteStore:
         factor: float = 1.0,
         min_until: float | None = None,
         reason: str | None = None,
-    ) -> ModelState:
-        """One failed attempt: failures += 1, last error noted, probe lease released.
-
-        With `bench_for` the key is benched too: bench_count += 1 and
-        until = max(now + bench_for * min(factor, bench_count), min_until). A
-        manual bench keeps its flag and reason and is only ever extended.
-
-        An automatic bench that is still running is never shortened either: two
-        processes failing at once, or a server-given reset time (`min_until`)
-        followed by an ordinary failure, must not let traffic back early.
-        `benched_at` marks the start of the current bench, so extending a
-        running bench keeps it.
-        """
+        began: float | None = None,
+    ) -> tuple[ModelState, bool]:
+        """One failed attempt (`transitions.after_failure`); True when it started or extended a bench."""
         with self._write() as conn:
             prev = self._get(conn, model) or ModelState(model=model)
-            bench_until, benched_at = prev.bench_until, prev.benched_at
-            manual, bench_reason, bench_kind = prev.manual, prev.reason, prev.kind
-            bench_count = prev.bench_count
-            if bench_for is not None:
-                bench_count += 1
-                until = now + bench_for * min(factor, bench_count)
-                if min_until is not None:
-                    until = max(until, min_until)
-                running = prev.is_benched(now)
-                if running and prev.bench_until is not None:
-                    until = max(until, prev.bench_until)
-                if not (running and prev.manual):
-                    manual, bench_reason, bench_kind = False, _clean(reason), kind
-                if not running:
-                    benched_at = now
-                bench_until = until
-            state = ModelState(
-                model=model,
-                bench_until=bench_until,
-                benched_at=benched_at,
-                manual=manual,
-                reason=bench_reason,
-                kind=bench_kind,
-                bench_count=bench_count,
-                failures=prev.failures + 1,
-                last_error_kind=kind,
-                last_error_status=status,
-                last_error_at=now,
-                probe_holder=None,
-                probe_until=None,
-            )
+            state, benched = after_failure(prev, now, kind=kind, status=status, bench_for=bench_for, factor=factor,
+                                           min_until=min_until, reason=reason, began=began)
             self._put(conn, state)
-        return state
+        return state, benched
 
     def record_success(self, model: str, *, now: float) -> ModelState | None:
-        """Closes the circuit: failures and bench_count reset, lease released, an automatic
-        bench cleared. A manual bench stays (only unbench or expiry ends it).
-        Returns the state before the change (None if the key was unknown).
+        """Close the circuit (`transitions.after_success`); returns the state before the change
+        (None if the key was unknown).
 
-        A success on a key that is unknown or already clean writes nothing: this
-        runs after every answered request, and a write lock per request would
-        make every process queue behind every other for no change.
+        A success on a key that is unknown or already clean writes nothing and
+        takes no lock: it is decided on the cached read (`_known_states`), which
+        is current as of this call. Only a key with something to reset is
+        re-read and changed under the write lock.
         """
         prev = self.states([model]).get(model)
-        if prev is None or self._is_clean(prev, now):
+        if prev is None or after_success(prev, now) is None:
             return prev
         with self._write() as conn:
             prev = self._get(conn, model)
             if prev is None:
                 return None
-            keep_bench = prev.manual and prev.is_benched(now)
-            self._put(
-                conn,
-                ModelState(
-                    model=model,
-                    bench_until=prev.bench_until if keep_bench else None,
-                    benched_at=prev.benched_at if keep_bench else None,
-                    manual=keep_bench,
-                    reason=prev.reason if keep_bench else None,
-                    kind=prev.kind if keep_bench else None,
-                    bench_count=0,
-                    failures=0,
-                    last_error_kind=prev.last_error_kind,
-                    last_error_status=prev.last_error_status,
-                    last_error_at=prev.last_error_at,
-                    probe_holder=None,
-                    probe_until=None,
-                ),
-            )
+            state = after_success(prev, now)
+            if state is not None:
+                self._put(conn, state)
         return prev
 
-    @staticmethod
-    def _is_clean(state: ModelState, now: float) -> bool:
-        """True when record_success would change nothing."""
-        bench_stays = state.bench_until is None or (state.manual and state.is_benched(now))
-        return (
-            bench_stays
-            and state.failures == 0
-            and state.bench_count == 0
-            and state.probe_holder is None
-            and state.probe_until is None
-        )
-
     def unbench(self, models: Sequence[str] | None, *, now: float) -> list[str]:
-        """Lift the benches of `models` (None: every bench). Returns the keys that were benched.
+        """Lift the benches of `models` (None: every bench), `transitions.lift`. Returns the keys
+        benched at `now`, in the order given (None: by expiry, like `benches`).
 
-        Lifting is the operator saying "this is healthy": the bench (manual or
-        not, running or half-open), the reason, the probe lease and the
-        failure/bench counters are all cleared, so the key starts fresh. The
-        result lists the keys benched at `now`, in the order given (None: by
-        expiry, like `benches`).
+        Every key named (or, for None, every key with a bench row, running or
+        half-open) is lifted, even one not benched at `now`: its counters and
+        any half-open state are cleared, so it starts fresh.
         """
         with self._write() as conn:
             if models is None:
@@ -758,12 +686,9 @@ class SqliteStore:
             for prev in targets:
                 if prev.is_benched(now):
                     lifted.append(prev.model)
-                conn.execute(
-                    "UPDATE models SET bench_until = NULL, benched_at = NULL, manual = 0, reason = NULL, "
-                    "kind = NULL, bench_count = 0, failures = 0, probe_holder = NULL, probe_until = NULL "
-                    "WHERE model = ?",
-                    (prev.model,),
-                )
+                state = lift(prev)
+                if state != prev:
+                    self._put(conn, state)
         return lifted
 
     # -- slow demotion ------------------------------------------------------------
@@ -844,31 +769,22 @@ class SqliteStore:
             return cursor.rowcount == 1
 
     def claim_probe(self, model: str, *, now: float, lease: float, holder: str) -> bool:
-        """Take the half-open probe lease if nobody holds it; True when this caller got it.
-
-        Half-open means bench_until <= now (the bench ended and no success has
-        closed it), or an automatic bench set before the clock was stepped back
-        (`ModelState.clock_stepped_back`). The lease is free when unset,
-        expired, or already this holder's (a re-claim renews it). One
-        conditional UPDATE under the write lock, so exactly one process wins.
-        """
+        """Take the half-open probe lease if nobody holds it (`transitions.can_claim_probe`);
+        True when this caller got it. Decided under the write lock, so exactly one process wins."""
         with self._write() as conn:
-            cursor = conn.execute(
-                "UPDATE models SET probe_holder = ?, probe_until = ? "
-                "WHERE model = ? AND bench_until IS NOT NULL "
-                "AND (bench_until <= ? OR (manual = 0 AND benched_at > ?)) "  # ended, or the clock stepped back
-                "AND (probe_until IS NULL OR probe_until <= ? OR probe_holder = ?)",
-                (holder, now + lease, model, now, now + CLOCK_STEP_S, now, holder),
-            )
-            return cursor.rowcount == 1
+            prev = self._get(conn, model)
+            if prev is None or not can_claim_probe(prev, now, holder):
+                return False
+            self._put(conn, probe_claimed(prev, now, lease=lease, holder=holder))
+            return True
 
     def release_probe(self, model: str, *, holder: str) -> None:
         """Give the lease back early; only its holder can (a stale holder's release is a no-op)."""
         with self._write() as conn:
-            conn.execute(
-                "UPDATE models SET probe_holder = NULL, probe_until = NULL WHERE model = ? AND probe_holder = ?",
-                (model, holder),
-            )
+            prev = self._get(conn, model)
+            state = probe_released(prev, holder) if prev is not None else None
+            if state is not None:
+                self._put(conn, state)
 
     # -- quotas -----------------------------------------------------------------
 
@@ -905,7 +821,7 @@ class SqliteStore:
         """
         rows = [
             (event.ts, event.request_id, event.chain, event.model, event.type, event.kind, event.status,
-             event.attempt, event.benched_until, event.next_model, event.latency_ms, _clean(event.detail),
+             event.attempt, event.benched_until, event.next_model, event.latency_ms, clean_detail(event.detail),
              redacted_json(event.data) if event.data else None)
             for event in events
         ]
