@@ -696,6 +696,8 @@ app.add_typer(state_app, name="state")
 def state_copy(
     src: str = typer.Argument(..., metavar="SRC", help="Store to copy from: a path, sqlite:///path or redis://…"),
     dst: str = typer.Argument(..., metavar="DST", help="Store to copy into: a path, sqlite:///path or redis://…"),
+    src_namespace: Optional[str] = typer.Option(None, "--src-namespace", metavar="NS", help="SRC's Redis namespace (default: the config's state.namespace)."),
+    dst_namespace: Optional[str] = typer.Option(None, "--dst-namespace", metavar="NS", help="DST's Redis namespace (default: the config's state.namespace)."),
     force: bool = typer.Option(False, "--force", help="Copy into a destination that already holds state."),
     json_out: bool = typer.Option(False, "--json", help='Print {"benches", "demotions", "events"}.'),
 ) -> None:
@@ -703,13 +705,19 @@ def state_copy(
 
     Moving from one machine's SQLite file to a fleet's Redis keeps the history:
     `llmfail state copy ~/.local/state/llmfail/state.db redis://cache:6379/0`."""
+    from dataclasses import replace
+
     from .store.copy import copy_state, is_empty
     from .store.select import select_store
 
     config, _ = load_for_defaults(required=False)
     section = config.state if config is not None else None
     source, target = select_store(src, section), select_store(dst, section)
-    if source.target == target.target:
+    if src_namespace:
+        source = replace(source, namespace=src_namespace)
+    if dst_namespace:
+        target = replace(target, namespace=dst_namespace)
+    if source.same_store(target):
         raise UsageError("SRC and DST are the same store", hint="name two different stores")
     if not source.exists():
         raise UsageError(f"no state DB at {source.shown}", hint="check the SRC path")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,16 +14,37 @@ from llmfail import events as ev
 from llmfail.cli import app
 from llmfail.events import Event
 from llmfail.store import Store
+from llmfail.config import StateConfig
 from llmfail.store.select import select_store
+
+from .redis_server import redis_server, redis_url
+
+__all__ = ["redis_server", "redis_url"]  # fixtures, imported to be found
 
 runner = CliRunner()
 NOW = 1_760_000_000.0
 
-#: name -> a factory of a store target (a path or URL) for a fresh, empty store
-TARGETS: dict[str, Callable[[Path, str], str]] = {
-    "sqlite": lambda tmp, name: str(tmp / f"{name}.db"),
-    "sqlite-url": lambda tmp, name: f"sqlite:///{tmp / (name + '-url.db')}",
+#: name -> the target (a path or URL) of a fresh, empty store of that kind
+TARGETS: dict[str, Callable[[Path, str, str], str]] = {
+    "sqlite": lambda tmp, url, name: str(tmp / f"{name}.db"),
+    "sqlite-url": lambda tmp, url, name: f"sqlite:///{tmp / (name + '-url.db')}",
+    "redis": lambda tmp, url, name: url.replace("redis://", "valkey://") if name == "src" else url,
 }
+
+
+@pytest.fixture
+def namespace(tmp_path: Path, redis_url: str) -> StateConfig:
+    """A config naming a namespace of this test's own: `state copy` and the test open Redis in it."""
+    section = StateConfig(url=redis_url, namespace="copy-" + uuid.uuid4().hex[:10])
+    (tmp_path / "chains.yaml").write_text(
+        f"state: {{url: {section.url}, namespace: {section.namespace}}}\n"
+        "providers:\n  m: {type: mock}\nchains:\n  demo: [m/echo]\n"
+    )
+    return section
+
+
+def opened(target: str, section: StateConfig) -> Store:
+    return select_store(target, section, environ={}).open()
 
 
 def seed(store: Store) -> list[Event]:
@@ -42,21 +64,26 @@ def seed(store: Store) -> list[Event]:
     return written
 
 
-def pairs() -> list[tuple[str, str]]:
-    names = list(TARGETS)
-    return [(a, b) for a in names for b in names]
+PAIRS = [("sqlite", "redis"), ("redis", "sqlite"), ("sqlite", "sqlite-url"), ("redis", "redis")]
 
 
-@pytest.mark.parametrize(("src_kind", "dst_kind"), pairs(), ids="->".join)
-def test_copy_moves_every_bench_state_and_the_event_log_in_order_with_its_timestamps(tmp_path, src_kind, dst_kind):
-    src_target, dst_target = TARGETS[src_kind](tmp_path, "src"), TARGETS[dst_kind](tmp_path, "dst")
-    src = select_store(src_target, environ={}).open()
+@pytest.mark.parametrize(("src_kind", "dst_kind"), PAIRS, ids="->".join)
+def test_copy_moves_every_bench_state_and_the_event_log_in_order_with_its_timestamps(
+    tmp_path, namespace, redis_url, src_kind, dst_kind
+):
+    src_target, dst_target = TARGETS[src_kind](tmp_path, redis_url, "src"), TARGETS[dst_kind](tmp_path, redis_url, "dst")
+    extra = []
+    dst_section = namespace
+    if src_kind == dst_kind == "redis":  # one server, two namespaces: the config's is the source's
+        dst_section = StateConfig(url=redis_url, namespace=namespace.namespace + "-to")
+        extra = ["--dst-namespace", dst_section.namespace]
+    src = opened(src_target, namespace)
     written = seed(src)
-    result = runner.invoke(app, ["state", "copy", src_target, dst_target, "--json"])
+    result = runner.invoke(app, ["state", "copy", src_target, dst_target, "--json", *extra])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == {"benches": 3, "demotions": 1, "events": len(written)}
 
-    dst = select_store(dst_target, environ={}).open()
+    dst = opened(dst_target, dst_section)
     copied = {s.model: s for s in dst.all_states()}
     original = {s.model: s for s in src.all_states()}
     for model in ("a/manual", "b/auto", "c/half-open"):
@@ -97,5 +124,9 @@ def test_copy_from_a_missing_file_or_onto_itself_is_a_usage_error(tmp_path):
     missing = runner.invoke(app, ["state", "copy", str(tmp_path / "none.db"), str(tmp_path / "dst.db")])
     assert missing.exit_code == 2 and "no state DB at" in missing.stderr
     assert not (tmp_path / "dst.db").exists() and not (tmp_path / "none.db").exists()
-    same = runner.invoke(app, ["state", "copy", str(tmp_path / "x.db"), str(tmp_path / "x.db")])
+    same = runner.invoke(app, ["state", "copy", str(tmp_path / "x.db"), f"sqlite:///{tmp_path / 'x.db'}"])
     assert same.exit_code == 2 and "the same store" in same.stderr
+    url = "redis://127.0.0.1:9/0"
+    same_redis = runner.invoke(app, ["state", "copy", url, url.replace("redis:", "valkey:")])
+    assert same_redis.exit_code == 2 and "the same store" in same_redis.stderr
+    assert runner.invoke(app, ["state", "copy", url, url, "--dst-namespace", "b"]).exit_code == 1  # none there

@@ -15,26 +15,11 @@ the settings and what to verify by hand. Imported only for a Redis URL.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from .select import Selection
 
-#: Seconds `check` waits for the server.
-CHECK_TIMEOUT_S = 2.0
 MIN_VERSION = (7, 0)
-
-
-def _client(selection: Selection) -> Any:
-    """A redis-py client for the selection (password from its variable, never from the URL)."""
-    import redis
-
-    url = selection.target
-    if url.lower().startswith("valkey://"):
-        url = "redis://" + url[len("valkey://"):]
-    password = os.environ.get(selection.password_env) if selection.password_env else None
-    return redis.Redis.from_url(url, password=password, socket_timeout=CHECK_TIMEOUT_S,
-                                socket_connect_timeout=CHECK_TIMEOUT_S, retry_on_timeout=False)
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -52,8 +37,12 @@ def server_warnings(selection: Selection) -> list[str]:
     run where the fleet's Redis is not reachable (a CI runner)."""
     import redis
 
+    from .redis import RedisStore
+
     shown = selection.shown
-    client = _client(selection)
+    store = RedisStore.from_url(selection.target, namespace=selection.namespace, password_env=selection.password_env)
+    client = store._client  # noqa: SLF001 - the connection settings the store uses, not a second copy of them
+
     try:
         try:
             info = client.info("server")
@@ -80,7 +69,7 @@ def server_warnings(selection: Selection) -> list[str]:
                             "every bench and the event log; set appendonly yes (appendfsync everysec)")
         return warnings
     finally:
-        client.close()
+        store.close()
 
 
 def _reason(error: BaseException) -> str:

@@ -87,6 +87,19 @@ class Selection:
     def is_redis(self) -> bool:
         return is_redis(self.target)
 
+    def same_store(self, other: Selection) -> bool:
+        """Whether both name one store (`valkey://` is `redis://`; a namespace is a store of its own)."""
+        def key(selection: Selection) -> tuple[str, str | None]:
+            path = selection.sqlite_path()
+            if path is not None:
+                return str(path.resolve()), None
+            target = selection.target
+            if scheme_of(target) == "valkey":
+                target = "redis" + target[len("valkey"):]
+            return target, selection.namespace or ""
+
+        return key(self) == key(other)
+
     def sqlite_path(self) -> Path | None:
         """The SQLite file this selection names; None for a Redis URL or an in-memory DB."""
         if self.is_redis:
@@ -103,7 +116,15 @@ class Selection:
     def open(self, *, busy_timeout: float | None = None) -> Store:
         """The store, opened (SQLite created and migrated if needed)."""
         # TODO(fleet): open_store(target, namespace=, password_env=, busy_timeout=) once `store` dispatches URLs
+        if self.is_redis:
+            from .redis import RedisStore
+
+            return RedisStore.from_url(self.target, namespace=self.namespace, password_env=self.password_env)
         from .sqlite import SqliteStore
+
+        path = self.sqlite_path()
+        target = str(path) if path is not None else self.target
+        return SqliteStore(target) if busy_timeout is None else SqliteStore(target, busy_timeout=busy_timeout)
 
         path = self.sqlite_path()
         target = str(path) if path is not None else self.target
