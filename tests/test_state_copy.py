@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from llmfail import events as ev
 from llmfail.cli import app
+from llmfail.config import StateConfig
 from llmfail.events import Event
 from llmfail.store import Store
-from llmfail.config import StateConfig
 from llmfail.store.select import select_store
 
 from .redis_server import redis_server, redis_url

@@ -15,8 +15,6 @@ the settings and what to verify by hand. Imported only for a Redis URL.
 
 from __future__ import annotations
 
-from typing import Any
-
 from .select import Selection
 
 MIN_VERSION = (7, 0)
@@ -41,7 +39,7 @@ def server_warnings(selection: Selection) -> list[str]:
 
     shown = selection.shown
     store = RedisStore.from_url(selection.target, namespace=selection.namespace, password_env=selection.password_env)
-    client = store._client  # noqa: SLF001 - the connection settings the store uses, not a second copy of them
+    client = store._client
 
     try:
         try:
