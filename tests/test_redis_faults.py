@@ -168,8 +168,8 @@ def test_run_through_the_cli_answers_while_redis_hangs_with_one_warning_and_no_t
             assert done.returncode == 0, done.stderr
             assert done.stdout == "still here\n"
             assert done.stderr.splitlines() == [
-                f"llmfail: warning: shared state unavailable (cannot reach shared state {redis.url} "
-                f"(no answer within {STORE_TIMEOUT_S:g} s)): answered without it"
+                (f"llmfail: warning: shared state unavailable (cannot reach shared state {redis.url} "
+                 f"(no answer within {STORE_TIMEOUT_S:g} s)): answered without it")
             ]
             assert time.monotonic() - began < 5.0
     finally:
