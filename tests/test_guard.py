@@ -130,8 +130,7 @@ def test_operator_commands_exit_1_with_one_line_when_the_db_is_a_directory(tmp_p
 
 @pytest.mark.parametrize("args", [["bench", "m/echo", "--for", "1m"], ["unbench", "m/echo"]], ids=" ".join)
 def test_operator_writes_exit_1_with_the_locked_message_and_never_pretend(locked_db, monkeypatch, args):
-    # the operator's wait (10 s), shortened for the test
-    monkeypatch.setattr(SqliteStore.__init__, "__kwdefaults__", {"busy_timeout": 0.2})
+    monkeypatch.setattr("llmfail.store.sqlite.BUSY_TIMEOUT_S", 0.2)  # the operator's 10 s wait, shortened
     monkeypatch.setenv("LLMFAIL_DB", str(locked_db))
     result = runner.invoke(app, args)
     assert result.exit_code == 1

@@ -53,7 +53,7 @@ def test_precedence_is_db_then_env_then_config_then_default(db, env, state, targ
         ("/var/lib/state.db", False, Path("/var/lib/state.db")),
         ("sqlite:///var/lib/state.db", False, Path("/var/lib/state.db")),
         ("relative.db", False, Path("relative.db")),
-        (":memory:", False, None),
+        (":memory:", False, Path(":memory:")),
         ("redis://h:6379/0", True, None),
         ("rediss://h:6380", True, None),
         ("unix:///run/redis.sock", True, None),

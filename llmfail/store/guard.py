@@ -47,7 +47,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -370,8 +370,8 @@ class GuardedStore:
     def max_event_id(self) -> int:
         return self._strict(lambda s: s.max_event_id())
 
-    def data_version(self) -> int:
-        return self._strict(lambda s: s.data_version())
+    def change_token(self) -> Hashable:
+        return self._strict(lambda s: s.change_token())
 
     def close(self) -> None:
         """Closes the real store (a last attempt to write the spool first) and the overlay."""

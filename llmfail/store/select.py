@@ -24,10 +24,6 @@ if TYPE_CHECKING:
     from . import Store
 
 
-#: URL schemes served by the Redis backend.
-REDIS_SCHEMES = ("redis", "rediss", "unix", "valkey")
-
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^@/]*)@")
 
 
@@ -42,16 +38,6 @@ class StateSection(Protocol):
 
     @property
     def namespace(self) -> str | None: ...
-
-
-def scheme_of(target: str) -> str | None:
-    """`redis` for `redis://…`, None for a plain path."""
-    found = _SCHEME.match(target)
-    return found.group(1).lower() if found else None
-
-
-def is_redis(target: str) -> bool:
-    return scheme_of(target) in REDIS_SCHEMES
 
 
 def redact_url(target: str) -> str:
@@ -85,7 +71,7 @@ class Selection:
 
     @property
     def is_redis(self) -> bool:
-        return is_redis(self.target)
+        return self.sqlite_path() is None
 
     def same_store(self, other: Selection) -> bool:
         """Whether both name one store (`valkey://` is `redis://`; a namespace is a store of its own)."""
@@ -94,18 +80,18 @@ class Selection:
             if path is not None:
                 return str(path.resolve()), None
             target = selection.target
-            if scheme_of(target) == "valkey":
-                target = "redis" + target[len("valkey"):]
+            if target[:9].lower() == "valkey://":
+                target = "redis://" + target[9:]
             return target, selection.namespace or ""
 
         return key(self) == key(other)
 
     def sqlite_path(self) -> Path | None:
-        """The SQLite file this selection names; None for a Redis URL or an in-memory DB."""
-        if self.is_redis:
-            return None
-        path = self.target.removeprefix("sqlite://")
-        return None if path in ("", ":memory:") or path.startswith("file:") else Path(path)
+        """The SQLite file this selection names; None for a Redis URL. An unknown scheme is the
+        store's usage error (exit 2, naming the known ones)."""
+        from . import sqlite_file
+
+        return sqlite_file(self.target)
 
     def exists(self) -> bool:
         """Whether there is anything to read yet (a read never creates a SQLite file; a server
@@ -114,21 +100,11 @@ class Selection:
         return path is None or path.exists()
 
     def open(self, *, busy_timeout: float | None = None) -> Store:
-        """The store, opened (SQLite created and migrated if needed)."""
-        # TODO(fleet): open_store(target, namespace=, password_env=, busy_timeout=) once `store` dispatches URLs
-        if self.is_redis:
-            from .redis import RedisStore
+        """The store, opened (SQLite created and migrated if needed; Redis connects on first use)."""
+        from . import open_store
 
-            return RedisStore.from_url(self.target, namespace=self.namespace, password_env=self.password_env)
-        from .sqlite import SqliteStore
-
-        path = self.sqlite_path()
-        target = str(path) if path is not None else self.target
-        return SqliteStore(target) if busy_timeout is None else SqliteStore(target, busy_timeout=busy_timeout)
-
-        path = self.sqlite_path()
-        target = str(path) if path is not None else self.target
-        return SqliteStore(target) if busy_timeout is None else SqliteStore(target, busy_timeout=busy_timeout)
+        return open_store(self.target, namespace=self.namespace, password_env=self.password_env,
+                          busy_timeout=busy_timeout)
 
 
 def select_store(
