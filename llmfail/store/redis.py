@@ -54,6 +54,7 @@ from ..events import DETAIL_MAX, Event
 from ..redact import redact, redacted_json
 from . import EventTally, ModelState
 from .redis_scripts import SCRIPTS, script_source
+from .select import redact_url
 
 #: Environment variable holding the Redis password when the caller names none.
 PASSWORD_ENV = "LLMFAIL_REDIS_PASSWORD"
@@ -114,14 +115,7 @@ def _number(value: Any) -> float | None:
 
 def display_url(url: str) -> str:
     """`url` with any password shown as `***` (the only form of a URL llmfail prints)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+    return redact_url(url)
 
 
 def _bucket_field(model: str, type_: str, kind: str | None, chain: str | None) -> str:
