@@ -650,7 +650,9 @@ class Engine:
         if entry.daily_quota is not None:
             day = datetime.fromtimestamp(now, UTC).date().isoformat()
             if not self.store.take_quota(entry.model, day=day, limit=entry.daily_quota):
-                err = ProviderError(Kind.QUOTA, f"daily quota of {entry.daily_quota} requests reached", model=entry.model)
+                why = ("daily quota unknown while shared state is unavailable" if self._guard.degraded
+                       else f"daily quota of {entry.daily_quota} requests reached")
+                err = ProviderError(Kind.QUOTA, why, model=entry.model)
                 w.causes.append(err)
                 self._event(w, ev.QUOTA_SKIP, entry.model, kind=str(Kind.QUOTA), detail=err.message)
                 return None

@@ -258,9 +258,12 @@ def test_daily_quotas_fail_closed_while_shared_state_is_unreachable(server, tmp_
     directory.mkdir()
     text = CONFIG.replace("main: [a/m1, b/m2]", "main: [{model: a/m1, daily_quota: 1000}, b/m2]")
     engine = Engine(make_config(text, server), db_path=str(directory), clock=clock, sleep=clock.sleep)
+    skipped: list[ev.Event] = []
+    engine.on_event(lambda e: skipped.append(e) if e.type == ev.QUOTA_SKIP else None)
     result = engine.complete_sync("main", "hi")
     assert result.model == "b/m2"  # a/m1 was never sent a request: its quota cannot be counted
     assert result.warnings and result.warnings[0].startswith("shared state unavailable (")
+    assert [e.detail for e in skipped] == ["daily quota unknown while shared state is unavailable"]
 
 
 def test_operator_calls_through_a_degraded_guard_raise_instead_of_pretending(tmp_path, clock):
