@@ -50,10 +50,11 @@ from redis.retry import Retry
 
 from .. import events as ev
 from ..errors import StoreUnavailable, UsageError
-from ..events import DETAIL_MAX, Event
-from ..redact import redact, redacted_json
+from ..events import Event
+from ..redact import redacted_json
 from . import EventTally, ModelState
 from .redis_scripts import SCRIPTS, script_source
+from .transitions import clean_detail as _clean
 
 #: Environment variable holding the Redis password when the caller names none.
 PASSWORD_ENV = "LLMFAIL_REDIS_PASSWORD"
@@ -83,14 +84,6 @@ _EVENT_TEXT = ("request_id", "chain", "model", "type", "kind", "next_model", "de
 _SEP = "\x1f"
 _NONE = "\x00"
 _SCHEMES = {"redis": "redis", "rediss": "rediss", "unix": "unix", "valkey": "redis", "valkeys": "rediss"}
-
-
-def _clean(text: str | None) -> str | None:
-    """Redact, then truncate (as the SQLite store does)."""
-    cleaned = redact(text)
-    if cleaned is not None and len(cleaned) > DETAIL_MAX:
-        cleaned = cleaned[:DETAIL_MAX]
-    return cleaned
 
 
 def _arg(value: object) -> str:

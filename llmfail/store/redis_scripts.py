@@ -21,7 +21,7 @@ fields are None. `\\0` marks None in arguments where an empty string is a value.
 
 from __future__ import annotations
 
-from . import CLOCK_STEP_S
+from .transitions import CLOCK_STEP_S
 
 #: Helpers every script starts with: state load/save and the bench predicates of `ModelState`.
 _PRELUDE = """
