@@ -325,9 +325,9 @@ def follow_events(
     written. Event ids are AUTOINCREMENT, so pruning never makes `id > last`
     skip or repeat a row.
     """
-    seen_version: int | None = None
+    seen_version: object = None  # the last `change_token()`
     while True:
-        version = store.data_version()
+        version = store.change_token()
         if version != seen_version:
             seen_version = version
             while True:

@@ -178,9 +178,10 @@ def load_for_defaults(*, required: bool) -> tuple[Config | None, bool]:
 
 def open_existing_db() -> Store | None:
     """The state DB for a pure read, or None when there is none yet: a read never creates the file."""
-    from .paths import state_db
+    from .store import sqlite_file
 
-    if not state_db(_opts.db).exists():
+    path = sqlite_file(_opts.db)  # None: a Redis URL, nothing to check
+    if path is not None and not path.exists():
         return None
     return open_db()
 

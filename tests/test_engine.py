@@ -479,9 +479,9 @@ def test_on_all_benched_fail_raises_at_once_saying_when_the_first_bench_ends(ser
 
 def test_reading_state_never_changes_it(server, make_engine, store, clock, db_path):
     store.record_failure("a/m1", now=clock.now, kind="transient", status=503, bench_for=30)
-    before = (db_path.read_bytes(), store.data_version())
+    before = (db_path.read_bytes(), store.change_token())
     store.states(["a/m1"]), store.benches(clock.now + 100), store.events(), store.all_states()
-    assert (db_path.read_bytes(), store.data_version()) == before
+    assert (db_path.read_bytes(), store.change_token()) == before
 
 
 # ---------------------------------------------------------------- streaming through the engine

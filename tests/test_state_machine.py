@@ -292,7 +292,7 @@ class BenchMachine(RuleBasedStateMachine):
         chains_view(self.config, self.store, now)
         self.store.events(newest=True, limit=50)
         self.store.max_event_id()
-        self.store.data_version()
+        self.store.change_token()
         assert written() == before
 
 

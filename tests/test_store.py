@@ -298,7 +298,7 @@ def test_reads_never_mutate_the_file_or_commit(db: Path, tmp_path: Path, store: 
     store.prune(now=T0, retention=86400, force=True)
     watcher = SqliteStore(str(db))
     try:
-        version = watcher.data_version()
+        version = watcher.change_token()
         before = snapshot(db)
         with store._read() as conn:
             changes = conn.total_changes
@@ -309,13 +309,13 @@ def test_reads_never_mutate_the_file_or_commit(db: Path, tmp_path: Path, store: 
             store.quota_used(KEY, day="2024-01-01")
             store.events(since=0, types=["request"], limit=10, newest=True)
             store.max_event_id()
-            store.data_version()
+            store.change_token()
             store.prune(now=T0 + 10, retention=1)  # not due: must not write either
             store.record_success("never/seen", now=now)
         with store._read() as conn:
             assert conn.total_changes == changes
         assert snapshot(db) == before
-        assert watcher.data_version() == version
+        assert watcher.change_token() == version
         assert store.states([KEY])[KEY].bench_until == T0 - 70
     finally:
         watcher.close()
@@ -543,9 +543,9 @@ def test_tailing_with_after_id_sees_each_new_event_once(db: Path, store: SqliteS
     try:
         last = store.max_event_id()
         assert last == 0
-        version = store.data_version()
+        version = store.change_token()
         writer.append([Event(type="request", ts=T0), Event(type="retry", ts=T0)])
-        assert store.data_version() != version
+        assert store.change_token() != version
         first = store.events(after_id=last)
         assert [e.type for e in first] == ["request", "retry"]
         last = first[-1].id or 0

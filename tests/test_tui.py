@@ -363,14 +363,14 @@ async def test_an_unreadable_db_is_reported_once_and_the_screen_recovers_when_it
 
     monkeypatch.setattr(tui_app, "ERROR_RETRY_S", 0.05)
     broken = {"on": False}
-    real_version = store.data_version
+    real_version = store.change_token
 
     def data_version() -> int:
         if broken["on"]:
             raise StateError("the state DB is locked by another process")
         return real_version()
 
-    store.data_version = data_version  # type: ignore[method-assign]
+    store.change_token = data_version  # type: ignore[method-assign]
     app = app_for(config, store, clock)
     notes: list[str] = []
     async with app.run_test(size=SIZE) as pilot:

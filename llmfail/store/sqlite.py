@@ -32,10 +32,10 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from ..errors import StateError
 from .. import events as ev
+from ..errors import StateError
 from ..events import Event
 from ..redact import redacted_json
 from . import EventTally, ModelState
@@ -909,8 +909,9 @@ class SqliteStore:
             ).fetchone()
             return int(row[0])
 
-    def data_version(self) -> int:
-        """Changes whenever another connection commits: a cheap 'anything new?' check."""
+    def change_token(self) -> int:
+        """`PRAGMA data_version`: changes whenever another connection (in this process or any
+        other) commits; this connection's own commits do not move it."""
         with self._read() as conn:
             return int(conn.execute("PRAGMA data_version").fetchone()[0])
 
@@ -963,7 +964,7 @@ class SqliteStore:
                 conn, self._conn = self._conn, None
                 conn.close()
 
-    def __enter__(self) -> SqliteStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

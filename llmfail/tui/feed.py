@@ -176,7 +176,7 @@ class Feed:
         self.tail = EventTail(store, keep)
         self.activity = Activity(chain)
         self._monotonic = monotonic
-        self._version: int | None = None
+        self._version: object = None  # the last `change_token()`
         self._rows_at = float("-inf")
         self._seeded = False
         self._rows_dirty = False
@@ -199,7 +199,7 @@ class Feed:
         writes, which still puts a change on screen within a second.
         """
         now = self.clock()
-        version = self.store.data_version()
+        version = self.store.change_token()
         first = self._version is None
         reseed = not first and (chain != self.activity.chain or not self._seeded)
         written = version != self._version
