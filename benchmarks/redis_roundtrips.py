@@ -218,7 +218,7 @@ def stats_speed(port: int, events: int) -> list[dict[str, Any]]:
     now = time.time()
     span = 24 * 3600.0
     step = span / len(rows)
-    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", namespace="stats")
+    store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", namespace="stats", timeout=5.0)
     began = time.perf_counter()
     batch: list[Event] = []
     for i, row in enumerate(rows):

@@ -71,6 +71,8 @@ WATCH_S = 10.0
 SKEW_REFRESH_S = 60.0
 #: A measured offset below this counts as none (one host's clock, or NTP-synced hosts).
 SKEW_TOLERANCE_S = 1.0
+#: Events per append script (see `RedisStore.append`).
+APPEND_CHUNK = 64
 #: `prune` runs at most this often (seconds) unless forced, like the SQLite store.
 PRUNE_INTERVAL_S = 3600.0
 _QUOTA_TTL_S = 3 * 86400
@@ -133,6 +135,7 @@ class RedisStore:
         namespace: str = DEFAULT_NAMESPACE,
         clock: Callable[[], float] = time.time,
         background: bool = True,
+        timeout: float = SOCKET_TIMEOUT_S,
     ) -> None:
         if not namespace or any(c in namespace for c in "{}\x00"):
             raise UsageError(f"invalid Redis namespace {namespace!r}", hint="use letters, digits, '-', '_' or '.'")
@@ -154,6 +157,7 @@ class RedisStore:
         self._listener: _Listener | None = None
         self._pid = os.getpid()
         self._follower: Any = None
+        self._timeout = timeout
 
     # -- construction -------------------------------------------------------------
 
@@ -165,13 +169,15 @@ class RedisStore:
         namespace: str | None = None,
         password_env: str | None = None,
         clock: Callable[[], float] | None = None,
+        timeout: float = SOCKET_TIMEOUT_S,
     ) -> RedisStore:
         """The store at `url` (`redis://`, `rediss://`, `unix://`, `valkey://`, `valkeys://`).
 
         The password comes only from the environment variable `password_env`
         (default `LLMFAIL_REDIS_PASSWORD`); a URL that carries one is refused,
         since URLs end up in config files, shell history and logs. Nothing
-        connects until the first call.
+        connects until the first call. `timeout` bounds every command and connect
+        (the default suits the request path; bulk copies may want longer).
         """
         parts = urlsplit(url)
         scheme = _SCHEMES.get(parts.scheme.lower())
@@ -192,8 +198,8 @@ class RedisStore:
         client = redis.Redis.from_url(
             target,
             password=password,
-            socket_timeout=SOCKET_TIMEOUT_S,
-            socket_connect_timeout=SOCKET_TIMEOUT_S,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             retry_on_error=[],
             decode_responses=True,
@@ -204,14 +210,14 @@ class RedisStore:
             (parts.scheme, f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}", parts.path, parts.query,
              parts.fragment))
         return cls(client, url=shown, namespace=namespace or DEFAULT_NAMESPACE,
-                   clock=clock if clock is not None else time.time)
+                   clock=clock if clock is not None else time.time, timeout=timeout)
 
     # -- plumbing -----------------------------------------------------------------
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, redis.TimeoutError):
-            text = f"no answer within {SOCKET_TIMEOUT_S:g} s"
+            text = f"no answer within {self._timeout:g} s"
         elif isinstance(exc, redis.AuthenticationError) or "NOAUTH" in text or "WRONGPASS" in text:
             return StoreUnavailable(f"shared state {self.url} refused the password ({text})",
                                     hint=f"check ${PASSWORD_ENV} or the variable named by state.password_env")
@@ -560,17 +566,25 @@ class RedisStore:
     # -- events -------------------------------------------------------------------------
 
     def append(self, events: Sequence[Event]) -> list[int]:
-        """Write events in one script (details redacted and truncated); returns their ids."""
+        """Write events (details redacted and truncated); returns their ids.
+
+        One script per APPEND_CHUNK events: each chunk is atomic and its ids
+        consecutive; a long batch (a spool replayed, `state copy`) is cut so no
+        single script holds the server up for long or outlasts the client's timeout.
+        """
         self._check_fork()
-        if not events:
-            return []
-        offset = self._skew()
-        args: list[object] = [len(events)]
-        for event in events:
-            args.extend(self._event_args(event, offset))
-        with self._calling():
-            ids = self._scripts["append"](keys=[self._version_key], args=[self.prefix, *(_arg(a) for a in args)])
-        return [int(i) for i in ids]
+        offset = self._skew() if events else 0.0
+        ids: list[int] = []
+        for start in range(0, len(events), APPEND_CHUNK):
+            chunk = events[start:start + APPEND_CHUNK]
+            args: list[object] = [len(chunk)]
+            for event in chunk:
+                args.extend(self._event_args(event, offset))
+            with self._calling():
+                reply = self._scripts["append"](keys=[self._version_key],
+                                                args=[self.prefix, *(_arg(a) for a in args)])
+            ids.extend(int(i) for i in reply)
+        return ids
 
     @staticmethod
     def _event_args(event: Event, offset: float) -> list[object]:
@@ -837,10 +851,6 @@ class RedisStore:
         with self._calling():
             ver, evid = self._client.mget(self._version_key, self.prefix + "evid")
         return (ver or "0", evid or "0")
-
-    def data_version(self) -> Hashable:
-        """The old name of `change_token` (kept until every caller uses the new one)."""
-        return self.change_token()
 
     def prune(self, *, now: float, retention: float, force: bool = False) -> int:
         """Delete events older than `retention` (and their counters), at most once an hour across
