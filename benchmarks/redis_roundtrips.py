@@ -149,8 +149,9 @@ READER = textwrap.dedent(
 
     store = RedisStore.from_url(sys.argv[1], namespace=sys.argv[2])
     if sys.argv[3] == "lose":
-        forget = store._forget
-        store._forget = lambda model: forget(None) if model is None else None
+        from llmfail.store import redis as backend
+        forget = backend._StateCache.forget
+        backend._StateCache.forget = lambda cache, model: forget(cache, None) if model is None else None
     seen = None
     print("ready", flush=True)
     while True:

@@ -302,7 +302,7 @@ def test_a_healthy_request_costs_one_round_trip(redis_store: RedisStore) -> None
     keys = [KEY, "anthropic/claude"]
     redis_store.states(keys)
     deadline = time.monotonic() + 2
-    while not redis_store._listening():
+    while not redis_store._cache().listener.healthy:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     redis_store.states(keys)
@@ -338,8 +338,9 @@ READER = textwrap.dedent(
     url, namespace, lose = sys.argv[1], sys.argv[2], sys.argv[3] == "lose"
     store = RedisStore.from_url(url, namespace=namespace)
     if lose:  # pub/sub messages lost: only the 250 ms re-read can notice a bench
-        forget = store._forget
-        store._forget = lambda model: forget(None) if model is None else None
+        from llmfail.store import redis as backend
+        forget = backend._StateCache.forget
+        backend._StateCache.forget = lambda cache, model: forget(cache, None) if model is None else None
     seen = None
     print("ready", flush=True)
     while True:

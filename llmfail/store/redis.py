@@ -34,6 +34,7 @@ Why it is built the way it is:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -149,12 +150,8 @@ class RedisStore:
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
         self._offset = 0.0
         self._skew_at: float | None = None
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[ModelState | None, float]] = {}
-        self._watch: dict[str, float] = {}
-        self._generation = 0
         self._background = background
-        self._listener: _Listener | None = None
+        self._shared: _StateCache | None = None
         self._pid = os.getpid()
         self._follower: Any = None
         self._timeout = timeout
@@ -258,11 +255,8 @@ class RedisStore:
         pid = os.getpid()
         if pid != self._pid:
             self._pid = pid
-            self._lock = threading.Lock()
-            self._listener = None  # threads do not survive fork(); the next read starts one
+            self._shared = None  # the parent's cache and its thread stay behind; the next read makes ours
             self._follower = None
-            with self._lock:
-                self._cache.clear()
 
     # -- clock skew ---------------------------------------------------------------
 
@@ -294,7 +288,7 @@ class RedisStore:
 
     def _skew(self) -> float:
         at = self._skew_at
-        if at is None or (time.monotonic() - at > SKEW_REFRESH_S and not self._listening()):
+        if at is None or time.monotonic() - at > SKEW_REFRESH_S:
             self.measure_skew()
         return self._offset
 
@@ -302,11 +296,11 @@ class RedisStore:
         """A time of ours as the server's."""
         return None if t is None else t + self._skew()
 
-    def _state(self, model: str, raw: Sequence[str] | dict[str, str]) -> ModelState:
-        """A state hash (flat list or dict) in this host's time."""
+    def _state(self, model: str, raw: Sequence[str] | dict[str, str], offset: float | None = None) -> ModelState:
+        """A state hash (flat list or dict) in this host's time (`offset` 0: in the server's)."""
         if not isinstance(raw, dict):
             raw = dict(zip(raw[::2], raw[1::2]))
-        offset = self._offset
+        offset = self._offset if offset is None else offset
 
         def when(name: str) -> float | None:
             value = raw.get(name)
@@ -336,79 +330,60 @@ class RedisStore:
 
     # -- the cache of bench states --------------------------------------------------
 
-    def _listening(self) -> bool:
-        listener = self._listener
-        return listener is not None and listener.healthy
-
-    def _ensure_listener(self) -> None:
+    def _cache(self) -> _StateCache | None:
+        """This process's cache for our server and namespace (None when caching is off)."""
         if not self._background:
-            return
-        listener = self._listener
-        if listener is None or not listener.is_alive():
-            self._listener = _Listener(self)
-            self._listener.start()
+            return None
+        if self._shared is None:
+            self._shared = _StateCache.acquire(self)
+        return self._shared
+
+    def _local(self, state: ModelState | None) -> ModelState | None:
+        """A cached state (kept in the server's time) in this host's time."""
+        offset = self._offset
+        if state is None or not offset:
+            return state
+        changes = {name: value - offset for name in _TIME_FIELDS if (value := getattr(state, name)) is not None}
+        return dataclasses.replace(state, **changes)
+
+    def _read_states(self, keys: Sequence[str], client: Any = None) -> dict[str, ModelState | None]:
+        """One round trip: the named keys' states in the server's time (None: unknown)."""
+        reply = self._run("read_states", *keys, client=client)
+        return {key: (self._state(key, raw, 0.0) if raw else None) for key, raw in zip(keys, reply[1:])}
 
     def _forget(self, model: str | None) -> None:
-        """Drop one cached key (None: all of them); any read in flight must not cache what it got."""
-        with self._lock:
-            self._generation += 1
-            if model is None:
-                self._cache.clear()
-            else:
-                self._cache.pop(model, None)
+        cache = self._shared
+        if cache is not None:
+            cache.forget(model)
 
-    def _fill(self, generation: int, stamp: float, states: dict[str, ModelState | None]) -> None:
-        with self._lock:
-            if generation == self._generation:
-                for model, state in states.items():
-                    self._cache[model] = (state, stamp)
-
-    def _read_states(self, keys: Sequence[str], client: Any = None) -> tuple[str, dict[str, ModelState | None]]:
-        """One round trip: the version and the named keys' states (None: unknown)."""
-        reply = self._run("read_states", *keys, client=client)
-        found = {key: (self._state(key, raw) if raw else None) for key, raw in zip(keys, reply[1:])}
-        return str(reply[0]), found
-
-    def _refresh_watched(self, client: Any) -> None:
-        """The background thread's poll: re-read every key asked for lately (the lost-message backstop)."""
-        now = time.monotonic()
-        with self._lock:
-            for key in [k for k, at in self._watch.items() if now - at > WATCH_S]:
-                del self._watch[key]
-                self._cache.pop(key, None)
-            keys = list(self._watch)
-            generation = self._generation
-        if keys:
-            _, found = self._read_states(keys, client)
-            self._fill(generation, now, found)
+    def _wrote(self, model: str, raw: Sequence[str]) -> ModelState:
+        """Our own write: every store of this process sees what the script returned at once
+        (other processes learn of it by pub/sub). Returns it in this host's time."""
+        cache = self._shared
+        if cache is not None:
+            cache.put(model, self._state(model, raw, 0.0))
+        return self._state(model, raw)
 
     # -- bench state ----------------------------------------------------------------
 
     def states(self, models: Iterable[str]) -> dict[str, ModelState]:
-        """The given keys' states in the order given (unknown keys absent), from the local cache when
-        it is fresh: at most one round trip, none while nothing has changed."""
+        """The given keys' states in the order given (unknown keys absent), from the process's cache
+        while it is fresh: at most one round trip, none while nothing has changed."""
         self._check_fork()
         keys = list(dict.fromkeys(models))
         self._skew()
-        self._ensure_listener()
-        now = time.monotonic()
+        cache = self._cache()
         found: dict[str, ModelState | None] = {}
-        listening = self._listening()
-        with self._lock:
-            for key in keys:
-                self._watch[key] = now
-                if listening:
-                    hit = self._cache.get(key)
-                    if hit is not None and now - hit[1] < CACHE_TTL_S:
-                        found[key] = hit[0]
-            generation = self._generation
+        generation = 0
+        if cache is not None:
+            found, generation = cache.lookup(keys)
         missing = [key for key in keys if key not in found]
         if missing:
-            _, fresh = self._read_states(missing)
-            if listening:
-                self._fill(generation, now, fresh)
+            fresh = self._read_states(missing)
+            if cache is not None:
+                cache.fill(generation, fresh)
             found.update(fresh)
-        return {key: state for key in keys if (state := found[key]) is not None}
+        return {key: state for key in keys if (state := self._local(found[key])) is not None}
 
     def all_states(self) -> list[ModelState]:
         """Every key the store knows, by key name (always read from the server)."""
@@ -422,15 +397,6 @@ class RedisStore:
         """Keys benched at `now`, soonest expiry first (read from the server)."""
         benched = [s for s in self.all_states() if s.is_benched(now)]
         return sorted(benched, key=lambda s: (s.bench_until or 0.0, s.model))
-
-    def _wrote(self, model: str, state: ModelState | None) -> None:
-        """Our own write: cache what the script returned (others learn of it by pub/sub)."""
-        with self._lock:
-            self._generation += 1
-            if self._listening() and state is not None:
-                self._cache[model] = (state, time.monotonic())
-            else:
-                self._cache.pop(model, None)
 
     def bench(
         self,
@@ -447,9 +413,7 @@ class RedisStore:
         shortened unless `replace`: the later deadline wins."""
         self._check_fork()
         raw = self._run("bench", model, self._out(now), self._out(until), manual, _clean(reason), kind, replace)
-        state = self._state(model, raw)
-        self._wrote(model, state)
-        return state
+        return self._wrote(model, raw)
 
     def record_failure(
         self,
@@ -470,9 +434,7 @@ class RedisStore:
             "record_failure", model, self._out(now), str(kind), status, bench_for, float(factor),
             self._out(min_until), _clean(reason), self._out(began),
         )
-        state = self._state(model, raw)
-        self._wrote(model, state)
-        return state, bool(benched)
+        return self._wrote(model, raw), bool(benched)
 
     def record_success(self, model: str, *, now: float) -> ModelState | None:
         """Close the circuit (see `Store.record_success`). A key the cache knows as clean costs nothing:
@@ -863,10 +825,9 @@ class RedisStore:
 
     def close(self) -> None:
         """Stop the background thread and drop the connections; a later call reconnects."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.stop()
-        self._forget(None)
+        cache, self._shared = self._shared, None
+        if cache is not None and self._pid == os.getpid():
+            cache.release()
         if self._follower is not None:
             self._follower.close()
             self._follower = None
@@ -895,14 +856,110 @@ def _is_clean(state: ModelState, now: float) -> bool:
             and state.probe_until is None)
 
 
-class _Listener(threading.Thread):
-    """Keeps `RedisStore`'s cache honest: drops a key when a script announces a change to it,
-    re-reads every watched key each POLL_S (so a lost message costs at most that long), and
-    re-measures the clock offset every SKEW_REFRESH_S. `healthy` is False while it cannot
-    listen; the store then reads every state from the server."""
+_CACHES: dict[tuple[str, str, int], _StateCache] = {}
+_CACHES_LOCK = threading.Lock()
 
-    def __init__(self, store: RedisStore) -> None:
+
+class _StateCache:
+    """The bench states of one server and namespace as this process last read them, shared by
+    every `RedisStore` of the process on them.
+
+    Why shared: a write through any store of the process is then seen by all of them
+    at once (an app, its dashboard feed and its probe see one state), and one
+    listener thread serves them all. Writes from other processes arrive as pub/sub
+    messages (the key is dropped at once) and through the listener's re-read of
+    every key in use each POLL_S (the backstop for lost messages); an entry older
+    than CACHE_TTL_S is never used, and nothing is used while the listener is not
+    listening. States are kept in the server's time; each store translates them.
+    """
+
+    def __init__(self, key: tuple[str, str, int], store: RedisStore) -> None:
+        self.key = key
+        self.lock = threading.Lock()
+        self.entries: dict[str, tuple[ModelState | None, float]] = {}
+        self.watch: dict[str, float] = {}
+        self.generation = 0
+        self.users = 0
+        self.listener = _Listener(self, store)
+        self.listener.start()
+
+    @classmethod
+    def acquire(cls, store: RedisStore) -> _StateCache:
+        key = (store.url, store.namespace, os.getpid())
+        with _CACHES_LOCK:
+            cache = _CACHES.get(key)
+            if cache is None or not cache.listener.is_alive():
+                cache = _CACHES[key] = cls(key, store)
+            cache.users += 1
+            return cache
+
+    def release(self) -> None:
+        with _CACHES_LOCK:
+            self.users -= 1
+            if self.users > 0:
+                return
+            if _CACHES.get(self.key) is self:
+                del _CACHES[self.key]
+        self.listener.stop()
+        self.forget(None)
+
+    def lookup(self, keys: Sequence[str]) -> tuple[dict[str, ModelState | None], int]:
+        """The fresh entries among `keys` (marking all of them as in use) and the generation to fill with."""
+        now = time.monotonic()
+        found: dict[str, ModelState | None] = {}
+        listening = self.listener.healthy
+        with self.lock:
+            for key in keys:
+                self.watch[key] = now
+                hit = self.entries.get(key)
+                if listening and hit is not None and now - hit[1] < CACHE_TTL_S:
+                    found[key] = hit[0]
+            return found, self.generation
+
+    def fill(self, generation: int, states: dict[str, ModelState | None], stamp: float | None = None) -> None:
+        """Cache what a read got, unless something was dropped since it began (it may be older)."""
+        stamp = time.monotonic() if stamp is None else stamp
+        with self.lock:
+            if generation == self.generation and self.listener.healthy:
+                for model, state in states.items():
+                    self.entries[model] = (state, stamp)
+
+    def put(self, model: str, state: ModelState) -> None:
+        """This process's own write: its result is the newest state there is."""
+        with self.lock:
+            self.generation += 1
+            if self.listener.healthy:
+                self.entries[model] = (state, time.monotonic())
+            else:
+                self.entries.pop(model, None)
+
+    def forget(self, model: str | None) -> None:
+        """Drop one key (None: all of them); a read in flight must not cache what it got."""
+        with self.lock:
+            self.generation += 1
+            if model is None:
+                self.entries.clear()
+            else:
+                self.entries.pop(model, None)
+
+    def in_use(self) -> tuple[list[str], int, float]:
+        """The keys asked for within WATCH_S (the others are dropped), a generation and a stamp."""
+        now = time.monotonic()
+        with self.lock:
+            for key in [k for k, at in self.watch.items() if now - at > WATCH_S]:
+                del self.watch[key]
+                self.entries.pop(key, None)
+            return list(self.watch), self.generation, now
+
+
+class _Listener(threading.Thread):
+    """Keeps a `_StateCache` honest: drops a key when a script announces a change to it and
+    re-reads every key in use each POLL_S (so a lost message costs at most that long).
+    `healthy` is False while it cannot listen; the stores then read every state from the server."""
+
+    def __init__(self, cache: _StateCache, store: RedisStore) -> None:
         super().__init__(name="llmfail-redis-cache", daemon=True)
+        self._cache = cache
         self._store = store
         self._stopping = threading.Event()
         self.healthy = False
@@ -911,8 +968,13 @@ class _Listener(threading.Thread):
         self._stopping.set()
         self.healthy = False
 
+    def _refresh(self, client: Any) -> None:
+        keys, generation, stamp = self._cache.in_use()
+        if keys:
+            self._cache.fill(generation, self._store._read_states(keys, client), stamp)
+
     def run(self) -> None:
-        store = self._store
+        store, cache = self._store, self._cache
         channel = store.prefix + "inval"
         client = store._sibling("llmfail-cache")
         while not self._stopping.is_set():
@@ -920,21 +982,19 @@ class _Listener(threading.Thread):
             try:
                 pubsub.subscribe(channel)
                 pubsub.get_message(timeout=SOCKET_TIMEOUT_S)  # the subscription's confirmation
-                store._refresh_watched(client)
-                self.healthy = True
+                self.healthy = True  # from here on no change goes unnoticed: the re-read below catches up
+                self._refresh(client)
                 next_poll = time.monotonic() + POLL_S
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=max(0.0, next_poll - time.monotonic()))
                     if message is not None and message.get("type") == "message":
-                        store._forget(str(message["data"]))
+                        cache.forget(str(message["data"]))
                     if time.monotonic() >= next_poll:
-                        store._refresh_watched(client)
-                        if store._skew_at is None or time.monotonic() - store._skew_at > SKEW_REFRESH_S:
-                            store.measure_skew(client)
+                        self._refresh(client)
                         next_poll = time.monotonic() + POLL_S
             except (redis.RedisError, OSError, StoreUnavailable):
                 self.healthy = False
-                store._forget(None)
+                cache.forget(None)
                 self._stopping.wait(1.0)
             finally:
                 self.healthy = False
