@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -254,22 +255,23 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--events", type=int, default=1_000_000, help="0: skip the stats figure")
+    parser.add_argument("--only", choices=["roundtrips", "propagation", "stats"], help="run one part")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="llmfail-redis-bench-")
     server, port = start_redis(workdir)
     failed = False
     try:
-        with serve() as http_port:
+        with serve() if args.only in (None, "roundtrips") else contextlib.nullcontext(0) as http_port:
             base = f"http://127.0.0.1:{http_port}/v1"
-            for case in CHAINS:
+            for case in CHAINS if http_port else []:
                 row = asyncio.run(roundtrips(port, base, case, args.requests, f"rt-{case}"))
                 failed = failed or row["ok"] is False
                 print(json.dumps(row), flush=True)
-        for messages in ("delivered", "lose"):
+        for messages in ("delivered", "lose") if args.only in (None, "propagation") else ():
             row = propagation(port, args.trials, messages)
             failed = failed or not row["ok"]
             print(json.dumps(row), flush=True)
-        if args.events:
+        if args.events and args.only in (None, "stats"):
             for row in stats_speed(port, args.events):
                 failed = failed or not row["ok"]
                 print(json.dumps(row), flush=True)

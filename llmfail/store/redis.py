@@ -698,53 +698,37 @@ class RedisStore:
         if hi < lo:
             return {}
         first, last = math.floor(lo / _BUCKET_S), math.floor(hi / _BUCKET_S)
-        with self._calling():
-            minutes = [int(float(m)) for m in self._client.zrangebyscore(self.prefix + "tidx", first, last)]
-            pipe = self._client.pipeline(transaction=True)
-            for minute in minutes:
-                pipe.hgetall(self.prefix + f"t:{minute}")
-            buckets = dict(zip(minutes, pipe.execute()))
+        sums, edge_ids = self._run("tally", first, last, repr(lo), repr(hi))
         counts: dict[tuple[str, str, str | None, str | None], int] = {}
         recovered: dict[str, int] = {}
         seen: dict[str, float] = {}
-        edges: list[dict[str, str]] = []
-        for minute, bucket in buckets.items():
-            whole = minute * _BUCKET_S >= lo and (minute + 1) * _BUCKET_S <= hi
-            if not whole:
-                edges.append(bucket)
+        for name, value in zip(sums[::2], sums[1::2]):
+            if name.startswith("\x1e"):
+                tag, _, who = name[1:].partition(_SEP)
+                if tag == "ls":
+                    seen[who] = float(value)
+                elif tag == "rec":
+                    recovered[who] = int(value)
                 continue
-            for name, value in bucket.items():
-                if name.startswith("\x1e"):
-                    tag, _, who = name[1:].partition(_SEP)
-                    if tag == "ls":
-                        seen[who] = max(seen.get(who, -math.inf), float(value))
-                    elif tag == "rec":
-                        recovered[who] = recovered.get(who, 0) + int(value)
+            model, type_, kind, event_chain = name.split(_SEP)
+            counts[(model, type_, None if kind == _NONE else kind, None if event_chain == _NONE else event_chain)] = \
+                int(value)
+        for first_id, last_id in zip(edge_ids[::2], edge_ids[1::2]):  # the minutes the window cuts
+            with self._calling():
+                entries = self._client.xrange(self.prefix + "ev", f"{first_id}-0", f"{last_id}-0")
+            for _, fields in entries:
+                model, ts = fields.get("model"), float(fields["ts"])
+                if model is None or not lo <= ts <= hi:
                     continue
-                model, type_, kind, event_chain = name.split(_SEP)
-                key = (model, type_, None if kind == _NONE else kind, None if event_chain == _NONE else event_chain)
-                counts[key] = counts.get(key, 0) + int(value)
-        for bucket in edges:
-            for event in self._bucket_events(bucket):
-                ts = event.ts + offset
-                if event.model is None or not lo <= ts <= hi:
-                    continue
-                key = (event.model, event.type, event.kind, event.chain)
+                type_, kind = fields.get("type", ""), fields.get("kind")
+                key = (model, type_, kind, fields.get("chain"))
                 counts[key] = counts.get(key, 0) + 1
-                seen[event.model] = max(seen.get(event.model, -math.inf), ts)
-                if event.type == ev.PROBE and event.kind is None and event.data.get("recovered") == 1:
-                    recovered[event.model] = recovered.get(event.model, 0) + 1
+                seen[model] = max(seen.get(model, -math.inf), ts)
+                if type_ == ev.PROBE and kind is None and self._event("0-0", fields).data.get("recovered") == 1:
+                    recovered[model] = recovered.get(model, 0) + 1
         return {model: self._tally_model(model, counts, recovered.get(model, 0), seen[model] - offset, lo, hi,
                                          chain, sample)
                 for model in sorted(seen)}
-
-    def _bucket_events(self, bucket: dict[str, str]) -> list[Event]:
-        first, last = bucket.get("\x1elo"), bucket.get("\x1ehi")
-        if first is None or last is None:
-            return []
-        with self._calling():
-            entries = self._client.xrange(self.prefix + "ev", f"{first}-0", f"{last}-0")
-        return [self._event(i, f) for i, f in entries]
 
     def _tally_model(
         self,
