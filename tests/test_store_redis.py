@@ -591,3 +591,15 @@ def test_every_key_of_a_namespace_shares_one_hash_tag(redis_store: RedisStore) -
     keys = list(redis_store._client.scan_iter(match="*" + redis_store.namespace + "*"))
     assert len(keys) >= 8
     assert all(k.startswith("{llmfail:" + redis_store.namespace + "}:") for k in keys)
+
+
+def test_server_problems_name_settings_that_lose_state(redis_store: RedisStore) -> None:
+    problems = redis_store.server_problems()  # the test server runs with --save '' --appendonly no
+    assert any("keeps nothing on disk" in p for p in problems)
+    client = redis_store._client
+    policy = client.config_get("maxmemory-policy")["maxmemory-policy"]
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        assert any("allkeys-lru" in p for p in redis_store.server_problems())
+    finally:
+        client.config_set("maxmemory-policy", policy)

@@ -154,6 +154,7 @@ class RedisStore:
         self._shared: _StateCache | None = None
         self._pid = os.getpid()
         self._follower: Any = None
+        self._follower_timeout = 0.0
         self._timeout = timeout
 
     # -- construction -------------------------------------------------------------
@@ -674,8 +675,13 @@ class RedisStore:
         """Events with id > `after_id`, waiting up to `timeout` seconds for the first one
         (`XREAD BLOCK`: no polling). [] when nothing came. For `events --follow`."""
         self._check_fork()
-        if self._follower is None:
-            self._follower = self._sibling("llmfail-follow", socket_timeout=None)
+        # Its own connection, whose socket timeout outlasts the wait: a hung server still ends the call.
+        socket_timeout = timeout + max(1.0, self._timeout)
+        if self._follower is None or self._follower_timeout != socket_timeout:
+            if self._follower is not None:
+                self._follower.close()
+            self._follower = self._sibling("llmfail-follow", socket_timeout=socket_timeout)
+            self._follower_timeout = socket_timeout
         block_ms = max(1, int(timeout * 1000))
         follower = self._follower
         with self._calling():
@@ -804,6 +810,32 @@ class RedisStore:
         self._check_fork()
         deleted = int(self._run("prune", self._out(now), float(retention), force, PRUNE_INTERVAL_S))
         return max(deleted, 0)
+
+    # -- diagnostics ----------------------------------------------------------------------
+
+    def server_problems(self) -> list[str]:
+        """Settings of the server that can silently lose shared state, one sentence each (for
+        `llmfail check`): a server older than 7.0, an evicting `maxmemory-policy`, no persistence.
+        A setting the server will not show (managed services often refuse CONFIG) is not guessed at."""
+        problems: list[str] = []
+        with self._calling():
+            info = self._client.info("server")
+            version = str(info.get("redis_version") or info.get("valkey_version") or "0")
+            if tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) < (7, 0):
+                problems.append(f"the server runs Redis {version}; llmfail needs Redis >= 7.0 or Valkey >= 7.2")
+            persistence = self._client.info("persistence")
+            try:
+                policy = self._client.config_get("maxmemory-policy").get("maxmemory-policy")
+                saves = self._client.config_get("save").get("save")
+            except redis.ResponseError:
+                policy = saves = None
+        if policy is not None and policy != "noeviction":
+            problems.append(f"maxmemory-policy is {policy}: a full server can evict benches and leases "
+                            "(set maxmemory-policy noeviction)")
+        if not int(persistence.get("aof_enabled", 0)) and saves == "":
+            problems.append("the server keeps nothing on disk (appendonly no, no RDB saves): a restart loses "
+                            "every bench and event (set appendonly yes)")
+        return problems
 
     # -- lifecycle ------------------------------------------------------------------------
 
