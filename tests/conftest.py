@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from random import Random
@@ -14,7 +16,10 @@ from werkzeug import Request, Response
 
 from llmfail.config import Config, parse_config
 from llmfail.engine import Engine
+from llmfail.store import StoreTarget
 from llmfail.store.sqlite import SqliteStore
+
+from .backends import BACKENDS
 
 CANARY_KEY = "sk-test-CANARY-7f3a9b2c4d5e6f708192"
 
@@ -84,6 +89,30 @@ def store(db_path: Path) -> Iterator[SqliteStore]:
     s = SqliteStore(str(db_path))
     yield s
     s.close()
+
+
+@pytest.fixture(params=list(BACKENDS))
+def new_store_target(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[..., StoreTarget]:
+    """Makes fresh, empty stores of one backend (the test runs once per backend in `tests/backends.py`).
+
+    Call it with no argument for a store under the test's tmp_path, or with a
+    directory of your own (the state machine's per-example one).
+    """
+    factory = BACKENDS[request.param]
+
+    def make(directory: Path | None = None) -> StoreTarget:
+        if directory is None:
+            directory = Path(tempfile.mkdtemp(prefix="store-", dir=tmp_path))
+        return factory(directory, f"t{uuid.uuid4().hex[:12]}")
+
+    return make
+
+
+@pytest.fixture
+def store_target(new_store_target: Callable[..., StoreTarget]) -> StoreTarget:
+    """One fresh store of each backend, as a picklable `StoreTarget` (children open it themselves).
+    Its opened form is the `store` fixture of the contract tests (`test_store_contract.py`)."""
+    return new_store_target()
 
 
 def make_config(text: str, server: HTTPServer | None = None) -> Config:

@@ -10,11 +10,13 @@ silently.
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from llmfail.store import StoreTarget
 
 SERVER_BINARIES = ("redis-server", "valkey-server")
 
@@ -92,11 +96,27 @@ def start_server(tmp: Path, *extra: str) -> RedisServer:
     return RedisServer(binary, tmp, *extra)
 
 
+_SHARED: list[RedisServer] = []
+
+
+def shared_server() -> RedisServer:
+    """The session's server, started on first use and stopped when the test process exits
+    (the contract suite's backend factory is a plain function, not a fixture)."""
+    if not _SHARED:
+        server = start_server(Path(tempfile.mkdtemp(prefix="llmfail-redis-")))
+        atexit.register(server.stop)
+        _SHARED.append(server)
+    return _SHARED[0]
+
+
+def redis_target(directory: Path, name: str) -> StoreTarget:
+    """The contract suite's Redis backend: the session's server, a namespace of the test's own."""
+    return StoreTarget(shared_server().url, namespace=f"{name}-{uuid.uuid4().hex[:8]}")
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    server = start_server(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
+def redis_server() -> RedisServer:
+    return shared_server()
 
 
 @pytest.fixture

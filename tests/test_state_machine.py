@@ -1,8 +1,9 @@
 """The bench state machine under any sequence of events (issue 8, item 5).
 
-Hypothesis drives the real engine over the real SQLite store on a virtual
-clock: requests whose providers answer with any kind of failure or success,
-the clock moving on, other processes taking and giving back the probe lease,
+Hypothesis drives the real engine over a real store (each backend of
+`tests/backends.py`) on a virtual clock: requests whose providers answer
+with any kind of failure or success, the clock moving on, other processes
+taking and giving back the probe lease,
 and an operator benching and unbenching by hand. After every step it checks
 the invariants the rest of llmfail relies on:
 
@@ -16,8 +17,11 @@ the invariants the rest of llmfail relies on:
   bench_count), auth_cooldown, or the server's reset time) and never ends early;
 - a benched model is never called (outside panic), a half-open one gets one
   single-attempt probe, and a walk panics exactly when no entry is live;
-- reads (states, benches, ls-benched, chains, events) never commit and never
-  touch the database or its WAL.
+- reads (states, benches, ls-benched, chains, events) never commit (another
+  connection's change token stays put) and, on SQLite, never touch the
+  database or its WAL;
+- the operator's re-bench never shortens a running bench: the later deadline
+  wins, and a bench kept as it was is not changed at all.
 
 The HTTP side is an `httpx.MockTransport` (the engine's documented seam), so a
 step costs microseconds of "network" and the search can take many steps.
@@ -28,9 +32,9 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import sqlite3
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from random import Random
 from typing import Any
@@ -39,15 +43,20 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 
 from llmfail import events as ev
 from llmfail.actions import bench_model, chains_view, list_benches, unbench_models
 from llmfail.config import parse_config
 from llmfail.engine import Engine
 from llmfail.errors import LlmfailError
-from llmfail.store import ModelState
-from llmfail.store.sqlite import SqliteStore
+from llmfail.store import ModelState, StoreTarget, sqlite_file
 
 from .conftest import FakeClock
 
@@ -103,12 +112,17 @@ def health(state: ModelState) -> tuple[Any, ...]:
 
 
 class BenchMachine(RuleBasedStateMachine):
+    #: Makes the fresh store of each example: the tests set it to `new_store_target`, so the
+    #: machine runs once per backend in `tests/backends.py`.
+    make_target: Callable[[Path], StoreTarget]
+
     def __init__(self) -> None:
         super().__init__()
         self.dir = Path(tempfile.mkdtemp(prefix="llmfail-sm-"))
-        self.db = self.dir / "state.db"
-        self.store = SqliteStore(str(self.db))
-        self.observer = sqlite3.connect(self.db)  # sees every commit the store makes
+        target = type(self).make_target(self.dir)
+        self.store = target.open()
+        self.observer = target.open()  # another connection: its change token moves on every commit of the store
+        self.db = sqlite_file(target.url)  # None on a backend without a file
         self.clock = FakeClock()
         self.config = parse_config(CONFIG, "machine.yaml")
         self.answers: dict[str, str] = dict.fromkeys(MODELS, "ok")
@@ -277,11 +291,12 @@ class BenchMachine(RuleBasedStateMachine):
 
     @invariant()
     def reads_never_write(self) -> None:
-        """No commit (another connection's data_version) and no file touched (size, mtime in ns)."""
+        """No commit (another connection's change token) and no file touched (size, mtime in ns)."""
         def written() -> tuple[Any, ...]:
-            files = [p for p in (self.db, self.db.with_name(self.db.name + "-wal")) if p.exists()]
+            db = self.db
+            files = [p for p in (db, db.with_name(db.name + "-wal")) if p.exists()] if db is not None else []
             stats = [(p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files]
-            return (self.observer.execute("PRAGMA data_version").fetchone()[0], stats)
+            return (self.observer.change_token(), stats)
 
         before = written()
         now = self.clock()
@@ -298,16 +313,19 @@ class BenchMachine(RuleBasedStateMachine):
 
 @pytest.mark.parametrize("examples", [pytest.param(60, id="60-runs"),
                                       pytest.param(1500, id="1500-runs", marks=pytest.mark.slow)])
-def test_no_sequence_of_failures_probes_benches_and_clock_moves_breaks_a_bench_invariant(examples: int) -> None:
-    run_state_machine_as_test(BenchMachine, settings=settings(
+def test_no_sequence_of_failures_probes_benches_and_clock_moves_breaks_a_bench_invariant(
+        examples: int, new_store_target: Callable[[Path], StoreTarget]) -> None:
+    machine = type("BenchMachineOnBackend", (BenchMachine,), {"make_target": staticmethod(new_store_target)})
+    run_state_machine_as_test(machine, settings=settings(
         max_examples=examples, stateful_step_count=30, deadline=None, database=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     ))
 
 
-def test_the_machine_reaches_every_kind_of_bench_panic_and_probe(tmp_path: Path) -> None:
+def test_the_machine_reaches_every_kind_of_bench_panic_and_probe(
+        new_store_target: Callable[[Path], StoreTarget]) -> None:
     """Guards the search itself: a scripted run through the states the invariants are about."""
-    machine = BenchMachine()
+    machine = type("BenchMachineOnBackend", (BenchMachine,), {"make_target": staticmethod(new_store_target)})()
     try:
         machine.start()
         machine.request("503", "401", "429-long")  # a benched (transient), b benched (auth), c retried then ok

@@ -57,10 +57,12 @@ def test_a_failure_benches_and_a_running_bench_is_never_shortened(redis_store: R
     state, benched = fail(redis_store, T0, bench_for=300.0)
     assert benched and state.bench_until == T0 + 300 and state.benched_at == T0
     state, benched = fail(redis_store, T0 + 1, bench_for=10.0)
-    assert not benched and state.bench_until == T0 + 300 and state.benched_at == T0
+    assert benched and state.bench_until == T0 + 300 and state.benched_at == T0
     assert state.failures == 2 and state.bench_count == 2
     kept = redis_store.bench(KEY, now=T0 + 2, until=T0 + 100, manual=True, reason="op", kind=None)
-    assert kept.bench_until == T0 + 300 and kept.manual and kept.kind == "manual"
+    assert kept == state  # not later than the running bench: kept unchanged
+    extended = redis_store.bench(KEY, now=T0 + 2, until=T0 + 400, manual=True, reason="op", kind=None)
+    assert extended.bench_until == T0 + 400 and extended.benched_at == T0 and extended.manual
     replaced = redis_store.bench(KEY, now=T0 + 3, until=T0 + 100, manual=True, reason="op", kind=None, replace=True)
     assert replaced.bench_until == T0 + 100
 
@@ -118,21 +120,24 @@ def test_random_operations_leave_the_same_state_as_sqlite(redis_store: RedisStor
     keys = ["p/a", "p/b"]
     now = T0
     try:
-        for step in range(400):
+        for step in range(600):
             now += rng.choice([0.0, 1.0, 5.0, 30.0, 90.0, -70.0])
             key = rng.choice(keys)
             op = rng.randrange(7)
             if op == 0:
                 kw = dict(now=now, kind="timeout", status=None, bench_for=rng.choice([None, 10.0, 60.0]),
-                          factor=rng.choice([1.0, 3.0]), min_until=rng.choice([None, now + 120]), reason="x")
-                got = redis_store.record_failure(key, **kw)[0]  # type: ignore[arg-type]
+                          factor=rng.choice([1.0, 3.0]), min_until=rng.choice([None, now + 120]), reason="x",
+                          began=rng.choice([None, now - 40, now - 1]))
+                got = redis_store.record_failure(key, **kw)  # type: ignore[arg-type]
                 want = sqlite.record_failure(key, **kw)  # type: ignore[arg-type]
             elif op == 1:
                 got, want = redis_store.record_success(key, now=now), sqlite.record_success(key, now=now)
             elif op == 2:
-                until = now + rng.choice([-10.0, 100.0])
-                redis_store.bench(key, now=now, until=until, manual=True, reason="r", kind=None, replace=True)
-                sqlite.bench(key, now=now, until=until, manual=True, reason="r", kind=None)
+                bench = dict(now=now, until=now + rng.choice([-10.0, 50.0, 100.0, 400.0]), manual=rng.random() < 0.7,
+                             reason=rng.choice([None, "r"]), kind=rng.choice([None, "transient"]),
+                             replace=rng.random() < 0.3)
+                got = redis_store.bench(key, **bench)  # type: ignore[arg-type]
+                want = sqlite.bench(key, **bench)  # type: ignore[arg-type]
             elif op == 3:
                 got, want = redis_store.unbench([key], now=now), sqlite.unbench([key], now=now)
             elif op == 4:
@@ -145,7 +150,7 @@ def test_random_operations_leave_the_same_state_as_sqlite(redis_store: RedisStor
             else:
                 got = redis_store.demote(key, now=now, slow_ms=9.0, recheck_at=now + 30)
                 want = sqlite.demote(key, now=now, slow_ms=9.0, recheck_at=now + 30)
-            if op in (0, 1, 3, 4, 6):
+            if op in (0, 1, 2, 3, 4, 6):
                 assert without_speed(got) == without_speed(want), (step, op)
             assert redis_store.all_states() == sqlite.all_states(), (step, op)
             assert redis_store.benches(now) == sqlite.benches(now), step
@@ -297,7 +302,7 @@ def test_a_healthy_request_costs_one_round_trip(redis_store: RedisStore) -> None
     keys = [KEY, "anthropic/claude"]
     redis_store.states(keys)
     deadline = time.monotonic() + 2
-    while not redis_store._listening():
+    while not redis_store._cache().listener.healthy:
         assert time.monotonic() < deadline
         time.sleep(0.01)
     redis_store.states(keys)
@@ -333,8 +338,9 @@ READER = textwrap.dedent(
     url, namespace, lose = sys.argv[1], sys.argv[2], sys.argv[3] == "lose"
     store = RedisStore.from_url(url, namespace=namespace)
     if lose:  # pub/sub messages lost: only the 250 ms re-read can notice a bench
-        forget = store._forget
-        store._forget = lambda model: forget(None) if model is None else None
+        from llmfail.store import redis as backend
+        forget = backend._StateCache.forget
+        backend._StateCache.forget = lambda cache, model: forget(cache, None) if model is None else None
     seen = None
     print("ready", flush=True)
     while True:
@@ -585,3 +591,15 @@ def test_every_key_of_a_namespace_shares_one_hash_tag(redis_store: RedisStore) -
     keys = list(redis_store._client.scan_iter(match="*" + redis_store.namespace + "*"))
     assert len(keys) >= 8
     assert all(k.startswith("{llmfail:" + redis_store.namespace + "}:") for k in keys)
+
+
+def test_server_problems_name_settings_that_lose_state(redis_store: RedisStore) -> None:
+    problems = redis_store.server_problems()  # the test server runs with --save '' --appendonly no
+    assert any("keeps nothing on disk" in p for p in problems)
+    client = redis_store._client
+    policy = client.config_get("maxmemory-policy")["maxmemory-policy"]
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        assert any("allkeys-lru" in p for p in redis_store.server_problems())
+    finally:
+        client.config_set("maxmemory-policy", policy)

@@ -34,6 +34,7 @@ Why it is built the way it is:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -50,11 +51,12 @@ from redis.retry import Retry
 
 from .. import events as ev
 from ..errors import StoreUnavailable, UsageError
-from ..events import DETAIL_MAX, Event
-from ..redact import redact, redacted_json
+from ..events import Event
+from ..redact import redacted_json
 from . import EventTally, ModelState
 from .redis_scripts import SCRIPTS, script_source
 from .select import redact_url
+from .transitions import clean_detail as _clean
 
 #: Environment variable holding the Redis password when the caller names none.
 PASSWORD_ENV = "LLMFAIL_REDIS_PASSWORD"
@@ -71,6 +73,8 @@ WATCH_S = 10.0
 SKEW_REFRESH_S = 60.0
 #: A measured offset below this counts as none (one host's clock, or NTP-synced hosts).
 SKEW_TOLERANCE_S = 1.0
+#: Events per append script (see `RedisStore.append`).
+APPEND_CHUNK = 64
 #: `prune` runs at most this often (seconds) unless forced, like the SQLite store.
 PRUNE_INTERVAL_S = 3600.0
 _QUOTA_TTL_S = 3 * 86400
@@ -84,14 +88,6 @@ _EVENT_TEXT = ("request_id", "chain", "model", "type", "kind", "next_model", "de
 _SEP = "\x1f"
 _NONE = "\x00"
 _SCHEMES = {"redis": "redis", "rediss": "rediss", "unix": "unix", "valkey": "redis", "valkeys": "rediss"}
-
-
-def _clean(text: str | None) -> str | None:
-    """Redact, then truncate (as the SQLite store does)."""
-    cleaned = redact(text)
-    if cleaned is not None and len(cleaned) > DETAIL_MAX:
-        cleaned = cleaned[:DETAIL_MAX]
-    return cleaned
 
 
 def _arg(value: object) -> str:
@@ -134,6 +130,7 @@ class RedisStore:
         namespace: str = DEFAULT_NAMESPACE,
         clock: Callable[[], float] = time.time,
         background: bool = True,
+        timeout: float = SOCKET_TIMEOUT_S,
     ) -> None:
         if not namespace or any(c in namespace for c in "{}\x00"):
             raise UsageError(f"invalid Redis namespace {namespace!r}", hint="use letters, digits, '-', '_' or '.'")
@@ -147,14 +144,12 @@ class RedisStore:
         self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
         self._offset = 0.0
         self._skew_at: float | None = None
-        self._lock = threading.Lock()
-        self._cache: dict[str, tuple[ModelState | None, float]] = {}
-        self._watch: dict[str, float] = {}
-        self._generation = 0
         self._background = background
-        self._listener: _Listener | None = None
+        self._shared: _StateCache | None = None
         self._pid = os.getpid()
         self._follower: Any = None
+        self._follower_timeout = 0.0
+        self._timeout = timeout
 
     # -- construction -------------------------------------------------------------
 
@@ -166,13 +161,15 @@ class RedisStore:
         namespace: str | None = None,
         password_env: str | None = None,
         clock: Callable[[], float] | None = None,
+        timeout: float = SOCKET_TIMEOUT_S,
     ) -> RedisStore:
         """The store at `url` (`redis://`, `rediss://`, `unix://`, `valkey://`, `valkeys://`).
 
         The password comes only from the environment variable `password_env`
         (default `LLMFAIL_REDIS_PASSWORD`); a URL that carries one is refused,
         since URLs end up in config files, shell history and logs. Nothing
-        connects until the first call.
+        connects until the first call. `timeout` bounds every command and connect
+        (the default suits the request path; bulk copies may want longer).
         """
         parts = urlsplit(url)
         scheme = _SCHEMES.get(parts.scheme.lower())
@@ -193,8 +190,8 @@ class RedisStore:
         client = redis.Redis.from_url(
             target,
             password=password,
-            socket_timeout=SOCKET_TIMEOUT_S,
-            socket_connect_timeout=SOCKET_TIMEOUT_S,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
             retry_on_error=[],
             decode_responses=True,
@@ -205,14 +202,14 @@ class RedisStore:
             (parts.scheme, f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}", parts.path, parts.query,
              parts.fragment))
         return cls(client, url=shown, namespace=namespace or DEFAULT_NAMESPACE,
-                   clock=clock if clock is not None else time.time)
+                   clock=clock if clock is not None else time.time, timeout=timeout)
 
     # -- plumbing -----------------------------------------------------------------
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, redis.TimeoutError):
-            text = f"no answer within {SOCKET_TIMEOUT_S:g} s"
+            text = f"no answer within {self._timeout:g} s"
         elif isinstance(exc, redis.AuthenticationError) or "NOAUTH" in text or "WRONGPASS" in text:
             return StoreUnavailable(f"shared state {self.url} refused the password ({text})",
                                     hint=f"check ${PASSWORD_ENV} or the variable named by state.password_env")
@@ -253,11 +250,8 @@ class RedisStore:
         pid = os.getpid()
         if pid != self._pid:
             self._pid = pid
-            self._lock = threading.Lock()
-            self._listener = None  # threads do not survive fork(); the next read starts one
+            self._shared = None  # the parent's cache and its thread stay behind; the next read makes ours
             self._follower = None
-            with self._lock:
-                self._cache.clear()
 
     # -- clock skew ---------------------------------------------------------------
 
@@ -289,7 +283,7 @@ class RedisStore:
 
     def _skew(self) -> float:
         at = self._skew_at
-        if at is None or (time.monotonic() - at > SKEW_REFRESH_S and not self._listening()):
+        if at is None or time.monotonic() - at > SKEW_REFRESH_S:
             self.measure_skew()
         return self._offset
 
@@ -297,11 +291,11 @@ class RedisStore:
         """A time of ours as the server's."""
         return None if t is None else t + self._skew()
 
-    def _state(self, model: str, raw: Sequence[str] | dict[str, str]) -> ModelState:
-        """A state hash (flat list or dict) in this host's time."""
+    def _state(self, model: str, raw: Sequence[str] | dict[str, str], offset: float | None = None) -> ModelState:
+        """A state hash (flat list or dict) in this host's time (`offset` 0: in the server's)."""
         if not isinstance(raw, dict):
             raw = dict(zip(raw[::2], raw[1::2]))
-        offset = self._offset
+        offset = self._offset if offset is None else offset
 
         def when(name: str) -> float | None:
             value = raw.get(name)
@@ -331,79 +325,60 @@ class RedisStore:
 
     # -- the cache of bench states --------------------------------------------------
 
-    def _listening(self) -> bool:
-        listener = self._listener
-        return listener is not None and listener.healthy
-
-    def _ensure_listener(self) -> None:
+    def _cache(self) -> _StateCache | None:
+        """This process's cache for our server and namespace (None when caching is off)."""
         if not self._background:
-            return
-        listener = self._listener
-        if listener is None or not listener.is_alive():
-            self._listener = _Listener(self)
-            self._listener.start()
+            return None
+        if self._shared is None:
+            self._shared = _StateCache.acquire(self)
+        return self._shared
+
+    def _local(self, state: ModelState | None) -> ModelState | None:
+        """A cached state (kept in the server's time) in this host's time."""
+        offset = self._offset
+        if state is None or not offset:
+            return state
+        changes = {name: value - offset for name in _TIME_FIELDS if (value := getattr(state, name)) is not None}
+        return dataclasses.replace(state, **changes)
+
+    def _read_states(self, keys: Sequence[str], client: Any = None) -> dict[str, ModelState | None]:
+        """One round trip: the named keys' states in the server's time (None: unknown)."""
+        reply = self._run("read_states", *keys, client=client)
+        return {key: (self._state(key, raw, 0.0) if raw else None) for key, raw in zip(keys, reply[1:])}
 
     def _forget(self, model: str | None) -> None:
-        """Drop one cached key (None: all of them); any read in flight must not cache what it got."""
-        with self._lock:
-            self._generation += 1
-            if model is None:
-                self._cache.clear()
-            else:
-                self._cache.pop(model, None)
+        cache = self._shared
+        if cache is not None:
+            cache.forget(model)
 
-    def _fill(self, generation: int, stamp: float, states: dict[str, ModelState | None]) -> None:
-        with self._lock:
-            if generation == self._generation:
-                for model, state in states.items():
-                    self._cache[model] = (state, stamp)
-
-    def _read_states(self, keys: Sequence[str], client: Any = None) -> tuple[str, dict[str, ModelState | None]]:
-        """One round trip: the version and the named keys' states (None: unknown)."""
-        reply = self._run("read_states", *keys, client=client)
-        found = {key: (self._state(key, raw) if raw else None) for key, raw in zip(keys, reply[1:])}
-        return str(reply[0]), found
-
-    def _refresh_watched(self, client: Any) -> None:
-        """The background thread's poll: re-read every key asked for lately (the lost-message backstop)."""
-        now = time.monotonic()
-        with self._lock:
-            for key in [k for k, at in self._watch.items() if now - at > WATCH_S]:
-                del self._watch[key]
-                self._cache.pop(key, None)
-            keys = list(self._watch)
-            generation = self._generation
-        if keys:
-            _, found = self._read_states(keys, client)
-            self._fill(generation, now, found)
+    def _wrote(self, model: str, raw: Sequence[str]) -> ModelState:
+        """Our own write: every store of this process sees what the script returned at once
+        (other processes learn of it by pub/sub). Returns it in this host's time."""
+        cache = self._shared
+        if cache is not None:
+            cache.put(model, self._state(model, raw, 0.0))
+        return self._state(model, raw)
 
     # -- bench state ----------------------------------------------------------------
 
     def states(self, models: Iterable[str]) -> dict[str, ModelState]:
-        """The given keys' states in the order given (unknown keys absent), from the local cache when
-        it is fresh: at most one round trip, none while nothing has changed."""
+        """The given keys' states in the order given (unknown keys absent), from the process's cache
+        while it is fresh: at most one round trip, none while nothing has changed."""
         self._check_fork()
         keys = list(dict.fromkeys(models))
         self._skew()
-        self._ensure_listener()
-        now = time.monotonic()
+        cache = self._cache()
         found: dict[str, ModelState | None] = {}
-        listening = self._listening()
-        with self._lock:
-            for key in keys:
-                self._watch[key] = now
-                if listening:
-                    hit = self._cache.get(key)
-                    if hit is not None and now - hit[1] < CACHE_TTL_S:
-                        found[key] = hit[0]
-            generation = self._generation
+        generation = 0
+        if cache is not None:
+            found, generation = cache.lookup(keys)
         missing = [key for key in keys if key not in found]
         if missing:
-            _, fresh = self._read_states(missing)
-            if listening:
-                self._fill(generation, now, fresh)
+            fresh = self._read_states(missing)
+            if cache is not None:
+                cache.fill(generation, fresh)
             found.update(fresh)
-        return {key: state for key in keys if (state := found[key]) is not None}
+        return {key: state for key in keys if (state := self._local(found[key])) is not None}
 
     def all_states(self) -> list[ModelState]:
         """Every key the store knows, by key name (always read from the server)."""
@@ -417,15 +392,6 @@ class RedisStore:
         """Keys benched at `now`, soonest expiry first (read from the server)."""
         benched = [s for s in self.all_states() if s.is_benched(now)]
         return sorted(benched, key=lambda s: (s.bench_until or 0.0, s.model))
-
-    def _wrote(self, model: str, state: ModelState | None) -> None:
-        """Our own write: cache what the script returned (others learn of it by pub/sub)."""
-        with self._lock:
-            self._generation += 1
-            if self._listening() and state is not None:
-                self._cache[model] = (state, time.monotonic())
-            else:
-                self._cache.pop(model, None)
 
     def bench(
         self,
@@ -442,9 +408,7 @@ class RedisStore:
         shortened unless `replace`: the later deadline wins."""
         self._check_fork()
         raw = self._run("bench", model, self._out(now), self._out(until), manual, _clean(reason), kind, replace)
-        state = self._state(model, raw)
-        self._wrote(model, state)
-        return state
+        return self._wrote(model, raw)
 
     def record_failure(
         self,
@@ -465,9 +429,7 @@ class RedisStore:
             "record_failure", model, self._out(now), str(kind), status, bench_for, float(factor),
             self._out(min_until), _clean(reason), self._out(began),
         )
-        state = self._state(model, raw)
-        self._wrote(model, state)
-        return state, bool(benched)
+        return self._wrote(model, raw), bool(benched)
 
     def record_success(self, model: str, *, now: float) -> ModelState | None:
         """Close the circuit (see `Store.record_success`). A key the cache knows as clean costs nothing:
@@ -561,17 +523,25 @@ class RedisStore:
     # -- events -------------------------------------------------------------------------
 
     def append(self, events: Sequence[Event]) -> list[int]:
-        """Write events in one script (details redacted and truncated); returns their ids."""
+        """Write events (details redacted and truncated); returns their ids.
+
+        One script per APPEND_CHUNK events: each chunk is atomic and its ids
+        consecutive; a long batch (a spool replayed, `state copy`) is cut so no
+        single script holds the server up for long or outlasts the client's timeout.
+        """
         self._check_fork()
-        if not events:
-            return []
-        offset = self._skew()
-        args: list[object] = [len(events)]
-        for event in events:
-            args.extend(self._event_args(event, offset))
-        with self._calling():
-            ids = self._scripts["append"](keys=[self._version_key], args=[self.prefix, *(_arg(a) for a in args)])
-        return [int(i) for i in ids]
+        offset = self._skew() if events else 0.0
+        ids: list[int] = []
+        for start in range(0, len(events), APPEND_CHUNK):
+            chunk = events[start:start + APPEND_CHUNK]
+            args: list[object] = [len(chunk)]
+            for event in chunk:
+                args.extend(self._event_args(event, offset))
+            with self._calling():
+                reply = self._scripts["append"](keys=[self._version_key],
+                                                args=[self.prefix, *(_arg(a) for a in args)])
+            ids.extend(int(i) for i in reply)
+        return ids
 
     @staticmethod
     def _event_args(event: Event, offset: float) -> list[object]:
@@ -699,8 +669,13 @@ class RedisStore:
         """Events with id > `after_id`, waiting up to `timeout` seconds for the first one
         (`XREAD BLOCK`: no polling). [] when nothing came. For `events --follow`."""
         self._check_fork()
-        if self._follower is None:
-            self._follower = self._sibling("llmfail-follow", socket_timeout=None)
+        # Its own connection, whose socket timeout outlasts the wait: a hung server still ends the call.
+        socket_timeout = timeout + max(1.0, self._timeout)
+        if self._follower is None or self._follower_timeout != socket_timeout:
+            if self._follower is not None:
+                self._follower.close()
+            self._follower = self._sibling("llmfail-follow", socket_timeout=socket_timeout)
+            self._follower_timeout = socket_timeout
         block_ms = max(1, int(timeout * 1000))
         follower = self._follower
         with self._calling():
@@ -723,53 +698,37 @@ class RedisStore:
         if hi < lo:
             return {}
         first, last = math.floor(lo / _BUCKET_S), math.floor(hi / _BUCKET_S)
-        with self._calling():
-            minutes = [int(float(m)) for m in self._client.zrangebyscore(self.prefix + "tidx", first, last)]
-            pipe = self._client.pipeline(transaction=True)
-            for minute in minutes:
-                pipe.hgetall(self.prefix + f"t:{minute}")
-            buckets = dict(zip(minutes, pipe.execute()))
+        sums, edge_ids = self._run("tally", first, last, repr(lo), repr(hi))
         counts: dict[tuple[str, str, str | None, str | None], int] = {}
         recovered: dict[str, int] = {}
         seen: dict[str, float] = {}
-        edges: list[dict[str, str]] = []
-        for minute, bucket in buckets.items():
-            whole = minute * _BUCKET_S >= lo and (minute + 1) * _BUCKET_S <= hi
-            if not whole:
-                edges.append(bucket)
+        for name, value in zip(sums[::2], sums[1::2]):
+            if name.startswith("\x1e"):
+                tag, _, who = name[1:].partition(_SEP)
+                if tag == "ls":
+                    seen[who] = float(value)
+                elif tag == "rec":
+                    recovered[who] = int(value)
                 continue
-            for name, value in bucket.items():
-                if name.startswith("\x1e"):
-                    tag, _, who = name[1:].partition(_SEP)
-                    if tag == "ls":
-                        seen[who] = max(seen.get(who, -math.inf), float(value))
-                    elif tag == "rec":
-                        recovered[who] = recovered.get(who, 0) + int(value)
+            model, type_, kind, event_chain = name.split(_SEP)
+            counts[(model, type_, None if kind == _NONE else kind, None if event_chain == _NONE else event_chain)] = \
+                int(value)
+        for first_id, last_id in zip(edge_ids[::2], edge_ids[1::2]):  # the minutes the window cuts
+            with self._calling():
+                entries = self._client.xrange(self.prefix + "ev", f"{first_id}-0", f"{last_id}-0")
+            for _, fields in entries:
+                model, ts = fields.get("model"), float(fields["ts"])
+                if model is None or not lo <= ts <= hi:
                     continue
-                model, type_, kind, event_chain = name.split(_SEP)
-                key = (model, type_, None if kind == _NONE else kind, None if event_chain == _NONE else event_chain)
-                counts[key] = counts.get(key, 0) + int(value)
-        for bucket in edges:
-            for event in self._bucket_events(bucket):
-                ts = event.ts + offset
-                if event.model is None or not lo <= ts <= hi:
-                    continue
-                key = (event.model, event.type, event.kind, event.chain)
+                type_, kind = fields.get("type", ""), fields.get("kind")
+                key = (model, type_, kind, fields.get("chain"))
                 counts[key] = counts.get(key, 0) + 1
-                seen[event.model] = max(seen.get(event.model, -math.inf), ts)
-                if event.type == ev.PROBE and event.kind is None and event.data.get("recovered") == 1:
-                    recovered[event.model] = recovered.get(event.model, 0) + 1
+                seen[model] = max(seen.get(model, -math.inf), ts)
+                if type_ == ev.PROBE and kind is None and self._event("0-0", fields).data.get("recovered") == 1:
+                    recovered[model] = recovered.get(model, 0) + 1
         return {model: self._tally_model(model, counts, recovered.get(model, 0), seen[model] - offset, lo, hi,
                                          chain, sample)
                 for model in sorted(seen)}
-
-    def _bucket_events(self, bucket: dict[str, str]) -> list[Event]:
-        first, last = bucket.get("\x1elo"), bucket.get("\x1ehi")
-        if first is None or last is None:
-            return []
-        with self._calling():
-            entries = self._client.xrange(self.prefix + "ev", f"{first}-0", f"{last}-0")
-        return [self._event(i, f) for i, f in entries]
 
     def _tally_model(
         self,
@@ -839,10 +798,6 @@ class RedisStore:
             ver, evid = self._client.mget(self._version_key, self.prefix + "evid")
         return (ver or "0", evid or "0")
 
-    def data_version(self) -> Hashable:
-        """The old name of `change_token` (kept until every caller uses the new one)."""
-        return self.change_token()
-
     def prune(self, *, now: float, retention: float, force: bool = False) -> int:
         """Delete events older than `retention` (and their counters), at most once an hour across
         every host unless `force`; returns the number of events deleted."""
@@ -850,14 +805,39 @@ class RedisStore:
         deleted = int(self._run("prune", self._out(now), float(retention), force, PRUNE_INTERVAL_S))
         return max(deleted, 0)
 
+    # -- diagnostics ----------------------------------------------------------------------
+
+    def server_problems(self) -> list[str]:
+        """Settings of the server that can silently lose shared state, one sentence each (for
+        `llmfail check`): a server older than 7.0, an evicting `maxmemory-policy`, no persistence.
+        A setting the server will not show (managed services often refuse CONFIG) is not guessed at."""
+        problems: list[str] = []
+        with self._calling():
+            info = self._client.info("server")
+            version = str(info.get("redis_version") or info.get("valkey_version") or "0")
+            if tuple(int(p) for p in version.split(".")[:2] if p.isdigit()) < (7, 0):
+                problems.append(f"the server runs Redis {version}; llmfail needs Redis >= 7.0 or Valkey >= 7.2")
+            persistence = self._client.info("persistence")
+            try:
+                policy = self._client.config_get("maxmemory-policy").get("maxmemory-policy")
+                saves = self._client.config_get("save").get("save")
+            except redis.ResponseError:
+                policy = saves = None
+        if policy is not None and policy != "noeviction":
+            problems.append(f"maxmemory-policy is {policy}: a full server can evict benches and leases "
+                            "(set maxmemory-policy noeviction)")
+        if not int(persistence.get("aof_enabled", 0)) and saves == "":
+            problems.append("the server keeps nothing on disk (appendonly no, no RDB saves): a restart loses "
+                            "every bench and event (set appendonly yes)")
+        return problems
+
     # -- lifecycle ------------------------------------------------------------------------
 
     def close(self) -> None:
         """Stop the background thread and drop the connections; a later call reconnects."""
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            listener.stop()
-        self._forget(None)
+        cache, self._shared = self._shared, None
+        if cache is not None and self._pid == os.getpid():
+            cache.release()
         if self._follower is not None:
             self._follower.close()
             self._follower = None
@@ -886,14 +866,110 @@ def _is_clean(state: ModelState, now: float) -> bool:
             and state.probe_until is None)
 
 
-class _Listener(threading.Thread):
-    """Keeps `RedisStore`'s cache honest: drops a key when a script announces a change to it,
-    re-reads every watched key each POLL_S (so a lost message costs at most that long), and
-    re-measures the clock offset every SKEW_REFRESH_S. `healthy` is False while it cannot
-    listen; the store then reads every state from the server."""
+_CACHES: dict[tuple[str, str, int], _StateCache] = {}
+_CACHES_LOCK = threading.Lock()
 
-    def __init__(self, store: RedisStore) -> None:
+
+class _StateCache:
+    """The bench states of one server and namespace as this process last read them, shared by
+    every `RedisStore` of the process on them.
+
+    Why shared: a write through any store of the process is then seen by all of them
+    at once (an app, its dashboard feed and its probe see one state), and one
+    listener thread serves them all. Writes from other processes arrive as pub/sub
+    messages (the key is dropped at once) and through the listener's re-read of
+    every key in use each POLL_S (the backstop for lost messages); an entry older
+    than CACHE_TTL_S is never used, and nothing is used while the listener is not
+    listening. States are kept in the server's time; each store translates them.
+    """
+
+    def __init__(self, key: tuple[str, str, int], store: RedisStore) -> None:
+        self.key = key
+        self.lock = threading.Lock()
+        self.entries: dict[str, tuple[ModelState | None, float]] = {}
+        self.watch: dict[str, float] = {}
+        self.generation = 0
+        self.users = 0
+        self.listener = _Listener(self, store)
+        self.listener.start()
+
+    @classmethod
+    def acquire(cls, store: RedisStore) -> _StateCache:
+        key = (store.url, store.namespace, os.getpid())
+        with _CACHES_LOCK:
+            cache = _CACHES.get(key)
+            if cache is None or not cache.listener.is_alive():
+                cache = _CACHES[key] = cls(key, store)
+            cache.users += 1
+            return cache
+
+    def release(self) -> None:
+        with _CACHES_LOCK:
+            self.users -= 1
+            if self.users > 0:
+                return
+            if _CACHES.get(self.key) is self:
+                del _CACHES[self.key]
+        self.listener.stop()
+        self.forget(None)
+
+    def lookup(self, keys: Sequence[str]) -> tuple[dict[str, ModelState | None], int]:
+        """The fresh entries among `keys` (marking all of them as in use) and the generation to fill with."""
+        now = time.monotonic()
+        found: dict[str, ModelState | None] = {}
+        listening = self.listener.healthy
+        with self.lock:
+            for key in keys:
+                self.watch[key] = now
+                hit = self.entries.get(key)
+                if listening and hit is not None and now - hit[1] < CACHE_TTL_S:
+                    found[key] = hit[0]
+            return found, self.generation
+
+    def fill(self, generation: int, states: dict[str, ModelState | None], stamp: float | None = None) -> None:
+        """Cache what a read got, unless something was dropped since it began (it may be older)."""
+        stamp = time.monotonic() if stamp is None else stamp
+        with self.lock:
+            if generation == self.generation and self.listener.healthy:
+                for model, state in states.items():
+                    self.entries[model] = (state, stamp)
+
+    def put(self, model: str, state: ModelState) -> None:
+        """This process's own write: its result is the newest state there is."""
+        with self.lock:
+            self.generation += 1
+            if self.listener.healthy:
+                self.entries[model] = (state, time.monotonic())
+            else:
+                self.entries.pop(model, None)
+
+    def forget(self, model: str | None) -> None:
+        """Drop one key (None: all of them); a read in flight must not cache what it got."""
+        with self.lock:
+            self.generation += 1
+            if model is None:
+                self.entries.clear()
+            else:
+                self.entries.pop(model, None)
+
+    def in_use(self) -> tuple[list[str], int, float]:
+        """The keys asked for within WATCH_S (the others are dropped), a generation and a stamp."""
+        now = time.monotonic()
+        with self.lock:
+            for key in [k for k, at in self.watch.items() if now - at > WATCH_S]:
+                del self.watch[key]
+                self.entries.pop(key, None)
+            return list(self.watch), self.generation, now
+
+
+class _Listener(threading.Thread):
+    """Keeps a `_StateCache` honest: drops a key when a script announces a change to it and
+    re-reads every key in use each POLL_S (so a lost message costs at most that long).
+    `healthy` is False while it cannot listen; the stores then read every state from the server."""
+
+    def __init__(self, cache: _StateCache, store: RedisStore) -> None:
         super().__init__(name="llmfail-redis-cache", daemon=True)
+        self._cache = cache
         self._store = store
         self._stopping = threading.Event()
         self.healthy = False
@@ -902,8 +978,13 @@ class _Listener(threading.Thread):
         self._stopping.set()
         self.healthy = False
 
+    def _refresh(self, client: Any) -> None:
+        keys, generation, stamp = self._cache.in_use()
+        if keys:
+            self._cache.fill(generation, self._store._read_states(keys, client), stamp)
+
     def run(self) -> None:
-        store = self._store
+        store, cache = self._store, self._cache
         channel = store.prefix + "inval"
         client = store._sibling("llmfail-cache")
         while not self._stopping.is_set():
@@ -911,21 +992,19 @@ class _Listener(threading.Thread):
             try:
                 pubsub.subscribe(channel)
                 pubsub.get_message(timeout=SOCKET_TIMEOUT_S)  # the subscription's confirmation
-                store._refresh_watched(client)
-                self.healthy = True
+                self.healthy = True  # from here on no change goes unnoticed: the re-read below catches up
+                self._refresh(client)
                 next_poll = time.monotonic() + POLL_S
                 while not self._stopping.is_set():
                     message = pubsub.get_message(timeout=max(0.0, next_poll - time.monotonic()))
                     if message is not None and message.get("type") == "message":
-                        store._forget(str(message["data"]))
+                        cache.forget(str(message["data"]))
                     if time.monotonic() >= next_poll:
-                        store._refresh_watched(client)
-                        if store._skew_at is None or time.monotonic() - store._skew_at > SKEW_REFRESH_S:
-                            store.measure_skew(client)
+                        self._refresh(client)
                         next_poll = time.monotonic() + POLL_S
             except (redis.RedisError, OSError, StoreUnavailable):
                 self.healthy = False
-                store._forget(None)
+                cache.forget(None)
                 self._stopping.wait(1.0)
             finally:
                 self.healthy = False

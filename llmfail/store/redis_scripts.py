@@ -21,7 +21,7 @@ fields are None. `\\0` marks None in arguments where an empty string is a value.
 
 from __future__ import annotations
 
-from . import CLOCK_STEP_S
+from .transitions import CLOCK_STEP_S
 
 #: Helpers every script starts with: state load/save and the bench predicates of `ModelState`.
 _PRELUDE = """
@@ -371,6 +371,35 @@ end
 return deleted
 """
 
+# ARGV: P, first minute, last minute, lo, hi. The counters of the whole minutes inside [lo, hi] summed
+# here (the newest-ts fields as a max), so `tally` moves a few dozen figures instead of every bucket;
+# the minutes cut by the window come back as their first and last event id, to be counted from events.
+TALLY = """
+local lo, hi = tonumber(ARGV[4]), tonumber(ARGV[5])
+local sums, edges, out = {}, {}, {}
+for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tidx', ARGV[2], ARGV[3])) do
+  local minute = tonumber(m)
+  local bucket = P .. 't:' .. m
+  if minute * 60 >= lo and (minute + 1) * 60 <= hi then
+    local raw = redis.call('HGETALL', bucket)
+    for i = 1, #raw, 2 do
+      local f, v = raw[i], tonumber(raw[i + 1])
+      local tag = string.sub(f, 1, 3)
+      if tag == '\\30ls' then
+        if sums[f] == nil or v > sums[f] then sums[f] = v end
+      elseif tag ~= '\\30lo' and tag ~= '\\30hi' then
+        sums[f] = (sums[f] or 0) + v
+      end
+    end
+  else
+    local ids = redis.call('HMGET', bucket, '\\30lo', '\\30hi')
+    if ids[1] and ids[2] then table.insert(edges, ids[1]); table.insert(edges, ids[2]) end
+  end
+end
+for f, v in pairs(sums) do table.insert(out, f); table.insert(out, fmt(v)) end
+return {out, edges}
+"""
+
 # ARGV: P, model... Every named key's hash (empty when unknown), for `states()` and the cache refresh.
 READ_STATES = """
 local out = {redis.call('GET', P .. 'ver') or '0'}
@@ -403,6 +432,7 @@ SCRIPTS = {
     "take_quota": TAKE_QUOTA,
     "append": APPEND,
     "events_start": EVENTS_START,
+    "tally": TALLY,
     "prune": PRUNE,
     "read_states": READ_STATES,
     "read_all": READ_ALL,

@@ -2,8 +2,12 @@
 
 Why it is built the way it is (SPEC §3 items 5, 8, 9 and §4):
 
+- **The bench rules are not here**: every change of a key's bench state is
+  read row -> pure function of `transitions` -> write row, inside one
+  transaction, so this file holds only how SQLite makes that atomic and fast.
 - **WAL + busy timeout**: readers (the TUI, `events --follow`) never block
-  writers and writers queue for up to 10 s instead of failing at once.
+  writers and writers queue (10 s by default, `busy_timeout`: operator
+  commands wait, the engine's guard asks for ~0.1 s) instead of failing at once.
 - **`BEGIN IMMEDIATE` for every write**: a deferred transaction that reads and
   then upgrades to a write lock gets `SQLITE_BUSY` *without* the busy handler
   waiting, which is exactly the "database is locked" failure several processes
