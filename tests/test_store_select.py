@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,3 +89,29 @@ def test_a_url_is_always_shown_with_its_password_redacted(url, shown):
 def test_a_read_never_creates_a_sqlite_file_but_a_server_is_always_asked(tmp_path):
     assert not select_store(str(tmp_path / "none.db"), environ={}).exists()
     assert select_store("redis://127.0.0.1:1", environ={}).exists()
+
+
+def test_every_command_follows_the_config_state_section_unless_db_or_the_env_says_otherwise(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from llmfail.cli import app
+
+    runner = CliRunner()
+    named, other = tmp_path / "named.db", tmp_path / "other.db"
+    (tmp_path / "chains.yaml").write_text(
+        f"state: {{url: 'sqlite:///{named}'}}\nproviders:\n  m: {{type: mock}}\nchains:\n  demo: [m/echo]\n"
+    )
+    monkeypatch.delenv("LLMFAIL_DB")
+
+    def benched(*args: str) -> list[str]:
+        result = runner.invoke(app, [*args, "ls-benched", "--json"])
+        assert result.exit_code == 0, result.output
+        return [row["model"] for row in json.loads(result.stdout)]
+
+    assert runner.invoke(app, ["bench", "m/echo", "--for", "1h"]).exit_code == 0
+    assert named.exists() and benched() == ["m/echo"]
+    assert runner.invoke(app, ["run", "hi", "--no-stream"]).stdout == "hi\n"  # the engine writes there too
+    assert [e.type for e in select_store(str(named), environ={}).open().events()][-1] == "request"
+    assert benched("--db", str(other)) == [] and not other.exists()  # --db wins (and a read creates nothing)
+    monkeypatch.setenv("LLMFAIL_DB", str(other))
+    assert benched() == []  # so does $LLMFAIL_DB
