@@ -303,3 +303,26 @@ def test_a_healthy_store_is_used_directly_and_requests_carry_no_warning(make_eng
     assert result.warnings == []
     assert [e.type for e in store.events()] == [ev.REQUEST]
     assert Engine(engine.config, engine.store).store is engine.store  # never wrapped twice
+
+
+def test_local_benches_continue_from_the_shared_counts(tmp_path, clock):
+    """The overlay starts from the last snapshot, so a third failure while degraded is a third bench
+    (progressive cooldown x3), not a first one."""
+    path = tmp_path / "state.db"
+    shared = SqliteStore(str(path))
+    t0 = clock.now
+    shared.record_failure("a/m1", now=t0, kind="transient", status=503, bench_for=10.0, factor=3.0)
+    shared.record_failure("a/m1", now=t0 + 20, kind="transient", status=503, bench_for=10.0, factor=3.0)
+    guard = GuardedStore(lambda: _short_store(path), clock=clock)
+    assert guard.states(["a/m1"])["a/m1"].bench_count == 2  # the snapshot
+    holder = _hold_write_lock(path)
+    try:
+        state, benched = guard.record_failure("a/m1", now=t0 + 100, kind="transient", status=503, bench_for=10.0,
+                                              factor=3.0)
+        assert guard.degraded is not None and benched
+        assert (state.bench_count, state.bench_until) == (3, t0 + 130)
+        assert guard.states(["a/m1"])["a/m1"].bench_until == t0 + 130
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert shared.states(["a/m1"])["a/m1"].bench_count == 2  # the shared state was never touched
