@@ -98,6 +98,7 @@ class GuardedStore:
         self._lock = threading.Lock()
         self._why: str | None = None  # the error that opened the breaker; None when closed
         self._error: StateError | None = None
+        self._last_why = ""  # the reason of the latest outage, kept after it ends for the warning
         self._retry_at = 0.0  # when the breaker half-opens (clock time)
         self._trial = False  # a half-open trial call is in flight
         self._missed_at: float | None = None  # clock time of the last call answered without the store
@@ -122,11 +123,10 @@ class GuardedStore:
     def warning_since(self, start: float) -> str | None:
         """The warning a request begun at `start` carries, if any call since then was answered
         without the shared state (None otherwise)."""
-        missed, why = self._missed_at, self._why
+        missed = self._missed_at
         if missed is None or missed < start:
             return None
-        reason = why or (self._error.message if self._error else "unreachable")
-        return f"shared state unavailable ({reason}): answered without it"
+        return f"shared state unavailable ({self._last_why}): answered without it"
 
     def _call(self, use: Callable[[Store], T], fallback: Callable[[], T]) -> T:
         """`use(store)` when the breaker lets the call through, else `fallback()`."""
@@ -189,7 +189,7 @@ class GuardedStore:
     def _trip(self, error: StateError) -> None:
         with self._lock:
             opened = self._why is None
-            self._why, self._error = error.message, error
+            self._why, self._error, self._last_why = error.message, error, error.message
             self._retry_at = self._clock() + self.reopen_after_s
             self._trial = False
         if opened:
