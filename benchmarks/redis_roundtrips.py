@@ -143,6 +143,38 @@ async def roundtrips(port: int, base: str, case: str, requests: int, namespace: 
             "ok": by_name["llmfail"] / requests <= 1 if case == "healthy" else None}
 
 
+async def throughput(port: int, base: str, case: str, backend: str, seconds: float) -> float:
+    """Requests/s of an `Engine` at concurrency 32 on `backend` (sqlite or redis), after a warm-up."""
+    from llmfail.config import parse_config
+    from llmfail.engine import Engine
+    from llmfail.store.sqlite import SqliteStore
+
+    entries = ", ".join(f"bench/{m}" for m in CHAINS[case])
+    config = parse_config(
+        f"providers:\n  bench: {{type: openai, base_url: '{base}'}}\nchains:\n  bench: [{entries}]\n", "<bench>")
+    store: Any = (SqliteStore(os.path.join(tempfile.mkdtemp(prefix="llmfail-bench-"), "state.db")) if backend == "sqlite"
+                  else RedisStore.from_url(f"redis://127.0.0.1:{port}/0", namespace=f"tp-{case}"))
+    engine = Engine(config, store)
+    done = 0
+    try:
+        for _ in range(20):
+            await engine.complete("bench", MESSAGES)
+        deadline = time.perf_counter() + seconds
+
+        async def worker() -> None:
+            nonlocal done
+            while time.perf_counter() < deadline:
+                await engine.complete("bench", MESSAGES)
+                done += 1
+
+        began = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(32)))
+        return done / (time.perf_counter() - began)
+    finally:
+        await engine.aclose()
+        store.close()
+
+
 READER = textwrap.dedent(
     """
     import sys, time
@@ -255,17 +287,26 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--events", type=int, default=1_000_000, help="0: skip the stats figure")
-    parser.add_argument("--only", choices=["roundtrips", "propagation", "stats"], help="run one part")
+    parser.add_argument("--only", choices=["roundtrips", "throughput", "propagation", "stats"], help="run one part")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each throughput run")
     args = parser.parse_args()
     workdir = tempfile.mkdtemp(prefix="llmfail-redis-bench-")
     server, port = start_redis(workdir)
     failed = False
     try:
-        with serve() if args.only in (None, "roundtrips") else contextlib.nullcontext(0) as http_port:
+        http = args.only in (None, "roundtrips", "throughput")
+        with serve() if http else contextlib.nullcontext(0) as http_port:
             base = f"http://127.0.0.1:{http_port}/v1"
-            for case in CHAINS if http_port else []:
+            for case in CHAINS if args.only in (None, "roundtrips") else []:
                 row = asyncio.run(roundtrips(port, base, case, args.requests, f"rt-{case}"))
                 failed = failed or row["ok"] is False
+                print(json.dumps(row), flush=True)
+            for case in ("healthy", "failover") if args.only in (None, "throughput") else []:
+                rates = {b: asyncio.run(throughput(port, base, case, b, args.seconds)) for b in ("sqlite", "redis")}
+                ratio = rates["redis"] / rates["sqlite"]
+                row = {"figure": "req/s at c=32", "case": case, "sqlite": round(rates["sqlite"]),
+                       "redis": round(rates["redis"]), "ratio": round(ratio, 2), "target": ">= 0.8", "ok": ratio >= 0.8}
+                failed = failed or not row["ok"]
                 print(json.dumps(row), flush=True)
         for messages in ("delivered", "lose") if args.only in (None, "propagation") else ():
             row = propagation(port, args.trials, messages)

@@ -55,7 +55,7 @@ from ..events import Event
 from ..redact import redacted_json
 from . import EventTally, ModelState
 from .redis_scripts import SCRIPTS, script_source
-from .select import redact_url
+from .transitions import after_success
 from .transitions import clean_detail as _clean
 
 #: Environment variable holding the Redis password when the caller names none.
@@ -111,6 +111,8 @@ def _number(value: Any) -> float | None:
 
 def display_url(url: str) -> str:
     """`url` with any password shown as `***` (the only form of a URL llmfail prints)."""
+    from .select import redact_url
+
     return redact_url(url)
 
 
@@ -436,7 +438,7 @@ class RedisStore:
         this runs after every answer."""
         self._check_fork()
         prev = self.states([model]).get(model)
-        if prev is None or _is_clean(prev, now):
+        if prev is None or after_success(prev, now) is None:  # clean: nothing to write
             return prev
         raw = self._run("record_success", model, self._out(now))
         self._forget(model)
@@ -857,13 +859,6 @@ def _sample(member: str) -> tuple[float | None, float | None, str | None]:
     """(latency, ttft, chain) of one sample-set member `<id>|<latency>|<ttft>|<chain>`."""
     _, latency, ttft, chain = member.split("|", 3)
     return (float(latency) if latency else None, float(ttft) if ttft else None, None if chain == _NONE else chain)
-
-
-def _is_clean(state: ModelState, now: float) -> bool:
-    """True when record_success would change nothing."""
-    bench_stays = state.bench_until is None or (state.manual and state.is_benched(now))
-    return (bench_stays and state.failures == 0 and state.bench_count == 0 and state.probe_holder is None
-            and state.probe_until is None)
 
 
 _CACHES: dict[tuple[str, str, int], _StateCache] = {}
