@@ -700,3 +700,37 @@ def test_check_given_a_directory_says_it_is_a_directory(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stdout.splitlines() == [f"{tmp_path}: this is a directory, not a config file"]
     assert "not found" not in result.output
+
+
+# ----------------------------------------------------------------- the provider registry
+
+
+def test_every_provider_type_names_an_adapter_that_speaks_for_it() -> None:
+    from llmfail.config import PROVIDER_TYPES, TYPE_DEFAULTS
+    from llmfail.providers import adapter_for
+    from llmfail.providers.base import Adapter
+
+    assert set(PROVIDER_TYPES) == set(BUILTIN_PROVIDERS) == set(TYPE_DEFAULTS)
+    for name, provider in BUILTIN_PROVIDERS.items():
+        adapter = adapter_for(provider)
+        assert isinstance(adapter, Adapter)
+        assert type(adapter).__module__ == f"llmfail.providers.{name}"
+        assert (provider.base_url, provider.api_key_env) == TYPE_DEFAULTS[name]
+
+
+def test_a_config_accepts_exactly_the_registered_provider_types(tmp_path: Path) -> None:
+    from llmfail.config import PROVIDER_TYPES
+
+    error = rejection(tmp_path, "providers:\n  x: {type: opnai}\nchains: {c: [x/m]}\n")
+    assert "expected one of " + ", ".join(PROVIDER_TYPES) in error.problems[0].message
+    assert "did you mean 'openai'" in error.problems[0].message
+
+
+def test_the_examples_commented_state_section_is_valid_once_uncommented() -> None:
+    text = (REPO / "chains.example.yaml").read_text(encoding="utf-8")
+    block = [line for line in text.splitlines() if line.startswith(("# state:", "#   url:", "#   password_env:",
+                                                                     "#   namespace:"))]
+    assert len(block) == 4
+    for line in block:
+        text = text.replace(line, line.removeprefix("# "))
+    assert parse_config(text).state == StateConfig("redis://127.0.0.1:6379/0", "REDIS_PASSWORD", "prod")

@@ -257,7 +257,7 @@ def test_requests_do_not_mix_with_a_scenario(tmp_path):
         ("rate: 2/s\nduration: 1m\nphases: [{at: 2m}]\n", "at or after the end of the run"),
         ("rate: 2/s\nduration: 1m\nphase: []\n", "unknown key 'phase'"),
         ("rate: 2/s\nduration: 1m\nphases: [{at: 0s, faults: ['nobody/x:503']}]\n", "'nobody/x' is not an entry"),
-        ("rate: [\n", "not valid YAML"),
+        ("rate: [\n", "bad.yaml:2:1: invalid YAML"),
     ],
 )
 def test_a_bad_scenario_file_exits_2_naming_the_problem(tmp_path, text, message):
@@ -266,6 +266,59 @@ def test_a_bad_scenario_file_exits_2_naming_the_problem(tmp_path, text, message)
     result = cli("simulate", "--chain", "prod", "--scenario", str(scenario))
     assert result.exit_code == 2, result.stdout
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+BAD_SCENARIO = """\
+rate: fast
+duration: 0s
+latncy: 10ms
+phases:
+  - {at: 0s, faults: ["nope"]}
+  - {at: soon}
+  - {at: 30s}
+  - {at: 30s, name: again}
+  - {at: 2m, faults: {x: 1}}
+"""
+
+
+def test_a_bad_scenario_file_lists_every_problem_with_its_line_through_the_real_cli(tmp_path):
+    scenario = tmp_path / "bad.yaml"
+    scenario.write_text(BAD_SCENARIO)
+    result = subprocess.run([sys.executable, "-m", "llmfail.cli", "simulate", "--scenario", str(scenario)],
+                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"llmfail: error: 7 problems in the scenario file {scenario}:"
+    assert [line.split(": ")[0].strip() for line in lines[1:8]] == [
+        f"{scenario}:1:7",  # rate
+        f"{scenario}:2:11",  # duration
+        f"{scenario}:3:1",  # unknown key latncy
+        f"{scenario}:5:23",  # phases[0].faults[0]
+        f"{scenario}:6:10",  # phases[1].at
+        f"{scenario}:8:10",  # phases[3].at: the same start as phases[2]
+        f"{scenario}:9:22",  # phases[4].faults
+    ]
+    assert "did you mean 'latency'" in lines[3]
+    assert "phases[0].faults[0]: bad --fail-rate 'nope'" in lines[4]
+    assert "phases[3].at: two phases start at 30s (the other on line 7)" in lines[6]
+    assert lines[8].startswith("  hint: a scenario reads like: {rate: 2/s") and "Traceback" not in result.stderr
+
+
+def test_a_scenario_with_one_problem_is_one_line_with_its_location(tmp_path):
+    scenario = tmp_path / "late.yaml"
+    scenario.write_text("rate: 1/s\nduration: 1m\nphases:\n  - {at: 0s}\n  - {at: 2m, name: outage}\n")
+    result = cli("simulate", "--scenario", str(scenario))
+    assert result.exit_code == 2
+    assert result.stderr.splitlines()[0] == (
+        f"llmfail: error: {scenario}:5:10: phases[1].at: phase 'outage' starts at or after the end of the run (60s)")
+
+
+def test_a_scenario_given_as_data_names_the_key_without_a_line():
+    from llmfail.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        parse_scenario({"rate": "1/s", "duration": "1m", "phases": [{"at": "soon"}]})
+    assert caught.value.message.startswith("<scenario>: phases[0].at: ")
 
 
 # --------------------------------------------------------------------------- isolation

@@ -128,8 +128,8 @@ def parse_config(text: str, path: str = "<string>") -> Config:
 
 def load_default_config() -> Config:
     """The example config shipped inside the package (works with no keys and no network)."""
-    # Beside this module rather than importlib.resources: it works the same from
-    # a checkout, an editable install and a wheel, package or namespace package.
+    # In the llmfail package directory, read by path rather than importlib.resources: it works
+    # the same from a checkout, an editable install and a wheel.
     example = Path(__file__).parent.parent / EXAMPLE_RESOURCE
     return parse_config(example.read_text(encoding="utf-8"), BUILTIN_EXAMPLE)
 

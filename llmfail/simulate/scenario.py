@@ -11,6 +11,9 @@
 A phase lasts until the next one starts (the last until `duration`); its
 faults use the `--fail-rate` vocabulary and *replace* the previous phase's.
 `--fail-rate` options given on the command line apply in every phase.
+
+A scenario file is read with the config's located node reader, so a bad one gets
+every problem at once, each with file:line:col and its key path.
 """
 
 from __future__ import annotations
@@ -20,14 +23,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..durations import parse_duration
-from ..errors import UsageError
+from yaml.nodes import Node, ScalarNode, SequenceNode
+
+from ..config.fields import duration, text
+from ..config.yaml_nodes import (
+    Invalid,
+    NodeReader,
+    compose,
+    decode,
+    index_path,
+    is_null,
+    key_path,
+)
+from ..errors import ConfigError, ConfigProblem, UsageError
 from .faults import FaultSpec, parse_fault_spec
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|m|min|h|hour))?\s*$")
 _PER = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0}
-_KEYS = {"rate", "duration", "latency", "phases", "chain"}
-_PHASE_KEYS = {"at", "name", "faults"}
+_KEYS = ("rate", "duration", "latency", "phases", "chain")
+_PHASE_KEYS = ("at", "name", "faults")
+
+#: What a bad scenario file's error shows: the format itself (a pip user has no README at hand).
+_HINT = 'a scenario reads like: {rate: 2/s, duration: 40m, phases: [{at: 0m, faults: []}, ' \
+        '{at: 10m, name: outage, faults: ["openai/gpt-4o:503=0.9"]}]}'
+_MAX_SCENARIO_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -72,96 +91,158 @@ def parse_rate(value: object) -> float:
     return rate
 
 
-class _Problem(Exception):
-    pass
+class ScenarioError(ConfigError):
+    """A scenario file that cannot be used; its message lists every problem, each on its own line.
 
+    Unlike a config there is no `check` command to list them, so all of them go in the error itself.
+    """
 
-def _duration(value: object, key: str) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as exc:
-        raise _Problem(f"{key}: {exc}") from None
-
-
-def parse_scenario(data: Any, path: str = "<scenario>") -> Scenario:
-    """Validate a decoded scenario document; a UsageError names the key at fault."""
-    try:
-        return _build(data, path)
-    except _Problem as problem:
-        raise UsageError(f"{path}: {problem}", hint="see `## simulate` in the README for the scenario format") from None
-
-
-def _build(data: Any, path: str) -> Scenario:
-    if not isinstance(data, dict):
-        raise _Problem("expected a mapping with rate, duration and phases")
-    unknown = sorted(set(map(str, data)) - _KEYS)
-    if unknown:
-        raise _Problem(f"unknown key {unknown[0]!r} (expected: {', '.join(sorted(_KEYS))})")
-    for key in ("rate", "duration", "phases"):
-        if key not in data:
-            raise _Problem(f"missing key {key!r}")
-    try:
-        rate = parse_rate(data["rate"])
-    except ValueError as exc:
-        raise _Problem(f"rate: {exc}") from None
-    duration = _duration(data["duration"], "duration")
-    if duration <= 0:
-        raise _Problem("duration: must be longer than 0s")
-    latency = _duration(data["latency"], "latency") if data.get("latency") is not None else None
-    chain = data.get("chain")
-    if chain is not None and not isinstance(chain, str):
-        raise _Problem("chain: expected a chain name")
-    raw = data["phases"]
-    if not isinstance(raw, list) or not raw:
-        raise _Problem("phases: expected a non-empty list of {at, faults}")
-    phases = [_phase(item, f"phases[{i}]", i) for i, item in enumerate(raw)]
-    phases.sort(key=lambda p: p.start)
-    starts = [p.start for p in phases]
-    if len(set(starts)) != len(starts):
-        raise _Problem("phases: two phases start at the same time")
-    if phases[0].start > 0:  # nothing was said about the beginning: it is healthy
-        phases.insert(0, Phase("start", 0.0, ()))
-    if phases[-1].start >= duration:
-        raise _Problem(f"phases: a phase starts at or after the end of the run ({duration:g}s)")
-    return Scenario(path, rate, duration, tuple(phases), latency, chain)
-
-
-def _phase(item: Any, key: str, index: int) -> Phase:
-    if not isinstance(item, dict):
-        raise _Problem(f"{key}: expected a mapping like {{at: 10m, faults: [\"503=0.9\"]}}")
-    unknown = sorted(set(map(str, item)) - _PHASE_KEYS)
-    if unknown:
-        raise _Problem(f"{key}: unknown key {unknown[0]!r} (expected: at, name, faults)")
-    if "at" not in item:
-        raise _Problem(f"{key}: missing key 'at'")
-    start = _duration(item["at"], f"{key}.at")
-    faults = item.get("faults") or []
-    if isinstance(faults, str):
-        faults = [faults]
-    if not isinstance(faults, list):
-        raise _Problem(f"{key}.faults: expected a list of [MODEL:]FAULT[=RATE]")
-    specs = []
-    for i, text in enumerate(faults):
-        try:
-            specs.append(parse_fault_spec(str(text)))
-        except UsageError as exc:
-            raise _Problem(f"{key}.faults[{i}]: {exc.message}") from None
-    return Phase(str(item.get("name") or f"phase {index + 1}"), start, tuple(specs))
+    def __init__(self, problems: list[ConfigProblem], path: str) -> None:
+        super().__init__(problems, hint=_HINT)
+        if len(problems) > 1:
+            listed = "\n".join(f"  {problem}" for problem in problems)
+            self.message = f"{len(problems)} problems in the scenario file {path}:\n{listed}"
+        elif problems:
+            self.message = str(problems[0])
 
 
 def load_scenario(path: str | Path) -> Scenario:
-    """Read and validate a scenario YAML file."""
-    import yaml
-
+    """Read and validate a scenario YAML file; a ScenarioError (exit 2) lists every problem."""
     name = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            data = file.read(_MAX_SCENARIO_BYTES + 1)
     except OSError as exc:
-        raise UsageError(f"cannot read the scenario file {name}: {exc.strerror or exc}") from None
+        raise UsageError(f"cannot read the scenario file {name}: {exc.strerror or exc}", hint=_HINT) from None
+    if len(data) > _MAX_SCENARIO_BYTES:
+        raise UsageError(f"the scenario file {name} is larger than {_MAX_SCENARIO_BYTES // 1024} KiB", hint=_HINT)
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
-        raise UsageError(f"{name}{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})") from None
-    return parse_scenario(data, name)
+        source = decode(data, name)
+    except ConfigError as error:  # not UTF-8
+        raise ScenarioError(error.problems, name) from None
+    return parse_scenario_text(source, name)
+
+
+def parse_scenario_text(source: str, path: str = "<scenario>") -> Scenario:
+    """Validate YAML text as a scenario; `path` locates the problems."""
+    reader = NodeReader(path)
+    try:
+        root = compose(source, path)
+    except ConfigError as error:  # not YAML
+        raise ScenarioError(error.problems, path) from None
+    scenario = _build(reader, root, path)
+    if reader.problems or scenario is None:
+        raise ScenarioError(reader.sorted_problems(), path)
+    return scenario
+
+
+def parse_scenario(data: Any, path: str = "<scenario>") -> Scenario:
+    """Validate a scenario given as Python data (the decoded YAML); problems name the key, not a line."""
+    import yaml
+
+    try:
+        return parse_scenario_text(yaml.safe_dump(data, sort_keys=False), path)
+    except ScenarioError as error:
+        unlocated = [ConfigProblem(p.file, 0, 0, p.path, p.message) for p in error.problems]
+        raise ScenarioError(unlocated, path) from None
+
+
+# ------------------------------------------------------------------------------- reading
+
+
+def _rate(reader: NodeReader, node: Node, path: str) -> float:
+    try:
+        return parse_rate(reader.scalar(node))
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+def _faults(reader: NodeReader, node: Node, path: str) -> tuple[FaultSpec, ...]:
+    """A list of `[MODEL:]FAULT[=RATE]`, or one of them; empty for none."""
+    if is_null(node):
+        return ()
+    items = node.value if isinstance(node, SequenceNode) else [node]
+    if not all(isinstance(item, ScalarNode) for item in items):
+        raise Invalid("expected a list of [MODEL:]FAULT[=RATE], like [\"503=0.9\"]")
+    specs: list[FaultSpec] = []
+    for i, item in enumerate(items):
+        where = index_path(path, i) if isinstance(node, SequenceNode) else path
+        ok, spec = reader.parse(item, where, _fault)
+        if ok:
+            specs.append(spec)
+    if len(specs) != len(items):
+        raise Invalid()
+    return tuple(specs)
+
+
+def _fault(reader: NodeReader, node: Node, path: str) -> FaultSpec:
+    try:
+        return parse_fault_spec(str(node.value))
+    except UsageError as exc:
+        raise Invalid(exc.message) from None
+
+
+_PHASE_PARSERS = {"at": duration(), "name": text, "faults": _faults}
+
+
+def _phase(reader: NodeReader, node: Node, path: str, index: int) -> tuple[Phase, Node] | None:
+    """A phase and the node of its `at` (to locate a clash), or None once reported."""
+    pairs = reader.mapping(node, path, _PHASE_KEYS, what='a mapping like {at: 10m, faults: ["503=0.9"]}')
+    if pairs is None:
+        return None
+    values = reader.fields(pairs, path, _PHASE_PARSERS)
+    if "at" not in pairs:
+        reader.problem(node, path, "missing key 'at'")
+    if "at" not in values or len(values) != len(pairs):
+        return None
+    return Phase(values.get("name") or f"phase {index + 1}", values["at"], values.get("faults", ())), pairs["at"][1]
+
+
+_SCENARIO_PARSERS = {"rate": _rate, "duration": duration(positive=True), "latency": duration(), "chain": text}
+
+
+def _build(reader: NodeReader, root: Node | None, path: str) -> Scenario | None:
+    what = "a mapping with rate, duration and phases"
+    if root is None:
+        reader.problem(None, "", f"the file is empty; expected {what}")
+        return None
+    pairs = reader.mapping(root, "", _KEYS, what=what)
+    if pairs is None:
+        return None
+    for key in ("rate", "duration", "phases"):
+        if key not in pairs:
+            reader.problem(root, "", f"missing key {key!r}")
+    values = reader.fields({k: v for k, v in pairs.items() if not is_null(v[1])}, "", _SCENARIO_PARSERS)
+    phases = _phases(reader, pairs["phases"][1]) if "phases" in pairs else []
+    end = values.get("duration")
+    for phase, at, where in phases:
+        if end is not None and phase.start >= end:
+            reader.problem(at, where, f"phase {phase.name!r} starts at or after the end of the run ({end:g}s)")
+    if reader.problems or not phases:
+        return None
+    ordered = sorted((phase for phase, _, _ in phases), key=lambda p: p.start)
+    if ordered[0].start > 0:  # nothing was said about the beginning: it is healthy
+        ordered.insert(0, Phase("start", 0.0, ()))
+    return Scenario(path, values["rate"], values["duration"], tuple(ordered), values.get("latency"),
+                    values.get("chain"))
+
+
+def _phases(reader: NodeReader, node: Node) -> list[tuple[Phase, Node, str]]:
+    """The phases that could be read, each with its `at` node and key path (to locate a clash)."""
+    items = reader.sequence(node, "phases", what="a non-empty list of {at, faults}")
+    if items is not None and not items:
+        reader.problem(node, "phases", "expected a non-empty list of {at, faults}")
+    phases: list[tuple[Phase, Node, str]] = []
+    first_at: dict[float, Node] = {}
+    for i, item in enumerate(items or ()):
+        read = _phase(reader, item, index_path("phases", i), i)
+        if read is None:
+            continue
+        phase, at = read
+        where = key_path(index_path("phases", i), "at")
+        if phase.start in first_at:
+            line = first_at[phase.start].start_mark.line + 1
+            reader.problem(at, where, f"two phases start at {phase.start:g}s (the other on line {line})")
+        first_at.setdefault(phase.start, at)
+        phases.append((phase, at, where))
+    return phases
