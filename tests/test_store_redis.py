@@ -543,6 +543,43 @@ def test_a_hung_server_costs_one_timeout_and_no_retry(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_a_read_only_server_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    from tests.redis_server import free_port
+
+    server = start_server(tmp_path)
+    store = RedisStore.from_url(server.url, namespace="replica")
+    try:
+        store._client.replicaof("127.0.0.1", free_port())  # a replica of nobody: read-only
+        assert store.states([KEY]) == {}  # reads still work
+        with pytest.raises(StoreUnavailable, match=r"cannot reach shared state .*\(READONLY: You can't write") as e:
+            fail(store, T0)
+        assert "script" not in e.value.message
+        with pytest.raises(StoreUnavailable):
+            store.append([Event(type="request", ts=T0)])
+    finally:
+        store.close()
+        server.stop()
+
+
+def test_the_clock_offset_is_measured_again_after_a_minute(redis_url: str, redis_namespace: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmfail.store import redis as backend
+
+    skew = [0.0]
+    store = RedisStore.from_url(redis_url, namespace=redis_namespace, clock=lambda: time.time() + skew[0])
+    try:
+        store.states([KEY])
+        assert store.clock_offset == 0
+        skew[0] = 120.0  # the host's clock is stepped forward two minutes
+        store.states([KEY])
+        assert store.clock_offset == 0  # measured less than a minute ago
+        monkeypatch.setattr(backend, "SKEW_REFRESH_S", 0.0)
+        store.states([KEY])
+        assert store.clock_offset == -120
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def password_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = start_server(tmp_path, "--requirepass", "s3cret-redis-pass")
@@ -561,7 +598,7 @@ def test_the_password_comes_from_the_environment_and_is_never_shown(
     with pytest.raises(UsageError, match="MY_REDIS_PW"):
         RedisStore.from_url(url, password_env="MY_REDIS_PW")
     denied = RedisStore.from_url(url)
-    with pytest.raises(StoreUnavailable) as refused:
+    with pytest.raises(StateError, match="refused access") as refused:
         denied.states([KEY])
     denied.close()
     assert "s3cret" not in refused.value.message
@@ -569,8 +606,11 @@ def test_the_password_comes_from_the_environment_and_is_never_shown(
     store = RedisStore.from_url(url, password_env="MY_REDIS_PW", namespace="pw")
     try:
         fail(store, T0)
+        store.append([Event(type="request", ts=T0, model=KEY, data={"ttft_ms": 1.0})])
         assert store.states([KEY])[KEY].failures == 1
         assert "s3cret" not in repr(store) and "***" in repr(store)
+        for key in store._client.scan_iter(match="*"):  # the password never reaches the store
+            assert b"s3cret" not in (store._client.dump(key) or b"") and "s3cret" not in key
     finally:
         store.close()
 

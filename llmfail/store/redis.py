@@ -46,11 +46,12 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
+import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import events as ev
-from ..errors import StoreUnavailable, UsageError
+from ..errors import StateError, StoreUnavailable, UsageError
 from ..events import Event
 from ..redact import redacted_json
 from . import EventTally, ModelState
@@ -87,6 +88,17 @@ _TIME_FIELDS = ("bench_until", "benched_at", "last_error_at", "probe_until", "sl
 _EVENT_TEXT = ("request_id", "chain", "model", "type", "kind", "next_model", "detail")
 _SEP = "\x1f"
 _NONE = "\x00"
+#: Errors that say "not now" rather than "never": the server is failing over, loading, full or busy.
+_TRANSIENT_ERRORS = (
+    (redis.exceptions.ReadOnlyError, "READONLY"),
+    (redis.exceptions.BusyLoadingError, "LOADING"),
+    (redis.exceptions.ClusterDownError, "CLUSTERDOWN"),
+    (redis.exceptions.MasterDownError, "MASTERDOWN"),
+    (redis.exceptions.TryAgainError, "TRYAGAIN"),
+    (redis.exceptions.OutOfMemoryError, "OOM"),
+)
+_TRANSIENT_CODES = frozenset({"READONLY", "LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "OOM", "BUSY",
+                              "NOREPLICAS"})
 _SCHEMES = {"redis": "redis", "rediss": "rediss", "unix": "unix", "valkey": "redis", "valkeys": "rediss"}
 
 
@@ -208,13 +220,31 @@ class RedisStore:
 
     # -- plumbing -----------------------------------------------------------------
 
-    def _unavailable(self, exc: BaseException) -> StoreUnavailable:
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if isinstance(exc, redis.TimeoutError):
+    def _error(self, exc: BaseException) -> StateError:
+        """One line naming the server, for any error of redis-py (never its own exception or traceback).
+
+        Transient conditions (no connection, no answer in time, a read-only replica, a
+        server still loading, a cluster without quorum, a full server, a busy script) are
+        `StoreUnavailable`: the guard opens its breaker and tries again later. A refused
+        password or command is a plain `StateError`: waiting will not fix it.
+        """
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        text = text.split(". script:")[0].split(" script:")[0]  # the failing script's sha says nothing to a user
+        if isinstance(exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError,
+                            redis.exceptions.AuthorizationError)) or text.startswith(("NOAUTH", "WRONGPASS")):
+            return StateError(f"shared state {self.url} refused access ({text})",
+                              hint=f"check the password in ${PASSWORD_ENV} (or the variable state.password_env "
+                                   "names) and the user's ACL")
+        if isinstance(exc, redis.ResponseError):
+            code = next((c for cls, c in _TRANSIENT_ERRORS if isinstance(exc, cls)), None)
+            if code is None and text.split(" ")[0] in _TRANSIENT_CODES:
+                code, _, text = text.partition(" ")
+            if code is None:
+                return StateError(f"shared state {self.url} refused a command ({text})",
+                                  hint="llmfail needs Redis >= 7.0 or Valkey >= 7.2; `llmfail check` tells more")
+            text = f"{code}: {text}"
+        elif isinstance(exc, redis.TimeoutError):
             text = f"no answer within {self._timeout:g} s"
-        elif isinstance(exc, redis.AuthenticationError) or "NOAUTH" in text or "WRONGPASS" in text:
-            return StoreUnavailable(f"shared state {self.url} refused the password ({text})",
-                                    hint=f"check ${PASSWORD_ENV} or the variable named by state.password_env")
         return StoreUnavailable(
             f"cannot reach shared state {self.url} ({text})",
             hint="check that Redis is running and reachable from here, or point --db / LLMFAIL_DB elsewhere",
@@ -222,19 +252,11 @@ class RedisStore:
 
     @contextmanager
     def _calling(self) -> Iterator[None]:
-        """Every Redis error as one `StoreUnavailable` line (a script bug stays a ResponseError)."""
+        """Every Redis error as one `StateError` line (see `_error`)."""
         try:
             yield
-        except redis.ResponseError as exc:
-            text = str(exc)
-            if any(word in text for word in ("READONLY", "LOADING", "CLUSTERDOWN", "MASTERDOWN", "NOAUTH",
-                                             "WRONGPASS", "TRYAGAIN", "BUSY")):
-                raise self._unavailable(exc) from None
-            raise
-        except redis.RedisError as exc:
-            raise self._unavailable(exc) from None
-        except OSError as exc:
-            raise self._unavailable(exc) from None
+        except (redis.RedisError, OSError) as exc:
+            raise self._error(exc) from None
 
     def _run(self, name: str, *args: object, client: Any = None) -> Any:
         with self._calling():
