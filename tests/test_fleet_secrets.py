@@ -123,7 +123,7 @@ chains:
     wrong = {**env, "FLEET_REDIS_PW": "not-the-password"}  # a refused password: the error names no secret
     outputs.append(subprocess.run([sys.executable, "-m", "llmfail.cli", "ls-benched"], env=wrong,
                                   capture_output=True, text=True, timeout=60, check=False))
-    assert outputs[-1].returncode == 1 and "refused the password" in outputs[-1].stderr
+    assert outputs[-1].returncode == 1 and "refused" in outputs[-1].stderr
     redis.pause()  # while the server hangs: the degraded warning and the operator error
     try:
         outputs += [cli("run", "hi", "--no-stream"), cli("--debug", "run", "hi", "--no-stream"), cli("ls-benched")]
