@@ -426,16 +426,27 @@ def check(path: Optional[str] = typer.Argument(None, help="Config file (default:
 
 
 def _store_warnings(config: Config) -> list[CheckWarning]:
-    """`check` with a Redis store: connect and warn about settings that can silently lose state.
-    SQLite needs nothing checked here (and `redis` is never imported for it)."""
+    """`check` with a Redis store: connect and warn about settings that can silently lose state
+    (`RedisStore.server_problems`). An unreachable server is a warning, not an error: check may run
+    where the fleet's Redis is not reachable (a CI runner). SQLite needs nothing checked here
+    (and `redis` is never imported for it)."""
     from .actions import CheckWarning
+    from .errors import StateError
 
     selection = _selection(config)
     if not selection.is_redis:
         return []
-    from .store.redis_settings import server_warnings
+    from .store.redis import RedisStore
 
-    return [CheckWarning("", message) for message in server_warnings(selection)]
+    store = selection.open()
+    try:
+        assert isinstance(store, RedisStore)
+        messages = [f"shared state {selection.shown}: {problem}" for problem in store.server_problems()]
+    except StateError as error:
+        messages = [f"{error.message}: its settings were not checked"]
+    finally:
+        store.close()
+    return [CheckWarning("", message) for message in messages]
 
 
 # --------------------------------------------------------------------------- health: stats, probe
