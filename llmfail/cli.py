@@ -20,11 +20,13 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
 
+    from .actions import CheckWarning
     from .config import Chain, Config
     from .events import Event
     from .simulate import FaultSpec, Scenario
     from .stats import ModelStats
     from .store import Store
+    from .store.select import Selection
 
 
 @dataclass
@@ -199,10 +201,33 @@ def _load_file() -> Config | None:
     return load_config(path)
 
 
-def open_db() -> Store:
-    from .store import open_store
+def open_db(config: Config | None = None) -> Store:
+    """The selected store (`llmfail.store.select`), opened: errors are the store's clear one line."""
+    return _selection(config).open()
 
-    return open_store(_opts.db)
+
+def open_request_store(config: Config) -> Store:
+    """The store requests walk with: behind the breaker, so a locked or unreachable store (or one
+    that cannot even be opened) never fails a request; it only adds a warning to the answer."""
+    from .store.guard import guard_store
+
+    return guard_store(None, _opts.db, config.state)
+
+
+def _selection(config: Config | None = None) -> Selection:
+    """--db, else $LLMFAIL_DB, else the config's `state:`, else the default path. Commands that
+    have not loaded the config read it only when its text has a top-level `state:` key."""
+    import os
+
+    from .store.select import names_state, select_store
+
+    if config is None and not (_opts.db or os.environ.get("LLMFAIL_DB")):
+        from .paths import find_config
+
+        path = find_config(_opts.config)
+        if path is not None and names_state(path):
+            config = _load_file()
+    return select_store(_opts.db, config.state if config is not None else None)
 
 
 @app.command(epilog=examples(
@@ -234,7 +259,8 @@ def run(
         # A person at a terminal wants the answer: a cut stream restarts on the next entry,
         # with a visible marker, unless the config set mid_stream itself.
         config = config.defaulted(mid_stream="restart")
-    code = run_command(config, open_db(), name, text, system=system, stream=stream, max_tokens=max_tokens,
+    code = run_command(config, open_request_store(config), name, text, system=system, stream=stream,
+                       max_tokens=max_tokens,
                        temperature=temperature, json_out=json_out, quiet=quiet)
     raise typer.Exit(code)
 
@@ -269,19 +295,18 @@ def load_for_defaults(*, required: bool) -> tuple[Config | None, bool]:
 def open_existing_db() -> Store | None:
     """The state DB for a pure read, or None when there is none yet: a read never creates the file.
 
-    When the DB was named (--db, $LLMFAIL_DB) and its file does not exist, stderr says so (a
-    mistyped path would otherwise read as an empty log); the exit code stays 0 for scripts."""
-    from .paths import describe_store
+    When the DB was named (--db, $LLMFAIL_DB, the config's `state:`) and its file does not
+    exist, stderr says so (a mistyped path would otherwise read as an empty log); the exit
+    code stays 0 for scripts."""
+    selection = _selection()
+    if selection.exists():
+        return selection.open()
+    if selection.source != "default":
+        from .output import note
 
-    store = describe_store(_opts.db)  # a Redis URL: nothing to check without connecting
-    if store.exists is False:
-        if store.source != "default":
-            from .output import note
-
-            note(f"llmfail: no state DB at {store.url} (named by {store.source}): nothing recorded there yet",
-                 style="yellow")
-        return None
-    return open_db()
+        note(f"llmfail: no state DB at {selection.shown} (named by {selection.source}): nothing recorded there yet",
+             style="yellow")
+    return None
 
 
 def _duration(option: str, text: str) -> float:
@@ -550,7 +575,7 @@ def check(
     if config is None:
         note("llmfail: no chains.yaml found; checking the built-in example config")
         config = load_default_config()
-    warnings = suspicious(config)
+    warnings = suspicious(config) + _store_warnings(config)
     entries = sum(len(c.entries) for c in config.chains.values())
     if json_out:
         from .output import emit_json
@@ -572,10 +597,9 @@ def info(json_out: bool = typer.Option(False, "--json", help='Print {"config", "
     import os
     from importlib.metadata import PackageNotFoundError, version
 
-    from .paths import config_source, describe_store
+    from .paths import config_source
 
     path, how = config_source(_opts.config)
-    store = describe_store(_opts.db)
     versions: dict[str, str | None] = {"python": sys.version.split()[0]}
     for package in ("llmfail", "httpx", "aiohttp", "typer", "rich", "textual", "redis"):
         try:
@@ -583,6 +607,7 @@ def info(json_out: bool = typer.Option(False, "--json", help='Print {"config", "
         except PackageNotFoundError:
             versions[package] = None
     config, _ = load_for_defaults(required=False)
+    store = _selection(config)
     names = {"OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"}
     if config is not None:
         names |= {c.api_key_env for entry in config.entries() for c in entry.credentials if c.api_key_env}
@@ -596,16 +621,40 @@ def info(json_out: bool = typer.Option(False, "--json", help='Print {"config", "
     from .output import stdout
 
     size = store.size_bytes
-    where = "no file yet" if store.exists is False else f"{size:,} bytes" if size is not None else "not a file"
+    where = "no file yet" if not store.exists() else f"{size:,} bytes" if size is not None else "a server"
     unset = sorted(names - set(keys_set))
     lines = [
         f"config:   {path} ({how})" if path is not None else "config:   none found: the built-in example is used",
-        f"store:    {store.url} ({store.kind}, {store.source}; {where})",
+        f"store:    {store.shown} ({store.kind}, {store.source}; {where})",
         "versions: " + ", ".join(f"{name} {v}" for name, v in versions.items() if v is not None),
         "keys set: " + (", ".join(keys_set) or "none") + (f" (not set: {', '.join(unset)})" if unset else ""),
     ]
     for line in lines:
         stdout().print(line, markup=False, highlight=False)
+
+
+def _store_warnings(config: Config) -> list[CheckWarning]:
+    """`check` with a Redis store: connect and warn about settings that can silently lose state
+    (`RedisStore.server_problems`). An unreachable server is a warning, not an error: check may run
+    where the fleet's Redis is not reachable (a CI runner). SQLite needs nothing checked here
+    (and `redis` is never imported for it)."""
+    from .actions import CheckWarning
+    from .errors import StateError
+
+    selection = _selection(config)
+    if not selection.is_redis:
+        return []
+    from .store.redis import RedisStore
+
+    store = selection.open()
+    try:
+        assert isinstance(store, RedisStore)
+        messages = [f"shared state {selection.shown}: {problem}" for problem in store.server_problems()]
+    except StateError as error:
+        messages = [f"{error.message}: its settings were not checked"]
+    finally:
+        store.close()
+    return [CheckWarning("", message) for message in messages]
 
 
 # --------------------------------------------------------------------------- health: stats, probe
@@ -913,6 +962,57 @@ def tui(
     from .tui import create_app  # Textual is loaded only here
 
     create_app(config, open_db(), chain=chain, window=length).run()
+
+
+# --------------------------------------------------------------------------- state: moving between stores
+
+state_app = typer.Typer(help="Move shared state between stores (a SQLite file, a Redis URL).", no_args_is_help=True)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("copy")
+def state_copy(
+    src: str = typer.Argument(..., metavar="SRC", help="Store to copy from: a path, sqlite:///path or redis://…"),
+    dst: str = typer.Argument(..., metavar="DST", help="Store to copy into: a path, sqlite:///path or redis://…"),
+    src_namespace: Optional[str] = typer.Option(None, "--src-namespace", metavar="NS", help="SRC's Redis namespace (default: the config's state.namespace)."),
+    dst_namespace: Optional[str] = typer.Option(None, "--dst-namespace", metavar="NS", help="DST's Redis namespace (default: the config's state.namespace)."),
+    force: bool = typer.Option(False, "--force", help="Copy into a destination that already holds state."),
+    json_out: bool = typer.Option(False, "--json", help='Print {"benches", "demotions", "events"}.'),
+) -> None:
+    """Copy benches (every state) and the event log (oldest first, original times) from SRC to DST.
+
+    Moving from one machine's SQLite file to a fleet's Redis keeps the history:
+    `llmfail state copy ~/.local/state/llmfail/state.db redis://cache:6379/0`."""
+    from dataclasses import replace
+
+    from .store.copy import copy_state, is_empty
+    from .store.select import select_store
+
+    config, _ = load_for_defaults(required=False)
+    section = config.state if config is not None else None
+    source, target = select_store(src, section), select_store(dst, section)
+    if src_namespace:
+        source = replace(source, namespace=src_namespace)
+    if dst_namespace:
+        target = replace(target, namespace=dst_namespace)
+    if source.same_store(target):
+        raise UsageError("SRC and DST are the same store", hint="name two different stores")
+    if not source.exists():
+        raise UsageError(f"no state DB at {source.shown}", hint="check the SRC path")
+    from_store, to_store = source.open(), target.open()
+    if not force and not is_empty(to_store):
+        raise LlmfailError(f"{target.shown} already holds events or benches; nothing was copied",
+                           hint="pass --force to add SRC's state to it (a copied bench never shortens one there)")
+    done = copy_state(from_store, to_store, force=True)
+    if json_out:
+        from .output import emit_json
+
+        emit_json({"benches": done.benches, "demotions": done.demotions, "events": done.events})
+    else:
+        from .output import stdout
+
+        stdout().print(f"copied {done.benches} bench(es), {done.demotions} demotion(s) and {done.events} event(s) "
+                       f"from {source.shown} to {target.shown}", markup=False, highlight=False)
 
 
 def main() -> None:

@@ -132,12 +132,12 @@ class Engine:
         transport: httpx.AsyncBaseTransport | None = None,
         db_path: str | None = None,
     ) -> None:
-        if store is None:
-            from .store import open_store
+        from .store.guard import guard_store
 
-            store = open_store(db_path)
+        # Behind a breaker: a store that is locked, unreachable or cannot even be opened never fails a request.
+        self._guard = store = guard_store(store, db_path, config.state, clock=clock)
         self.config = config
-        self.store = store
+        self.store: Store = store
         self.clock = clock
         self.sleep = sleep
         self.rng = rng or Random()
@@ -424,11 +424,13 @@ class Engine:
 
     def _succeed(self, w: _Walk, entry: Entry, completion: Completion) -> Result:
         latency_ms = (self.clock() - w.start) * 1000
+        degraded = self._guard.warning_since(w.start)
         result = Result(
             text=completion.text, model=entry.model, chain=w.chain, request_id=w.request_id,
             failovers=w.failovers, latency_ms=latency_ms,
             ttft_ms=w.ttft * 1000 if w.ttft is not None else None, usage=completion.usage,
-            attempts=w.attempts, warnings=completion.warnings, panic=w.panic,
+            attempts=w.attempts, warnings=[*completion.warnings, degraded] if degraded else completion.warnings,
+            panic=w.panic,
         )
         unwritten = self._request_event(w, ok=True, model=entry.model, usage=completion.usage)
         if unwritten is not None:  # the answer is in hand: a store failure must not lose it
@@ -480,8 +482,9 @@ class Engine:
             if entry.daily_quota is not None:
                 day = datetime.fromtimestamp(now, UTC).date().isoformat()
                 if not self.store.take_quota(entry.model, day=day, limit=entry.daily_quota):
-                    err = ProviderError(Kind.QUOTA, f"daily quota of {entry.daily_quota} requests reached",
-                                        model=entry.model)
+                    why = ("daily quota unknown while shared state is unavailable" if self._guard.degraded
+                           else f"daily quota of {entry.daily_quota} requests reached")
+                    err = ProviderError(Kind.QUOTA, why, model=entry.model)
                     w.causes.append(err)
                     self._event(w, ev.QUOTA_SKIP, entry.model, kind=str(Kind.QUOTA), detail=err.message)
                     return None

@@ -4,6 +4,7 @@
     ├── UsageError               bad command-line input            -> exit 2
     ├── ConfigError              bad config file (every problem)   -> exit 2
     ├── StateError               the state DB cannot be used        -> exit 1
+    │   └── StoreUnavailable     shared state (Redis) unreachable right now
     ├── ProviderError            one classified provider failure    -> exit 1
     │   └── FailFast             a failure that stops the walk (original kind/status kept)
     ├── ChainExhausted           every entry failed; .causes in order
@@ -79,7 +80,15 @@ class UsageError(LlmfailError):
 
 
 class StateError(LlmfailError):
-    """The SQLite state file cannot be opened, migrated or written."""
+    """The state store (a SQLite file or a Redis server) cannot be opened, migrated or written."""
+
+
+class StoreUnavailable(StateError):
+    """Shared state cannot be reached right now (Redis down, hung, read-only, loading, failing over).
+
+    Transient by nature, unlike a corrupt file: the store guard opens its breaker and
+    tries again later, while operator commands exit 1 with this one-line message.
+    """
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,8 @@ from pathlib import Path
 
 from llmfail.store import StoreTarget
 
+from .redis_server import redis_target
+
 StoreFactory = Callable[[Path, str], StoreTarget]
 
 
@@ -32,4 +34,5 @@ def sqlite_target(directory: Path, name: str) -> StoreTarget:
 
 BACKENDS: dict[str, StoreFactory] = {
     "sqlite": sqlite_target,
+    "redis": redis_target,
 }

@@ -121,3 +121,17 @@ def test_the_probe_would_see_textual_when_the_dashboard_is_built():
     code = "import sys, llmfail.tui; llmfail.tui.create_app; print('textual' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "True"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["check"], ["chains", "--json"], ["ls-benched", "--json"], ["events", "--json"],
+     ["bench", "openai/gpt-4o", "--for", "1m"], ["stats", "--json"],
+     ["run", "hi", "--chain", "demo", "--no-stream", "--quiet"]],
+    ids=" ".join,
+)
+def test_sqlite_backed_commands_never_import_redis(tmp_path: Path, args: list[str]):
+    """`redis`/`hiredis` are loaded only when a Redis URL is chosen (`llmfail.store.select`)."""
+    code, modules = cli_modules(tmp_path, *args)
+    assert code == 0 and "llmfail.cli" in modules
+    assert [m for m in modules if m.split(".")[0] in ("redis", "hiredis") or m == "llmfail.store.redis"] == []

@@ -1,0 +1,645 @@
+"""The Redis store on a real `redis-server`: its rules agree with SQLite's, its scripts stay atomic
+under many processes, its cache honours another host's bench within a second, its clock-skew
+correction keeps a host 90 s off from probing a running bench, and an unreachable server is
+one clear error, fast."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+import statistics
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from llmfail.errors import StateError, StoreUnavailable, UsageError
+from llmfail.events import DETAIL_MAX, Event
+from llmfail.redact import register_secret
+from llmfail.store import ModelState
+from llmfail.store.sqlite import SqliteStore
+from tests.redis_server import (
+    RedisServer,
+    redis_namespace,
+    redis_server,
+    redis_store,
+    redis_url,
+    start_server,
+)
+
+__all__ = ["redis_namespace", "redis_server", "redis_store", "redis_url"]  # fixtures, imported to be found
+
+pytest.importorskip("redis")
+from llmfail.store.redis import RedisStore, display_url
+
+T0 = 1_760_000_000.0
+KEY = "openai/gpt-4o"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fail(store: Any, now: float, bench_for: float | None = 60.0, **kw: Any) -> tuple[ModelState, bool]:
+    result: tuple[ModelState, bool] = store.record_failure(KEY, now=now, kind="transient", status=503,
+                                                           bench_for=bench_for, **kw)
+    return result
+
+
+# -- the bench rules ------------------------------------------------------------------------
+
+
+def test_a_failure_benches_and_a_running_bench_is_never_shortened(redis_store: RedisStore) -> None:
+    state, benched = fail(redis_store, T0, bench_for=300.0)
+    assert benched and state.bench_until == T0 + 300 and state.benched_at == T0
+    state, benched = fail(redis_store, T0 + 1, bench_for=10.0)
+    assert benched and state.bench_until == T0 + 300 and state.benched_at == T0
+    assert state.failures == 2 and state.bench_count == 2
+    kept = redis_store.bench(KEY, now=T0 + 2, until=T0 + 100, manual=True, reason="op", kind=None)
+    assert kept == state  # not later than the running bench: kept unchanged
+    extended = redis_store.bench(KEY, now=T0 + 2, until=T0 + 400, manual=True, reason="op", kind=None)
+    assert extended.bench_until == T0 + 400 and extended.benched_at == T0 and extended.manual
+    replaced = redis_store.bench(KEY, now=T0 + 3, until=T0 + 100, manual=True, reason="op", kind=None, replace=True)
+    assert replaced.bench_until == T0 + 100
+
+
+def test_a_failure_that_was_in_flight_when_the_bench_began_benches_nothing(redis_store: RedisStore) -> None:
+    fail(redis_store, T0, bench_for=60.0)
+    state, benched = fail(redis_store, T0 + 5, bench_for=600.0, began=T0 - 1)
+    assert not benched and state.bench_until == T0 + 60 and state.failures == 2
+    state, benched = fail(redis_store, T0 + 6, bench_for=600.0, began=T0 + 2)
+    assert benched and state.bench_until == T0 + 6 + 600 * 1.0
+
+
+def test_progressive_cooldown_manual_benches_and_success(redis_store: RedisStore) -> None:
+    fail(redis_store, T0, bench_for=10.0, factor=4.0)
+    state, _ = fail(redis_store, T0 + 20, bench_for=10.0, factor=4.0)
+    assert state.bench_until == T0 + 20 + 20
+    redis_store.record_success(KEY, now=T0 + 50)
+    state = redis_store.states([KEY])[KEY]
+    assert state.bench_until is None and state.bench_count == 0 and state.failures == 0
+    redis_store.bench(KEY, now=T0 + 60, until=T0 + 600, manual=True, reason="maintenance", kind=None)
+    before = redis_store.record_success(KEY, now=T0 + 61)
+    assert before is not None and before.manual
+    assert redis_store.states([KEY])[KEY].is_benched(T0 + 61)  # a manual bench survives a success
+    state, _ = fail(redis_store, T0 + 62, bench_for=1000.0, reason="boom")
+    assert state.manual and state.reason == "maintenance" and state.bench_until == T0 + 62 + 1000
+
+
+def test_clock_step_rule_and_probe_claims(redis_store: RedisStore) -> None:
+    fail(redis_store, T0, bench_for=60.0)
+    assert not redis_store.claim_probe(KEY, now=T0 + 30, lease=10, holder="a")
+    # the clock stepped back more than CLOCK_STEP_S: the bench counts as ended, one probe goes
+    assert redis_store.claim_probe(KEY, now=T0 - 61, lease=10, holder="a")
+    assert not redis_store.claim_probe(KEY, now=T0 - 61, lease=10, holder="b")
+    assert redis_store.claim_probe(KEY, now=T0 - 61, lease=10, holder="a")  # its own lease renews
+    redis_store.release_probe(KEY, holder="b")
+    assert redis_store.states([KEY])[KEY].probe_holder == "a"
+    redis_store.release_probe(KEY, holder="a")
+    assert redis_store.claim_probe(KEY, now=T0 + 61, lease=10, holder="b")
+
+
+def test_unbench_lists_what_was_benched_soonest_first(redis_store: RedisStore) -> None:
+    for i, model in enumerate(["c/1", "a/2", "b/3"]):
+        redis_store.bench(model, now=T0, until=T0 + 300 - i * 10, manual=False, reason=None, kind="transient")
+    redis_store.bench("d/4", now=T0 - 500, until=T0 - 100, manual=False, reason=None, kind="transient")
+    assert [s.model for s in redis_store.benches(T0)] == ["b/3", "a/2", "c/1"]
+    assert redis_store.unbench(None, now=T0) == ["b/3", "a/2", "c/1"]
+    assert redis_store.benches(T0) == [] and redis_store.states(["d/4"])["d/4"].bench_until is None
+    assert redis_store.unbench(["zz/unknown"], now=T0) == []
+
+
+def test_random_operations_leave_the_same_state_as_sqlite(redis_store: RedisStore, tmp_path: Path) -> None:
+    """A differential check: the same 400 random operations on both backends, states compared after each."""
+    sqlite = SqliteStore(str(tmp_path / "diff.db"))
+    rng = random.Random(7)
+    keys = ["p/a", "p/b"]
+    now = T0
+    try:
+        for step in range(600):
+            now += rng.choice([0.0, 1.0, 5.0, 30.0, 90.0, -70.0])
+            key = rng.choice(keys)
+            op = rng.randrange(7)
+            if op == 0:
+                kw = dict(now=now, kind="timeout", status=None, bench_for=rng.choice([None, 10.0, 60.0]),
+                          factor=rng.choice([1.0, 3.0]), min_until=rng.choice([None, now + 120]), reason="x",
+                          began=rng.choice([None, now - 40, now - 1]))
+                got = redis_store.record_failure(key, **kw)  # type: ignore[arg-type]
+                want = sqlite.record_failure(key, **kw)  # type: ignore[arg-type]
+            elif op == 1:
+                got, want = redis_store.record_success(key, now=now), sqlite.record_success(key, now=now)
+            elif op == 2:
+                bench = dict(now=now, until=now + rng.choice([-10.0, 50.0, 100.0, 400.0]), manual=rng.random() < 0.7,
+                             reason=rng.choice([None, "r"]), kind=rng.choice([None, "transient"]),
+                             replace=rng.random() < 0.3)
+                got = redis_store.bench(key, **bench)  # type: ignore[arg-type]
+                want = sqlite.bench(key, **bench)  # type: ignore[arg-type]
+            elif op == 3:
+                got, want = redis_store.unbench([key], now=now), sqlite.unbench([key], now=now)
+            elif op == 4:
+                holder = rng.choice(["h1", "h2"])
+                got = redis_store.claim_probe(key, now=now, lease=20, holder=holder)
+                want = sqlite.claim_probe(key, now=now, lease=20, holder=holder)
+            elif op == 5:
+                redis_store.release_probe(key, holder="h1")
+                sqlite.release_probe(key, holder="h1")
+            else:
+                got = redis_store.demote(key, now=now, slow_ms=9.0, recheck_at=now + 30)
+                want = sqlite.demote(key, now=now, slow_ms=9.0, recheck_at=now + 30)
+            if op in (0, 1, 2, 3, 4, 6):
+                assert without_speed(got) == without_speed(want), (step, op)
+            assert redis_store.all_states() == sqlite.all_states(), (step, op)
+            assert redis_store.benches(now) == sqlite.benches(now), step
+    finally:
+        sqlite.close()
+
+
+def without_speed(value: Any) -> Any:
+    """SQLite's record_failure/record_success return the state without its demotion fields."""
+    if isinstance(value, ModelState):
+        return dataclasses.replace(value, slow_since=None, slow_ms=None, speed_at=None, recheck_at=None)
+    return value
+
+
+# -- small shared facts ----------------------------------------------------------------------
+
+
+def test_quota_alert_and_meta(redis_store: RedisStore) -> None:
+    assert [redis_store.take_quota(KEY, day="2026-01-01", limit=2) for _ in range(3)] == [True, True, False]
+    assert redis_store.quota_used(KEY, day="2026-01-01") == 2 and redis_store.quota_used(KEY, day="x") == 0
+    assert not redis_store.take_quota(KEY, day="x", limit=0)
+    assert redis_store.claim_alert(KEY, "benched", now=T0, window=60)
+    assert not redis_store.claim_alert(KEY, "benched", now=T0 + 59, window=60)
+    assert redis_store.claim_alert(KEY, "other", now=T0 + 59, window=60)
+    assert redis_store.claim_alert(KEY, "benched", now=T0 + 60, window=60)
+    assert redis_store.swap_meta("config", "a") is None
+    assert redis_store.swap_meta("config", "a") == "a"
+    assert redis_store.swap_meta("config", "b") == "a"
+    assert redis_store.demote(KEY, now=T0, slow_ms=900, recheck_at=T0 + 60)
+    assert not redis_store.demote(KEY, now=T0, slow_ms=900, recheck_at=T0 + 60)
+    assert not redis_store.claim_recheck(KEY, now=T0 + 59, next_at=T0 + 120)
+    assert redis_store.claim_recheck(KEY, now=T0 + 60, next_at=T0 + 120)
+    assert redis_store.restore(KEY, now=T0 + 70, fast_ms=100) and not redis_store.restore(KEY, now=T0, fast_ms=1)
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+def random_events(rng: random.Random, count: int, start: float) -> list[Event]:
+    models = ["m/a", "m/b", "m/c", None]
+    types = ["request", "attempt_failed", "failover", "benched", "probe", "retry"]
+    out = []
+    ts = start
+    for i in range(count):
+        ts += rng.choice([0.0, 0.5, 7.0, 45.0, 61.0])
+        type_ = rng.choice(types)
+        kind = None if type_ in ("request", "probe") and rng.random() < 0.7 else rng.choice(["timeout", "auth"])
+        data: dict[str, Any] = {}
+        if type_ == "request":
+            data = {"attempt_ms": rng.choice([None, 12.5, 300.0]), "ttft_ms": rng.choice([None, 40.0, 80.25])}
+        if type_ == "probe":
+            data = {"recovered": rng.choice([True, False, 1])}
+        out.append(Event(type=type_, ts=ts, model=rng.choice(models), chain=rng.choice(["c1", "c2", None]),
+                         kind=kind, latency_ms=rng.choice([None, 20.0]), request_id=f"r{i}", data=data))
+    return out
+
+
+def test_events_and_tally_agree_with_sqlite(redis_store: RedisStore, tmp_path: Path) -> None:
+    """Counters per minute plus exact edges: every window, chain filter and page gives SQLite's answer."""
+    sqlite = SqliteStore(str(tmp_path / "tally.db"))
+    rng = random.Random(3)
+    events = random_events(rng, 700, T0)
+    try:
+        for start in range(0, len(events), 50):
+            assert redis_store.append(events[start:start + 50]) == sqlite.append(events[start:start + 50])
+        end = events[-1].ts
+        for _ in range(25):
+            since = rng.uniform(T0 - 100, end)
+            until = rng.uniform(since, end + 100)
+            chain = rng.choice([None, "c1"])
+            sample = rng.choice([2000, 5])
+            assert redis_store.tally(since=since, until=until, chain=chain, sample=sample) == sqlite.tally(
+                since=since, until=until, chain=chain, sample=sample), (since, until, chain)
+            model, types = rng.choice(["m/a", None]), rng.choice([None, ["request", "probe"], []])
+            limit, newest = rng.choice([None, 3, 600]), rng.choice([False, True])
+            assert redis_store.events(since=since, model=model, types=types, limit=limit, newest=newest) == \
+                sqlite.events(since=since, model=model, types=types, limit=limit, newest=newest)
+            after = rng.randrange(0, 700)
+            assert redis_store.events(after_id=after, chain="c2") == sqlite.events(after_id=after, chain="c2")
+            ts_after = rng.choice([None, since])
+            assert redis_store.recent_ttfts("m/b", after=ts_after, limit=7) == sqlite.recent_ttfts(
+                "m/b", after=ts_after, limit=7)
+        assert redis_store.max_event_id() == sqlite.max_event_id() == 700
+        cut = events[350].ts + 0.25
+        assert redis_store.prune(now=cut + 10, retention=10, force=True) == sqlite.prune(
+            now=cut + 10, retention=10, force=True)
+        assert redis_store.events() == sqlite.events()
+        assert redis_store.max_event_id() == 700
+        assert redis_store.prune(now=cut + 20, retention=10) == 0  # not due again within the hour
+    finally:
+        sqlite.close()
+
+
+def test_event_details_are_redacted_truncated_and_round_trip(redis_store: RedisStore) -> None:
+    secret = "sk-redis-" + "q" * 30
+    register_secret(secret)
+    event = Event(type="attempt_failed", ts=T0, request_id="r", chain="c", model=KEY, kind="auth", status=401,
+                  attempt=2, benched_until=T0 + 60.5, next_model="x/y", latency_ms=12.25,
+                  detail=f"bad key {secret} " + "x" * 2000, data={"key": secret, "n": 1, "nested": {"s": secret}})
+    [event_id] = redis_store.append([event])
+    [stored] = redis_store.events()
+    assert stored.id == event_id == 1
+    assert secret not in json.dumps(stored.to_json()) and len(stored.detail or "") == DETAIL_MAX
+    assert (stored.ts, stored.status, stored.attempt, stored.benched_until, stored.latency_ms) == (
+        T0, 401, 2, T0 + 60.5, 12.25)
+    assert stored.data["n"] == 1 and stored.next_model == "x/y"
+    client = redis_store._client
+    for key in client.scan_iter(match=redis_store.prefix + "*"):
+        dump = client.dump(key) or b""
+        assert secret.encode() not in dump, key
+
+
+def test_wait_for_events_returns_a_row_another_store_writes(redis_store: RedisStore, redis_url: str,
+                                                            redis_namespace: str) -> None:
+    other = RedisStore.from_url(redis_url, namespace=redis_namespace)
+    try:
+        last = redis_store.max_event_id()
+        assert redis_store.wait_for_events(last, timeout=0.05) == []
+        timer = threading.Timer(0.2, lambda: other.append([Event(type="request", ts=T0, detail="hello")]))
+        started = time.monotonic()
+        timer.start()
+        rows = redis_store.wait_for_events(last, timeout=5)
+        assert [e.detail for e in rows] == ["hello"] and time.monotonic() - started < 1.5
+        timer.join()
+    finally:
+        other.close()
+
+
+# -- the hot path -----------------------------------------------------------------------------
+
+
+def count_round_trips(store: RedisStore) -> list[str]:
+    """The commands this thread sends (the cache's background thread is not counted)."""
+    sent: list[str] = []
+    client = store._client
+    original = client.execute_command
+    me = threading.get_ident()
+
+    def counting(*args: Any, **kw: Any) -> Any:
+        if threading.get_ident() == me:
+            sent.append(str(args[0]))
+        return original(*args, **kw)
+
+    client.execute_command = counting  # type: ignore[method-assign]
+    return sent
+
+
+def test_a_healthy_request_costs_one_round_trip(redis_store: RedisStore) -> None:
+    keys = [KEY, "anthropic/claude"]
+    redis_store.states(keys)
+    deadline = time.monotonic() + 2
+    while not redis_store._cache().listener.healthy:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    redis_store.states(keys)
+    sent = count_round_trips(redis_store)
+    for i in range(20):
+        redis_store.states(keys)
+        assert redis_store.record_success(KEY, now=T0 + i) is None
+        redis_store.append([Event(type="request", ts=T0 + i, model=KEY)])
+        time.sleep(0.03)  # longer than a cache entry lives: kept fresh by the background thread
+    assert len(sent) == 20, sent
+
+
+def test_a_bench_elsewhere_drops_the_cached_state_at_once(redis_store: RedisStore, redis_url: str,
+                                                          redis_namespace: str) -> None:
+    writer = RedisStore.from_url(redis_url, namespace=redis_namespace, )
+    try:
+        assert redis_store.states([KEY]) == {}
+        time.sleep(0.3)
+        writer.record_failure(KEY, now=time.time(), kind="timeout", status=None, bench_for=60.0)
+        deadline = time.monotonic() + 1.0
+        while not redis_store.states([KEY]):
+            assert time.monotonic() < deadline, "the bench was not seen within 1 s"
+            time.sleep(0.005)
+    finally:
+        writer.close()
+
+
+READER = textwrap.dedent(
+    """
+    import sys, time
+    from llmfail.store.redis import RedisStore
+
+    url, namespace, lose = sys.argv[1], sys.argv[2], sys.argv[3] == "lose"
+    store = RedisStore.from_url(url, namespace=namespace)
+    if lose:  # pub/sub messages lost: only the 250 ms re-read can notice a bench
+        from llmfail.store import redis as backend
+        forget = backend._StateCache.forget
+        backend._StateCache.forget = lambda cache, model: forget(cache, None) if model is None else None
+    seen = None
+    print("ready", flush=True)
+    while True:
+        state = store.states(["shared/model"]).get("shared/model")
+        reason = state.reason if state is not None and state.is_benched(time.time()) else None
+        if reason != seen:
+            seen = reason
+            if reason == "stop":
+                break
+            print(f"{reason} {time.time()!r}", flush=True)
+        time.sleep(0.002)
+    """
+)
+
+
+@pytest.mark.parametrize("messages", ["delivered", "lose"])
+def test_a_bench_on_one_host_is_honoured_by_another_within_a_second(redis_url: str, redis_namespace: str,
+                                                                    messages: str) -> None:
+    reader = subprocess.Popen([sys.executable, "-c", READER, redis_url, redis_namespace, messages],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    writer = RedisStore.from_url(redis_url, namespace=redis_namespace)
+    delays: list[float] = []
+    try:
+        assert reader.stdout is not None and reader.stdout.readline().strip() == "ready"
+        trials = 20 if messages == "delivered" else 10
+        for trial in range(trials):
+            writer.unbench(None, now=time.time())
+            if trial:
+                assert reader.stdout.readline().split()[0] == "None"
+            time.sleep(0.02 + random.random() * 0.05)
+            benched_at = time.time()
+            writer.bench("shared/model", now=benched_at, until=benched_at + 60, manual=True, reason=f"t{trial}",
+                         kind=None)
+            reason, seen_at = reader.stdout.readline().split()
+            assert reason == f"t{trial}"
+            delays.append(float(seen_at) - benched_at)
+        now = time.time()
+        writer.bench("shared/model", now=now, until=now + 60, manual=True, reason="stop", kind=None, replace=True)
+        _, err = reader.communicate(timeout=10)
+        assert reader.returncode == 0, err
+    finally:
+        writer.close()
+        if reader.poll() is None:
+            reader.kill()
+        reader.communicate()
+    print(f"\nbench propagation over {len(delays)} trials ({messages} pub/sub): "
+          f"median {statistics.median(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
+    assert delays[-1] < 1.0
+
+
+# -- clock skew -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("skew", [-90.0, 90.0])
+def test_a_host_with_a_skewed_clock_never_probes_a_running_bench(redis_url: str, redis_namespace: str,
+                                                                 skew: float) -> None:
+    true = RedisStore.from_url(redis_url, namespace=redis_namespace)
+    skewed = RedisStore.from_url(redis_url, namespace=redis_namespace, clock=lambda: time.time() + skew)
+    try:
+        assert skewed.measure_skew() == -skew and true.measure_skew() == 0
+        now = time.time()
+        true.record_failure(KEY, now=now, kind="timeout", status=None, bench_for=30.0)
+        local = now + skew  # what the skewed host's clock says
+        assert not skewed.claim_probe(KEY, now=local, lease=10, holder="skewed")
+        state = skewed.states([KEY])[KEY]
+        assert state.is_benched(local) and not state.clock_stepped_back(local)
+        assert state.bench_until == pytest.approx(local + 30, abs=1.5)
+        assert [s.model for s in skewed.benches(local)] == [KEY]
+        skewed.record_failure("other/model", now=local, kind="timeout", status=None, bench_for=30.0)
+        assert true.states(["other/model"])["other/model"].benched_at == pytest.approx(now, abs=1.5)
+        # without the correction, the same host would probe the running bench
+        skewed._offset = 0.0
+        assert skewed.claim_probe(KEY, now=local, lease=10, holder="uncorrected") == (skew > 0 or skew < -60)
+    finally:
+        true.close()
+        skewed.close()
+
+
+# -- many processes ---------------------------------------------------------------------------
+
+RACER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    from llmfail.events import Event
+    from llmfail.store.redis import RedisStore
+
+    url, namespace, worker, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+    T0 = 1_760_000_000.0
+    store = RedisStore.from_url(url, namespace=namespace)
+    store.max_event_id()
+    open(f"{go}.ready{worker}", "w").close()
+    while not os.path.exists(go):
+        time.sleep(0.002)
+    out = {"probes": 0, "quota": 0, "alerts": [], "ids": [], "benched": 0}
+    for i in range(200):
+        if i < 50:
+            out["probes"] += store.claim_probe("half/open", now=T0 + 100 + i * 0.01, lease=60, holder=f"w{worker}-{i}")
+        out["quota"] += store.take_quota("quota/model", day="2026-12-04", limit=1000)
+        if i < 100:
+            _, benched = store.record_failure("fail/model", now=T0 + i * 0.001, kind="transient", status=503,
+                                              bench_for=30.0)
+            out["benched"] += benched
+        if i < 30:
+            window = i // 10
+            if store.claim_alert(f"m{i % 2}", "benched", now=T0 + window * 10 + i * 0.01, window=10):
+                out["alerts"].append([i % 2, window])
+        if i % 4 == 0:
+            batch = [Event(type="request", ts=T0 + i, request_id=f"w{worker}-{i}-{k}") for k in range(1 + i % 3)]
+            out["ids"] += list(zip([e.request_id for e in batch], store.append(batch)))
+    store.close()
+    print(json.dumps(out))
+    """
+)
+
+
+def test_sixteen_processes_racing_on_one_redis(redis_url: str, redis_namespace: str, tmp_path: Path) -> None:
+    setup = RedisStore.from_url(redis_url, namespace=redis_namespace)
+    setup.bench("half/open", now=T0, until=T0 + 50, manual=False, reason=None, kind="transient")
+    go = tmp_path / "go"
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, redis_url, redis_namespace, str(w), str(go)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+             for w in range(16)]
+    try:
+        deadline = time.monotonic() + 60
+        while not all((tmp_path / f"go.ready{w}").exists() for w in range(16)):
+            assert time.monotonic() < deadline, "workers did not start"
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs if p.poll() is not None]
+            time.sleep(0.01)
+        go.touch()
+        results = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=120)
+            assert proc.returncode == 0, err
+            results.append(json.loads(out))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    try:
+        assert sum(r["probes"] for r in results) == 1  # 800 claims, one half-open period, one winner
+        assert sum(r["quota"] for r in results) == 1000  # 3,200 takes against a limit of 1,000
+        assert setup.quota_used("quota/model", day="2026-12-04") == 1000
+        state = setup.states(["fail/model"])["fail/model"]
+        assert state.failures == 1600 and state.bench_count == 1600
+        assert sum(r["benched"] for r in results) >= 1
+        alerts = sorted(tuple(a) for r in results for a in r["alerts"])
+        assert alerts == [(m, w) for m in (0, 1) for w in (0, 1, 2)]  # one per (model, type, window)
+        acked = dict(pair for r in results for pair in r["ids"])
+        events = setup.events()
+        assert len(acked) == len(events) == 16 * sum(1 + i % 3 for i in range(0, 200, 4))
+        assert {e.request_id: e.id for e in events} == acked
+        ids = [e.id for e in events]
+        assert ids == sorted(set(ids))  # type: ignore[type-var]
+    finally:
+        setup.close()
+
+
+# -- when Redis is down or hangs ---------------------------------------------------------------
+
+
+def test_an_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
+    from tests.redis_server import free_port
+
+    port = free_port()
+    store = RedisStore.from_url(f"valkey://127.0.0.1:{port}/0")
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable) as caught:
+            store.states([KEY])
+        assert time.monotonic() - started < 1.0
+        message = caught.value.message
+        assert message.startswith(f"cannot reach shared state valkey://127.0.0.1:{port}/0 (")
+        assert "\n" not in message and caught.value.hint
+        assert isinstance(caught.value, StateError)
+    finally:
+        store.close()
+
+
+def test_a_hung_server_costs_one_timeout_and_no_retry(tmp_path: Path) -> None:
+    server = start_server(tmp_path)
+    store = RedisStore.from_url(server.url, namespace="hang")
+    try:
+        store.states([KEY])
+        server.pause()
+        for call in (lambda: fail(store, T0), lambda: store.append([Event(type="request", ts=T0)]),
+                     lambda: store.events(limit=5)):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match=r"no answer within 0.25 s"):
+                call()
+            assert time.monotonic() - started < 0.6  # one socket timeout: no client-side retry
+        server.resume()
+        time.sleep(0.05)
+        # the write that timed out reached the server exactly once (it was never sent again)
+        before = store.states([KEY]).get(KEY)
+        counted = before.failures if before is not None else 0
+        assert counted in (0, 1)
+        assert fail(store, T0 + 1)[0].failures == counted + 1
+    finally:
+        store.close()
+        server.stop()
+
+
+def test_a_read_only_server_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    from tests.redis_server import free_port
+
+    server = start_server(tmp_path)
+    store = RedisStore.from_url(server.url, namespace="replica")
+    try:
+        store._client.replicaof("127.0.0.1", free_port())  # a replica of nobody: read-only
+        assert store.states([KEY]) == {}  # reads still work
+        with pytest.raises(StoreUnavailable, match=r"cannot reach shared state .*\(READONLY: You can't write") as e:
+            fail(store, T0)
+        assert "script" not in e.value.message
+        with pytest.raises(StoreUnavailable):
+            store.append([Event(type="request", ts=T0)])
+    finally:
+        store.close()
+        server.stop()
+
+
+def test_the_clock_offset_is_measured_again_after_a_minute(redis_url: str, redis_namespace: str,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from llmfail.store import redis as backend
+
+    skew = [0.0]
+    store = RedisStore.from_url(redis_url, namespace=redis_namespace, clock=lambda: time.time() + skew[0])
+    try:
+        store.states([KEY])
+        assert store.clock_offset == 0
+        skew[0] = 120.0  # the host's clock is stepped forward two minutes
+        store.states([KEY])
+        assert store.clock_offset == 0  # measured less than a minute ago
+        monkeypatch.setattr(backend, "SKEW_REFRESH_S", 0.0)
+        store.states([KEY])
+        assert store.clock_offset == -120
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def password_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = start_server(tmp_path, "--requirepass", "s3cret-redis-pass")
+    yield server
+    server.stop()
+
+
+def test_the_password_comes_from_the_environment_and_is_never_shown(
+    password_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = password_server.url
+    with pytest.raises(UsageError, match="contains a password") as caught:
+        RedisStore.from_url(url.replace("//", "//:s3cret-redis-pass@"))
+    assert "s3cret" not in str(caught.value) + str(caught.value.hint)
+    assert display_url("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
+    with pytest.raises(UsageError, match="MY_REDIS_PW"):
+        RedisStore.from_url(url, password_env="MY_REDIS_PW")
+    denied = RedisStore.from_url(url)
+    with pytest.raises(StateError, match="refused access") as refused:
+        denied.states([KEY])
+    denied.close()
+    assert "s3cret" not in refused.value.message
+    monkeypatch.setenv("MY_REDIS_PW", "s3cret-redis-pass")
+    store = RedisStore.from_url(url, password_env="MY_REDIS_PW", namespace="pw")
+    try:
+        fail(store, T0)
+        store.append([Event(type="request", ts=T0, model=KEY, data={"ttft_ms": 1.0})])
+        assert store.states([KEY])[KEY].failures == 1
+        assert "s3cret" not in repr(store) and "***" in repr(store)
+        for key in store._client.scan_iter(match="*"):  # the password never reaches the store
+            assert b"s3cret" not in (store._client.dump(key) or b"") and "s3cret" not in key
+    finally:
+        store.close()
+
+
+def test_bad_urls_and_namespaces_are_usage_errors() -> None:
+    with pytest.raises(UsageError, match="not a Redis URL"):
+        RedisStore.from_url("memcached://x")
+    with pytest.raises(UsageError, match="namespace"):
+        RedisStore.from_url("redis://127.0.0.1:1/0", namespace="a}b")
+
+
+def test_every_key_of_a_namespace_shares_one_hash_tag(redis_store: RedisStore) -> None:
+    fail(redis_store, T0)
+    redis_store.take_quota(KEY, day="d", limit=5)
+    redis_store.claim_alert(KEY, "t", now=T0, window=5)
+    redis_store.swap_meta("k", "v")
+    redis_store.append([Event(type="request", ts=T0, model=KEY, data={"ttft_ms": 1.0})])
+    keys = list(redis_store._client.scan_iter(match="*" + redis_store.namespace + "*"))
+    assert len(keys) >= 8
+    assert all(k.startswith("{llmfail:" + redis_store.namespace + "}:") for k in keys)
+
+
+def test_server_problems_name_settings_that_lose_state(redis_store: RedisStore) -> None:
+    problems = redis_store.server_problems()  # the test server runs with --save '' --appendonly no
+    assert any("keeps nothing on disk" in p for p in problems)
+    client = redis_store._client
+    policy = client.config_get("maxmemory-policy")["maxmemory-policy"]
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        assert any("allkeys-lru" in p for p in redis_store.server_problems())
+    finally:
+        client.config_set("maxmemory-policy", policy)
