@@ -424,18 +424,19 @@ class Engine:
 
     def _succeed(self, w: _Walk, entry: Entry, completion: Completion) -> Result:
         latency_ms = (self.clock() - w.start) * 1000
-        degraded = self._guard.warning_since(w.start)
-        result = Result(
+        # The outcome row first: a store that fails on it is then part of the warning below.
+        unwritten = self._request_event(w, ok=True, model=entry.model, usage=completion.usage)
+        warnings = list(completion.warnings)
+        if (degraded := self._guard.warning_since(w.start)) is not None:
+            warnings.append(degraded)
+        if unwritten is not None:  # the answer is in hand: a store failure must not lose it
+            warnings.append(f"this request's outcome row could not be written to the state store: {unwritten}")
+        return Result(
             text=completion.text, model=entry.model, chain=w.chain, request_id=w.request_id,
             failovers=w.failovers, latency_ms=latency_ms,
             ttft_ms=w.ttft * 1000 if w.ttft is not None else None, usage=completion.usage,
-            attempts=w.attempts, warnings=[*completion.warnings, degraded] if degraded else completion.warnings,
-            panic=w.panic,
+            attempts=w.attempts, warnings=warnings, panic=w.panic,
         )
-        unwritten = self._request_event(w, ok=True, model=entry.model, usage=completion.usage)
-        if unwritten is not None:  # the answer is in hand: a store failure must not lose it
-            result.warnings.append(f"this request's outcome row could not be written to the state store: {unwritten}")
-        return result
 
     def _request_event(self, w: _Walk, *, ok: bool, model: str | None = None, kind: str | None = None,
                        status: int | None = None, usage: Usage | None = None, detail: str | None = None) -> str | None:
