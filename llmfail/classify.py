@@ -317,9 +317,10 @@ def _parse_json(body: object) -> object | None:
     if not text or text[0] not in "{[\"":
         return None
     try:
-        return json.loads(text)
+        loaded: object = json.loads(text)
     except ValueError:
         return None
+    return loaded
 
 
 def _error_envelope(parsed: object) -> Mapping[str, Any] | None:

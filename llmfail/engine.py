@@ -194,7 +194,7 @@ class Engine:
         system: str | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
-    ) -> AsyncIterator[StreamItem]:
+    ) -> AsyncIterator[StreamItem | Result]:
         """Tokens as they arrive (and `Restart` markers under mid_stream: restart).
 
         Failover is invisible until the first token is handed over; after that
@@ -219,7 +219,7 @@ class Engine:
                 item = await queue.get()
                 if isinstance(item, BaseException):
                     raise item
-                yield item  # type: ignore[misc]
+                yield item
                 if isinstance(item, Result):
                     return
         finally:
