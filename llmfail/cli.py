@@ -966,11 +966,16 @@ def tui(
 
 # --------------------------------------------------------------------------- state: moving between stores
 
-state_app = typer.Typer(help="Move shared state between stores (a SQLite file, a Redis URL).", no_args_is_help=True)
+_STATE_COPY_EXAMPLES = (
+    "llmfail state copy ~/.local/state/llmfail/state.db redis://redis.internal:6379/0",
+    "llmfail state copy redis://redis.internal:6379/0 backup.db --src-namespace prod",
+)
+state_app = typer.Typer(help="Move shared state between stores (a SQLite file, a Redis URL).", no_args_is_help=True,
+                        epilog=examples(*_STATE_COPY_EXAMPLES))
 app.add_typer(state_app, name="state")
 
 
-@state_app.command("copy")
+@state_app.command("copy", epilog=examples(*_STATE_COPY_EXAMPLES))
 def state_copy(
     src: str = typer.Argument(..., metavar="SRC", help="Store to copy from: a path, sqlite:///path or redis://…"),
     dst: str = typer.Argument(..., metavar="DST", help="Store to copy into: a path, sqlite:///path or redis://…"),

@@ -141,7 +141,7 @@ def test_info_redacts_a_store_urls_password(tmp_path: Path):
     result = cli("--db", "redis://ops:hunter2@cache.internal:6379/0", "info", "--json")
     store = json.loads(result.stdout)["store"]
     assert store == {"url": "redis://ops:***@cache.internal:6379/0", "kind": "redis", "source": "--db",
-                     "exists": None, "size_bytes": None}
+                     "namespace": None, "exists": None, "size_bytes": None}
     assert "hunter2" not in result.output
 
 
