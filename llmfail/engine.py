@@ -303,10 +303,14 @@ class Engine:
 
     def is_benched(self, model: str) -> bool:
         """Whether requests skip `model` now: its own bench, or, for an entry of the config, every
-        one of its credentials benched. A model past its bench (half-open) is not benched. Pure read."""
+        one of its credentials benched. A model past its bench (half-open) is not benched. Pure read.
+
+        Like `benches()`, it reads the shared state or raises `StateError`: an operator's
+        question is never answered from a request's fallback snapshot."""
         entry = next((e for e in self.config.entries() if e.model == model), None)
-        keys = entry.bench_keys() if entry is not None else (model,)
-        return entry_status(entry, self.store.states(keys), self.clock(), model=model).is_benched
+        now = self.clock()
+        running = {state.model: state for state in self.store.benches(now)}
+        return entry_status(entry, running, now, model=model).is_benched
 
     # ------------------------------------------------------------------ events & state
 

@@ -59,6 +59,7 @@ class Result:
             "usage": self.usage.to_json(),
             "attempts": [a.to_json() for a in self.attempts],
             "error": None,
+            "warnings": list(self.warnings),
         }
 
 

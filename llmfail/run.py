@@ -11,7 +11,7 @@ import httpx
 from . import events as ev
 from .config import Config
 from .engine import Engine
-from .errors import ExitCode, LlmfailError
+from .errors import ExitCode, LlmfailError, plural
 from .events import Event
 from .output import emit_json, note, report_error, warn
 from .result import Restart, Result, Token, failure_json
@@ -118,7 +118,7 @@ def run_command(
                 assert streamed is not None, "Engine.stream() ends with the Result or raises"
                 result = streamed
             out.end_line()
-            if not (quiet or json_out):
+            if not quiet:  # stderr: with --json too (the JSON also carries them)
                 for warning in result.warnings:
                     warn(warning)
             return ExitCode.OK
@@ -130,6 +130,7 @@ def run_command(
             return error.exit_code
         finally:
             await engine.aclose()
+            _close_store(store)
 
     try:
         return asyncio.run(go())
@@ -139,6 +140,17 @@ def run_command(
         out.end_line()
         note("llmfail: interrupted")
         return ExitCode.INTERRUPTED
+
+
+def _close_store(store: Store) -> None:
+    """Close the request's store; the guard first writes what it spooled while the store was
+    locked or unreachable. What still cannot be written is said, never dropped silently."""
+    from .store.guard import GuardedStore
+
+    store.close()
+    if isinstance(store, GuardedStore) and store.spooled:
+        warn(f"{plural(store.spooled, 'event')} of this request could not be written to the state store"
+             f" ({store.degraded or 'it could not be reached'}): they are lost")
 
 
 class _Stdout:

@@ -66,7 +66,8 @@ def test_run_json_has_exactly_the_documented_shape(server, tmp_path):
     result = runner.invoke(app, ["--config", str(config), "run", "hi", "--chain", "main", "--json"])
     assert result.exit_code == 0
     out = json.loads(result.stdout)
-    assert set(out) == {"ok", "chain", "model", "text", "failovers", "latency_ms", "usage", "attempts", "error"}
+    assert set(out) == {"ok", "chain", "model", "text", "failovers", "latency_ms", "usage", "attempts", "error",
+                        "warnings"}
     assert out["ok"] is True and out["model"] == "b/m2" and out["text"] == "json answer"
     assert out["failovers"] == 1 and out["error"] is None
     assert out["usage"] == {"input_tokens": 3, "output_tokens": 2}

@@ -96,9 +96,11 @@ def test_run_answers_promptly_with_a_warning_while_another_process_holds_the_wri
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello there\n"
     lines = done.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert len(lines) == 2 and "Traceback" not in done.stderr
     assert lines[0].startswith("llmfail: warning: shared state unavailable (the state DB")
     assert "locked" in lines[0] and lines[0].endswith("answered without it")
+    # still locked when run exits: its events are not silently dropped
+    assert "of this request could not be written to the state store" in lines[1] and lines[1].endswith("lost")
     assert took < 2.0  # not the 10 s busy timeout
 
 
@@ -109,8 +111,9 @@ def test_run_answers_with_a_warning_when_llmfail_db_is_a_directory(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout == "hello there\n"
     lines = done.stderr.splitlines()
-    assert len(lines) == 1 and "Traceback" not in done.stderr
+    assert len(lines) == 2 and "Traceback" not in done.stderr
     assert lines[0].startswith("llmfail: warning: shared state unavailable (") and str(directory) in lines[0]
+    assert "could not be written to the state store" in lines[1]
     assert took < 5.0
 
 

@@ -388,3 +388,14 @@ async def test_a_second_process_does_not_prune_within_the_hour_of_the_first(
     await second.complete("main", "hi")  # its first write: it offers, the store's hourly guard declines
     await second.aclose()
     assert "old/m" in models_logged(store)
+
+
+def test_operator_reads_raise_when_the_shared_state_cannot_be_reached(tmp_path: Path):
+    """A request may go on without the store; an operator's question never gets a guess."""
+    directory = tmp_path / "not-a-db"
+    directory.mkdir()
+    engine = llmfail.Engine(make_config("chains:\n  demo: [mock/echo]\n"), db_path=str(directory))
+    assert engine.complete_sync("demo", "hi").warnings  # the request is answered, with a warning
+    for ask in (lambda: engine.is_benched("mock/echo"), engine.benches):
+        with pytest.raises(llmfail.StateError):
+            ask()
