@@ -16,6 +16,16 @@ rows) at a given `now`; reading never changes anything.
 Requests walk the *live* statuses (HEALTHY, SLOW, HALF_OPEN); the others are
 skipped unless every entry is skipped (panic mode).
 
+Two words are shown *over* a status by the views that have the evidence for them;
+they never replace it where decisions are made:
+
+    NO_DATA      `stats` and the dashboard: HEALTHY, but no request in the window backs it
+    PANIC_TRIED  the dashboard: benched, yet being tried because every entry of a chain is
+
+`llmfail probe`'s healthy/slow/degraded/offline is another thing again: the verdict
+of one real request just made (`probe.ProbeVerdict`), which changes an entry's
+status only through the usual records.
+
 `HealthTracker` is the engine's writing side of the same state: the half-open
 probe lease, each attempt's outcome, the credential roll-up and slow demotion.
 """
@@ -68,6 +78,10 @@ class EntryStatus(StrEnum):
 
 
 _LIVE = frozenset({EntryStatus.HEALTHY, EntryStatus.SLOW, EntryStatus.HALF_OPEN})
+
+#: Overlays shown over a status (see the module docstring).
+NO_DATA = "no data"
+PANIC_TRIED = "panic-tried"
 
 
 def entry_status(entry: Entry | None, states: Mapping[str, ModelState], now: float, *,

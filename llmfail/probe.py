@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from enum import StrEnum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -42,10 +43,18 @@ if TYPE_CHECKING:
     from .journal import Journal
     from .store import Store
 
-HEALTHY = "healthy"
-SLOW = "slow"
-DEGRADED = "degraded"
-OFFLINE = "offline"
+class ProbeVerdict(StrEnum):
+    """What one probe request just found (`probe --json`'s `state`). Not an entry status
+    (`llmfail.health.EntryStatus`): a probe is fresh evidence from the network, a status is
+    what the shared state says; a probe changes a status only through the usual records."""
+
+    HEALTHY = "healthy"  # answered, first token within slow_threshold
+    SLOW = "slow"  # answered, first token above slow_threshold
+    DEGRADED = "degraded"  # the provider answered, but with an error (rate limit, overload, bad request)
+    OFFLINE = "offline"  # no usable answer: down, unreachable, timed out, or the credential is dead
+
+
+HEALTHY, SLOW, DEGRADED, OFFLINE = ProbeVerdict
 
 #: The probe request: one short user turn, at most one token back.
 PROBE_REQUEST = ChatRequest(({"role": "user", "content": "ping"},), max_tokens=1, temperature=0.0)
@@ -56,7 +65,7 @@ class ProbeResult:
     """What one entry's probe found."""
 
     model: str
-    state: str  # healthy / slow / degraded / offline
+    state: ProbeVerdict
     latency_ms: float | None  # time to the answer's first token, or to the failure
     kind: str | None = None  # the error kind when it failed
     status: int | None = None
@@ -90,7 +99,7 @@ class ProbeReport:
         return all(self.chains.values())
 
 
-def state_of_error(err: ProviderError) -> str:
+def state_of_error(err: ProviderError) -> ProbeVerdict:
     """offline when nothing usable answered; degraded when the provider answered with an error."""
     if err.kind in (Kind.TIMEOUT, Kind.AUTH):
         return OFFLINE

@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .health import EntryStatus, entry_status
+from .health import NO_DATA, EntryStatus, entry_status
 
 if TYPE_CHECKING:
     from .config import Chain, Config, Entry
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 PERCENTILE_SAMPLE = 2000
 
 #: A live model with no request in the window: its health is unknown, not "healthy".
-NO_DATA = "no data"
 
 #: Worst first: the order a dashboard sorts troubled models by (`llmfail.health`'s vocabulary, then no data).
 STATES = (*EntryStatus, NO_DATA)

@@ -46,7 +46,7 @@ from ..errors import LlmfailError
 from ..events import Event
 from ..health import EntryStatus
 from ..output import event_text
-from ..stats import NO_DATA
+from ..health import NO_DATA
 from ..store import Store
 from .feed import KEEP_EVENTS, WINDOW_S, Feed, LogFilter, Update
 from .health import COLUMNS, COMPACT_COLUMNS, STATES, ChainView, HealthRow

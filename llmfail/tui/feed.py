@@ -32,7 +32,8 @@ from .. import events as ev
 from ..actions import FOLLOW_BATCH, EventFilter, recent_events
 from ..health import EntryStatus
 from ..stats import model_stats
-from .health import PANIC_TRIED, ChainView, HealthRow, chain_views, sort_rows
+from ..health import PANIC_TRIED
+from .health import ChainView, HealthRow, chain_views, sort_rows
 
 if TYPE_CHECKING:
     from ..config import Config

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from .. import stats
 from ..durations import format_duration
-from ..health import EntryStatus, entry_status
+from ..health import NO_DATA, PANIC_TRIED, EntryStatus, entry_status
 
 if TYPE_CHECKING:
     from ..events import Event
@@ -28,7 +28,6 @@ if TYPE_CHECKING:
 #: The states a row can be in, most troubling first (the "by trouble" sort order):
 #: `llmfail.stats`'s states (ending with `no data`), after `panic-tried`: benched, yet
 #: being tried because every entry of one of its chains was benched (on_all_benched: try_all).
-PANIC_TRIED = "panic-tried"
 STATES = (PANIC_TRIED, *stats.STATES)
 
 STATE_STYLE: Mapping[str, str] = {
@@ -39,7 +38,7 @@ STATE_STYLE: Mapping[str, str] = {
     "manual": "bold magenta",
     "slow": "yellow",
     "healthy": "green",
-    stats.NO_DATA: "dim",
+    NO_DATA: "dim",
 }
 
 #: (key, label) of each column, in display order; the keys are the DataTable's column keys.
@@ -171,7 +170,7 @@ def display_state(state: str, bench_until: float | None, now: float) -> str:
     this a bench would sit at "benched, –" until the next read.
     """
     if state in (EntryStatus.BENCHED, EntryStatus.MANUAL, PANIC_TRIED) and bench_until is not None and bench_until <= now:
-        return "half-open"
+        return EntryStatus.HALF_OPEN
     return state
 
 
