@@ -330,6 +330,28 @@ def test_a_bench_elsewhere_drops_the_cached_state_at_once(redis_store: RedisStor
         writer.close()
 
 
+def test_a_write_through_a_store_that_never_read_reaches_the_cache_of_its_process_at_once(
+    redis_store: RedisStore, redis_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmfail.store import redis as backend
+
+    forget = backend._StateCache.forget
+    monkeypatch.setattr(backend._StateCache, "forget",  # pub/sub messages lost: only our own writes count
+                        lambda cache, model: forget(cache, None) if model is None else None)
+    assert redis_store.states([KEY]) == {}
+    deadline = time.monotonic() + 2
+    while not redis_store._cache().listener.healthy:  # type: ignore[union-attr]
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert redis_store.states([KEY]) == {}  # now cached as absent
+    writer = RedisStore.from_url(redis_url, namespace=redis_namespace)  # has never read: no cache of its own
+    try:
+        fail(writer, T0)
+        assert redis_store.states([KEY])[KEY].failures == 1
+    finally:
+        writer.close()
+
+
 READER = textwrap.dedent(
     """
     import sys, time

@@ -22,14 +22,17 @@ Why it is built the way it is:
   every time read, so all hosts decide on the server's clock while each caller
   keeps seeing times on its own. Offsets under a second count as none and the
   offset is whole seconds, so same-machine times round-trip exactly.
-- **Hot path**: `states()` is served from a local cache that a pub/sub message
-  from the writing script drops, that a background thread re-reads every
-  250 ms (the backstop for lost messages) and whose entries expire after
-  500 ms; a clean success writes nothing. A healthy request costs one round
-  trip: its `request` event.
+- **Hot path**: `states()` is served from a cache per process (shared by its
+  stores on one server and namespace, so their own writes are seen at once)
+  that a pub/sub message from the writing script drops, that a background
+  thread re-reads every 250 ms (the backstop for lost messages) and whose
+  entries expire after 500 ms; a clean success writes nothing. A healthy
+  request costs one round trip: its `request` event. Another host's bench is
+  honoured within a few ms, within 250 ms if the message is lost.
 - **Outages**: 0.25 s socket timeouts and no client-side retries (redis-py
   retries 10 times by default; a retried write could count a failure twice).
-  Every Redis error becomes one `StoreUnavailable` line naming the server.
+  Every Redis error becomes one `StateError` line naming the server,
+  `StoreUnavailable` when waiting may fix it.
 """
 
 from __future__ import annotations
@@ -82,8 +85,6 @@ _QUOTA_TTL_S = 3 * 86400
 _PAGE = 500
 _BUCKET_S = 60
 
-_NUMBER_FIELDS = frozenset({"bench_until", "benched_at", "last_error_at", "probe_until", "slow_since", "slow_ms",
-                            "speed_at", "recheck_at"})
 _TIME_FIELDS = ("bench_until", "benched_at", "last_error_at", "probe_until", "slow_since", "speed_at", "recheck_at")
 _EVENT_TEXT = ("request_id", "chain", "model", "type", "kind", "next_model", "detail")
 _SEP = "\x1f"
@@ -376,14 +377,14 @@ class RedisStore:
         return {key: (self._state(key, raw, 0.0) if raw else None) for key, raw in zip(keys, reply[1:])}
 
     def _forget(self, model: str | None) -> None:
-        cache = self._shared
+        cache = self._shared or _StateCache.find(self)
         if cache is not None:
             cache.forget(model)
 
     def _wrote(self, model: str, raw: Sequence[str]) -> ModelState:
         """Our own write: every store of this process sees what the script returned at once
         (other processes learn of it by pub/sub). Returns it in this host's time."""
-        cache = self._shared
+        cache = self._shared or _StateCache.find(self)  # a store that only writes still keeps the others current
         if cache is not None:
             cache.put(model, self._state(model, raw, 0.0))
         return self._state(model, raw)
@@ -914,6 +915,11 @@ class _StateCache:
         self.users = 0
         self.listener = _Listener(self, store)
         self.listener.start()
+
+    @staticmethod
+    def find(store: RedisStore) -> _StateCache | None:
+        """The cache other stores of this process keep for `store`'s server and namespace, if any."""
+        return _CACHES.get((store.url, store.namespace, os.getpid()))
 
     @classmethod
     def acquire(cls, store: RedisStore) -> _StateCache:
