@@ -11,6 +11,7 @@ silently.
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import shutil
 import signal
@@ -87,12 +88,16 @@ class RedisServer:
 def start_server(tmp: Path, *extra: str) -> RedisServer:
     """A fresh server, or a skip (a failure under CI=true) when no binary is installed."""
     binary = server_binary()
+    missing = None
     if binary is None:
-        reason = "no redis-server or valkey-server on PATH: install Redis >= 7 to run the Redis store tests"
+        missing = "no redis-server or valkey-server on PATH: install Redis >= 7 to run the Redis store tests"
+    elif importlib.util.find_spec("redis") is None:
+        missing = "the redis package is missing: pip install -e '.[test]' (or 'llmfail[redis]')"
+    if missing is not None:
         if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    pytest.importorskip("redis", reason="the redis package is missing: pip install 'llmfail[redis]'")
+            pytest.fail(missing)
+        pytest.skip(missing)
+    assert binary is not None
     return RedisServer(binary, tmp, *extra)
 
 
