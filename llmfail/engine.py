@@ -297,14 +297,14 @@ class Engine:
         return self._emit(Event(type=type_, ts=self.clock(), request_id=w.request_id, chain=w.chain, model=model, **fields))
 
     def _record_failure(self, key: str, err: ProviderError, policy: Policy, w: _Walk, *,
-                        bench_for: float | None, min_until: float | None = None, factor: float | None = None,
-                        began: float | None = None) -> None:
-        """Count a health failure; with `bench_for`, bench `key` and say so in an event (unless the
-        attempt, begun at `began`, was already in flight when the running bench began)."""
+                        bench_for: float | None, min_until: float | None = None, factor: float | None = None) -> None:
+        """Count a health failure; with `bench_for`, bench `key` and say so in an event — unless a bench
+        began after this walk read the states (`w.start`): its retries never saw it, so their failures
+        are stale news and bench nothing more."""
         state, benched = self.store.record_failure(
             key, now=self.clock(), kind=str(err.kind), status=err.status, bench_for=bench_for,
             factor=policy.max_cooldown_factor if factor is None else factor, min_until=min_until,
-            reason=err.message, began=began,
+            reason=err.message, began=w.start,
         )
         if benched:
             self._event(w, ev.BENCHED, key, kind=str(err.kind), status=err.status,
@@ -669,7 +669,7 @@ class Engine:
                 now = self.clock()
                 if entry_status(entry, self.store.states(entry.credential_keys()), now) == EntryStatus.BENCHED:
                     self._record_failure(entry.model, w.causes[-1], policy, w, bench_for=policy.auth_cooldown,
-                                         factor=1.0, began=w.start)
+                                         factor=1.0)
             return None
         finally:
             if w.probe_key == entry.model:
@@ -743,14 +743,14 @@ class Engine:
             if w.missing_key:  # sent without a key because this process lacks the variable:
                 err.hint = err.hint or f"{w.missing_key} is not set in this environment"  # not a shared verdict
                 return "next-credential"
-            self._record_failure(key, err, policy, w, bench_for=policy.auth_cooldown, factor=1.0, began=began)
+            self._record_failure(key, err, policy, w, bench_for=policy.auth_cooldown, factor=1.0)
             return "next-credential"
         if kind == Kind.TIMEOUT:
             if err.should_retry is True and attempt == 1 and attempts > 1 and partial is None:
                 # the server says this one is worth repeating (`x-should-retry: true`): one retry
-                self._record_failure(entry.model, err, policy, w, bench_for=None, began=began)
+                self._record_failure(entry.model, err, policy, w, bench_for=None)
                 return backoff_delay(policy, attempt, self.rng)
-            self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown, began=began)
+            self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown)
             return "next-entry"
         # rate_limited and transient: retry while allowed, then bench
         # (a 503/529 with Retry-After is honoured like a 429's: up to max_retry_wait)
@@ -759,9 +759,9 @@ class Engine:
         if too_long or attempt >= attempts or err.should_retry is False or partial is not None:
             now = self.clock()
             floor = max(now + (wait or 0.0), err.reset_at or 0.0) if wait is not None or err.reset_at else None
-            self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown, min_until=floor, began=began)
+            self._record_failure(entry.model, err, policy, w, bench_for=policy.cooldown, min_until=floor)
             return "next-entry"
-        self._record_failure(entry.model, err, policy, w, bench_for=None, began=began)
+        self._record_failure(entry.model, err, policy, w, bench_for=None)
         delay = wait if wait is not None else backoff_delay(policy, attempt, self.rng)
         if delay >= self._remaining(w):  # the retry could not happen in time: try the next entry
             return "next-entry"

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from llmfail import events as ev
 from llmfail.store import StoreTarget, sqlite_file
 
@@ -78,9 +80,12 @@ def test_four_processes_failing_over_at_once_lose_no_request_event_and_keep_the_
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
 
-def test_requests_in_flight_when_a_model_is_benched_do_not_bench_it_again(server, store_target: StoreTarget):
-    """Issue 18 item 13: four requests waiting on one failing primary bench it once, not four times
-    (which would also have multiplied its progressive cooldown)."""
+@pytest.mark.parametrize("attempts", [1, 3])
+def test_requests_in_flight_when_a_model_is_benched_do_not_bench_it_again(server, store_target: StoreTarget,
+                                                                          attempts: int):
+    """Issue 18 item 13: four requests already walking when their failing primary is benched bench it
+    once, not once each (which would also multiply its progressive cooldown) — also when they are
+    still retrying it after the bench began, since a walk reads the bench state only when it starts."""
     import asyncio
     import threading
 
@@ -88,16 +93,22 @@ def test_requests_in_flight_when_a_model_is_benched_do_not_bench_it_again(server
     from llmfail.engine import Engine
 
     all_in = threading.Barrier(4, timeout=10)
+    calls = iter(range(10**6))
+    lock = threading.Lock()
 
     def fails_once_all_four_are_waiting(request):
-        all_in.wait()  # every request's attempt on a/m1 began before any of them failed
+        with lock:
+            call = next(calls)
+        if call < 4:
+            all_in.wait()  # every request's walk began before any of them failed
         return openai_error(503)
 
     server.expect_request("/a/v1/chat/completions").respond_with_handler(fails_once_all_four_are_waiting)
     server.expect_request("/b/v1/chat/completions").respond_with_handler(Calls(ok("b")))
     url = server.url_for("").rstrip("/")
     config = parse_config(f"""
-defaults: {{attempts: 1, cooldown: 30s, max_cooldown_factor: 4, timeout: 10s}}
+defaults: {{attempts: {attempts}, backoff: {{base: 1ms, max: 5ms}}, cooldown: 30s, max_cooldown_factor: 4,
+           timeout: 10s}}
 providers:
   a: {{type: openai, base_url: "{url}/a/v1"}}
   b: {{type: openai, base_url: "{url}/b/v1"}}
@@ -117,10 +128,10 @@ chains:
     try:
         assert asyncio.run(four_at_once()) == ["b/m2"] * 4
         state = store.states(["a/m1"])["a/m1"]
-        assert (state.failures, state.bench_count) == (4, 1)
+        assert (state.failures, state.bench_count) == (4 * attempts, 1)
         assert state.bench_until is not None and state.benched_at is not None
         assert state.bench_until - state.benched_at == 30.0  # not 4 x 30 s
         benched = store.events(types=[ev.BENCHED], model="a/m1")
-        assert len(benched) == 1 and len(store.events(types=[ev.ATTEMPT_FAILED], model="a/m1")) == 4
+        assert len(benched) == 1 and len(store.events(types=[ev.ATTEMPT_FAILED], model="a/m1")) == 4 * attempts
     finally:
         store.close()

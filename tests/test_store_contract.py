@@ -146,6 +146,9 @@ def test_a_failure_in_flight_when_the_bench_began_is_counted_but_benches_nothing
     assert (state.bench_until, state.benched_at, state.bench_count, state.reason) == (T0 + 30, T0, 1, "first")
     assert (state.failures, state.last_error_kind, state.last_error_at) == (2, "timeout", T0 + 2)
     assert store.states([KEY])[KEY] == state
+    state, benched = store.record_failure(KEY, now=T0 + 2, kind="timeout", status=None, bench_for=30.0,
+                                          began=T0)  # the same instant is in flight too (a virtual clock)
+    assert not benched and (state.failures, state.bench_count) == (3, 1)
     state, benched = store.record_failure(KEY, now=T0 + 3, kind="timeout", status=None, bench_for=30.0,
                                           began=T0 + 1)  # began after the bench: it counts
     assert benched and state.bench_until == T0 + 33 and state.bench_count == 2
@@ -192,6 +195,15 @@ def test_a_longer_re_bench_extends_and_keeps_the_operators_reason(store: Store) 
 def test_an_operator_bench_shorter_than_a_running_automatic_one_keeps_it(store: Store) -> None:
     auto = fail(store, T0, min_until=T0 + 3600, reason="429 reset in 1h")
     assert store.bench(KEY, now=T0 + 1, until=T0 + 600, manual=True, reason="x", kind=None) == auto
+
+
+def test_extending_takes_the_new_bench_but_never_loses_a_manual_flag(store: Store) -> None:
+    fail(store, T0, reason="503 upstream")
+    manual = store.bench(KEY, now=T0 + 1, until=T0 + 600, manual=True, reason=None, kind=None)
+    assert (manual.manual, manual.kind, manual.reason, manual.benched_at) == (True, "manual", None, T0)
+    auto = store.bench(KEY, now=T0 + 2, until=T0 + 900, manual=False, reason="x", kind="transient")
+    assert (auto.manual, auto.kind, auto.bench_until, auto.bench_count) == (True, "manual", T0 + 900, 3)
+    assert store.states([KEY])[KEY] == auto
 
 
 def test_replace_sets_the_operators_bench_even_when_shorter(store: Store) -> None:

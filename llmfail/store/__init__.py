@@ -189,9 +189,10 @@ class BenchStore(Protocol):
 
         failures += 1, last error noted, probe lease released. With `bench_for`
         the key is benched: until = max(now + bench_for * min(factor,
-        bench_count), min_until), never shorter than a running bench. An attempt
-        that `began` at or before the running bench began (in flight when it
-        was benched) is counted but benches nothing.
+        bench_count), min_until), never shorter than a running bench. A failure
+        of a request that `began` (read the bench state) at or before the
+        running bench began — in flight when it was benched — is counted but
+        benches nothing.
         """
         ...
 

@@ -18,10 +18,11 @@ The rules (SPEC §3 items 5, 8, 9):
   failure or by the operator — unless the operator says `replace`: the later
   deadline wins. Two processes failing at once, or a rate-limit reset followed
   by an ordinary failure, must not let traffic back early.
-- **Failures already in flight when a bench began** (`began <= benched_at`
-  while that bench runs) are counted but bench nothing: under concurrency, the
-  requests that were already waiting on a model when it was benched would
-  otherwise re-bench it once each and inflate its progressive cooldown.
+- **Failures of requests already in flight when a bench began** (`began <=
+  benched_at` while that bench runs, `began` being when the request read the
+  bench state) are counted but bench nothing: under concurrency, the requests
+  already waiting on (or retrying) a model when it was benched would otherwise
+  re-bench it once each and inflate its progressive cooldown.
 - **Manual benches** keep their flag and reason through failures and
   successes; only `lift` (unbench) or expiry ends them.
 - **Half-open**: a bench that has ended (or an automatic one from before a
@@ -96,14 +97,16 @@ def after_failure(
     deadline wins) and keeps its start (`benched_at`); a running *manual* bench
     also keeps its flag, reason and kind, an automatic one takes this failure's.
 
-    Except when the attempt was already in flight as the running bench began
-    (`began <= prev.benched_at`): that failure tells nothing the bench does not
-    already say, so it is counted but benches nothing (flag False, bench_count
-    unchanged), and the caller writes no `benched` event. The same instant
-    counts as in flight: on a virtual clock (`simulate`, tests) concurrent
-    requests start at one instant, and a request starting after the bench
-    would have skipped the benched entry anyway. `began` None (the caller does
-    not know) never counts as in flight.
+    Except when the request was already in flight as the running bench began
+    (`began <= prev.benched_at`, `began` being when the caller last read the
+    bench state — the engine's walk reads it once, at its start, and retries
+    without looking again): that failure tells nothing the bench does not
+    already say, so it is counted but benches nothing (flag False,
+    bench_count unchanged), and the caller writes no `benched` event. The same
+    instant counts as in flight: on a virtual clock (`simulate`, tests)
+    concurrent requests start at one instant, and a request starting after the
+    bench would have skipped the benched entry anyway. `began` None (the
+    caller does not know) never counts as in flight.
     """
     running = prev.is_benched(now)
     counted = evolve(
