@@ -48,8 +48,8 @@ def free_port() -> int:
 class RedisServer:
     """One `redis-server` process on 127.0.0.1; `stop`/`pause`/`resume` for the fault tests."""
 
-    def __init__(self, binary: str, workdir: Path, *extra: str) -> None:
-        self.port = free_port()
+    def __init__(self, binary: str, workdir: Path, *extra: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -565,6 +565,38 @@ def test_a_hung_server_costs_one_timeout_and_no_retry(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_a_restarted_server_is_used_again_and_the_cache_resumes(tmp_path: Path) -> None:
+    from tests.redis_server import RedisServer, server_binary
+
+    server = start_server(tmp_path)
+    store = RedisStore.from_url(server.url, namespace="restart")
+    try:
+        fail(store, T0)
+        server.stop()  # SIGKILL: with --appendonly no, everything is lost
+        with pytest.raises(StoreUnavailable):
+            store.states([KEY, "other/key"])
+        binary = server_binary()
+        assert binary is not None
+        deadline = time.monotonic() + 10
+        while True:  # the same port again (the kernel may hold it for a moment)
+            try:
+                server = RedisServer(binary, tmp_path, port=server.port)
+                break
+            except RuntimeError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert store.states([KEY]) == {}  # reconnected; the old state is gone
+        fail(store, T0 + 1)
+        deadline = time.monotonic() + 5
+        while not store._cache().listener.healthy:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the cache listener did not come back"
+            time.sleep(0.05)
+        assert store.states([KEY])[KEY].failures == 1
+    finally:
+        store.close()
+        server.stop()
+
+
 def test_a_read_only_server_is_unavailable_not_a_crash(tmp_path: Path) -> None:
     from tests.redis_server import free_port
 
