@@ -669,6 +669,23 @@ def test_the_password_comes_from_the_environment_and_is_never_shown(
         store.close()
 
 
+def test_a_unix_socket_url_works_for_requests_and_the_cache(tmp_path: Path) -> None:
+    sock = tmp_path / "redis.sock"
+    server = start_server(tmp_path, "--unixsocket", str(sock), "--unixsocketperm", "700")
+    store = RedisStore.from_url(f"unix://{sock}?db=0", namespace="unix")
+    try:
+        fail(store, T0)
+        deadline = time.monotonic() + 2
+        while not store._cache().listener.healthy:  # type: ignore[union-attr]
+            assert time.monotonic() < deadline, "the cache listener could not connect over the socket"
+            time.sleep(0.01)
+        assert store.states([KEY])[KEY].failures == 1
+        assert repr(store) == f"RedisStore('unix://{sock}?db=0', namespace='unix')"
+    finally:
+        store.close()
+        server.stop()
+
+
 def test_bad_urls_and_namespaces_are_usage_errors() -> None:
     with pytest.raises(UsageError, match="not a Redis URL"):
         RedisStore.from_url("memcached://x")

@@ -206,7 +206,7 @@ class RedisStore:
         if password_env and password is None:
             raise UsageError(f"${password_env} (the Redis password) is not set",
                              hint=f"export {password_env}=… or drop password_env from the config")
-        target = urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
+        target = scheme + "://" + url.split("://", 1)[1]  # urlunsplit would drop the // of unix:///path
         client = redis.Redis.from_url(
             target,
             password=password,
