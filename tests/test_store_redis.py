@@ -310,6 +310,50 @@ def test_a_bench_on_one_host_is_honoured_by_another_within_a_second(redis_url: s
     assert delays[-1] < 1.0
 
 
+def test_llmfail_bench_in_one_process_is_honoured_by_an_engine_in_another(redis_url: str, tmp_path: Path) -> None:
+    """End to end: the real CLI benches the primary; a running engine's next requests skip it.
+    (The CLI has no namespace option here, so this test uses the default one and empties it.)"""
+    import asyncio
+    import os
+
+    from llmfail.config import parse_config
+    from llmfail.engine import Engine
+
+    text = "providers:\n  mock: {type: mock}\nchains:\n  main: [mock/primary, mock/backup]\n"
+    (tmp_path / "chains.yaml").write_text(text)
+    store = RedisStore.from_url(redis_url)
+    for key in store._client.scan_iter(match=store.prefix + "*"):
+        store._client.delete(key)
+    engine = Engine(parse_config(text, "chains.yaml"), store)
+    env = {**os.environ, "LLMFAIL_DB": redis_url}
+
+    async def scenario() -> float:
+        assert (await engine.complete("main", [{"role": "user", "content": "hi"}])).model == "mock/primary"
+        cli = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from llmfail.cli import main; main()", "--config", str(tmp_path / "chains.yaml"),
+            "bench", "mock/primary", "--for", "10m", env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while (await engine.complete("main", [{"role": "user", "content": "hi"}])).model == "mock/primary":
+            assert time.monotonic() < deadline and cli.returncode in (None, 0), await cli.communicate()
+            await asyncio.sleep(0.002)
+        honoured = time.time()
+        out, err = await cli.communicate()
+        assert cli.returncode == 0, err.decode()
+        [bench] = store.events(types=["benched"])
+        return honoured - bench.ts
+
+    try:
+        delay = asyncio.run(scenario())
+    finally:
+        asyncio.run(engine.aclose())
+        for key in store._client.scan_iter(match=store.prefix + "*"):
+            store._client.delete(key)
+        store.close()
+    print(f"\nllmfail bench honoured by another process's engine after {delay * 1000:.1f} ms")
+    assert delay < 1.0
+
+
 # -- clock skew -------------------------------------------------------------------------------
 
 
@@ -431,7 +475,7 @@ def test_an_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
             store.states([KEY])
         assert time.monotonic() - started < 1.0
         message = caught.value.message
-        assert message.startswith(f"cannot reach shared state valkey://127.0.0.1:{port}/0 (")
+        assert message == f"cannot reach shared state valkey://127.0.0.1:{port}/0 (connection refused)"
         assert "\n" not in message and caught.value.hint
         assert isinstance(caught.value, StateError)
     finally:

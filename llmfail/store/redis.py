@@ -41,6 +41,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -251,6 +252,8 @@ class RedisStore:
             text = f"{code}: {text}"
         elif isinstance(exc, redis.TimeoutError):
             text = f"no answer within {self._timeout:g} s"
+        elif match := re.match(r"Error -?\d+ connecting to \S+?\.? (.+?)\.?$", text):
+            text = match.group(1)[:1].lower() + match.group(1)[1:]  # "connection refused", not the errno
         return StoreUnavailable(
             f"cannot reach shared state {self.url} ({text})",
             hint="check that Redis is running and reachable from here, or point --db / LLMFAIL_DB elsewhere",
