@@ -746,12 +746,12 @@ class RedisStore:
             model, type_, kind, event_chain = name.split(_SEP)
             counts[(model, type_, None if kind == _NONE else kind, None if event_chain == _NONE else event_chain)] = \
                 int(value)
-        for first_id, last_id in zip(edge_ids[::2], edge_ids[1::2]):  # the minutes the window cuts
-            with self._calling():
+        for minute, first_id, last_id in zip(edge_ids[::3], edge_ids[1::3], edge_ids[2::3]):  # minutes cut
+            with self._calling():  # the minute's events lie between its first and last id, among others
                 entries = self._client.xrange(self.prefix + "ev", f"{first_id}-0", f"{last_id}-0")
             for _, fields in entries:
                 model, ts = fields.get("model"), float(fields["ts"])
-                if model is None or not lo <= ts <= hi:
+                if model is None or not lo <= ts <= hi or math.floor(ts / _BUCKET_S) != int(minute):
                     continue
                 type_, kind = fields.get("type", ""), fields.get("kind")
                 key = (model, type_, kind, fields.get("chain"))
