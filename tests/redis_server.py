@@ -20,7 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +85,7 @@ class RedisServer:
         self.proc.wait(timeout=10)
 
 
-def start_server(tmp: Path, *extra: str) -> RedisServer:
+def start_server(tmp: Path, *extra: str, port: int | None = None) -> RedisServer:
     """A fresh server, or a skip (a failure under CI=true) when no binary is installed."""
     binary = server_binary()
     missing = None
@@ -98,7 +98,7 @@ def start_server(tmp: Path, *extra: str) -> RedisServer:
             pytest.fail(missing)
         pytest.skip(missing)
     assert binary is not None
-    return RedisServer(binary, tmp, *extra)
+    return RedisServer(binary, tmp, *extra, port=port)
 
 
 _SHARED: list[RedisServer] = []
@@ -122,6 +122,21 @@ def redis_target(directory: Path, name: str) -> StoreTarget:
 @pytest.fixture(scope="session")
 def redis_server() -> RedisServer:
     return shared_server()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Start servers of the test's own (for faults: stop, pause, restart, read-only); all stopped after it."""
+    started: list[RedisServer] = []
+
+    def start(*extra: str, port: int | None = None) -> RedisServer:
+        server = start_server(tmp_path, *extra, port=port)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture

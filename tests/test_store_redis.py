@@ -14,7 +14,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,15 @@ from llmfail.store import ModelState
 from llmfail.store.sqlite import SqliteStore
 from tests.redis_server import (
     RedisServer,
+    private_redis,
     redis_namespace,
     redis_server,
     redis_store,
     redis_url,
-    start_server,
 )
 
-__all__ = ["redis_namespace", "redis_server", "redis_store", "redis_url"]  # fixtures, imported to be found
+# fixtures, imported to be found
+__all__ = ["private_redis", "redis_namespace", "redis_server", "redis_store", "redis_url"]
 
 pytest.importorskip("redis")
 from llmfail.store.redis import RedisStore, display_url
@@ -346,7 +347,7 @@ def test_llmfail_bench_in_one_process_is_honoured_by_an_engine_in_another(redis_
             assert time.monotonic() < deadline and cli.returncode in (None, 0), await cli.communicate()
             await asyncio.sleep(0.002)
         honoured = time.time()
-        out, err = await cli.communicate()
+        _, err = await cli.communicate()
         assert cli.returncode == 0, err.decode()
         [bench] = store.events(types=["benched"])
         return honoured - bench.ts
@@ -490,8 +491,8 @@ def test_an_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
         store.close()
 
 
-def test_a_hung_server_costs_one_timeout_and_no_retry(tmp_path: Path) -> None:
-    server = start_server(tmp_path)
+def test_a_hung_server_costs_one_timeout_and_no_retry(private_redis: Callable[..., RedisServer]) -> None:
+    server = private_redis()
     store = RedisStore.from_url(server.url, namespace="hang")
     try:
         store.states([KEY])
@@ -511,25 +512,20 @@ def test_a_hung_server_costs_one_timeout_and_no_retry(tmp_path: Path) -> None:
         assert fail(store, T0 + 1)[0].failures == counted + 1
     finally:
         store.close()
-        server.stop()
 
 
-def test_a_restarted_server_is_used_again_and_the_cache_resumes(tmp_path: Path) -> None:
-    from tests.redis_server import RedisServer, server_binary
-
-    server = start_server(tmp_path)
+def test_a_restarted_server_is_used_again_and_the_cache_resumes(private_redis: Callable[..., RedisServer]) -> None:
+    server = private_redis()
     store = RedisStore.from_url(server.url, namespace="restart")
     try:
         fail(store, T0)
         server.stop()  # SIGKILL: with --appendonly no, everything is lost
         with pytest.raises(StoreUnavailable):
             store.states([KEY, "other/key"])
-        binary = server_binary()
-        assert binary is not None
         deadline = time.monotonic() + 10
         while True:  # the same port again (the kernel may hold it for a moment)
             try:
-                server = RedisServer(binary, tmp_path, port=server.port)
+                server = private_redis(port=server.port)
                 break
             except RuntimeError:
                 assert time.monotonic() < deadline
@@ -543,13 +539,12 @@ def test_a_restarted_server_is_used_again_and_the_cache_resumes(tmp_path: Path) 
         assert store.states([KEY])[KEY].failures == 1
     finally:
         store.close()
-        server.stop()
 
 
-def test_a_read_only_server_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+def test_a_read_only_server_is_unavailable_not_a_crash(private_redis: Callable[..., RedisServer]) -> None:
     from tests.redis_server import free_port
 
-    server = start_server(tmp_path)
+    server = private_redis()
     store = RedisStore.from_url(server.url, namespace="replica")
     try:
         store._client.replicaof("127.0.0.1", free_port())  # a replica of nobody: read-only
@@ -561,7 +556,6 @@ def test_a_read_only_server_is_unavailable_not_a_crash(tmp_path: Path) -> None:
             store.append([Event(type="request", ts=T0)])
     finally:
         store.close()
-        server.stop()
 
 
 def test_the_clock_offset_is_measured_again_after_a_minute(redis_url: str, redis_namespace: str,
@@ -584,10 +578,8 @@ def test_the_clock_offset_is_measured_again_after_a_minute(redis_url: str, redis
 
 
 @pytest.fixture
-def password_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = start_server(tmp_path, "--requirepass", "s3cret-redis-pass")
-    yield server
-    server.stop()
+def password_server(private_redis: Callable[..., RedisServer]) -> RedisServer:
+    return private_redis("--requirepass", "s3cret-redis-pass")
 
 
 def test_the_password_comes_from_the_environment_and_is_never_shown(
@@ -618,9 +610,10 @@ def test_the_password_comes_from_the_environment_and_is_never_shown(
         store.close()
 
 
-def test_a_unix_socket_url_works_for_requests_and_the_cache(tmp_path: Path) -> None:
+def test_a_unix_socket_url_works_for_requests_and_the_cache(tmp_path: Path,
+                                                            private_redis: Callable[..., RedisServer]) -> None:
     sock = tmp_path / "redis.sock"
-    server = start_server(tmp_path, "--unixsocket", str(sock), "--unixsocketperm", "700")
+    private_redis("--unixsocket", str(sock), "--unixsocketperm", "700")
     store = RedisStore.from_url(f"unix://{sock}?db=0", namespace="unix")
     try:
         fail(store, T0)
@@ -632,7 +625,6 @@ def test_a_unix_socket_url_works_for_requests_and_the_cache(tmp_path: Path) -> N
         assert repr(store) == f"RedisStore('unix://{sock}?db=0', namespace='unix')"
     finally:
         store.close()
-        server.stop()
 
 
 def test_bad_urls_and_namespaces_are_usage_errors() -> None:
