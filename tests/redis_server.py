@@ -11,6 +11,7 @@ silently.
 from __future__ import annotations
 
 import atexit
+import importlib.util
 import os
 import shutil
 import signal
@@ -19,7 +20,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +48,8 @@ def free_port() -> int:
 class RedisServer:
     """One `redis-server` process on 127.0.0.1; `stop`/`pause`/`resume` for the fault tests."""
 
-    def __init__(self, binary: str, workdir: Path, *extra: str) -> None:
-        self.port = free_port()
+    def __init__(self, binary: str, workdir: Path, *extra: str, port: int | None = None) -> None:
+        self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
@@ -84,16 +85,20 @@ class RedisServer:
         self.proc.wait(timeout=10)
 
 
-def start_server(tmp: Path, *extra: str) -> RedisServer:
+def start_server(tmp: Path, *extra: str, port: int | None = None) -> RedisServer:
     """A fresh server, or a skip (a failure under CI=true) when no binary is installed."""
     binary = server_binary()
+    missing = None
     if binary is None:
-        reason = "no redis-server or valkey-server on PATH: install Redis >= 7 to run the Redis store tests"
+        missing = "no redis-server or valkey-server on PATH: install Redis >= 7 to run the Redis store tests"
+    elif importlib.util.find_spec("redis") is None:
+        missing = "the redis package is missing: pip install -e '.[test]' (or 'llmfail[redis]')"
+    if missing is not None:
         if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
-    pytest.importorskip("redis", reason="the redis package is missing: pip install 'llmfail[redis]'")
-    return RedisServer(binary, tmp, *extra)
+            pytest.fail(missing)
+        pytest.skip(missing)
+    assert binary is not None
+    return RedisServer(binary, tmp, *extra, port=port)
 
 
 _SHARED: list[RedisServer] = []
@@ -117,6 +122,21 @@ def redis_target(directory: Path, name: str) -> StoreTarget:
 @pytest.fixture(scope="session")
 def redis_server() -> RedisServer:
     return shared_server()
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Start servers of the test's own (for faults: stop, pause, restart, read-only); all stopped after it."""
+    started: list[RedisServer] = []
+
+    def start(*extra: str, port: int | None = None) -> RedisServer:
+        server = start_server(tmp_path, *extra, port=port)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture

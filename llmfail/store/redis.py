@@ -22,14 +22,17 @@ Why it is built the way it is:
   every time read, so all hosts decide on the server's clock while each caller
   keeps seeing times on its own. Offsets under a second count as none and the
   offset is whole seconds, so same-machine times round-trip exactly.
-- **Hot path**: `states()` is served from a local cache that a pub/sub message
-  from the writing script drops, that a background thread re-reads every
-  250 ms (the backstop for lost messages) and whose entries expire after
-  500 ms; a clean success writes nothing. A healthy request costs one round
-  trip: its `request` event.
+- **Hot path**: `states()` is served from a cache per process (shared by its
+  stores on one server and namespace, so their own writes are seen at once)
+  that a pub/sub message from the writing script drops, that a background
+  thread re-reads every 250 ms (the backstop for lost messages) and whose
+  entries expire after 500 ms; a clean success writes nothing. A healthy
+  request costs one round trip: its `request` event. Another host's bench is
+  honoured within a few ms, within 250 ms if the message is lost.
 - **Outages**: 0.25 s socket timeouts and no client-side retries (redis-py
   retries 10 times by default; a retried write could count a failure twice).
-  Every Redis error becomes one `StoreUnavailable` line naming the server.
+  Every Redis error becomes one `StateError` line naming the server,
+  `StoreUnavailable` when waiting may fix it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
@@ -82,8 +86,6 @@ _QUOTA_TTL_S = 3 * 86400
 _PAGE = 500
 _BUCKET_S = 60
 
-_NUMBER_FIELDS = frozenset({"bench_until", "benched_at", "last_error_at", "probe_until", "slow_since", "slow_ms",
-                            "speed_at", "recheck_at"})
 _TIME_FIELDS = ("bench_until", "benched_at", "last_error_at", "probe_until", "slow_since", "speed_at", "recheck_at")
 _EVENT_TEXT = ("request_id", "chain", "model", "type", "kind", "next_model", "detail")
 _SEP = "\x1f"
@@ -200,7 +202,7 @@ class RedisStore:
         if password_env and password is None:
             raise UsageError(f"${password_env} (the Redis password) is not set",
                              hint=f"export {password_env}=… or drop password_env from the config")
-        target = urlunsplit((scheme, parts.netloc, parts.path, parts.query, parts.fragment))
+        target = scheme + "://" + url.split("://", 1)[1]  # urlunsplit would drop the // of unix:///path
         client = redis.Redis.from_url(
             target,
             password=password,
@@ -245,6 +247,8 @@ class RedisStore:
             text = f"{code}: {text}"
         elif isinstance(exc, redis.TimeoutError):
             text = f"no answer within {self._timeout:g} s"
+        elif match := re.match(r"Error -?\d+ connecting to \S+?\.? (.+?)\.?$", text):
+            text = match.group(1)[:1].lower() + match.group(1)[1:]  # "connection refused", not the errno
         return StoreUnavailable(
             f"cannot reach shared state {self.url} ({text})",
             hint="check that Redis is running and reachable from here, or point --db / LLMFAIL_DB elsewhere",
@@ -371,14 +375,14 @@ class RedisStore:
         return {key: (self._state(key, raw, 0.0) if raw else None) for key, raw in zip(keys, reply[1:])}
 
     def _forget(self, model: str | None) -> None:
-        cache = self._shared
+        cache = self._shared or _StateCache.find(self)
         if cache is not None:
             cache.forget(model)
 
     def _wrote(self, model: str, raw: Sequence[str]) -> ModelState:
         """Our own write: every store of this process sees what the script returned at once
         (other processes learn of it by pub/sub). Returns it in this host's time."""
-        cache = self._shared
+        cache = self._shared or _StateCache.find(self)  # a store that only writes still keeps the others current
         if cache is not None:
             cache.put(model, self._state(model, raw, 0.0))
         return self._state(model, raw)
@@ -737,12 +741,12 @@ class RedisStore:
             model, type_, kind, event_chain = name.split(_SEP)
             counts[(model, type_, None if kind == _NONE else kind, None if event_chain == _NONE else event_chain)] = \
                 int(value)
-        for first_id, last_id in zip(edge_ids[::2], edge_ids[1::2]):  # the minutes the window cuts
-            with self._calling():
+        for minute, first_id, last_id in zip(edge_ids[::3], edge_ids[1::3], edge_ids[2::3]):  # minutes cut
+            with self._calling():  # the minute's events lie between its first and last id, among others
                 entries = self._client.xrange(self.prefix + "ev", f"{first_id}-0", f"{last_id}-0")
             for _, fields in entries:
                 model, ts = fields.get("model"), float(fields["ts"])
-                if model is None or not lo <= ts <= hi:
+                if model is None or not lo <= ts <= hi or math.floor(ts / _BUCKET_S) != int(minute):
                     continue
                 type_, kind = fields.get("type", ""), fields.get("kind")
                 key = (model, type_, kind, fields.get("chain"))
@@ -909,6 +913,11 @@ class _StateCache:
         self.users = 0
         self.listener = _Listener(self, store)
         self.listener.start()
+
+    @staticmethod
+    def find(store: RedisStore) -> _StateCache | None:
+        """The cache other stores of this process keep for `store`'s server and namespace, if any."""
+        return _CACHES.get((store.url, store.namespace, os.getpid()))
 
     @classmethod
     def acquire(cls, store: RedisStore) -> _StateCache:

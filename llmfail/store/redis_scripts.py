@@ -373,7 +373,7 @@ return deleted
 
 # ARGV: P, first minute, last minute, lo, hi. The counters of the whole minutes inside [lo, hi] summed
 # here (the newest-ts fields as a max), so `tally` moves a few dozen figures instead of every bucket;
-# the minutes cut by the window come back as their first and last event id, to be counted from events.
+# the minutes cut by the window come back as (minute, first id, last id), to be counted from their events.
 TALLY = """
 local lo, hi = tonumber(ARGV[4]), tonumber(ARGV[5])
 local sums, edges, out = {}, {}, {}
@@ -393,7 +393,7 @@ for _, m in ipairs(redis.call('ZRANGEBYSCORE', P .. 'tidx', ARGV[2], ARGV[3])) d
     end
   else
     local ids = redis.call('HMGET', bucket, '\\30lo', '\\30hi')
-    if ids[1] and ids[2] then table.insert(edges, ids[1]); table.insert(edges, ids[2]) end
+    if ids[1] and ids[2] then table.insert(edges, m); table.insert(edges, ids[1]); table.insert(edges, ids[2]) end
   end
 end
 for f, v in pairs(sums) do table.insert(out, f); table.insert(out, fmt(v)) end
