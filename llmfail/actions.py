@@ -129,7 +129,7 @@ def unknown_model(model: str, config: Config) -> str | None:
              "`llmfail chains` lists the models of every chain"),
         )
     close = difflib.get_close_matches(model, sorted(k for k in keys if "#" not in k), n=1, cutoff=0.6)
-    return f"no chain in {config.path} contains {model}" + (f"; did you mean {close[0]}?" if close else "")
+    return f"no chain in {config.path} contains {model}" + (f" (did you mean {close[0]}?)" if close else "")
 
 
 def config_keys(config: Config) -> set[str]:

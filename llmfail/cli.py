@@ -354,7 +354,7 @@ def bench(
     row = bench_model(store, config, model, duration, reason, now, replace=replace)
     kept = (not replace and before is not None and before.is_benched(now) and before.bench_until == row.until)
     if problem:
-        warn(f"{problem}; benched anyway")
+        warn(f"{problem}: benched anyway")
     from .output import local_time
 
     until = local_time(row.until, now)
@@ -491,6 +491,7 @@ def _warn_unknown_filter_model(model: str) -> None:
 
     config, from_file = load_for_defaults(required=False)
     if not from_file or config is None:
+        warn(f"no events for {model}; no config file found, so the name cannot be checked against any chain")
         return
     try:
         problem = unknown_model(model, config)
@@ -621,7 +622,9 @@ def info(json_out: bool = typer.Option(False, "--json", help='Print {"config", "
     from .output import stdout
 
     size = store.size_bytes
-    where = "no file yet" if not store.exists() else f"{size:,} bytes" if size is not None else "a server"
+    file = store.sqlite_path()
+    where = ("a server" if file is None else "a directory, not a state DB: run and bench will fail over it"
+             if file.is_dir() else "no file yet" if size is None else f"{size:,} bytes")
     unset = sorted(names - set(keys_set))
     lines = [
         f"config:   {path} ({how})" if path is not None else "config:   none found: the built-in example is used",

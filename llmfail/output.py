@@ -98,7 +98,7 @@ def bench_table(rows: Sequence[BenchRow], now: float) -> Table:
             local_time(row.until, now),
             row.remaining,
             Text("manual", style="magenta") if row.manual else Text("auto", style="yellow"),
-            row.reason if row.manual and row.reason else (row.kind or ""),
+            (row.reason or "(no reason given)") if row.manual else (row.kind or ""),
             str(row.bench_count),
         )
     return table

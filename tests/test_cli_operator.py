@@ -92,7 +92,7 @@ def test_bench_without_any_config_uses_the_built_in_cooldown_and_warns_the_name_
     assert result.exit_code == 0
     assert 29 <= json.loads(result.stdout)["remaining_s"] <= 30
     assert result.stderr.strip() == ("llmfail: warning: no config file found, so opneai/gpt-4o cannot be checked "
-                                     "against any chain; benched anyway")
+                                     "against any chain: benched anyway")
 
 
 def test_bench_writes_a_benched_event_with_the_reason_and_the_os_user():

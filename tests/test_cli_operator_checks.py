@@ -92,7 +92,7 @@ def test_benching_a_typo_offers_the_nearest_configured_model(tmp_path: Path):
     write_config(tmp_path)
     result = cli("bench", "opneai/gpt-4o", "--for", "1m")
     assert result.exit_code == 0
-    assert "no chain in chains.yaml contains opneai/gpt-4o; did you mean openai/gpt-4o?; benched anyway" \
+    assert "no chain in chains.yaml contains opneai/gpt-4o (did you mean openai/gpt-4o?): benched anyway" \
         in result.stderr
 
 
@@ -164,3 +164,26 @@ def test_events_for_a_model_no_chain_has_warns_it_is_unknown(tmp_path: Path):
     assert "did you mean a/m3?" in typo.stderr
     known = cli("events", "--model", "a/m3")
     assert known.stderr == ""
+
+
+def test_info_says_when_the_state_db_path_is_a_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    directory = tmp_path / "a-dir"
+    directory.mkdir()
+    monkeypatch.setenv("LLMFAIL_DB", str(directory))
+    result = cli("info")
+    assert result.exit_code == 0
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("store:")]
+    assert "a directory, not a state DB" in line and "bytes" not in line
+    assert json.loads(cli("info", "--json").stdout)["store"]["size_bytes"] is None
+
+
+def test_events_for_a_model_without_any_config_says_the_name_cannot_be_checked():
+    result = cli("events", "--model", "nope/nope")
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "no events for nope/nope" in result.stderr and "cannot be checked" in result.stderr
+
+
+def test_ls_benched_shows_no_reason_rather_than_repeating_manual():
+    cli("bench", "mock/echo", "--for", "5m")
+    (row,) = [line for line in cli("ls-benched").stdout.splitlines() if "mock/echo" in line]
+    assert "(no reason given)" in row and row.count("manual") == 1

@@ -107,7 +107,7 @@ class Selection:
     def size_bytes(self) -> int | None:
         """The SQLite file with its WAL and shared-memory files (None: Redis, or no file yet)."""
         path = self.sqlite_path()
-        if path is None or not path.exists():
+        if path is None or not path.is_file():
             return None
         return sum(p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists())
 
