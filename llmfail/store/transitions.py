@@ -163,18 +163,7 @@ def after_success(prev: ModelState, now: float) -> ModelState | None:
         return None
     if keep_bench:
         return evolve(prev, bench_count=0, failures=0, probe_holder=None, probe_until=None)
-    return evolve(
-        prev,
-        bench_until=None,
-        benched_at=None,
-        manual=False,
-        reason=None,
-        kind=None,
-        bench_count=0,
-        failures=0,
-        probe_holder=None,
-        probe_until=None,
-    )
+    return lift(prev)
 
 
 def manual_bench(
