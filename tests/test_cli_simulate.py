@@ -72,6 +72,9 @@ def test_with_db_the_simulated_timeline_ends_at_the_wall_clock(tmp_path: Path):
     # The bench the run left behind runs on from now by what it had left: never past a cooldown from now.
     (bench,) = store.benches(after)
     assert bench.model == LONG and bench.bench_until is not None and bench.bench_until <= after + 30
+    # ... and keeps the failure that benched it, for ls-benched, stats and the dashboard's "last error"
+    assert (bench.kind, bench.last_error_kind, bench.last_error_status) == ("transient", "transient", 503)
+    assert bench.last_error_at is not None and bench.last_error_at <= after
     assert "--db" in llmfail("simulate", "--help").stdout and "wall clock" in llmfail("simulate", "--help").stdout
 
 

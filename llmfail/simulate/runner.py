@@ -124,8 +124,11 @@ def _write_back(private: Store, target: Store, start: float, length: float) -> N
     end = start + length
     for state in private.benches(end):  # still running at the end of the run, so after `start` once moved
         if state.model in benched and state.bench_until is not None:
-            target.bench(state.model, now=start, until=state.bench_until - shift, manual=state.manual,
-                         reason=state.reason, kind=state.kind)
+            # the failure that benched it, so `ls-benched`, `stats` and the dashboard show its last error
+            failed_at = max(start, (state.last_error_at or end) - shift)
+            target.record_failure(state.model, now=failed_at, kind=state.last_error_kind or state.kind or "transient",
+                                  status=state.last_error_status, bench_for=state.bench_until - shift - failed_at,
+                                  reason=state.reason)
 
 
 async def _simulate(config: Config, plan: Plan, store: Store, epoch: float,
