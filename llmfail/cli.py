@@ -259,9 +259,13 @@ def run(
         # A person at a terminal wants the answer: a cut stream restarts on the next entry,
         # with a visible marker, unless the config set mid_stream itself.
         config = config.defaulted(mid_stream="restart")
-    code = run_command(config, open_request_store(config), name, text, system=system, stream=stream,
-                       max_tokens=max_tokens,
-                       temperature=temperature, json_out=json_out, quiet=quiet)
+    store = open_request_store(config)
+    try:
+        code = run_command(config, store, name, text, system=system, stream=stream,
+                           max_tokens=max_tokens,
+                           temperature=temperature, json_out=json_out, quiet=quiet)
+    finally:
+        store.close()  # now, not whenever the exit's garbage collection reaches it (it skips it: see run_command)
     raise typer.Exit(code)
 
 
