@@ -320,7 +320,7 @@ class Engine:
         subscribed right after construction see it too.
         """
         try:
-            from .actions import audit_config
+            from .audit import audit_config
 
             audit_config(self.store, self.config, self.clock(), journal=self.journal)
         except LlmfailError:

@@ -91,6 +91,7 @@ def test_a_one_shot_run_over_plain_http_imports_no_http_stack_but_httpx(tmp_path
     assert code == 0 and len(server.log) == 1
     assert "httpx" in heavy_in(modules) and "aiohttp" not in heavy_in(modules)
     assert [m for m in modules if m.split(".")[0] in ("httpcore", "h11", "anyio", "certifi", "aiohttp")] == []
+    assert "llmfail.actions" not in modules and "llmfail.audit" in modules  # the config audit, not the operator commands
 
 
 def test_importing_llmfail_loads_no_dependency_at_all():
