@@ -184,3 +184,22 @@ def test_a_one_shot_run_closes_its_state_db_before_exiting(tmp_path: Path, serve
                            "--no-stream"], capture_output=True, text=True, timeout=60, check=False)
     assert (done.returncode, done.stdout) == (0, "pong\n")
     assert [p.name for p in db.parent.iterdir()] == ["state.db"]
+
+
+def test_running_the_app_in_process_leaves_the_callers_garbage_collector_alone(tmp_path: Path, server):
+    """The CLI's own process skips collections while loading (`llmfail.cli.main`); a caller running the
+    app in-process, like these tests, keeps its collector on and nothing of its frozen."""
+    import gc
+
+    from typer.testing import CliRunner
+
+    from llmfail.cli import app
+
+    server.expect_request("/v1/chat/completions").respond_with_json(
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}]})
+    config = tmp_path / "chains.yaml"
+    config.write_text(f"providers:\n  p: {{type: openai, base_url: '{server.url_for('/v1')}'}}\nchains:\n  c: [p/m1]\n")
+    frozen = gc.get_freeze_count()
+    result = CliRunner().invoke(app, ["--config", str(config), "run", "ping", "--no-stream"])
+    assert (result.exit_code, result.stdout) == (0, "pong\n")
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
