@@ -4,8 +4,16 @@
 
 prints one JSON line: {name: median seconds}. `run` sends one real request to
 the local benchmark server (server.py); every command gets a throwaway config,
-state DB and home directory. Commands that do not exist yet are reported as
+state DB and home directory (also their working directory, so `python -m` finds
+the installed llmfail, not a checkout in the current directory). Commands that do not exist yet are reported as
 null (skipped).
+
+The commands are measured in interleaved rounds (each command once per round,
+after one unmeasured round), so a shared machine's load drifts over all of them
+alike and the ratios to the floor stay comparable. Python may write bytecode
+(`PYTHONDONTWRITEBYTECODE` is dropped from the environment): an installed
+llmfail has its `.pyc` files, like typer and rich in the floor, and without
+them every run would compile llmfail's source again (~25 ms here).
 """
 
 from __future__ import annotations
@@ -40,23 +48,30 @@ def _llmfail() -> list[str]:
     return [script] if os.path.exists(script) else [sys.executable, "-m", "llmfail.cli"]
 
 
-def median_wall(cmd: list[str], env: dict[str, str], runs: int) -> float | None:
-    """Median seconds over `runs` (after one unmeasured run that warms the page cache); None if it fails."""
-    times: list[float] = []
-    for index in range(runs + 1):
-        began = time.perf_counter()
-        done = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60, check=False)
-        elapsed = time.perf_counter() - began
-        if done.returncode != 0:
-            sys.stderr.write(f"startup: {' '.join(cmd[-3:])} exited {done.returncode}: {done.stderr.decode()[-300:]}\n")
-            return None
-        if index:
-            times.append(elapsed)
-    return statistics.median(times)
+def median_walls(commands: dict[str, list[str]], env: dict[str, str], runs: int) -> dict[str, float | None]:
+    """Median seconds of each command over `runs` interleaved rounds; None for a command that fails."""
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    failed: set[str] = set()
+    for index in range(runs + 1):  # round 0 warms the page cache and writes the bytecode
+        for name, cmd in commands.items():
+            if name in failed:
+                continue
+            began = time.perf_counter()
+            done = subprocess.run(cmd, env=env, cwd=env["HOME"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  timeout=60, check=False)
+            elapsed = time.perf_counter() - began
+            if done.returncode != 0:
+                sys.stderr.write(f"startup: {' '.join(cmd[-3:])} exited {done.returncode}: "
+                                 f"{done.stderr.decode()[-300:]}\n")
+                failed.add(name)
+            elif index:
+                times[name].append(elapsed)
+    return {name: None if name in failed else statistics.median(times[name]) for name in commands}
 
 
 def exists(command: str, env: dict[str, str]) -> bool:
-    done = subprocess.run([*_llmfail(), command, "--help"], env=env, capture_output=True, timeout=60, check=False)
+    done = subprocess.run([*_llmfail(), command, "--help"], env=env, cwd=env["HOME"], capture_output=True, timeout=60,
+                          check=False)
     return done.returncode == 0
 
 
@@ -84,15 +99,20 @@ def main() -> None:
         }
         for name in ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
             env.pop(name, None)  # only 127.0.0.1 is ever contacted
-        results: dict[str, float | None] = {
-            "floor": median_wall([sys.executable, "-c", "import typer, rich"], env, args.runs),
-            "help": median_wall([*_llmfail(), "--help"], env, args.runs),
-            "ls-benched": median_wall([*_llmfail(), "ls-benched"], env, args.runs) if exists("ls-benched", env) else None,
-            "run": median_wall([*_llmfail(), "run", *RUN_ARGS], env, args.runs),
+        env.pop("PYTHONDONTWRITEBYTECODE", None)  # see the module docstring
+        commands = {
+            "floor": [sys.executable, "-c", "import typer, rich"],
+            "help": [*_llmfail(), "--help"],
+            "ls-benched": [*_llmfail(), "ls-benched"],
+            "run": [*_llmfail(), "run", *RUN_ARGS],
             # The same on the engine's default transport (aiohttp), which `run` avoids for its one
             # request: the price of importing aiohttp.
-            "run-aiohttp": median_wall([sys.executable, "-c", RUN_ON_AIOHTTP, *RUN_ARGS], env, args.runs),
+            "run-aiohttp": [sys.executable, "-c", RUN_ON_AIOHTTP, *RUN_ARGS],
         }
+        if not exists("ls-benched", env):
+            del commands["ls-benched"]
+        results: dict[str, float | None] = {"ls-benched": None, **median_walls(commands, env, args.runs)}
+        results = {name: results[name] for name in ("floor", "help", "ls-benched", "run", "run-aiohttp")}
     print(json.dumps(results))
 
 

@@ -12,15 +12,14 @@ not even to tidy an expired bench.
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
+from .audit import operator
 from .durations import format_duration
 from .errors import UsageError
 from .events import Event, iso
@@ -76,19 +75,6 @@ class BenchRow:
             "kind": self.kind,
             "bench_count": self.bench_count,
         }
-
-
-def operator() -> dict[str, str]:
-    """Who is acting, for the event log: the OS user and the host.
-
-    `getpass.getuser()` fails in containers whose uid has no passwd entry; the
-    uid is still worth recording there.
-    """
-    try:
-        user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - any failure just means "unknown name"
-        user = f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
-    return {"user": user, "host": socket.gethostname()}
 
 
 def check_model_name(model: str) -> None:
@@ -233,37 +219,6 @@ def unbench_models(store: Store, models: Sequence[str] | None, now: float, reaso
         ])
     missing = [m for m in (models or []) if not any(k == m or k.startswith(m + "#") for k in lifted)]
     return Unbenched(lifted, missing)
-
-
-def audit_config(store: Store, config: Config, now: float, *, journal: Journal | None = None) -> Event | None:
-    """A `config_changed` event when the config file differs from the one last used with this
-    state DB (its SHA-256 is kept in the DB's meta, per file path).
-
-    Config edits change what every process does (chains, cooldowns, alerts), so they
-    belong in the same audit trail as manual benches: who (OS user, host), when, and
-    which file. The first use of a file is recorded silently (nothing changed yet);
-    a config that is not a readable file (built-in, parsed from a string) is skipped.
-    The event goes through `journal` (or a bare `Journal(store)`); the stored event is returned.
-    """
-    import hashlib
-
-    if config.path.startswith("<"):
-        return None
-    try:
-        with open(config.path, "rb") as handle:
-            digest = hashlib.sha256(handle.read()).hexdigest()
-    except OSError:
-        return None
-    path = os.path.abspath(config.path)
-    previous = store.swap_meta(f"config_sha256:{path}", digest)
-    if previous is None or previous == digest:
-        return None
-    event = Event(
-        type=ev.CONFIG_CHANGED, ts=now, detail=f"{path} changed (sha256 {previous[:12]} -> {digest[:12]})",
-        data={**operator(), "reason": "config file changed", "path": path, "previous_sha256": previous,
-              "sha256": digest},
-    )
-    return (journal or Journal(store)).write(event)
 
 
 def list_benches(store: Store, now: float) -> list[BenchRow]:

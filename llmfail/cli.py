@@ -7,7 +7,8 @@ the commands that use them, so `llmfail --help` and `ls-benched` start fast.
 from __future__ import annotations
 
 import sys
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -37,6 +38,7 @@ class _Options:
 
 
 _opts = _Options()
+_owns_process = False  # set by main(): this process is the CLI's, not a caller's (tests run the app in-process)
 
 
 #: The global options, which may also follow the command (`llmfail run x --debug`); the first two take a value.
@@ -230,6 +232,28 @@ def _selection(config: Config | None = None) -> Selection:
     return select_store(_opts.db, config.state if config is not None else None)
 
 
+@contextmanager
+def _no_garbage_collection() -> Iterator[None]:
+    """No cyclic garbage collection while a one-shot command loads the engine and the config, then
+    `gc.freeze()`: ~20k objects that live as long as the process, which the collector would otherwise
+    traverse again and again for nothing (~5 ms of `llmfail run`'s start-up, `benchmarks/startup.py`).
+
+    Only when the CLI owns its process (`main`): a caller that runs the app in-process (tests
+    through Typer's runner) keeps its collector exactly as it was.
+    """
+    if not _owns_process:
+        yield
+        return
+    import gc
+
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 @app.command(epilog=examples(
     'llmfail run "Say hi" --chain prod',
     'echo "Summarise this" | llmfail run - --no-stream --json',
@@ -245,12 +269,13 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No failover trace on stderr."),
 ) -> None:
     """Send one request through a chain; the answer on stdout, failovers on stderr."""
-    from .run import run_command
-
     text = sys.stdin.read() if prompt == "-" else prompt
     if not text.strip():
         raise UsageError("the prompt is empty", hint="pass a prompt, or '-' to read it from stdin")
-    config = load()
+    with _no_garbage_collection():
+        from .run import run_command
+
+        config = load()
     name = chain or next(iter(config.chains))
     at_terminal = sys.stdout.isatty()
     if stream is None:
@@ -259,9 +284,13 @@ def run(
         # A person at a terminal wants the answer: a cut stream restarts on the next entry,
         # with a visible marker, unless the config set mid_stream itself.
         config = config.defaulted(mid_stream="restart")
-    code = run_command(config, open_request_store(config), name, text, system=system, stream=stream,
-                       max_tokens=max_tokens,
-                       temperature=temperature, json_out=json_out, quiet=quiet)
+    store = open_request_store(config)
+    try:
+        code = run_command(config, store, name, text, system=system, stream=stream,
+                           max_tokens=max_tokens,
+                           temperature=temperature, json_out=json_out, quiet=quiet)
+    finally:
+        store.close()  # now, not whenever the exit's garbage collection reaches it (it skips it: see run_command)
     raise typer.Exit(code)
 
 
@@ -1025,6 +1054,8 @@ def state_copy(
 
 def main() -> None:
     """Console-script entry point."""
+    global _owns_process
+    _owns_process = True
     app()
 
 

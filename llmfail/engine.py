@@ -324,7 +324,7 @@ class Engine:
         subscribed right after construction see it too.
         """
         try:
-            from .actions import audit_config
+            from .audit import audit_config
 
             audit_config(self.store, self.config, self.clock(), journal=self.journal)
         except LlmfailError:

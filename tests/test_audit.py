@@ -12,7 +12,7 @@ from pathlib import Path
 from typer.testing import CliRunner, Result
 
 from llmfail import events as ev
-from llmfail.actions import audit_config
+from llmfail.audit import audit_config
 from llmfail.cli import app
 from llmfail.config import load_config
 from llmfail.engine import Engine

@@ -80,8 +80,9 @@ def test_the_probe_would_see_a_heavy_import(tmp_path: Path):
     assert "httpx" in heavy_in(modules) and "llmfail.providers" in heavy_in(modules)
 
 
-def test_a_one_shot_run_over_the_network_never_imports_aiohttp(tmp_path: Path, server):
-    """One request: importing aiohttp costs more start-up than its per-request speed saves."""
+def test_a_one_shot_run_over_plain_http_imports_no_http_stack_but_httpx(tmp_path: Path, server):
+    """One request: importing aiohttp costs more start-up than its per-request speed saves, and
+    plain HTTP goes straight on asyncio, so neither httpcore (with h11 and anyio) nor the CA bundle loads."""
     server.expect_request("/v1/chat/completions").respond_with_json(
         {"choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}]})
     config = tmp_path / "chains.yaml"
@@ -89,6 +90,8 @@ def test_a_one_shot_run_over_the_network_never_imports_aiohttp(tmp_path: Path, s
     code, modules = cli_modules(tmp_path, "--config", str(config), "run", "ping", "--no-stream", "--quiet")
     assert code == 0 and len(server.log) == 1
     assert "httpx" in heavy_in(modules) and "aiohttp" not in heavy_in(modules)
+    assert [m for m in modules if m.split(".")[0] in ("httpcore", "h11", "anyio", "certifi", "aiohttp")] == []
+    assert "llmfail.actions" not in modules and "llmfail.audit" in modules  # the config audit, not the operator commands
 
 
 def test_importing_llmfail_loads_no_dependency_at_all():

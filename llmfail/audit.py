@@ -1,0 +1,64 @@
+"""Who did what: the operator stamped on manual events, and the audit of config file changes.
+
+Apart from `llmfail.actions` because every request path needs `audit_config` (the engine
+records a changed config before its first write) while the operator commands' module is
+not needed by a one-shot `llmfail run` (`tests/test_imports.py`).
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import socket
+from typing import TYPE_CHECKING
+
+from . import events as ev
+from .events import Event
+from .journal import Journal
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .store import Store
+
+
+def operator() -> dict[str, str]:
+    """Who is acting, for the event log: the OS user and the host.
+
+    `getpass.getuser()` fails in containers whose uid has no passwd entry; the
+    uid is still worth recording there.
+    """
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - any failure just means "unknown name"
+        user = f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return {"user": user, "host": socket.gethostname()}
+
+
+def audit_config(store: Store, config: Config, now: float, *, journal: Journal | None = None) -> Event | None:
+    """A `config_changed` event when the config file differs from the one last used with this
+    state DB (its SHA-256 is kept in the DB's meta, per file path).
+
+    Config edits change what every process does (chains, cooldowns, alerts), so they
+    belong in the same audit trail as manual benches: who (OS user, host), when, and
+    which file. The first use of a file is recorded silently (nothing changed yet);
+    a config that is not a readable file (built-in, parsed from a string) is skipped.
+    The event goes through `journal` (or a bare `Journal(store)`); the stored event is returned.
+    """
+    if config.path.startswith("<"):
+        return None
+    try:
+        with open(config.path, "rb") as handle:
+            digest = hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+    path = os.path.abspath(config.path)
+    previous = store.swap_meta(f"config_sha256:{path}", digest)
+    if previous is None or previous == digest:
+        return None
+    event = Event(
+        type=ev.CONFIG_CHANGED, ts=now, detail=f"{path} changed (sha256 {previous[:12]} -> {digest[:12]})",
+        data={**operator(), "reason": "config file changed", "path": path, "previous_sha256": previous,
+              "sha256": digest},
+    )
+    return (journal or Journal(store)).write(event)
