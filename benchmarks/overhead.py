@@ -12,8 +12,10 @@ the answer):
     aiohttp        the floor: raw aiohttp, a hand-written "on 429 call the
                    next model" loop for the failover case
     httpx          the same with a raw httpx.AsyncClient (default transport)
-    llmfail        Engine.complete() with the real SQLite state DB, events on
-                   (--transport default|httpx|aiohttp picks the HTTP transport)
+    llmfail        Engine.complete() with the real state store, events on: a
+                   fresh SQLite file, or the store `--db` names (a Redis URL,
+                   with `--namespace`); --transport default|httpx|aiohttp
+                   picks the HTTP transport
     litellm        LiteLLM's Router with fallbacks a -> b -> c
 
 Cases (chain of three entries on the benchmark server, see server.py):
@@ -121,17 +123,19 @@ async def httpx_client(base: str, case: str, transport: str) -> tuple[Callable[[
     return one, client.aclose
 
 
-async def llmfail_client(base: str, case: str, transport: str) -> tuple[Callable[[], Awaitable[str]], Callable[[], Awaitable[None]]]:
+async def llmfail_client(
+    base: str, case: str, transport: str, db: str | None = None, namespace: str | None = None
+) -> tuple[Callable[[], Awaitable[str]], Callable[[], Awaitable[None]]]:
     from llmfail.config import parse_config
     from llmfail.engine import Engine
-    from llmfail.store.sqlite import SqliteStore
+    from llmfail.store import StoreTarget
 
     entries = ", ".join(f"bench/{m}" for m in CHAINS[case])
     config = parse_config(
         f"providers:\n  bench: {{type: openai, base_url: '{base}'}}\nchains:\n  bench: [{entries}]\n", "<bench>"
     )
-    db = os.path.join(tempfile.mkdtemp(prefix="llmfail-bench-"), "state.db")
-    store = SqliteStore(db)
+    db = db or os.path.join(tempfile.mkdtemp(prefix="llmfail-bench-"), "state.db")
+    store = StoreTarget(db, namespace).open()
     if case == "benched":
         now = time.time()
         store.record_failure(f"bench/{CHAINS[case][0]}", now=now, kind="transient", status=503, bench_for=3600.0)
@@ -259,7 +263,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     elif args.client == "httpx":
         one, close = await httpx_client(base, args.case, args.transport)
     elif args.client == "llmfail":
-        one, close = await llmfail_client(base, args.case, args.transport)
+        one, close = await llmfail_client(base, args.case, args.transport, args.db, args.namespace)
     elif args.client == "litellm":
         one, close = await litellm_client(base, args.case)
     else:
@@ -286,6 +290,8 @@ def main() -> None:
     parser.add_argument("--max-requests", type=int, default=50_000)
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--transport", choices=["default", "httpx", "aiohttp"], default="default")
+    parser.add_argument("--db", help="llmfail's store: a path or URL (default: a fresh SQLite file)")
+    parser.add_argument("--namespace", help="the Redis namespace of --db (default: the store's own)")
     args = parser.parse_args()
     loopback_only()
     results = asyncio.run(main_async(args))

@@ -11,21 +11,33 @@ interleaved rounds and the median of each figure is reported, so noise from
 other work on the machine lands on the baseline and the figure alike.
 LiteLLM's rows are skipped, with a note, when it is not installed
 (`pip install -e '.[bench]'`).
+
+The Redis rows put llmfail's state store on a `redis-server` this script
+starts on a free loopback port (`--save '' --appendonly no`, a throwaway
+directory, a fresh namespace per client) and stops at the end: healthy and
+failover requests/s at concurrency 32 on Redis against the same client on a
+fresh SQLite file (same request count and time limit, interleaved rounds), and
+how soon another process sees a bench (redis_roundtrips.py's `propagation`).
+They are skipped, with the reason, without a `redis-server`/`valkey-server` on
+PATH or the `redis` package (`pip install -e '.[redis]'`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -35,6 +47,9 @@ from server import serve  # noqa: E402
 
 PY = sys.executable
 CASES = ("healthy", "benched", "failover")
+STORE_CASES = ("healthy", "failover")  # the Redis rows: the hot path, and one that writes three events
+# Same for both backends: at most this many requests (or seconds) per run, after a short warm-up.
+STORE_RUN = ["--seconds", "1.0", "--max-requests", "1500", "--warmup", "100"]
 
 
 def version(dist: str) -> str | None:
@@ -44,14 +59,53 @@ def version(dist: str) -> str | None:
         return None
 
 
-def overhead(port: int, client: str, case: str, transport: str, seconds: float, concurrency: str) -> list[dict[str, Any]]:
+def overhead(port: int, client: str, case: str, transport: str, seconds: float | None, concurrency: str,
+             extra: Sequence[str] = ()) -> list[dict[str, Any]]:
     cmd = [PY, os.path.join(HERE, "overhead.py"), "--port", str(port), "--client", client, "--case", case,
-           "--transport", transport, "-c", concurrency, "--seconds", str(seconds)]
+           "--transport", transport, "-c", concurrency, *(["--seconds", str(seconds)] if seconds else []), *extra]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
         sys.stderr.write(f"run: {client}/{case}/{transport} failed:\n{done.stderr[-2000:]}\n")
         return []
     return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+
+
+@contextlib.contextmanager
+def private_redis() -> Iterator[tuple[int | None, str]]:
+    """A `redis-server` of this run's own, stopped at the end: (port, its version), or (None, why the
+    Redis rows are skipped)."""
+    try:
+        import redis_roundtrips
+    except ImportError as exc:
+        yield None, f"the {exc.name} package is not installed (pip install -e '.[redis]')"
+        return
+    workdir = tempfile.mkdtemp(prefix="llmfail-bench-redis-")
+    try:
+        proc, port = redis_roundtrips.start_redis(workdir)
+    except (RuntimeError, OSError) as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        yield None, str(exc)
+        return
+    try:
+        binary = redis_roundtrips.server_binary() or "redis-server"
+        done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10, check=False)
+        found = [w[2:] for w in done.stdout.split() if w.startswith("v=")]
+        yield port, f"{os.path.basename(binary)} {found[0] if found else '?'}"
+    finally:
+        proc.kill()
+        proc.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def propagation(port: int, trials: int, messages: str) -> dict[str, Any]:
+    """redis_roundtrips.py's measurement; {} (and a note) when it fails, so the other rows still print."""
+    import redis_roundtrips
+
+    try:
+        return redis_roundtrips.propagation(port, trials, messages)
+    except Exception as exc:  # reported; the row shows n/a
+        note(f"redis: propagation ({messages}) failed: {type(exc).__name__}: {exc}")
+        return {}
 
 
 def note(text: str) -> None:
@@ -64,8 +118,10 @@ class Table:
         self.rows: list[tuple[str, str, str, str, str, str]] = []
 
     def add(self, name: str, figure: float | None, unit: str, baseline: float | None = None,
-            baseline_name: str = "", target: str = "", holds: Callable[[float, float | None], bool] | None = None) -> None:
-        fig = "n/a" if figure is None else f"{_num(figure)} {unit}".strip()
+            baseline_name: str = "", target: str = "", holds: Callable[[float, float | None], bool] | None = None,
+            shown: str | None = None) -> None:
+        """One row; `shown` replaces the value's text (the verdict still judges `figure`)."""
+        fig = "n/a" if figure is None else shown or f"{_num(figure)} {unit}".strip()
         base = "" if baseline is None else f"{_num(baseline)} ({baseline_name})" if baseline_name else _num(baseline)
         ratio = ""
         if figure is not None and baseline:
@@ -74,6 +130,9 @@ class Table:
         if holds is not None:
             verdict = "n/a" if figure is None else ("yes" if holds(figure, baseline) else "NO")
         self.rows.append((name, fig, base, ratio, target, verdict))
+
+    def skip(self, name: str, target: str, reason: str) -> None:
+        self.rows.append((name, "skipped", reason, "", target, "n/a"))
 
     def render(self, markdown: bool) -> str:
         head = ("figure", "value", "baseline", "ratio", "target", "holds")
@@ -137,6 +196,24 @@ def main() -> int:
         else:
             note("overhead: LiteLLM is not installed; its rows are skipped (pip install -e '.[bench]')")
 
+        store_runs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        propagations: dict[str, dict[str, Any]] = {}
+        with private_redis() as (redis_port, redis_note):
+            if redis_port is None:
+                note(f"redis: rows skipped: {redis_note}")
+            else:
+                redis_url = f"redis://127.0.0.1:{redis_port}/0"
+                for index in range(rounds):
+                    note(f"redis: llmfail on Redis beside SQLite, round {index + 1}/{rounds} ({redis_note})")
+                    for case in STORE_CASES:
+                        for backend in ("sqlite", "redis"):
+                            db = ["--db", redis_url, "--namespace", f"bench-{case}-{index}"] * (backend == "redis")
+                            store_runs[(backend, case)] += overhead(port, "llmfail", case, "default", None, "32",
+                                                                    [*STORE_RUN, *db])
+                for messages, trials in (("delivered", 30 if args.quick else 100), ("lose", 5 if args.quick else 10)):
+                    note(f"redis: bench propagation to another process, pub/sub {messages}, {trials} trials")
+                    propagations[messages] = propagation(redis_port, trials, messages)
+
         note("start-up")
         done = subprocess.run([PY, os.path.join(HERE, "startup.py"), "--runs", "5" if args.quick else "7"],
                               capture_output=True, text=True, timeout=180, check=False)
@@ -199,9 +276,9 @@ def main() -> int:
         for c in (32, 1):
             label = {"healthy": "(b)", "benched": "(c)", "failover": "(d)"}[case]
             t.add(f"{label} p50 / p99 ms, c={c}", med("llmfail", case, c, "p50_ms"), "ms",
-                  med("aiohttp", "failover" if case == "failover" else "healthy", c, "p50_ms"), "aiohttp p50")
-            t.rows[-1] = (t.rows[-1][0], f"{_num(med('llmfail', case, c, 'p50_ms') or 0)} / "
-                          f"{_num(med('llmfail', case, c, 'p99_ms') or 0)} ms", *t.rows[-1][2:])
+                  med("aiohttp", "failover" if case == "failover" else "healthy", c, "p50_ms"), "aiohttp p50",
+                  shown=f"{_num(med('llmfail', case, c, 'p50_ms') or 0)} / "
+                  f"{_num(med('llmfail', case, c, 'p99_ms') or 0)} ms")
     for client, transport, label in (("httpx", "default", "raw httpx"), ("httpx", "aiohttp", "raw httpx on httpx-aiohttp")):
         for case in ("healthy", "failover"):
             t.add(f"{label}, {case}, c=32, req/s", med(client, case, 32, "rps", transport), "",
@@ -226,6 +303,34 @@ def main() -> int:
         for case in CASES:
             t.add(f"LiteLLM Router, {case}, c=1, req/s", med("litellm", case, 1, "rps"), "",
                   med("llmfail", case, 1, "rps"), "llmfail")
+
+    def store_med(backend: str, case: str, key: str) -> float | None:
+        values = [r[key] for r in store_runs.get((backend, case), []) if r["requests"] and not r["errors"]]
+        return statistics.median(values) if values else None
+
+    problems += [f"{backend} store: {r['case']}: {r['errors']} errors, first: {r['first_error']}"
+                 for (backend, _), rs in store_runs.items() for r in rs if r["errors"]]
+    for case in STORE_CASES:
+        name = f"Redis store: llmfail {case}, c=32, req/s"
+        if redis_port is None:
+            t.skip(name, ">= 0.8x", redis_note)
+            continue
+        t.add(name, store_med("redis", case, "rps"), "", store_med("sqlite", case, "rps"), "SQLite store",
+              ">= 0.8x", at_least(0.8))
+    for case in STORE_CASES if redis_port is not None else ():
+        # llmfail's own process only: the SQLite store's work is all in it, the Redis store's partly in redis-server.
+        t.add(f"Redis store: llmfail {case}, c=32, CPU/req (client)", store_med("redis", case, "cpu_us"), "us",
+              store_med("sqlite", case, "cpu_us"), "SQLite store us/req")
+    for messages, label in (("delivered", "bench seen by another process"),
+                            ("lose", "bench seen by another process, every pub/sub message lost")):
+        name = f"Redis store: {label}, p50 / p99"
+        if redis_port is None:
+            t.skip(name, "< 1 s", redis_note)
+            continue
+        row = propagations.get(messages, {})
+        # p99 of <= 100 trials is the slowest one: every trial within the second.
+        t.add(name, row.get("p99_ms"), "ms", None, "", "< 1 s", lambda fig, base: fig < 1000,
+              shown=f"{_num(row.get('p50_ms', 0))} / {_num(row.get('p99_ms', 0))} ms ({row.get('trials')} trials)")
     floor = startup.get("floor")
     t.add("start-up: llmfail --help, s", startup.get("help"), "s", floor, "import typer, rich", "<= 1.3x",
           at_least_inverse(1.3))
@@ -255,7 +360,8 @@ def main() -> int:
     print()
     print(f"machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
           f"load average {load_before} before, {load_after} after; {time.perf_counter() - began:.0f} s")
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v))
+    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+          + (f"; {redis_note} (this run's own, --save '' --appendonly no)" if redis_port is not None else ""))
     per_request = {f"{k[0]}/{k[1]}/c={k[3]}": {m: round(n / max(1, r[-1]["requests"]), 2) for m, n in r[-1]["hits"].items()}
                    for k, r in runs.items() if k[1] in ("failover", "benched") and k[2] == "default" and r}
     print("server hits per model per request (failover: the primary must be 1.0; benched: absent): "
@@ -268,7 +374,11 @@ def main() -> int:
     if args.json_path:
         with open(args.json_path, "w") as f:
             json.dump({"overhead": {"/".join(map(str, k)): v for k, v in runs.items()}, "startup": startup,
-                       "state": state, "simulate": simulate, "versions": versions}, f, indent=1)
+                       "state": state, "simulate": simulate, "versions": versions,
+                       "redis": {"server": redis_note if redis_port is not None else None,
+                                 "skipped": redis_note if redis_port is None else None,
+                                 "store": {"/".join(k): v for k, v in store_runs.items()},
+                                 "propagation": propagations}}, f, indent=1)
     return 0
 
 
