@@ -386,6 +386,9 @@ def test_printing_a_wide_table_leaves_the_shared_console_width_alone(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from llmfail.output import stdout
 
+    # A console made by an earlier test while COLUMNS was set is pinned to that width: start afresh.
+    monkeypatch.delenv("COLUMNS", raising=False)
+    stdout.cache_clear()
     (tmp_path / "chains.yaml").write_text(CONFIG, encoding="utf-8")
     store = SqliteStore(os.environ["LLMFAIL_DB"])
     store.append(shifted_fixture(time.time()))

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import re
@@ -62,6 +63,8 @@ from . import EventTally, ModelState
 from .redis_scripts import SCRIPTS, script_source
 from .transitions import after_success
 from .transitions import clean_detail as _clean
+
+log = logging.getLogger("llmfail.store")
 
 #: Environment variable holding the Redis password when the caller names none.
 PASSWORD_ENV = "LLMFAIL_REDIS_PASSWORD"
@@ -1028,7 +1031,9 @@ class _Listener(threading.Thread):
                     if time.monotonic() >= next_poll:
                         self._refresh(client)
                         next_poll = time.monotonic() + POLL_S
-            except (redis.RedisError, OSError, StoreUnavailable):
+            except Exception as error:  # a background thread must never die: anything unexpected is an outage too
+                if not isinstance(error, (redis.RedisError, OSError, StoreUnavailable)):
+                    log.debug("llmfail: the Redis cache listener failed; retrying in 1 s", exc_info=True)
                 self.healthy = False
                 cache.forget(None)
                 self._stopping.wait(1.0)
