@@ -62,7 +62,7 @@ def protocol_for(path: str) -> str | None:
         return "anthropic"
     if path.endswith("/api/chat"):
         return "ollama"
-    if "/models/" in path and (path.endswith(":generateContent") or path.endswith(":streamGenerateContent")):
+    if "/models/" in path and path.endswith((":generateContent", ":streamGenerateContent")):
         return "gemini"
     return None
 
