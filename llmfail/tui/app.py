@@ -18,6 +18,12 @@ What it must guarantee during an incident, and how:
   answer "which model, until when, why": state, countdown, last error, how long
   ago. The chains strip (what serves each chain, panic mode) and the newest
   events stay on screen at every size.
+- **Honest when the store is gone.** While the shared state cannot be read
+  (Redis down or hung, the SQLite file locked or unreadable) the screen keeps
+  the last data under a one-line banner saying so (the store's own error, its
+  URL without a password) and reads again every ERROR_RETRY_S; the banner goes
+  when a read succeeds. `b`/`u` still try the store and show its error: a bench
+  the fleet never saw must not look done.
 - **Pure reads.** Rendering never writes to the store (SPEC §3 item 8).
 """
 
@@ -89,6 +95,10 @@ class PollFailed(Message):
         self.message = message
 
 
+class PollRecovered(Message):
+    """A poll succeeded after failed ones: the store answers again."""
+
+
 class Dashboard(App[None]):
     """Model health, the event log and the failover rate of one state DB, live."""
 
@@ -102,6 +112,9 @@ class Dashboard(App[None]):
     # The cursor row is a filled bar and the header a muted, underlined line without fill, so
     # the selected row never reads as the header (even when it is the first row).
     CSS = """
+    #banner { display: none; height: auto; max-height: 2; padding: 0 1; background: $error; color: $text;
+              text-style: bold; }
+    #banner.down { display: block; }
     #top { height: 4; }
     #summary { width: 1fr; padding: 0 1; }
     #chain { width: 30; }
@@ -170,11 +183,14 @@ class Dashboard(App[None]):
         self._shown: dict[tuple[str, str], tuple[str, str, object]] = {}  # (model, column) -> what the cell shows
         self._wake = threading.Event()
         self._force = False
+        self.unreachable: str | None = None  # the store's error while it cannot be read; None when it answers
+        self._read_at: float | None = None  # clock time of the last successful read
 
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
         options = [("all chains", ALL_CHAINS), *((name, name) for name in self.config.chains)]
+        yield Static("", id="banner", markup=False)
         with Horizontal(id="top"):
             yield Static("loading…", id="summary", markup=False)
             yield Select(options, value=self.chain or ALL_CHAINS, allow_blank=False, id="chain")
@@ -238,6 +254,9 @@ class Dashboard(App[None]):
                 failure = error.message
                 self._wake.wait(ERROR_RETRY_S)
                 continue
+            self._read_at = self.clock()
+            if failure is not None:
+                self.post_message(PollRecovered())
             failure = None
             if update is not None:
                 self.post_message(Refreshed(update))
@@ -268,7 +287,17 @@ class Dashboard(App[None]):
         self.first_paint_at = time.perf_counter()
 
     def on_poll_failed(self, message: PollFailed) -> None:
-        self.notify(message.message, title="cannot read the state DB", severity="error", markup=False)
+        """The banner (not a toast, which would fade while the outage lasts); the data stays."""
+        self.unreachable = message.message
+        read = (f"showing the data of {time.strftime('%H:%M:%S', time.localtime(self._read_at))}"
+                if self._read_at is not None else "nothing read yet")
+        banner = self.query_one("#banner", Static)
+        banner.update(f"shared state unreachable: {message.message} — {read}")
+        banner.add_class("down")
+
+    def on_poll_recovered(self, message: PollRecovered) -> None:
+        self.unreachable = None
+        self.query_one("#banner", Static).remove_class("down")
 
     def _tick(self) -> None:
         """Every second: the countdowns and "ago" cells move with the clock."""

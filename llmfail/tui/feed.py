@@ -249,7 +249,6 @@ class Feed:
                     or (self._rows_dirty and since_rows >= ROWS_MIN_S))
         if not (written or rows_due):
             return None
-        self._version = version
         fresh: deque[Event] = deque(maxlen=self.tail.keep)
         seen = 0
         if first:
@@ -269,6 +268,7 @@ class Feed:
                 self.news.seed(self.store, self.config.chains, now)
             self.activity = Activity(chain)
             self.activity.seed(self.store, now, self.tail.last_id)
+        self._version = version  # only once read: after a failed read (store down) the next step reads again
         self._seeded = not first
         rows = chains = None
         if rows_due:
