@@ -291,8 +291,11 @@ class Dashboard(App[None]):
         self.unreachable = message.message
         read = (f"showing the data of {time.strftime('%H:%M:%S', time.localtime(self._read_at))}"
                 if self._read_at is not None else "nothing read yet")
+        what = message.message
+        if not what.startswith("cannot reach shared state"):  # e.g. a locked SQLite file: say what it means
+            what = f"shared state unreachable: {what}"
         banner = self.query_one("#banner", Static)
-        banner.update(f"shared state unreachable: {message.message} — {read}")
+        banner.update(f"{what} — {read}")
         banner.add_class("down")
 
     def on_poll_recovered(self, message: PollRecovered) -> None:
