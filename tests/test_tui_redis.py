@@ -108,6 +108,54 @@ async def test_a_paused_redis_keeps_the_last_data_under_a_banner_and_b_and_u_sho
         checker.close()
 
 
+async def test_an_idle_dashboard_on_redis_waits_in_xread_and_shows_another_hosts_event_within_a_second(
+    config: Config, private_redis: Callable[..., RedisServer], redis_namespace: str, clock: FakeClock
+) -> None:
+    """No poll every POLL_S (a MGET each, 12 in 3 s): one blocking XREAD per FOLLOW_WAIT_S; a row
+    another client writes is on screen within a second all the same."""
+    import statistics
+    import time
+
+    import redis
+
+    server = private_redis()
+    admin = redis.Redis(host="127.0.0.1", port=server.port, decode_responses=True)
+    store = RedisStore.from_url(server.url, namespace=redis_namespace)
+    writer = RedisStore.from_url(server.url, namespace=redis_namespace)
+    writer.append([Event(type="probe", ts=clock.now, model="openai/gpt-4o", detail="seed")])
+    app = app_for(config, store, clock, chain="prod")
+
+    def calls() -> dict[str, int]:
+        return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in admin.info("commandstats").items()}
+
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await pilot.pause(0.3)
+            before = calls()
+            await pilot.pause(3.0)
+            after = calls()
+            idle = {name: n - before.get(name, 0) for name, n in after.items() if n != before.get(name, 0)}
+            print(f"\ncommands sent by an idle dashboard on Redis in 3 s: {idle}")
+            assert idle.get("mget", 0) <= 1 and idle.get("xrange", 0) <= 1  # at most one ROWS_EVERY_S refresh
+            assert [c["cmd"] for c in admin.client_list() if c.get("name") == "llmfail-follow"] == ["xread"]
+
+            delays = []
+            for n in range(5):
+                await pilot.pause(0.1 if n % 2 else 0.6)
+                writer.append([Event(type="probe", ts=clock.now, model="openai/gpt-4o", detail=f"row {n}")])
+                delays.append(await until(pilot, lambda n=n: log_lines(app)[-1].endswith(f"row {n}")))
+            print(f"another client's event on the Redis dashboard after: median {statistics.median(delays) * 1000:.0f} ms,"
+                  f" max {max(delays) * 1000:.0f} ms over {len(delays)} rows")
+            assert max(delays) < 1.0
+            began = time.monotonic()
+        assert time.monotonic() - began < 1.5  # quitting does not wait out a blocking read
+    finally:
+        store.close()
+        writer.close()
+        admin.close()
+
+
 @pytest.mark.usefixtures("utc")
 def test_redis_killed_at_80x24_shows_the_banner_over_the_last_data(
     snap_compare: Any, config: Config, private_redis: Callable[..., RedisServer], redis_namespace: str

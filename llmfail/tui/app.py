@@ -6,7 +6,10 @@ What it must guarantee during an incident, and how:
   POLL_S; a step costs one `PRAGMA data_version` unless another process
   committed, and the screen only paints the `Update` it posts. The UI thread
   never waits on SQLite, so keys and scrolling stay live even when a writer
-  holds the DB.
+  holds the DB. On a store that can wait for new events (Redis: `XREAD BLOCK`)
+  nothing polls: a second thread waits for the next event and wakes the poll
+  thread, which otherwise steps every ROWS_EVERY_S for the sliding window (a
+  bench-state change no event announces, such as a probe lease, waits for that).
 - **Bounded on a huge log.** The feed reads the newest `keep` events at start
   and then only new ids; the log pane keeps at most `keep` lines.
 - **Same actions as the CLI.** `b` and `u` call `bench_model` /
@@ -45,7 +48,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, RichLog, Select, Sparkline, Static
 from textual.worker import get_current_worker
 
-from ..actions import bench_model, unbench_models
+from ..actions import FOLLOW_WAIT_S, bench_model, unbench_models
 from ..config import Config
 from ..durations import format_duration
 from ..errors import LlmfailError
@@ -54,7 +57,7 @@ from ..health import EntryStatus
 from ..output import event_text
 from ..health import NO_DATA
 from ..store import Store
-from .feed import KEEP_EVENTS, WINDOW_S, Feed, LogFilter, Update
+from .feed import KEEP_EVENTS, ROWS_EVERY_S, WINDOW_S, Feed, LogFilter, Update
 from .health import COLUMNS, COMPACT_COLUMNS, STATES, ChainView, HealthRow
 from .screens import BenchRequest, BenchScreen, HelpScreen
 
@@ -182,7 +185,9 @@ class Dashboard(App[None]):
         self._row_keys: list[str] = []
         self._shown: dict[tuple[str, str], tuple[str, str, object]] = {}  # (model, column) -> what the cell shows
         self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._force = False
+        self._waits: Callable[[int, float], list[Event]] | None = getattr(store, "wait_for_events", None)
         self.unreachable: str | None = None  # the store's error while it cannot be read; None when it answers
         self._read_at: float | None = None  # clock time of the last successful read
 
@@ -230,6 +235,7 @@ class Dashboard(App[None]):
         self._title_log()
 
     def on_unmount(self) -> None:
+        self._stopping.set()
         self._wake.set()  # let the poll thread see its cancellation at once
 
     # ------------------------------------------------------------------ polling
@@ -261,7 +267,24 @@ class Dashboard(App[None]):
             if update is not None:
                 self.post_message(Refreshed(update))
             if not self.feed.pending:
-                self._wake.wait(POLL_S)
+                watched = self._waits is not None and not self.feed.rows_stale
+                self._wake.wait(ROWS_EVERY_S if watched else POLL_S)
+
+    @work(thread=True, exclusive=True, group="watch", name="watch")
+    def _watch(self, wait: Callable[[int, float], list[Event]]) -> None:
+        """Wake the poll thread when an event is written after the newest the feed read (the store
+        blocks until then, FOLLOW_WAIT_S at a time): no read at all while nothing happens, and at
+        most one wake per POLL_S under a stream of writes. The poll reports store errors."""
+        worker = get_current_worker()
+        while not worker.is_cancelled and not self._stopping.is_set():
+            try:
+                news = wait(self.feed.tail.last_id, FOLLOW_WAIT_S)
+            except LlmfailError:
+                self._stopping.wait(ERROR_RETRY_S)
+                continue
+            if news:
+                self._wake.set()
+                self._stopping.wait(POLL_S)
 
     def refresh_now(self) -> None:
         """Read everything again at the next poll, which starts at once."""
@@ -281,6 +304,8 @@ class Dashboard(App[None]):
         self.updates += 1
         if update.first:
             self.call_after_refresh(self.first_painted)
+            if self._waits is not None:
+                self._watch(self._waits)
 
     def first_painted(self) -> None:
         """Called once the first data is on screen (the benchmark's stopwatch)."""
