@@ -223,3 +223,20 @@ def test_a_db_url_from_the_command_line_or_env_takes_the_configs_namespace(
         assert [s.model for s in store.benches(time.time())] == ["m/echo"]
     finally:
         store.close()
+
+
+def test_events_follow_exits_1_with_the_clear_error_when_redis_goes_away(
+    follower: Callable[..., tuple[subprocess.Popen[str], Lines]], private_redis: Callable[..., RedisServer],
+    redis_namespace: str
+) -> None:
+    server = private_redis()
+    store = RedisStore.from_url(server.url, namespace=redis_namespace)
+    store.append([Event(type="probe", ts=time.time(), model="seed/m")])
+    store.close()
+    proc, lines = follower(server.url, redis_namespace)
+    lines.next(timeout=20)  # the backlog is printed: it is waiting in XREAD now
+    server.stop()
+    assert proc.wait(timeout=FOLLOW_WAIT_S + 5) == 1
+    assert proc.stderr is not None
+    error, hint = proc.stderr.read().splitlines()
+    assert error.startswith(f"llmfail: error: cannot reach shared state {server.url} (") and hint.startswith("  hint:")
