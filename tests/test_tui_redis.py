@@ -73,7 +73,7 @@ async def test_a_paused_redis_keeps_the_last_data_under_a_banner_and_b_and_u_sho
             assert cell(app, "mock/echo", "state") == "manual" and lines[-1].endswith("before the outage")
 
             server.pause()
-            await until(pilot, lambda: banner.display)
+            await until(pilot, lambda: banner.display, timeout=10)  # the blocked XREAD times out after 3 s
             shown = f"redis://:***@127.0.0.1:{server.port}/0"
             assert banner_text(app) == (f"cannot reach shared state {shown} (no answer within 0.25 s) — "
                                         "showing the data of 08:53:20")

@@ -274,12 +274,14 @@ class Dashboard(App[None]):
     def _watch(self, wait: Callable[[int, float], list[Event]]) -> None:
         """Wake the poll thread when an event is written after the newest the feed read (the store
         blocks until then, FOLLOW_WAIT_S at a time): no read at all while nothing happens, and at
-        most one wake per POLL_S under a stream of writes. The poll reports store errors."""
+        most one wake per POLL_S under a stream of writes. A store error wakes the poll too, which
+        reports it (a hung server is noticed after FOLLOW_WAIT_S plus the client's timeout)."""
         worker = get_current_worker()
         while not worker.is_cancelled and not self._stopping.is_set():
             try:
                 news = wait(self.feed.tail.last_id, FOLLOW_WAIT_S)
             except LlmfailError:
+                self._wake.set()
                 self._stopping.wait(ERROR_RETRY_S)
                 continue
             if news:
