@@ -294,6 +294,11 @@ FOLLOW_POLL_S = 0.2
 #: Rows read per query while catching up, so a burst never loads the whole log at once.
 FOLLOW_BATCH = 1000
 
+#: How long one blocking wait lasts on a store that can block until an event arrives (Redis:
+#: `XREAD BLOCK`). Between two waits nothing is read; the bound only decides how soon a server
+#: that stopped answering is noticed (this plus the client's timeout).
+FOLLOW_WAIT_S = 2.0
+
 
 @dataclass(frozen=True)
 class EventFilter:
@@ -306,6 +311,11 @@ class EventFilter:
 
     def query(self) -> dict[str, Any]:
         return {"since": self.since, "model": self.model, "chain": self.chain, "types": self.types or None}
+
+    def matches(self, event: Event) -> bool:
+        """The test `Store.events(**query())` applies, for events read without a query."""
+        return ((self.since is None or event.ts >= self.since) and (self.model is None or event.model == self.model)
+                and (self.chain is None or event.chain == self.chain) and (not self.types or event.type in self.types))
 
 
 def parse_types(values: Iterable[str]) -> tuple[str, ...]:
@@ -341,14 +351,29 @@ def follow_events(
     *,
     poll_s: float = FOLLOW_POLL_S,
     sleep: Callable[[float], None] = time.sleep,
+    wait_s: float = FOLLOW_WAIT_S,
 ) -> Iterator[list[Event]]:
-    """Batches of matching events written after `after_id`, by any process, forever.
+    """Batches of matching events written after `after_id`, by any process (any host), forever.
 
-    Waiting costs one `PRAGMA data_version` per poll, which only changes when
-    another connection commits: the log is queried only when something was
-    written. Event ids are AUTOINCREMENT, so pruning never makes `id > last`
-    skip or repeat a row.
+    A store that can wait for new events (`wait_for_events(after_id, timeout)`: Redis's
+    `XREAD BLOCK`) is asked to, `wait_s` at a time: an idle follower sends one blocking
+    read per `wait_s` and a new row arrives as soon as it is written. Rows are filtered
+    here, and the follower moves past the ones that do not match.
+
+    Otherwise (SQLite) waiting costs one `change_token()` (`PRAGMA data_version`) per
+    poll, which only changes when another connection commits: the log is queried
+    only when something was written. Either way ids never repeat and never go back
+    (the store contract), so pruning never makes `id > last` skip or repeat a row.
     """
+    wait: Callable[[int, float], list[Event]] | None = getattr(store, "wait_for_events", None)
+    if wait is not None:
+        while True:
+            batch = wait(after_id, wait_s)
+            if batch:
+                after_id = max(after_id, *(e.id or 0 for e in batch))
+                shown = [e for e in batch if where.matches(e)]
+                if shown:
+                    yield shown
     seen_version: object = None  # the last `change_token()`
     while True:
         version = store.change_token()

@@ -218,12 +218,11 @@ def open_request_store(config: Config) -> Store:
 
 def _selection(config: Config | None = None) -> Selection:
     """--db, else $LLMFAIL_DB, else the config's `state:`, else the default path. Commands that
-    have not loaded the config read it only when its text has a top-level `state:` key."""
-    import os
-
+    have not loaded the config read it only when its text has a top-level `state:` key (whose
+    namespace and password variable apply to a --db or $LLMFAIL_DB URL too)."""
     from .store.select import names_state, select_store
 
-    if config is None and not (_opts.db or os.environ.get("LLMFAIL_DB")):
+    if config is None:
         from .paths import find_config
 
         path = find_config(_opts.config)

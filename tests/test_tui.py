@@ -381,12 +381,17 @@ async def test_an_unreadable_db_is_reported_once_and_the_screen_recovers_when_it
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         app.notify = lambda message, **kwargs: notes.append(message)  # type: ignore[method-assign]
+        banner = app.query_one("#banner")
+        assert not banner.display
         broken["on"] = True
-        await pilot.pause(0.5)  # several failed polls
-        assert notes == ["the state DB is locked by another process"]
+        await until(pilot, lambda: banner.display)
+        await pilot.pause(0.5)  # several failed polls: one banner, no toasts
+        assert str(banner.render()).startswith(
+            "shared state unreachable: the state DB is locked by another process — showing the data of ")
+        assert notes == [] and app.unreachable == "the state DB is locked by another process"
         broken["on"] = False
         writer.append([Event(type="probe", ts=clock.now, model="openai/gpt-4o", detail="back")])
-        await until(pilot, lambda: any(line.endswith("back") for line in log_lines(app)))
+        await until(pilot, lambda: any(line.endswith("back") for line in log_lines(app)) and not banner.display)
 
 
 async def test_p_pauses_the_log_and_resuming_shows_what_arrived(

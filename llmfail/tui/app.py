@@ -6,7 +6,10 @@ What it must guarantee during an incident, and how:
   POLL_S; a step costs one `PRAGMA data_version` unless another process
   committed, and the screen only paints the `Update` it posts. The UI thread
   never waits on SQLite, so keys and scrolling stay live even when a writer
-  holds the DB.
+  holds the DB. On a store that can wait for new events (Redis: `XREAD BLOCK`)
+  nothing polls: a second thread waits for the next event and wakes the poll
+  thread, which otherwise steps every ROWS_EVERY_S for the sliding window (a
+  bench-state change no event announces, such as a probe lease, waits for that).
 - **Bounded on a huge log.** The feed reads the newest `keep` events at start
   and then only new ids; the log pane keeps at most `keep` lines.
 - **Same actions as the CLI.** `b` and `u` call `bench_model` /
@@ -18,6 +21,12 @@ What it must guarantee during an incident, and how:
   answer "which model, until when, why": state, countdown, last error, how long
   ago. The chains strip (what serves each chain, panic mode) and the newest
   events stay on screen at every size.
+- **Honest when the store is gone.** While the shared state cannot be read
+  (Redis down or hung, the SQLite file locked or unreadable) the screen keeps
+  the last data under a one-line banner saying so (the store's own error, its
+  URL without a password) and reads again every ERROR_RETRY_S; the banner goes
+  when a read succeeds. `b`/`u` still try the store and show its error: a bench
+  the fleet never saw must not look done.
 - **Pure reads.** Rendering never writes to the store (SPEC §3 item 8).
 """
 
@@ -39,7 +48,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, Input, RichLog, Select, Sparkline, Static
 from textual.worker import get_current_worker
 
-from ..actions import bench_model, unbench_models
+from ..actions import FOLLOW_WAIT_S, bench_model, unbench_models
 from ..config import Config
 from ..durations import format_duration
 from ..errors import LlmfailError
@@ -48,7 +57,7 @@ from ..health import EntryStatus
 from ..output import event_text
 from ..health import NO_DATA
 from ..store import Store
-from .feed import KEEP_EVENTS, WINDOW_S, Feed, LogFilter, Update
+from .feed import KEEP_EVENTS, ROWS_EVERY_S, WINDOW_S, Feed, LogFilter, Update
 from .health import COLUMNS, COMPACT_COLUMNS, STATES, ChainView, HealthRow
 from .screens import BenchRequest, BenchScreen, HelpScreen
 
@@ -89,6 +98,10 @@ class PollFailed(Message):
         self.message = message
 
 
+class PollRecovered(Message):
+    """A poll succeeded after failed ones: the store answers again."""
+
+
 class Dashboard(App[None]):
     """Model health, the event log and the failover rate of one state DB, live."""
 
@@ -102,6 +115,9 @@ class Dashboard(App[None]):
     # The cursor row is a filled bar and the header a muted, underlined line without fill, so
     # the selected row never reads as the header (even when it is the first row).
     CSS = """
+    #banner { display: none; height: auto; max-height: 2; padding: 0 1; background: $error; color: $text;
+              text-style: bold; }
+    #banner.down { display: block; }
     #top { height: 4; }
     #summary { width: 1fr; padding: 0 1; }
     #chain { width: 30; }
@@ -169,12 +185,17 @@ class Dashboard(App[None]):
         self._row_keys: list[str] = []
         self._shown: dict[tuple[str, str], tuple[str, str, object]] = {}  # (model, column) -> what the cell shows
         self._wake = threading.Event()
+        self._stopping = threading.Event()
         self._force = False
+        self._waits: Callable[[int, float], list[Event]] | None = getattr(store, "wait_for_events", None)
+        self.unreachable: str | None = None  # the store's error while it cannot be read; None when it answers
+        self._read_at: float | None = None  # clock time of the last successful read
 
     # ------------------------------------------------------------------ layout
 
     def compose(self) -> ComposeResult:
         options = [("all chains", ALL_CHAINS), *((name, name) for name in self.config.chains)]
+        yield Static("", id="banner", markup=False)
         with Horizontal(id="top"):
             yield Static("loading…", id="summary", markup=False)
             yield Select(options, value=self.chain or ALL_CHAINS, allow_blank=False, id="chain")
@@ -214,6 +235,7 @@ class Dashboard(App[None]):
         self._title_log()
 
     def on_unmount(self) -> None:
+        self._stopping.set()
         self._wake.set()  # let the poll thread see its cancellation at once
 
     # ------------------------------------------------------------------ polling
@@ -238,11 +260,33 @@ class Dashboard(App[None]):
                 failure = error.message
                 self._wake.wait(ERROR_RETRY_S)
                 continue
+            self._read_at = self.clock()
+            if failure is not None:
+                self.post_message(PollRecovered())
             failure = None
             if update is not None:
                 self.post_message(Refreshed(update))
             if not self.feed.pending:
-                self._wake.wait(POLL_S)
+                watched = self._waits is not None and not self.feed.rows_stale
+                self._wake.wait(ROWS_EVERY_S if watched else POLL_S)
+
+    @work(thread=True, exclusive=True, group="watch", name="watch")
+    def _watch(self, wait: Callable[[int, float], list[Event]]) -> None:
+        """Wake the poll thread when an event is written after the newest the feed read (the store
+        blocks until then, FOLLOW_WAIT_S at a time): no read at all while nothing happens, and at
+        most one wake per POLL_S under a stream of writes. A store error wakes the poll too, which
+        reports it (a hung server is noticed after FOLLOW_WAIT_S plus the client's timeout)."""
+        worker = get_current_worker()
+        while not worker.is_cancelled and not self._stopping.is_set():
+            try:
+                news = wait(self.feed.tail.last_id, FOLLOW_WAIT_S)
+            except LlmfailError:
+                self._wake.set()
+                self._stopping.wait(ERROR_RETRY_S)
+                continue
+            if news:
+                self._wake.set()
+                self._stopping.wait(POLL_S)
 
     def refresh_now(self) -> None:
         """Read everything again at the next poll, which starts at once."""
@@ -262,13 +306,28 @@ class Dashboard(App[None]):
         self.updates += 1
         if update.first:
             self.call_after_refresh(self.first_painted)
+            if self._waits is not None:
+                self._watch(self._waits)
 
     def first_painted(self) -> None:
         """Called once the first data is on screen (the benchmark's stopwatch)."""
         self.first_paint_at = time.perf_counter()
 
     def on_poll_failed(self, message: PollFailed) -> None:
-        self.notify(message.message, title="cannot read the state DB", severity="error", markup=False)
+        """The banner (not a toast, which would fade while the outage lasts); the data stays."""
+        self.unreachable = message.message
+        read = (f"showing the data of {time.strftime('%H:%M:%S', time.localtime(self._read_at))}"
+                if self._read_at is not None else "nothing read yet")
+        what = message.message
+        if not what.startswith("cannot reach shared state"):  # e.g. a locked SQLite file: say what it means
+            what = f"shared state unreachable: {what}"
+        banner = self.query_one("#banner", Static)
+        banner.update(f"{what} — {read}")
+        banner.add_class("down")
+
+    def on_poll_recovered(self, message: PollRecovered) -> None:
+        self.unreachable = None
+        self.query_one("#banner", Static).remove_class("down")
 
     def _tick(self) -> None:
         """Every second: the countdowns and "ago" cells move with the clock."""

@@ -5,8 +5,9 @@ holding millions of events, so every read is bounded:
 
 - the event log starts from the newest `keep` rows (`events(newest=True,
   limit=keep)`) and then follows by id (`id > last`), never re-reading;
-- "anything new?" is one `PRAGMA data_version`, which only moves when another
-  connection commits, so an idle DB costs no query at all;
+- "anything new?" is one `change_token()` (SQLite: `PRAGMA data_version`, which only
+  moves when another connection commits), so an idle DB costs no query at all; on
+  Redis the app does not even ask that each poll: it waits in `XREAD BLOCK`;
 - the failover-rate sparkline keeps one counter per minute for the last hour;
 - each chain's newest `request` row, newest answer and newest `panic` (what is
   serving it, panic mode, the `panic-tried` state) come from the newest events the
@@ -230,6 +231,11 @@ class Feed:
         """Whether the next `step` has work whatever the DB does (the sparkline's seed)."""
         return not self._seeded
 
+    @property
+    def rows_stale(self) -> bool:
+        """Whether something was written since the rows were last computed (due ROWS_MIN_S after them)."""
+        return self._rows_dirty
+
     def step(self, *, chain: str | None, force: bool = False) -> Update | None:
         """One poll. The first reads the newest events and the rows only, so they are on
         screen at once; the second seeds the sparkline (up to RATE_SEED_LIMIT rows).
@@ -249,7 +255,6 @@ class Feed:
                     or (self._rows_dirty and since_rows >= ROWS_MIN_S))
         if not (written or rows_due):
             return None
-        self._version = version
         fresh: deque[Event] = deque(maxlen=self.tail.keep)
         seen = 0
         if first:
@@ -269,6 +274,7 @@ class Feed:
                 self.news.seed(self.store, self.config.chains, now)
             self.activity = Activity(chain)
             self.activity.seed(self.store, now, self.tail.last_id)
+        self._version = version  # only once read: after a failed read (store down) the next step reads again
         self._seeded = not first
         rows = chains = None
         if rows_due:
