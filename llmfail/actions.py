@@ -24,9 +24,9 @@ from .durations import format_duration
 from .errors import UsageError
 from .events import Event, iso
 from .health import EntryStatus, entry_status
-from .journal import Journal
 
 if TYPE_CHECKING:
+    from .journal import Journal
     from .config import Chain, Config, Entry, Location, Policy
     from .store import ModelState, Store
 
@@ -76,6 +76,14 @@ class BenchRow:
             "bench_count": self.bench_count,
         }
 
+
+
+def _bare_journal(store: Store) -> Journal:
+    """The journal of a caller without an engine (the CLI, the dashboard): imported on use, so
+    read-only commands such as `ls-benched --json` never load it (`tests/test_imports.py`)."""
+    from .journal import Journal
+
+    return Journal(store)
 
 def check_model_name(model: str) -> None:
     """A bench key is `provider/model` (or `provider/model#N`, N = 0, 1, … the credential's place
@@ -169,7 +177,7 @@ def bench_model(
     state = store.bench(model, now=now, until=until, manual=True, reason=reason, kind="manual", replace=replace)
     if state.bench_until is not None and state.bench_until > until:
         return BenchRow.of(state, now)  # a longer bench was running and is kept: nothing happened
-    (journal or Journal(store)).write(
+    (journal or _bare_journal(store)).write(
         Event(
             type=ev.BENCHED,
             ts=now,
@@ -213,7 +221,7 @@ def unbench_models(store: Store, models: Sequence[str] | None, now: float, reaso
     if lifted:
         who = operator()
         reason = reason.strip() if reason and reason.strip() else None
-        (journal or Journal(store)).write_many([
+        (journal or _bare_journal(store)).write_many([
             Event(type=ev.UNBENCHED, ts=now, model=key, detail=reason, data={**who, "reason": reason, "manual": True})
             for key in lifted
         ])

@@ -7,17 +7,14 @@ not needed by a one-shot `llmfail run` (`tests/test_imports.py`).
 
 from __future__ import annotations
 
-import getpass
-import hashlib
 import os
-import socket
 from typing import TYPE_CHECKING
 
 from . import events as ev
 from .events import Event
-from .journal import Journal
 
 if TYPE_CHECKING:
+    from .journal import Journal
     from .config import Config
     from .store import Store
 
@@ -28,6 +25,9 @@ def operator() -> dict[str, str]:
     `getpass.getuser()` fails in containers whose uid has no passwd entry; the
     uid is still worth recording there.
     """
+    import getpass
+    import socket  # imported here: only manual events need them, not `ls-benched`'s start-up
+
     try:
         user = getpass.getuser()
     except Exception:  # noqa: BLE001 - any failure just means "unknown name"
@@ -45,6 +45,8 @@ def audit_config(store: Store, config: Config, now: float, *, journal: Journal |
     a config that is not a readable file (built-in, parsed from a string) is skipped.
     The event goes through `journal` (or a bare `Journal(store)`); the stored event is returned.
     """
+    import hashlib
+
     if config.path.startswith("<"):
         return None
     try:
@@ -61,4 +63,8 @@ def audit_config(store: Store, config: Config, now: float, *, journal: Journal |
         data={**operator(), "reason": "config file changed", "path": path, "previous_sha256": previous,
               "sha256": digest},
     )
-    return (journal or Journal(store)).write(event)
+    if journal is None:
+        from .journal import Journal
+
+        journal = Journal(store)
+    return journal.write(event)

@@ -220,9 +220,15 @@ def _selection(config: Config | None = None) -> Selection:
     """--db, else $LLMFAIL_DB, else the config's `state:`, else the default path. Commands that
     have not loaded the config read it only when its text has a top-level `state:` key (whose
     namespace and password variable apply to a --db or $LLMFAIL_DB URL too)."""
+    import os
+
+    from .store import sqlite_file
     from .store.select import names_state, select_store
 
-    if config is None:
+    named = _opts.db or os.environ.get("LLMFAIL_DB")
+    # A named SQLite file needs nothing from the config (a namespace is Redis's): skip the lookup,
+    # which `ls-benched --json` polled in a loop would otherwise pay for on every call.
+    if config is None and not (named and sqlite_file(named) is not None):
         from .paths import find_config
 
         path = find_config(_opts.config)

@@ -32,9 +32,7 @@ probe lease, each attempt's outcome, the credential roll-up and slow demotion.
 
 from __future__ import annotations
 
-import logging
 import os
-import socket
 from collections.abc import Callable, Mapping
 from enum import Enum, StrEnum
 from typing import TYPE_CHECKING
@@ -48,7 +46,14 @@ if TYPE_CHECKING:
     from .errors import ProviderError
     from .store import ModelState, Store
 
-log = logging.getLogger("llmfail")
+
+
+def _warn(message: str, *args: object) -> None:
+    """Log a housekeeping failure (with its traceback); `logging` is loaded only then, so
+    reading statuses (`ls-benched --json`, which polls in loops) never pays for it."""
+    import logging
+
+    logging.getLogger("llmfail").warning(message, *args, exc_info=True)
 
 #: Slow demotion: the rolling median is over the model's newest SPEED_SAMPLES answers since
 #: its last demote/restore decision, and needs SPEED_MIN_SAMPLES of them (a majority), so
@@ -135,6 +140,8 @@ class HealthTracker:
         self.store = store
         self.clock = clock
         self._emit = emit
+        import socket  # here, not at import: `ls-benched` reads statuses and never needs a host name
+
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
 
     # ------------------------------------------------------------------ the half-open probe
@@ -159,8 +166,7 @@ class HealthTracker:
         try:
             self.store.release_probe(model, holder=self._probe_holder(request_id))
         except LlmfailError:
-            log.warning("llmfail: releasing the probe lease of %s failed (it expires on its own)", model,
-                        exc_info=True)
+            _warn("llmfail: releasing the probe lease of %s failed (it expires on its own)", model)
 
     def _probe_holder(self, request_id: str) -> str:
         return f"{self._holder}:{request_id}"
@@ -264,4 +270,4 @@ class HealthTracker:
                           "source": "probe" if probe else "requests"},
                 ))
         except LlmfailError:
-            log.warning("llmfail: recording %s's speed failed", entry.model, exc_info=True)
+            _warn("llmfail: recording %s's speed failed", entry.model)

@@ -73,6 +73,13 @@ def test_json_output_does_not_load_rich_console(tmp_path: Path, args: list[str])
     assert "rich.console" not in modules
 
 
+def test_ls_benched_json_loads_no_journal_logging_or_sockets(tmp_path: Path):
+    """The form scripts poll in a loop only reads: writing machinery stays unloaded."""
+    code, modules = cli_modules(tmp_path, "ls-benched", "--json")
+    assert code == 0
+    assert {"llmfail.journal", "logging", "socket", "hashlib", "getpass"}.isdisjoint(modules)
+
+
 def test_the_probe_would_see_a_heavy_import(tmp_path: Path):
     """The contract test above is only worth something if loading the engine shows up in it."""
     code, modules = cli_modules(tmp_path, "run", "hi", "--chain", "demo", "--no-stream", "--quiet")
