@@ -399,8 +399,11 @@ class RedisStore:
         """Our own write: every store of this process sees what the script returned at once
         (other processes learn of it by pub/sub). Returns it in this host's time."""
         cache = self._shared or _StateCache.find(self)  # a store that only writes still keeps the others current
+        state = self._state(model, raw, 0.0)
         if cache is not None:
-            cache.put(model, self._state(model, raw, 0.0))
+            cache.put(model, state)
+        if not self._offset:
+            return state  # the same times on both clocks: one parse serves both
         return self._state(model, raw)
 
     # -- bench state ----------------------------------------------------------------
