@@ -200,18 +200,11 @@ def test_event_text_of_any_kind_round_trips_through_the_packed_argument(redis_st
     assert (tally.model, tally.answered, tally.latencies_ms) == ("m/" + odd, 1, (2.25,))
 
 
-def test_a_chunk_of_events_goes_to_the_server_as_one_argument(redis_store: RedisStore) -> None:
+def test_a_chunk_of_events_goes_to_the_server_as_one_argument(redis_store: RedisStore,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """redis-py encodes every argument on its own; one packed argument per script keeps a request's
     event write cheap for the client whatever the event holds."""
-    sent: list[tuple[Any, ...]] = []
-    client = redis_store._client
-    original = client.execute_command
-
-    def recording(*args: Any, **kw: Any) -> Any:
-        sent.append(args)
-        return original(*args, **kw)
-
-    client.execute_command = recording  # type: ignore[method-assign]
+    sent = sent_commands(monkeypatch)
     events = [Event(type="attempt_failed", ts=T0 + i, request_id="r", chain="c", model=KEY, kind="transient",
                     status=503, attempt=1, detail="boom", data={"n": i}) for i in range(3)]
     assert redis_store.append(events) == [1, 2, 3]
@@ -224,6 +217,7 @@ def test_scripts_the_server_forgot_are_loaded_again(redis_store: RedisStore) -> 
     assert redis_store.append([Event(type="request", ts=T0, model=KEY)]) == [1]
     assert fail(redis_store, T0)[0].failures == 1
     assert redis_store.states([KEY])[KEY].failures == 1
+
 
 def test_wait_for_events_returns_a_row_another_store_writes(redis_store: RedisStore, redis_url: str,
                                                             redis_namespace: str) -> None:
@@ -244,23 +238,25 @@ def test_wait_for_events_returns_a_row_another_store_writes(redis_store: RedisSt
 # -- the hot path -----------------------------------------------------------------------------
 
 
-def count_round_trips(store: RedisStore) -> list[str]:
-    """The commands this thread sends (the cache's background thread is not counted)."""
-    sent: list[str] = []
-    client = store._client
-    original = client.execute_command
+def sent_commands(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The commands this thread sends from now on, whoever sends them (the cache's background
+    thread is not counted): seen where every command leaves, a connection's `send_command`."""
+    from redis.connection import AbstractConnection
+
+    sent: list[tuple[Any, ...]] = []
+    original = AbstractConnection.send_command
     me = threading.get_ident()
 
-    def counting(*args: Any, **kw: Any) -> Any:
+    def recording(self: AbstractConnection, *args: Any, **kw: Any) -> None:
         if threading.get_ident() == me:
-            sent.append(str(args[0]))
-        return original(*args, **kw)
+            sent.append(args)
+        original(self, *args, **kw)
 
-    client.execute_command = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(AbstractConnection, "send_command", recording)
     return sent
 
 
-def test_a_healthy_request_costs_one_round_trip(redis_store: RedisStore) -> None:
+def test_a_healthy_request_costs_one_round_trip(redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = [KEY, "anthropic/claude"]
     redis_store.states(keys)
     deadline = time.monotonic() + 2
@@ -268,7 +264,7 @@ def test_a_healthy_request_costs_one_round_trip(redis_store: RedisStore) -> None
         assert time.monotonic() < deadline
         time.sleep(0.01)
     redis_store.states(keys)
-    sent = count_round_trips(redis_store)
+    sent = sent_commands(monkeypatch)
     for i in range(20):
         redis_store.states(keys)
         assert redis_store.record_success(KEY, now=T0 + i) is None
