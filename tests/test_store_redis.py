@@ -184,6 +184,41 @@ def test_event_details_are_redacted_truncated_and_round_trip(redis_store: RedisS
         assert secret.encode() not in dump, key
 
 
+
+def test_event_text_of_any_kind_round_trips_through_the_packed_argument(redis_store: RedisStore) -> None:
+    odd = 'q"uo\\te \x00nul \x1fsep \x1e é 中文 🚀 \n\t|'
+    event = Event(type="request", ts=T0 + 0.123456789, request_id="r" + odd, chain="c" + odd, model="m/" + odd,
+                  next_model="n" + odd, detail="d" + odd, latency_ms=1.5, data={"attempt_ms": 2.25, "s": odd})
+    bare = Event(type="note", ts=T0 + 1)  # no model, no optional field
+    assert redis_store.append([event, bare]) == [1, 2]
+    stored, stored_bare = redis_store.events()
+    assert (stored.request_id, stored.chain, stored.model, stored.next_model, stored.data["s"]) == (
+        "r" + odd, "c" + odd, "m/" + odd, "n" + odd, odd)
+    assert stored.detail is not None and stored.detail.startswith("d") and stored.ts == T0 + 0.123456789
+    assert (stored_bare.model, stored_bare.chain, stored_bare.data, stored_bare.ts) == (None, None, {}, T0 + 1)
+    [tally] = redis_store.tally(since=T0, until=T0 + 2).values()
+    assert (tally.model, tally.answered, tally.latencies_ms) == ("m/" + odd, 1, (2.25,))
+
+
+def test_a_chunk_of_events_goes_to_the_server_as_one_argument(redis_store: RedisStore,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """redis-py encodes every argument on its own; one packed argument per script keeps a request's
+    event write cheap for the client whatever the event holds."""
+    sent = sent_commands(monkeypatch)
+    events = [Event(type="attempt_failed", ts=T0 + i, request_id="r", chain="c", model=KEY, kind="transient",
+                    status=503, attempt=1, detail="boom", data={"n": i}) for i in range(3)]
+    assert redis_store.append(events) == [1, 2, 3]
+    scripts = [args for args in sent if args[0] == "EVALSHA"]  # (the clock-offset check sends TIME first)
+    assert [len(args) for args in scripts] == [6]  # EVALSHA, sha, 1, the version key, the prefix, the events
+
+
+def test_scripts_the_server_forgot_are_loaded_again(redis_store: RedisStore) -> None:
+    redis_store._client.script_flush()  # what a restart or a failover to a fresh replica does
+    assert redis_store.append([Event(type="request", ts=T0, model=KEY)]) == [1]
+    assert fail(redis_store, T0)[0].failures == 1
+    assert redis_store.states([KEY])[KEY].failures == 1
+
+
 def test_wait_for_events_returns_a_row_another_store_writes(redis_store: RedisStore, redis_url: str,
                                                             redis_namespace: str) -> None:
     other = RedisStore.from_url(redis_url, namespace=redis_namespace)
@@ -203,23 +238,25 @@ def test_wait_for_events_returns_a_row_another_store_writes(redis_store: RedisSt
 # -- the hot path -----------------------------------------------------------------------------
 
 
-def count_round_trips(store: RedisStore) -> list[str]:
-    """The commands this thread sends (the cache's background thread is not counted)."""
-    sent: list[str] = []
-    client = store._client
-    original = client.execute_command
+def sent_commands(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """The commands this thread sends from now on, whoever sends them (the cache's background
+    thread is not counted): seen where every command leaves, a connection's `send_command`."""
+    from redis.connection import AbstractConnection
+
+    sent: list[tuple[Any, ...]] = []
+    original = AbstractConnection.send_command
     me = threading.get_ident()
 
-    def counting(*args: Any, **kw: Any) -> Any:
+    def recording(self: AbstractConnection, *args: Any, **kw: Any) -> None:
         if threading.get_ident() == me:
-            sent.append(str(args[0]))
-        return original(*args, **kw)
+            sent.append(args)
+        original(self, *args, **kw)
 
-    client.execute_command = counting  # type: ignore[method-assign]
+    monkeypatch.setattr(AbstractConnection, "send_command", recording)
     return sent
 
 
-def test_a_healthy_request_costs_one_round_trip(redis_store: RedisStore) -> None:
+def test_a_healthy_request_costs_one_round_trip(redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch) -> None:
     keys = [KEY, "anthropic/claude"]
     redis_store.states(keys)
     deadline = time.monotonic() + 2
@@ -227,7 +264,7 @@ def test_a_healthy_request_costs_one_round_trip(redis_store: RedisStore) -> None
         assert time.monotonic() < deadline
         time.sleep(0.01)
     redis_store.states(keys)
-    sent = count_round_trips(redis_store)
+    sent = sent_commands(monkeypatch)
     for i in range(20):
         redis_store.states(keys)
         assert redis_store.record_success(KEY, now=T0 + i) is None

@@ -38,6 +38,7 @@ Why it is built the way it is:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import math
@@ -104,6 +105,10 @@ _TRANSIENT_ERRORS = (
 )
 _TRANSIENT_CODES = frozenset({"READONLY", "LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "OOM", "BUSY",
                               "NOREPLICAS"})
+#: The scripts' SHA1s, as `EVALSHA` names them (the server computes the same from the UTF-8 source).
+_SHAS = {name: hashlib.sha1(script_source(name).encode()).hexdigest() for name in SCRIPTS}
+#: The append script's one packed argument (compact; non-ASCII text goes as UTF-8, as it would unpacked).
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _SCHEMES = {"redis": "redis", "rediss": "rediss", "unix": "unix", "valkey": "redis", "valkeys": "rediss"}
 
 
@@ -160,7 +165,6 @@ class RedisStore:
         # Typed Any: redis-py's stubs cannot know that decode_responses=True makes every reply a str.
         self._client: Any = client
         self._clock = clock
-        self._scripts = {name: client.register_script(script_source(name)) for name in SCRIPTS}
         self._offset = 0.0
         self._skew_at: float | None = None
         self._background = background
@@ -266,9 +270,34 @@ class RedisStore:
             raise self._error(exc) from None
 
     def _run(self, name: str, *args: object, client: Any = None) -> Any:
-        with self._calling():
-            return self._scripts[name](keys=[self._version_key], args=[self.prefix, *(_arg(a) for a in args)],
-                                       client=client)
+        return self._call(name, self.prefix, *[_arg(a) for a in args], client=client)
+
+    def _call(self, name: str, *args: str, client: Any = None) -> Any:
+        """Run one script (`args` already strings, the prefix first) with `EVALSHA`, loading it once
+        when the server does not know it (a restart, a failover, `SCRIPT FLUSH`)."""
+        target = self._client if client is None else client
+        try:
+            try:
+                return self._execute(target, "EVALSHA", _SHAS[name], 1, self._version_key, *args)
+            except redis.exceptions.NoScriptError:
+                target.script_load(script_source(name))
+                return self._execute(target, "EVALSHA", _SHAS[name], 1, self._version_key, *args)
+        except (redis.RedisError, OSError) as exc:
+            raise self._error(exc) from None
+
+    @staticmethod
+    def _execute(target: Any, *command: object) -> Any:
+        """One command on a connection of `target`'s pool: what `execute_command` does for our
+        clients (no retries, no health checks, no reply callback for EVALSHA) without its
+        per-command retry wrapper and metrics, about a third of the client's CPU for a script.
+        The connection drops itself on a socket error or timeout; an error reply keeps it."""
+        pool = target.connection_pool
+        conn = pool.get_connection()
+        try:
+            conn.send_command(*command, check_health=False)
+            return conn.read_response()
+        finally:
+            pool.release(conn)
 
     def _sibling(self, name: str, **overrides: Any) -> Any:
         """Another client to the same server with its own connections (the cache's listener, the
@@ -386,8 +415,11 @@ class RedisStore:
         """Our own write: every store of this process sees what the script returned at once
         (other processes learn of it by pub/sub). Returns it in this host's time."""
         cache = self._shared or _StateCache.find(self)  # a store that only writes still keeps the others current
+        state = self._state(model, raw, 0.0)
         if cache is not None:
-            cache.put(model, self._state(model, raw, 0.0))
+            cache.put(model, state)
+        if not self._offset:
+            return state  # the same times on both clocks: one parse serves both
         return self._state(model, raw)
 
     # -- bench state ----------------------------------------------------------------
@@ -561,53 +593,15 @@ class RedisStore:
         single script holds the server up for long or outlasts the client's timeout.
         """
         self._check_fork()
-        offset = self._skew() if events else 0.0
+        if not events:
+            return []
+        offset = self._skew()
         ids: list[int] = []
         for start in range(0, len(events), APPEND_CHUNK):
-            chunk = events[start:start + APPEND_CHUNK]
-            args: list[object] = [len(chunk)]
-            for event in chunk:
-                args.extend(self._event_args(event, offset))
-            with self._calling():
-                reply = self._scripts["append"](keys=[self._version_key],
-                                                args=[self.prefix, *(_arg(a) for a in args)])
+            packed = _dumps([_event_args(event, offset) for event in events[start:start + APPEND_CHUNK]])
+            reply = self._call("append", self.prefix, packed)
             ids.extend(int(i) for i in reply)
         return ids
-
-    @staticmethod
-    def _event_args(event: Event, offset: float) -> list[object]:
-        ts = event.ts + offset
-        fields: list[object] = ["ts", repr(float(ts))]
-        for name in _EVENT_TEXT:
-            value = getattr(event, name)
-            if name == "detail":
-                value = _clean(value)
-            if value is not None:
-                fields += [name, value]
-        for name in ("status", "attempt"):
-            value = getattr(event, name)
-            if value is not None:
-                fields += [name, str(int(value))]
-        if event.benched_until is not None:
-            fields += ["benched_until", repr(float(event.benched_until + offset))]
-        if event.latency_ms is not None:
-            fields += ["latency_ms", repr(float(event.latency_ms))]
-        if event.data:
-            fields += ["data", redacted_json(event.data)]
-        model, data = event.model, event.data or {}
-        field = sample = recovered = ""
-        if model is not None:
-            field = _bucket_field(model, event.type, event.kind, event.chain)
-            if event.type == ev.REQUEST and event.kind is None:
-                latency = _number(data.get("attempt_ms"))
-                latency = latency if latency is not None else _number(event.latency_ms)
-                ttft = _number(data.get("attempt_ttft_ms"))
-                ttft = ttft if ttft is not None else _number(data.get("ttft_ms"))
-                sample = "|".join(("", "" if latency is None else repr(latency), "" if ttft is None else repr(ttft),
-                                   _NONE if event.chain is None else event.chain))
-            if event.type == ev.PROBE and event.kind is None and data.get("recovered") == 1:
-                recovered = "1"
-        return [repr(float(ts)), model, field, sample, recovered, len(fields) // 2, *fields]
 
     def _event(self, entry_id: str, fields: dict[str, str]) -> Event:
         offset = self._offset
@@ -882,6 +876,43 @@ class RedisStore:
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, namespace={self.namespace!r})"
+
+
+def _event_args(event: Event, offset: float) -> list[str]:
+    """One event as the append script's strings: ts, model, counter field, sample, recovered, then the
+    stream entry's field/value pairs (see `redis_scripts.APPEND`)."""
+    ts = repr(float(event.ts + offset))
+    fields = ["ts", ts]
+    for name in _EVENT_TEXT:
+        value = getattr(event, name)
+        if name == "detail":
+            value = _clean(value)
+        if value is not None:
+            fields += [name, str(value)]
+    if event.status is not None:
+        fields += ["status", str(int(event.status))]
+    if event.attempt is not None:
+        fields += ["attempt", str(int(event.attempt))]
+    if event.benched_until is not None:
+        fields += ["benched_until", repr(float(event.benched_until + offset))]
+    if event.latency_ms is not None:
+        fields += ["latency_ms", repr(float(event.latency_ms))]
+    if event.data:
+        fields += ["data", redacted_json(event.data)]
+    model, data = event.model, event.data or {}
+    field = sample = recovered = ""
+    if model is not None:
+        field = _bucket_field(model, event.type, event.kind, event.chain)
+        if event.type == ev.REQUEST and event.kind is None:
+            latency = _number(data.get("attempt_ms"))
+            latency = latency if latency is not None else _number(event.latency_ms)
+            ttft = _number(data.get("attempt_ttft_ms"))
+            ttft = ttft if ttft is not None else _number(data.get("ttft_ms"))
+            sample = "|".join(("", "" if latency is None else repr(latency), "" if ttft is None else repr(ttft),
+                               _NONE if event.chain is None else event.chain))
+        if event.type == ev.PROBE and event.kind is None and data.get("recovered") == 1:
+            recovered = "1"
+    return [ts, _NONE if model is None else model, field, sample, recovered, *fields]
 
 
 def _sample(member: str) -> tuple[float | None, float | None, str | None]:

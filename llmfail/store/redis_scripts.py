@@ -270,22 +270,18 @@ return 1
 #: Per-model answer samples kept for percentiles and slow demotion (newest first).
 SAMPLES_MAX = 20_000
 
-# ARGV: P, count, then per event 8 + 2n values:
-#   ts, model|\\0, counter field|'', sample member|'', recovered '1'|'', n, field1, value1, ..., fieldn, valuen
+# ARGV: P, events: a JSON array with one array of strings per event,
+#   [ts, model|\\0, counter field|'', sample member|'', recovered '1'|'', field1, value1, ..., fieldn, valuen]
+# (one packed argument, not 6 + 2n per event: the client hands redis-py one string instead of dozens).
 # Returns the ids given. Per event: the next id of the `evid` counter becomes the stream id `<id>-0`; the
 # minute bucket `t:<minute>` counts it under its (model, type, kind, chain) field, keeps the model's newest
 # ts in the bucket and the bucket's lowest and highest id; an answer goes into the model's sample set.
 APPEND = """
-local count = tonumber(ARGV[2])
-local i = 3
 local ids = {}
-for _ = 1, count do
-  local ts, model, field, sample, recovered, n = ARGV[i], arg(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], tonumber(ARGV[i + 5])
+for _, e in ipairs(cjson.decode(ARGV[2])) do
+  local ts, model, field, sample, recovered = e[1], arg(e[2]), e[3], e[4], e[5]
   local id = redis.call('INCR', P .. 'evid')
-  local fields = {}
-  for j = 1, 2 * n do fields[j] = ARGV[i + 5 + j] end
-  redis.call('XADD', P .. 'ev', id .. '-0', unpack(fields))
-  i = i + 6 + 2 * n
+  redis.call('XADD', P .. 'ev', id .. '-0', unpack(e, 6))
   local minute = math.floor(tonumber(ts) / 60)
   local bucket = P .. 't:' .. minute
   if redis.call('HSETNX', bucket, '\\30lo', id) == 1 then
