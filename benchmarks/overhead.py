@@ -53,7 +53,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from server import hits  # noqa: E402
+from server import hits
 
 CHAINS = {
     "healthy": ["ok-a", "ok-b", "ok-c"],
@@ -84,7 +84,9 @@ def loopback_only() -> None:
 async def aiohttp_client(base: str, case: str) -> tuple[Callable[[], Awaitable[str]], Callable[[], Awaitable[None]]]:
     import aiohttp
 
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=None))
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=None)
+    )
     url = f"{base}/chat/completions"
     chain = CHAINS[case] if case == "failover" else CHAINS[case][1:] if case == "benched" else CHAINS[case]
 
@@ -100,7 +102,9 @@ async def aiohttp_client(base: str, case: str) -> tuple[Callable[[], Awaitable[s
     return one, session.close
 
 
-async def httpx_client(base: str, case: str, transport: str) -> tuple[Callable[[], Awaitable[str]], Callable[[], Awaitable[None]]]:
+async def httpx_client(
+    base: str, case: str, transport: str
+) -> tuple[Callable[[], Awaitable[str]], Callable[[], Awaitable[None]]]:
     import httpx
 
     if transport == "aiohttp":
@@ -188,7 +192,9 @@ async def litellm_client(base: str, case: str) -> tuple[Callable[[], Awaitable[s
     )
     if case == "benched":
         router.cooldown_cache.add_deployment_to_cooldown(
-            model_id="dep-a", original_exception=Exception("benched for the benchmark"), exception_status=503,
+            model_id="dep-a",
+            original_exception=Exception("benched for the benchmark"),
+            exception_status=503,
             cooldown_time=3600,
         )
 
@@ -212,8 +218,9 @@ def percentile(sorted_values: list[float], q: float) -> float:
     return sorted_values[index]
 
 
-async def measure(one: Callable[[], Awaitable[str]], concurrency: int, seconds: float, max_requests: int,
-                  warmup: int, port: int) -> dict[str, Any]:
+async def measure(
+    one: Callable[[], Awaitable[str]], concurrency: int, seconds: float, max_requests: int, warmup: int, port: int
+) -> dict[str, Any]:
     """Closed loop: `concurrency` workers, each sending its next request when the last one ends."""
     warm_until = time.perf_counter() + max(1.0, seconds)
     for _ in range(warmup // concurrency + 1):  # connections opened, caches warm (bounded in time too)
@@ -234,7 +241,7 @@ async def measure(one: Callable[[], Awaitable[str]], concurrency: int, seconds: 
                 answer = await one()
                 if answer != "pong":
                     errors.append(f"unexpected answer {answer!r}")
-            except Exception as exc:  # noqa: BLE001 - counted and reported
+            except Exception as exc:
                 errors.append(f"{type(exc).__name__}: {exc}"[:200])
             latencies.append(time.perf_counter() - began)
 
@@ -284,8 +291,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--client", choices=["aiohttp", "httpx", "llmfail", "litellm"], required=True)
     parser.add_argument("--case", choices=sorted(CHAINS), required=True)
-    parser.add_argument("-c", "--concurrency", default="1,32", type=lambda v: [int(c) for c in v.split(",")],
-                        help="comma-separated: each is measured in turn in this process")
+    parser.add_argument(
+        "-c",
+        "--concurrency",
+        default="1,32",
+        type=lambda v: [int(c) for c in v.split(",")],
+        help="comma-separated: each is measured in turn in this process",
+    )
     parser.add_argument("--seconds", type=float, default=2.0, help="measurement wall-clock limit")
     parser.add_argument("--max-requests", type=int, default=50_000)
     parser.add_argument("--warmup", type=int, default=200)

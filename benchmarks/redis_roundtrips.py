@@ -45,11 +45,11 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import redis  # noqa: E402
-from server import serve  # noqa: E402
+import redis
+from server import serve
 
-from llmfail.events import Event  # noqa: E402
-from llmfail.store.redis import RedisStore  # noqa: E402
+from llmfail.events import Event
+from llmfail.store.redis import RedisStore
 
 CHAINS = {
     "healthy": ["ok-a", "ok-b", "ok-c"],
@@ -80,8 +80,10 @@ def start_redis(workdir: str) -> tuple[subprocess.Popen[bytes], int]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    proc = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", workdir], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+    )
     client = redis.Redis(port=port)
     try:
         for _ in range(250):
@@ -135,11 +137,13 @@ async def roundtrips(port: int, base: str, case: str, requests: int, namespace: 
 
     entries = ", ".join(f"bench/{m}" for m in CHAINS[case])
     config = parse_config(
-        f"providers:\n  bench: {{type: openai, base_url: '{base}'}}\nchains:\n  bench: [{entries}]\n", "<bench>")
+        f"providers:\n  bench: {{type: openai, base_url: '{base}'}}\nchains:\n  bench: [{entries}]\n", "<bench>"
+    )
     store = RedisStore.from_url(f"redis://127.0.0.1:{port}/0", namespace=namespace)
     if case == "benched":
-        store.record_failure(f"bench/{CHAINS[case][0]}", now=time.time(), kind="transient", status=503,
-                             bench_for=3600.0)
+        store.record_failure(
+            f"bench/{CHAINS[case][0]}", now=time.time(), kind="transient", status=503, bench_for=3600.0
+        )
     engine = Engine(config, store)
     try:
         for _ in range(20):  # warm-up: connections, scripts loaded, cache listener subscribed, prune offered
@@ -161,12 +165,16 @@ async def roundtrips(port: int, base: str, case: str, requests: int, namespace: 
         by_name[name] += 1
         if name == "llmfail":
             commands[command] += 1
-    return {"figure": "round trips per request", "case": case, "requests": requests,
-            "round_trips": round(by_name["llmfail"] / requests, 3),
-            "commands": {k: round(v / requests, 3) for k, v in commands.items()},
-            "background_per_s": round(by_name["llmfail-cache"] / elapsed, 1),
-            "target": "<= 1" if case == "healthy" else None,
-            "ok": by_name["llmfail"] / requests <= 1 if case == "healthy" else None}
+    return {
+        "figure": "round trips per request",
+        "case": case,
+        "requests": requests,
+        "round_trips": round(by_name["llmfail"] / requests, 3),
+        "commands": {k: round(v / requests, 3) for k, v in commands.items()},
+        "background_per_s": round(by_name["llmfail-cache"] / elapsed, 1),
+        "target": "<= 1" if case == "healthy" else None,
+        "ok": by_name["llmfail"] / requests <= 1 if case == "healthy" else None,
+    }
 
 
 READER = textwrap.dedent(
@@ -196,8 +204,9 @@ READER = textwrap.dedent(
 
 def propagation(port: int, trials: int, messages: str) -> dict[str, Any]:
     url, namespace = f"redis://127.0.0.1:{port}/0", f"prop-{messages}"
-    reader = subprocess.Popen([sys.executable, "-c", READER, url, namespace, messages], stdout=subprocess.PIPE,
-                              text=True)
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, url, namespace, messages], stdout=subprocess.PIPE, text=True
+    )
     writer = RedisStore.from_url(url, namespace=namespace)
     delays = []
     try:
@@ -221,9 +230,16 @@ def propagation(port: int, trials: int, messages: str) -> dict[str, Any]:
             reader.kill()
     delays.sort()
     p99 = delays[min(len(delays) - 1, int(len(delays) * 0.99))]
-    return {"figure": "bench propagation", "pubsub": messages, "trials": trials,
-            "p50_ms": round(statistics.median(delays) * 1000, 1), "p99_ms": round(p99 * 1000, 1),
-            "max_ms": round(delays[-1] * 1000, 1), "target_ms": 1000, "ok": delays[-1] < 1.0}
+    return {
+        "figure": "bench propagation",
+        "pubsub": messages,
+        "trials": trials,
+        "p50_ms": round(statistics.median(delays) * 1000, 1),
+        "p99_ms": round(p99 * 1000, 1),
+        "max_ms": round(delays[-1] * 1000, 1),
+        "target_ms": 1000,
+        "ok": delays[-1] < 1.0,
+    }
 
 
 def stats_speed(port: int, events: int) -> list[dict[str, Any]]:
@@ -240,8 +256,23 @@ def stats_speed(port: int, events: int) -> list[dict[str, Any]]:
         chain = "prod" if rng.random() < 0.75 else "cheap"
         rows.extend(sqlite_bench.request_rows(rng, 0.0, chain, chains[chain]))
         if rng.random() < 0.002:
-            rows.append((0.0, None, "prod", rng.choice(chains["prod"]), "probe", None, None, None, None, None,
-                         300.0, None, '{"ok":true,"recovered":true}'))
+            rows.append(
+                (
+                    0.0,
+                    None,
+                    "prod",
+                    rng.choice(chains["prod"]),
+                    "probe",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    300.0,
+                    None,
+                    '{"ok":true,"recovered":true}',
+                )
+            )
     del rows[events:]
     now = time.time()
     span = 24 * 3600.0
@@ -261,16 +292,28 @@ def stats_speed(port: int, events: int) -> list[dict[str, Any]]:
     print(f"filled {len(rows)} events in {time.perf_counter() - began:.1f}s", file=sys.stderr)
     out = []
     try:
-        for label, length, chain in [("1h", 3600.0, None), ("1h --chain prod", 3600.0, "prod"),
-                                     ("24h (every event)", span + 1, None), ("24h --chain prod", span + 1, "prod")]:
+        for label, length, chain in [
+            ("1h", 3600.0, None),
+            ("1h --chain prod", 3600.0, "prod"),
+            ("24h (every event)", span + 1, None),
+            ("24h --chain prod", span + 1, "prod"),
+        ]:
             selected = config.chain(chain) if chain else None
             best = float("inf")
             for _ in range(3):
                 t = time.perf_counter()
                 model_stats(store, since=now - length, now=now, chain=selected, config=config)
                 best = min(best, time.perf_counter() - t)
-            out.append({"figure": "stats", "window": label, "events": len(rows), "stats_ms": round(best * 1000, 1),
-                        "target_ms": 300, "ok": best < 0.3})
+            out.append(
+                {
+                    "figure": "stats",
+                    "window": label,
+                    "events": len(rows),
+                    "stats_ms": round(best * 1000, 1),
+                    "target_ms": 300,
+                    "ok": best < 0.3,
+                }
+            )
     finally:
         store.close()
     return out

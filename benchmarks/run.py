@@ -59,10 +59,31 @@ def version(dist: str) -> str | None:
         return None
 
 
-def overhead(port: int, client: str, case: str, transport: str, seconds: float | None, concurrency: str,
-             extra: Sequence[str] = ()) -> list[dict[str, Any]]:
-    cmd = [PY, os.path.join(HERE, "overhead.py"), "--port", str(port), "--client", client, "--case", case,
-           "--transport", transport, "-c", concurrency, *(["--seconds", str(seconds)] if seconds else []), *extra]
+def overhead(
+    port: int,
+    client: str,
+    case: str,
+    transport: str,
+    seconds: float | None,
+    concurrency: str,
+    extra: Sequence[str] = (),
+) -> list[dict[str, Any]]:
+    cmd = [
+        PY,
+        os.path.join(HERE, "overhead.py"),
+        "--port",
+        str(port),
+        "--client",
+        client,
+        "--case",
+        case,
+        "--transport",
+        transport,
+        "-c",
+        concurrency,
+        *(["--seconds", str(seconds)] if seconds else []),
+        *extra,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
     if done.returncode != 0:
         sys.stderr.write(f"run: {client}/{case}/{transport} failed:\n{done.stderr[-2000:]}\n")
@@ -117,9 +138,17 @@ class Table:
     def __init__(self) -> None:
         self.rows: list[tuple[str, str, str, str, str, str]] = []
 
-    def add(self, name: str, figure: float | None, unit: str, baseline: float | None = None,
-            baseline_name: str = "", target: str = "", holds: Callable[[float, float | None], bool] | None = None,
-            shown: str | None = None) -> None:
+    def add(
+        self,
+        name: str,
+        figure: float | None,
+        unit: str,
+        baseline: float | None = None,
+        baseline_name: str = "",
+        target: str = "",
+        holds: Callable[[float, float | None], bool] | None = None,
+        shown: str | None = None,
+    ) -> None:
         """One row; `shown` replaces the value's text (the verdict still judges `figure`)."""
         fig = "n/a" if figure is None else shown or f"{_num(figure)} {unit}".strip()
         base = "" if baseline is None else f"{_num(baseline)} ({baseline_name})" if baseline_name else _num(baseline)
@@ -172,11 +201,18 @@ def main() -> int:
 
     # ------------------------------------------------------------------ overhead
     runs: dict[tuple[str, str, str, int], list[dict[str, Any]]] = defaultdict(list)
-    main_set = [("aiohttp", "healthy", "default"), ("aiohttp", "failover", "default"),
-                *[("llmfail", case, "default") for case in CASES]]
-    reference_set = [("httpx", "healthy", "default"), ("httpx", "failover", "default"),
-                     ("httpx", "healthy", "aiohttp"), ("httpx", "failover", "aiohttp"),
-                     *[("llmfail", case, "httpx") for case in CASES]]
+    main_set = [
+        ("aiohttp", "healthy", "default"),
+        ("aiohttp", "failover", "default"),
+        *[("llmfail", case, "default") for case in CASES],
+    ]
+    reference_set = [
+        ("httpx", "healthy", "default"),
+        ("httpx", "failover", "default"),
+        ("httpx", "healthy", "aiohttp"),
+        ("httpx", "failover", "aiohttp"),
+        *[("llmfail", case, "httpx") for case in CASES],
+    ]
     have_litellm = version("litellm") is not None
     with serve() as port:
         for index in range(rounds):
@@ -208,22 +244,33 @@ def main() -> int:
                     for case in STORE_CASES:
                         for backend in ("sqlite", "redis"):
                             db = ["--db", redis_url, "--namespace", f"bench-{case}-{index}"] * (backend == "redis")
-                            store_runs[(backend, case)] += overhead(port, "llmfail", case, "default", None, "32",
-                                                                    [*STORE_RUN, *db])
+                            store_runs[(backend, case)] += overhead(
+                                port, "llmfail", case, "default", None, "32", [*STORE_RUN, *db]
+                            )
                 for messages, trials in (("delivered", 30 if args.quick else 100), ("lose", 5 if args.quick else 10)):
                     note(f"redis: bench propagation to another process, pub/sub {messages}, {trials} trials")
                     propagations[messages] = propagation(redis_port, trials, messages)
 
         note("start-up")
-        done = subprocess.run([PY, os.path.join(HERE, "startup.py"), "--runs", "5" if args.quick else "7"],
-                              capture_output=True, text=True, timeout=180, check=False)
+        done = subprocess.run(
+            [PY, os.path.join(HERE, "startup.py"), "--runs", "5" if args.quick else "7"],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
         startup = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
         if done.returncode != 0:
             note(done.stderr[-2000:])
 
     note("state throughput")
-    done = subprocess.run([PY, os.path.join(HERE, "state.py"), "--seconds", "1" if args.quick else "2"],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [PY, os.path.join(HERE, "state.py"), "--seconds", "1" if args.quick else "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     state = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
     if done.returncode != 0:
         note(done.stderr[-2000:])
@@ -245,8 +292,12 @@ def main() -> int:
         return statistics.median(values) if values else None
 
     def bad(client: str, case: str, transport: str = "default") -> list[str]:
-        return [f"{r['client']}/{r['case']}/c={r['concurrency']}: {r['errors']} errors, first: {r['first_error']}"
-                for c in (1, 32) for r in runs.get((client, case, transport, c), []) if r["errors"]]
+        return [
+            f"{r['client']}/{r['case']}/c={r['concurrency']}: {r['errors']} errors, first: {r['first_error']}"
+            for c in (1, 32)
+            for r in runs.get((client, case, transport, c), [])
+            if r["errors"]
+        ]
 
     problems = [p for client, case, transport in main_set + reference_set for p in bad(client, case, transport)]
     problems += [p for case in CASES for p in bad("litellm", case)]
@@ -254,118 +305,292 @@ def main() -> int:
     t = Table()
     at_least = lambda target: lambda fig, base: base is not None and fig / base >= target  # noqa: E731
     for c, target in ((32, 0.5), (1, 0.7)):
-        t.add(f"(b) llmfail healthy, c={c}, req/s", med("llmfail", "healthy", c, "rps"), "",
-              med("aiohttp", "healthy", c, "rps"), "raw aiohttp", f">= {target}x", at_least(target))
+        t.add(
+            f"(b) llmfail healthy, c={c}, req/s",
+            med("llmfail", "healthy", c, "rps"),
+            "",
+            med("aiohttp", "healthy", c, "rps"),
+            "raw aiohttp",
+            f">= {target}x",
+            at_least(target),
+        )
     for c in (32, 1):
-        t.add(f"(c) llmfail primary benched, c={c}, req/s", med("llmfail", "benched", c, "rps"), "",
-              med("llmfail", "healthy", c, "rps"), "(b)", ">= 0.95x", at_least(0.95))
+        t.add(
+            f"(c) llmfail primary benched, c={c}, req/s",
+            med("llmfail", "benched", c, "rps"),
+            "",
+            med("llmfail", "healthy", c, "rps"),
+            "(b)",
+            ">= 0.95x",
+            at_least(0.95),
+        )
     # Throughput swings with whatever else runs on the machine; CPU per request does not.
-    t.add("(c) llmfail primary benched, c=32, CPU/req", med("llmfail", "benched", 32, "cpu_us"), "us",
-          med("llmfail", "healthy", 32, "cpu_us"), "(b) us/req", "<= 1.05x", at_least_inverse(1.05))
-    t.add("(d) llmfail primary 429 -> failover, c=32, req/s", med("llmfail", "failover", 32, "rps"), "",
-          med("aiohttp", "failover", 32, "rps"), "aiohttp fallback loop", ">= 0.5x", at_least(0.5))
-    t.add("(d) llmfail primary 429 -> failover, c=1, req/s", med("llmfail", "failover", 1, "rps"), "",
-          med("aiohttp", "failover", 1, "rps"), "aiohttp fallback loop")
-    for case, floor_case, floor_name in (("healthy", "healthy", "raw aiohttp"), ("benched", "healthy", "raw aiohttp"),
-                                         ("failover", "failover", "aiohttp fallback loop")):
+    t.add(
+        "(c) llmfail primary benched, c=32, CPU/req",
+        med("llmfail", "benched", 32, "cpu_us"),
+        "us",
+        med("llmfail", "healthy", 32, "cpu_us"),
+        "(b) us/req",
+        "<= 1.05x",
+        at_least_inverse(1.05),
+    )
+    t.add(
+        "(d) llmfail primary 429 -> failover, c=32, req/s",
+        med("llmfail", "failover", 32, "rps"),
+        "",
+        med("aiohttp", "failover", 32, "rps"),
+        "aiohttp fallback loop",
+        ">= 0.5x",
+        at_least(0.5),
+    )
+    t.add(
+        "(d) llmfail primary 429 -> failover, c=1, req/s",
+        med("llmfail", "failover", 1, "rps"),
+        "",
+        med("aiohttp", "failover", 1, "rps"),
+        "aiohttp fallback loop",
+    )
+    for case, floor_case, floor_name in (
+        ("healthy", "healthy", "raw aiohttp"),
+        ("benched", "healthy", "raw aiohttp"),
+        ("failover", "failover", "aiohttp fallback loop"),
+    ):
         ours, floor = med("llmfail", case, 32, "cpu_us"), med("aiohttp", floor_case, 32, "cpu_us")
         added = ours - floor if ours is not None and floor is not None else None
-        t.add(f"added CPU per request, {case}, c=32", added, "us", floor, f"{floor_name} us/req", "< 150 us",
-              lambda fig, base: fig < 150)
+        t.add(
+            f"added CPU per request, {case}, c=32",
+            added,
+            "us",
+            floor,
+            f"{floor_name} us/req",
+            "< 150 us",
+            lambda fig, base: fig < 150,
+        )
     for case in CASES:
         for c in (32, 1):
             label = {"healthy": "(b)", "benched": "(c)", "failover": "(d)"}[case]
-            t.add(f"{label} p50 / p99 ms, c={c}", med("llmfail", case, c, "p50_ms"), "ms",
-                  med("aiohttp", "failover" if case == "failover" else "healthy", c, "p50_ms"), "aiohttp p50",
-                  shown=f"{_num(med('llmfail', case, c, 'p50_ms') or 0)} / "
-                  f"{_num(med('llmfail', case, c, 'p99_ms') or 0)} ms")
-    for client, transport, label in (("httpx", "default", "raw httpx"), ("httpx", "aiohttp", "raw httpx on httpx-aiohttp")):
+            t.add(
+                f"{label} p50 / p99 ms, c={c}",
+                med("llmfail", case, c, "p50_ms"),
+                "ms",
+                med("aiohttp", "failover" if case == "failover" else "healthy", c, "p50_ms"),
+                "aiohttp p50",
+                shown=f"{_num(med('llmfail', case, c, 'p50_ms') or 0)} / "
+                f"{_num(med('llmfail', case, c, 'p99_ms') or 0)} ms",
+            )
+    for client, transport, label in (
+        ("httpx", "default", "raw httpx"),
+        ("httpx", "aiohttp", "raw httpx on httpx-aiohttp"),
+    ):
         for case in ("healthy", "failover"):
-            t.add(f"{label}, {case}, c=32, req/s", med(client, case, 32, "rps", transport), "",
-                  med("aiohttp", case, 32, "rps"), "aiohttp")
+            t.add(
+                f"{label}, {case}, c=32, req/s",
+                med(client, case, 32, "rps", transport),
+                "",
+                med("aiohttp", case, 32, "rps"),
+                "aiohttp",
+            )
     for case in CASES:
-        t.add(f"llmfail on httpx's own transport (before), {case}, c=32, req/s", med("llmfail", case, 32, "rps", "httpx"),
-              "", med("llmfail", case, 32, "rps"), "llmfail now")
-        t.add(f"llmfail on httpx's own transport (before), {case}, c=32, CPU/req", med("llmfail", case, 32, "cpu_us", "httpx"),
-              "us", med("llmfail", case, 32, "cpu_us"), "llmfail now")
+        t.add(
+            f"llmfail on httpx's own transport (before), {case}, c=32, req/s",
+            med("llmfail", case, 32, "rps", "httpx"),
+            "",
+            med("llmfail", case, 32, "rps"),
+            "llmfail now",
+        )
+        t.add(
+            f"llmfail on httpx's own transport (before), {case}, c=32, CPU/req",
+            med("llmfail", case, 32, "cpu_us", "httpx"),
+            "us",
+            med("llmfail", case, 32, "cpu_us"),
+            "llmfail now",
+        )
     if have_litellm:
         for case in CASES:
             ours, theirs = med("llmfail", case, 32, "rps"), med("litellm", case, 32, "rps")
-            t.add(f"llmfail vs LiteLLM Router, {case}, c=32, req/s", ours, "", theirs, "LiteLLM", ">= 10x", at_least(10))
+            t.add(
+                f"llmfail vs LiteLLM Router, {case}, c=32, req/s", ours, "", theirs, "LiteLLM", ">= 10x", at_least(10)
+            )
             ours99, theirs99 = med("llmfail", case, 32, "p99_ms"), med("litellm", case, 32, "p99_ms")
-            t.add(f"llmfail vs LiteLLM Router, {case}, c=32, p99 ms", ours99, "ms", theirs99, "LiteLLM", "lower",
-                  lambda fig, base: base is not None and fig < base)
+            t.add(
+                f"llmfail vs LiteLLM Router, {case}, c=32, p99 ms",
+                ours99,
+                "ms",
+                theirs99,
+                "LiteLLM",
+                "lower",
+                lambda fig, base: base is not None and fig < base,
+            )
         for case in CASES:
             # CPU per request is steady when other work shares the machine; its ratio is the
             # throughput ratio on an otherwise idle core.
-            t.add(f"LiteLLM Router CPU per request, {case}, c=32", med("litellm", case, 32, "cpu_us"), "us",
-                  med("llmfail", case, 32, "cpu_us"), "llmfail us/req")
+            t.add(
+                f"LiteLLM Router CPU per request, {case}, c=32",
+                med("litellm", case, 32, "cpu_us"),
+                "us",
+                med("llmfail", case, 32, "cpu_us"),
+                "llmfail us/req",
+            )
         for case in CASES:
-            t.add(f"LiteLLM Router, {case}, c=1, req/s", med("litellm", case, 1, "rps"), "",
-                  med("llmfail", case, 1, "rps"), "llmfail")
+            t.add(
+                f"LiteLLM Router, {case}, c=1, req/s",
+                med("litellm", case, 1, "rps"),
+                "",
+                med("llmfail", case, 1, "rps"),
+                "llmfail",
+            )
 
     def store_med(backend: str, case: str, key: str) -> float | None:
         values = [r[key] for r in store_runs.get((backend, case), []) if r["requests"] and not r["errors"]]
         return statistics.median(values) if values else None
 
-    problems += [f"{backend} store: {r['case']}: {r['errors']} errors, first: {r['first_error']}"
-                 for (backend, _), rs in store_runs.items() for r in rs if r["errors"]]
+    problems += [
+        f"{backend} store: {r['case']}: {r['errors']} errors, first: {r['first_error']}"
+        for (backend, _), rs in store_runs.items()
+        for r in rs
+        if r["errors"]
+    ]
     for case in STORE_CASES:
         name = f"Redis store: llmfail {case}, c=32, req/s"
         if redis_port is None:
             t.skip(name, ">= 0.8x", redis_note)
             continue
-        t.add(name, store_med("redis", case, "rps"), "", store_med("sqlite", case, "rps"), "SQLite store",
-              ">= 0.8x", at_least(0.8))
+        t.add(
+            name,
+            store_med("redis", case, "rps"),
+            "",
+            store_med("sqlite", case, "rps"),
+            "SQLite store",
+            ">= 0.8x",
+            at_least(0.8),
+        )
     for case in STORE_CASES if redis_port is not None else ():
         # llmfail's own process only: the SQLite store's work is all in it, the Redis store's partly in redis-server.
-        t.add(f"Redis store: llmfail {case}, c=32, CPU/req (client)", store_med("redis", case, "cpu_us"), "us",
-              store_med("sqlite", case, "cpu_us"), "SQLite store us/req")
-    for messages, label in (("delivered", "bench seen by another process"),
-                            ("lose", "bench seen by another process, every pub/sub message lost")):
+        t.add(
+            f"Redis store: llmfail {case}, c=32, CPU/req (client)",
+            store_med("redis", case, "cpu_us"),
+            "us",
+            store_med("sqlite", case, "cpu_us"),
+            "SQLite store us/req",
+        )
+    for messages, label in (
+        ("delivered", "bench seen by another process"),
+        ("lose", "bench seen by another process, every pub/sub message lost"),
+    ):
         name = f"Redis store: {label}, p50 / p99"
         if redis_port is None:
             t.skip(name, "< 1 s", redis_note)
             continue
         row = propagations.get(messages, {})
         # p99 of <= 100 trials is the slowest one: every trial within the second.
-        t.add(name, row.get("p99_ms"), "ms", None, "", "< 1 s", lambda fig, base: fig < 1000,
-              shown=f"{_num(row.get('p50_ms', 0))} / {_num(row.get('p99_ms', 0))} ms ({row.get('trials')} trials)")
+        t.add(
+            name,
+            row.get("p99_ms"),
+            "ms",
+            None,
+            "",
+            "< 1 s",
+            lambda fig, base: fig < 1000,
+            shown=f"{_num(row.get('p50_ms', 0))} / {_num(row.get('p99_ms', 0))} ms ({row.get('trials')} trials)",
+        )
     floor = startup.get("floor")
-    t.add("start-up: llmfail --help, s", startup.get("help"), "s", floor, "import typer, rich", "<= 1.3x",
-          at_least_inverse(1.3))
-    t.add("start-up: llmfail ls-benched, s", startup.get("ls-benched"), "s", floor, "import typer, rich", "<= 1.5x",
-          at_least_inverse(1.5))
-    t.add("start-up: llmfail run (one request), s", startup.get("run"), "s", floor, "import typer, rich", "<= 2.5x",
-          at_least_inverse(2.5))
-    t.add("start-up: llmfail run on the engine's aiohttp transport, s", startup.get("run-aiohttp"), "s",
-          startup.get("run"), "llmfail run")
-    t.add("state: events/s, 1 process", state.get("single_eps"), "ev/s", None, "", ">= 5,000",
-          lambda fig, base: fig >= 5000)
-    t.add(f"state: events/s, {state.get('processes', 4)} processes at once (total)", state.get("multi_eps"), "ev/s",
-          state.get("single_eps"), "1 process")
-    t.add("state: bench lookup per request (3 keys)", state.get("lookup_us"), "us", None, "", "< 50 us",
-          lambda fig, base: fig < 50)
+    t.add(
+        "start-up: llmfail --help, s",
+        startup.get("help"),
+        "s",
+        floor,
+        "import typer, rich",
+        "<= 1.3x",
+        at_least_inverse(1.3),
+    )
+    t.add(
+        "start-up: llmfail ls-benched, s",
+        startup.get("ls-benched"),
+        "s",
+        floor,
+        "import typer, rich",
+        "<= 1.5x",
+        at_least_inverse(1.5),
+    )
+    t.add(
+        "start-up: llmfail run (one request), s",
+        startup.get("run"),
+        "s",
+        floor,
+        "import typer, rich",
+        "<= 2.5x",
+        at_least_inverse(2.5),
+    )
+    t.add(
+        "start-up: llmfail run on the engine's aiohttp transport, s",
+        startup.get("run-aiohttp"),
+        "s",
+        startup.get("run"),
+        "llmfail run",
+    )
+    t.add(
+        "state: events/s, 1 process",
+        state.get("single_eps"),
+        "ev/s",
+        None,
+        "",
+        ">= 5,000",
+        lambda fig, base: fig >= 5000,
+    )
+    t.add(
+        f"state: events/s, {state.get('processes', 4)} processes at once (total)",
+        state.get("multi_eps"),
+        "ev/s",
+        state.get("single_eps"),
+        "1 process",
+    )
+    t.add(
+        "state: bench lookup per request (3 keys)",
+        state.get("lookup_us"),
+        "us",
+        None,
+        "",
+        "< 50 us",
+        lambda fig, base: fig < 50,
+    )
     if simulate:
-        t.add("simulate: simulated requests per wall-second", simulate.get("simulated_requests_per_s"), "req/s",
-              simulate.get("baseline_fake_transport_per_s"), "fake transport alone", ">= 5,000",
-              lambda fig, base: fig >= 5000)
+        t.add(
+            "simulate: simulated requests per wall-second",
+            simulate.get("simulated_requests_per_s"),
+            "req/s",
+            simulate.get("baseline_fake_transport_per_s"),
+            "fake transport alone",
+            ">= 5,000",
+            lambda fig, base: fig >= 5000,
+        )
     else:
         t.add("simulate: simulated requests per wall-second", None, "", None, "", ">= 5,000 (no simulate_speed.py)")
 
     print(t.render(args.markdown))
-    versions = {name: version(name) for name in ("llmfail", "httpx", "httpx-aiohttp", "aiohttp", "litellm", "typer", "rich")}
+    versions = {
+        name: version(name) for name in ("llmfail", "httpx", "httpx-aiohttp", "aiohttp", "litellm", "typer", "rich")
+    }
     with open("/proc/loadavg") as f:
         load_after = f.read().split()[0]
     print()
-    print(f"machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
-          f"load average {load_before} before, {load_after} after; {time.perf_counter() - began:.0f} s")
-    print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v)
-          + (f"; {redis_note} (this run's own, --save '' --appendonly no)" if redis_port is not None else ""))
-    per_request = {f"{k[0]}/{k[1]}/c={k[3]}": {m: round(n / max(1, r[-1]["requests"]), 2) for m, n in r[-1]["hits"].items()}
-                   for k, r in runs.items() if k[1] in ("failover", "benched") and k[2] == "default" and r}
-    print("server hits per model per request (failover: the primary must be 1.0; benched: absent): "
-          + "; ".join(f"{k} {v}" for k, v in sorted(per_request.items())))
+    print(
+        f"machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
+        f"load average {load_before} before, {load_after} after; {time.perf_counter() - began:.0f} s"
+    )
+    print(
+        "versions: "
+        + ", ".join(f"{k} {v}" for k, v in versions.items() if v)
+        + (f"; {redis_note} (this run's own, --save '' --appendonly no)" if redis_port is not None else "")
+    )
+    per_request = {
+        f"{k[0]}/{k[1]}/c={k[3]}": {m: round(n / max(1, r[-1]["requests"]), 2) for m, n in r[-1]["hits"].items()}
+        for k, r in runs.items()
+        if k[1] in ("failover", "benched") and k[2] == "default" and r
+    }
+    print(
+        "server hits per model per request (failover: the primary must be 1.0; benched: absent): "
+        + "; ".join(f"{k} {v}" for k, v in sorted(per_request.items()))
+    )
     blocked = sorted({h for rs in runs.values() for r in rs for h in r.get("blocked_hosts", [])})
     if blocked:
         print("refused non-loopback lookups: " + ", ".join(blocked))
@@ -373,12 +598,23 @@ def main() -> int:
         print("errors: " + problem)
     if args.json_path:
         with open(args.json_path, "w") as f:
-            json.dump({"overhead": {"/".join(map(str, k)): v for k, v in runs.items()}, "startup": startup,
-                       "state": state, "simulate": simulate, "versions": versions,
-                       "redis": {"server": redis_note if redis_port is not None else None,
-                                 "skipped": redis_note if redis_port is None else None,
-                                 "store": {"/".join(k): v for k, v in store_runs.items()},
-                                 "propagation": propagations}}, f, indent=1)
+            json.dump(
+                {
+                    "overhead": {"/".join(map(str, k)): v for k, v in runs.items()},
+                    "startup": startup,
+                    "state": state,
+                    "simulate": simulate,
+                    "versions": versions,
+                    "redis": {
+                        "server": redis_note if redis_port is not None else None,
+                        "skipped": redis_note if redis_port is None else None,
+                        "store": {"/".join(k): v for k, v in store_runs.items()},
+                        "propagation": propagations,
+                    },
+                },
+                f,
+                indent=1,
+            )
     return 0
 
 

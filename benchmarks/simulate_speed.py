@@ -65,8 +65,9 @@ def baseline_per_s(requests: int) -> float:
 
     async def go() -> float:
         loop = asyncio.get_running_loop()
-        fake = FakeTransport("openai", FakeBehaviour(latency=0.2),
-                             Runtime(lambda: loop.time(), asyncio.sleep, Random(1)))
+        fake = FakeTransport(
+            "openai", FakeBehaviour(latency=0.2), Runtime(lambda: loop.time(), asyncio.sleep, Random(1))
+        )
         body = {"model": "secondary", "messages": [{"role": "user", "content": "simulated request"}]}
         began = time.perf_counter()
         for _ in range(requests):
@@ -81,11 +82,18 @@ def baseline_per_s(requests: int) -> float:
 def acceptance_wall_s() -> dict[str, float]:
     """Wall seconds of the README command and of the 15-minute-outage scenario on chains.example.yaml."""
     config = load_default_config()
-    outage = parse_scenario({"rate": "1/s", "duration": "30m", "phases": [
-        {"at": "0m"}, {"at": "5m", "faults": ["openai/gpt-4o:503"]}, {"at": "20m"}]})
+    outage = parse_scenario(
+        {
+            "rate": "1/s",
+            "duration": "30m",
+            "phases": [{"at": "0m"}, {"at": "5m", "faults": ["openai/gpt-4o:503"]}, {"at": "20m"}],
+        }
+    )
     timings = {}
-    for name, plan in (("readme_command_s", Plan("prod", parse_fault_specs(["429"]), requests=200, seed=1)),
-                       ("outage_scenario_1800_requests_s", Plan("prod", scenario=outage, seed=1))):
+    for name, plan in (
+        ("readme_command_s", Plan("prod", parse_fault_specs(["429"]), requests=200, seed=1)),
+        ("outage_scenario_1800_requests_s", Plan("prod", scenario=outage, seed=1)),
+    ):
         began = time.perf_counter()
         simulate(config, plan)
         timings[name] = round(time.perf_counter() - began, 3)
@@ -104,19 +112,23 @@ def main() -> None:
         rate, report = simulated_per_s(args.requests, args.concurrency)
         simulate_best = max(simulate_best, rate)
         baseline_best = max(baseline_best, baseline_per_s(args.requests))
-    print(json.dumps({
-        "case": "3-entry chain, primary always 429 (--fail-rate 429)",
-        "requests": args.requests,
-        "concurrency": args.concurrency,
-        "simulated_requests_per_s": round(simulate_best),
-        "baseline_fake_transport_per_s": round(baseline_best),
-        "ratio_to_baseline": round(simulate_best / baseline_best, 3),
-        "target_per_s": TARGET,
-        "meets_target": simulate_best >= TARGET,
-        "answered_by": {m: f["ok"] for m, f in report["models"].items()},
-        **acceptance_wall_s(),
-        "python": platform.python_version(),
-    }))
+    print(
+        json.dumps(
+            {
+                "case": "3-entry chain, primary always 429 (--fail-rate 429)",
+                "requests": args.requests,
+                "concurrency": args.concurrency,
+                "simulated_requests_per_s": round(simulate_best),
+                "baseline_fake_transport_per_s": round(baseline_best),
+                "ratio_to_baseline": round(simulate_best / baseline_best, 3),
+                "target_per_s": TARGET,
+                "meets_target": simulate_best >= TARGET,
+                "answered_by": {m: f["ok"] for m, f in report["models"].items()},
+                **acceptance_wall_s(),
+                "python": platform.python_version(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

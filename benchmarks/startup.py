@@ -29,7 +29,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from server import serve  # noqa: E402
+from server import serve
 
 BIN = os.path.dirname(sys.executable)
 RUN_ARGS = ["ping", "--chain", "bench", "--no-stream", "--quiet"]
@@ -57,12 +57,20 @@ def median_walls(commands: dict[str, list[str]], env: dict[str, str], runs: int)
             if name in failed:
                 continue
             began = time.perf_counter()
-            done = subprocess.run(cmd, env=env, cwd=env["HOME"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  timeout=60, check=False)
+            done = subprocess.run(
+                cmd,
+                env=env,
+                cwd=env["HOME"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=60,
+                check=False,
+            )
             elapsed = time.perf_counter() - began
             if done.returncode != 0:
-                sys.stderr.write(f"startup: {' '.join(cmd[-3:])} exited {done.returncode}: "
-                                 f"{done.stderr.decode()[-300:]}\n")
+                sys.stderr.write(
+                    f"startup: {' '.join(cmd[-3:])} exited {done.returncode}: {done.stderr.decode()[-300:]}\n"
+                )
                 failed.add(name)
             elif index:
                 times[name].append(elapsed)
@@ -70,8 +78,9 @@ def median_walls(commands: dict[str, list[str]], env: dict[str, str], runs: int)
 
 
 def exists(command: str, env: dict[str, str]) -> bool:
-    done = subprocess.run([*_llmfail(), command, "--help"], env=env, cwd=env["HOME"], capture_output=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [*_llmfail(), command, "--help"], env=env, cwd=env["HOME"], capture_output=True, timeout=60, check=False
+    )
     return done.returncode == 0
 
 

@@ -37,14 +37,28 @@ PROCESSES = 4
 def request_event(n: int) -> Event:
     """The `request` outcome row the engine writes after every answered request."""
     return Event(
-        type="request", ts=time.time(), request_id=uuid.uuid4().hex[:16], chain="bench", model="bench/ok-a",
+        type="request",
+        ts=time.time(),
+        request_id=uuid.uuid4().hex[:16],
+        chain="bench",
+        model="bench/ok-a",
         latency_ms=1.25,
-        data={"ok": True, "answered_by": "bench/ok-a", "failovers": 0, "ttft_ms": 1.2, "attempts": 1,
-              "panic": False, "usage": {"input_tokens": 5, "output_tokens": 1}, "n": n},
+        data={
+            "ok": True,
+            "answered_by": "bench/ok-a",
+            "failovers": 0,
+            "ttft_ms": 1.2,
+            "attempts": 1,
+            "panic": False,
+            "usage": {"input_tokens": 5, "output_tokens": 1},
+            "n": n,
+        },
     )
 
 
-def write_for(path: str, seconds: float, start_at: float, results: "multiprocessing.Queue[tuple[int, float]] | None") -> tuple[int, float]:
+def write_for(
+    path: str, seconds: float, start_at: float, results: multiprocessing.Queue[tuple[int, float]] | None
+) -> tuple[int, float]:
     """Append events one at a time until `seconds` pass; (count, elapsed)."""
     store = SqliteStore(path)
     while time.time() < start_at:  # every writer starts together
@@ -91,7 +105,9 @@ def main() -> None:
     store = SqliteStore(os.path.join(folder, "lookup.db"))
     now = time.time()
     for i in range(100):
-        store.record_failure(f"other/model-{i}", now=now, kind="transient", status=503, bench_for=3600.0 if i % 2 else None)
+        store.record_failure(
+            f"other/model-{i}", now=now, kind="transient", status=503, bench_for=3600.0 if i % 2 else None
+        )
     store.record_failure("bench/busy-a", now=now, kind="transient", status=503, bench_for=3600.0)
     keys = ["bench/busy-a", "bench/ok-b", "bench/ok-c"]
     for _ in range(1000):
@@ -103,11 +119,19 @@ def main() -> None:
     lookup_us = (time.perf_counter() - began) / calls * 1e6
     store.close()
 
-    print(json.dumps({
-        "single_eps": single_eps, "single_events": count,
-        "multi_eps": multi_eps, "multi_events": written, "lost": written - found, "processes": PROCESSES,
-        "lookup_us": lookup_us,
-    }))
+    print(
+        json.dumps(
+            {
+                "single_eps": single_eps,
+                "single_events": count,
+                "multi_eps": multi_eps,
+                "multi_events": written,
+                "lost": written - found,
+                "processes": PROCESSES,
+                "lookup_us": lookup_us,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

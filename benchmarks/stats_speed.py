@@ -47,8 +47,21 @@ chains:
   cheap: [local/llama-3.1-8b, gemini/gemini-2.0-flash]
 """
 
-COLUMNS = ("ts", "request_id", "chain", "model", "type", "kind", "status", "attempt", "benched_until",
-           "next_model", "latency_ms", "detail", "data")
+COLUMNS = (
+    "ts",
+    "request_id",
+    "chain",
+    "model",
+    "type",
+    "kind",
+    "status",
+    "attempt",
+    "benched_until",
+    "next_model",
+    "latency_ms",
+    "detail",
+    "data",
+)
 Row = tuple[Any, ...]
 
 
@@ -58,31 +71,117 @@ def request_rows(rng: random.Random, ts: float, chain: str, models: list[str]) -
     failovers = 0
     for index, model in enumerate(models):
         fate = rng.random()
-        if fate < 0.8 or index == len(models) - 1 and fate < 0.97:
+        if fate < 0.8 or (index == len(models) - 1 and fate < 0.97):
             ms = rng.lognormvariate(6.0, 0.6)
-            data = {"ok": True, "answered_by": model, "failovers": failovers, "ttft_ms": round(ms * 0.4, 1),
-                    "attempts": index + 1, "panic": False, "usage": {"input_tokens": 12, "output_tokens": 80},
-                    "attempt_ms": round(ms, 1), "attempt_ttft_ms": round(ms * 0.35, 1)}
-            yield (ts, rid, chain, model, "request", None, None, None, None, None, ms * 1.05, None,
-                   json.dumps(data, separators=(",", ":")))
+            data = {
+                "ok": True,
+                "answered_by": model,
+                "failovers": failovers,
+                "ttft_ms": round(ms * 0.4, 1),
+                "attempts": index + 1,
+                "panic": False,
+                "usage": {"input_tokens": 12, "output_tokens": 80},
+                "attempt_ms": round(ms, 1),
+                "attempt_ttft_ms": round(ms * 0.35, 1),
+            }
+            yield (
+                ts,
+                rid,
+                chain,
+                model,
+                "request",
+                None,
+                None,
+                None,
+                None,
+                None,
+                ms * 1.05,
+                None,
+                json.dumps(data, separators=(",", ":")),
+            )
             return
         kind, status = rng.choice([("transient", 503), ("rate_limited", 429), ("timeout", None), ("transient", 529)])
-        yield (ts, rid, chain, model, "attempt_failed", kind, status, 1, None, None, rng.uniform(20, 900),
-               "HTTP 503: upstream overloaded", None)
+        yield (
+            ts,
+            rid,
+            chain,
+            model,
+            "attempt_failed",
+            kind,
+            status,
+            1,
+            None,
+            None,
+            rng.uniform(20, 900),
+            "HTTP 503: upstream overloaded",
+            None,
+        )
         if rng.random() < 0.3:
-            yield (ts, rid, chain, model, "retry", kind, status, 2, None, None, None, "waiting 0.180s",
-                   '{"wait_s":0.18}')
-            yield (ts, rid, chain, model, "attempt_failed", kind, status, 2, None, None, rng.uniform(20, 900),
-                   "HTTP 503: upstream overloaded", None)
+            yield (
+                ts,
+                rid,
+                chain,
+                model,
+                "retry",
+                kind,
+                status,
+                2,
+                None,
+                None,
+                None,
+                "waiting 0.180s",
+                '{"wait_s":0.18}',
+            )
+            yield (
+                ts,
+                rid,
+                chain,
+                model,
+                "attempt_failed",
+                kind,
+                status,
+                2,
+                None,
+                None,
+                rng.uniform(20, 900),
+                "HTTP 503: upstream overloaded",
+                None,
+            )
         if rng.random() < 0.2:
-            yield (ts, rid, chain, model, "benched", kind, status, None, ts + 30, None, None, "overloaded",
-                   '{"bench_count":1,"probe":false}')
+            yield (
+                ts,
+                rid,
+                chain,
+                model,
+                "benched",
+                kind,
+                status,
+                None,
+                ts + 30,
+                None,
+                None,
+                "overloaded",
+                '{"bench_count":1,"probe":false}',
+            )
         if index + 1 < len(models):
             failovers += 1
             yield (ts, rid, chain, model, "failover", kind, None, None, None, models[index + 1], None, None, None)
     yield (ts, rid, chain, None, "exhausted", "transient", 503, None, None, None, None, "every entry failed", None)
-    yield (ts, rid, chain, None, "request", "transient", 503, None, None, None, 900.0, None,
-           '{"ok":false,"answered_by":null,"failovers":3}')
+    yield (
+        ts,
+        rid,
+        chain,
+        None,
+        "request",
+        "transient",
+        503,
+        None,
+        None,
+        None,
+        900.0,
+        None,
+        '{"ok":false,"answered_by":null,"failovers":3}',
+    )
 
 
 def fill(path: str, events: int, hours: float, now: float, seed: int = 1) -> int:
@@ -97,8 +196,23 @@ def fill(path: str, events: int, hours: float, now: float, seed: int = 1) -> int
         rows.extend(request_rows(rng, 0.0, chain, chains[chain]))
         if rng.random() < 0.002:
             model = rng.choice(chains["prod"])
-            rows.append((0.0, None, "prod", model, "probe", None, None, None, None, None, 300.0, None,
-                         '{"ok":true,"recovered":true}'))
+            rows.append(
+                (
+                    0.0,
+                    None,
+                    "prod",
+                    model,
+                    "probe",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    300.0,
+                    None,
+                    '{"ok":true,"recovered":true}',
+                )
+            )
     del rows[events:]
     span = hours * 3600.0
     step = span / len(rows)
@@ -142,25 +256,44 @@ def main() -> int:
     store = SqliteStore(path)
     failed = False
     try:
-        windows = [("1h", 3600.0, None), ("1h --chain prod", 3600.0, "prod"),
-                   (f"{args.hours:g}h (every event)", args.hours * 3600.0 + 1, None),
-                   (f"{args.hours:g}h --chain prod", args.hours * 3600.0 + 1, "prod")]
+        windows = [
+            ("1h", 3600.0, None),
+            ("1h --chain prod", 3600.0, "prod"),
+            (f"{args.hours:g}h (every event)", args.hours * 3600.0 + 1, None),
+            (f"{args.hours:g}h --chain prod", args.hours * 3600.0 + 1, "prod"),
+        ]
         for label, length, chain in windows:
             since = now - length
             with store._read() as conn:
+
                 def count() -> object:
-                    return conn.execute("SELECT count(*) FROM events WHERE ts >= ? AND ts <= ?", (since, now)).fetchone()
-                in_window = int(conn.execute("SELECT count(*) FROM events WHERE ts >= ? AND ts <= ?",
-                                             (since, now)).fetchone()[0])
+                    return conn.execute(
+                        "SELECT count(*) FROM events WHERE ts >= ? AND ts <= ?", (since, now)
+                    ).fetchone()
+
+                in_window = int(
+                    conn.execute("SELECT count(*) FROM events WHERE ts >= ? AND ts <= ?", (since, now)).fetchone()[0]
+                )
             count_ms = best_ms(count, args.repeat)
             selected = config.chain(chain) if chain else None
-            stats_ms = best_ms(lambda: model_stats(store, since=since, now=now, chain=selected, config=config),
-                               args.repeat)
+            stats_ms = best_ms(
+                lambda: model_stats(store, since=since, now=now, chain=selected, config=config), args.repeat
+            )
             ok = stats_ms < TARGET_MS
             failed = failed or not ok
-            print(json.dumps({"window": label, "events_in_window": in_window, "stats_ms": round(stats_ms, 1),
-                              "count_ms": round(count_ms, 1), "ratio": round(stats_ms / max(count_ms, 1e-3), 2),
-                              "target_ms": TARGET_MS, "ok": ok}))
+            print(
+                json.dumps(
+                    {
+                        "window": label,
+                        "events_in_window": in_window,
+                        "stats_ms": round(stats_ms, 1),
+                        "count_ms": round(count_ms, 1),
+                        "ratio": round(stats_ms / max(count_ms, 1e-3), 2),
+                        "target_ms": TARGET_MS,
+                        "ok": ok,
+                    }
+                )
+            )
     finally:
         store.close()
     return 1 if failed else 0

@@ -119,9 +119,20 @@ def write_burst(db: str, count: int, result: dict[str, Any]) -> None:
     now = time.time()
     ids: list[int] = []
     for start in range(0, count, 1000):
-        ids = store.append([Event(type="failover", ts=now, chain="prod", model="openai/gpt-4o",
-                                  next_model="anthropic/claude-sonnet-4-5", kind="transient", detail=f"burst {i}")
-                            for i in range(start, min(count, start + 1000))])
+        ids = store.append(
+            [
+                Event(
+                    type="failover",
+                    ts=now,
+                    chain="prod",
+                    model="openai/gpt-4o",
+                    next_model="anthropic/claude-sonnet-4-5",
+                    kind="transient",
+                    detail=f"burst {i}",
+                )
+                for i in range(start, min(count, start + 1000))
+            ]
+        )
     result["burst_done_at"] = time.time()
     result["last_id"] = ids[-1] if ids else 0
     store.close()
@@ -132,8 +143,13 @@ def write_burst(db: str, count: int, result: dict[str, Any]) -> None:
 
 def run_child(case: str, db: str, burst: int) -> dict[str, Any]:
     spawned = time.time()
-    out = subprocess.run([sys.executable, __file__, "--child", case, "--db", db, "--burst", str(burst)],
-                         capture_output=True, text=True, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", case, "--db", db, "--burst", str(burst)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     if out.returncode != 0:
         raise SystemExit(f"{case} failed:\n{out.stderr}")
     figures: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
@@ -195,13 +211,29 @@ def main() -> int:
     }
     summary["time_ratio"] = round(summary["dashboard_first_paint_s"] / summary["baseline_first_paint_s"], 2)
     summary["rss_ratio"] = round(summary["dashboard_rss_after_burst_mb"] / summary["baseline_rss_mb"], 2)
-    summary["ok"] = summary["dashboard_first_paint_s"] < TARGET_S and summary["dashboard_rss_after_burst_mb"] < TARGET_MB
-    print(json.dumps({"case": "baseline: bare Textual app, one Static", "first_paint_s": summary["baseline_first_paint_s"],
-                      "rss_mb": summary["baseline_rss_mb"]}))
-    print(json.dumps({"case": f"llmfail tui on {args.events:,} events", "first_paint_s": summary["dashboard_first_paint_s"],
-                      "rss_at_paint_mb": summary["dashboard_rss_at_paint_mb"],
-                      "burst_shown_after_s": summary["burst_shown_after_s"],
-                      "rss_after_burst_mb": summary["dashboard_rss_after_burst_mb"]}))
+    summary["ok"] = (
+        summary["dashboard_first_paint_s"] < TARGET_S and summary["dashboard_rss_after_burst_mb"] < TARGET_MB
+    )
+    print(
+        json.dumps(
+            {
+                "case": "baseline: bare Textual app, one Static",
+                "first_paint_s": summary["baseline_first_paint_s"],
+                "rss_mb": summary["baseline_rss_mb"],
+            }
+        )
+    )
+    print(
+        json.dumps(
+            {
+                "case": f"llmfail tui on {args.events:,} events",
+                "first_paint_s": summary["dashboard_first_paint_s"],
+                "rss_at_paint_mb": summary["dashboard_rss_at_paint_mb"],
+                "burst_shown_after_s": summary["burst_shown_after_s"],
+                "rss_after_burst_mb": summary["dashboard_rss_after_burst_mb"],
+            }
+        )
+    )
     print(json.dumps({**summary, "target_s": TARGET_S, "target_mb": TARGET_MB}))
     return 0 if summary["ok"] else 1
 

@@ -26,8 +26,8 @@ from .events import Event, iso
 from .health import EntryStatus, entry_status
 
 if TYPE_CHECKING:
-    from .journal import Journal
     from .config import Chain, Config, Entry, Location, Policy
+    from .journal import Journal
     from .store import ModelState, Store
 
 
@@ -77,13 +77,13 @@ class BenchRow:
         }
 
 
-
 def _bare_journal(store: Store) -> Journal:
     """The journal of a caller without an engine (the CLI, the dashboard): imported on use, so
     read-only commands such as `ls-benched --json` never load it (`tests/test_imports.py`)."""
     from .journal import Journal
 
     return Journal(store)
+
 
 def check_model_name(model: str) -> None:
     """A bench key is `provider/model` (or `provider/model#N`, N = 0, 1, … the credential's place
@@ -117,10 +117,14 @@ def unknown_model(model: str, config: Config) -> str | None:
     if "#" in model:
         creds = sorted(k for k in keys if k.startswith(base + "#"))
         raise UsageError(
-            f"{base} has no credential {model[len(base):]} in {config.path}",
-            hint=f"its credential keys: {', '.join(creds)}" if creds else
-            (f"{base} has a single credential: bench {base} itself" if base in keys else
-             "`llmfail chains` lists the models of every chain"),
+            f"{base} has no credential {model[len(base) :]} in {config.path}",
+            hint=f"its credential keys: {', '.join(creds)}"
+            if creds
+            else (
+                f"{base} has a single credential: bench {base} itself"
+                if base in keys
+                else "`llmfail chains` lists the models of every chain"
+            ),
         )
     close = difflib.get_close_matches(model, sorted(k for k in keys if "#" not in k), n=1, cutoff=0.6)
     return f"no chain in {config.path} contains {model}" + (f" (did you mean {close[0]}?)" if close else "")
@@ -135,8 +139,12 @@ def default_bench_length(config: Config, model: str) -> float:
     """How long a manual bench of `model` lasts when the operator gives no length: the cooldown
     of the entry it is (or whose credential it is); the longest one when chains set different
     cooldowns for it (the bench is shared by every chain); the defaults' for a model no chain has."""
-    cooldowns = [entry.policy.cooldown for chain in config.chains.values() for entry in chain.entries
-                 if model in entry.bench_keys()]
+    cooldowns = [
+        entry.policy.cooldown
+        for chain in config.chains.values()
+        for entry in chain.entries
+        if model in entry.bench_keys()
+    ]
     return max(cooldowns, default=config.policy.cooldown)
 
 
@@ -170,8 +178,10 @@ def bench_model(
             raise UsageError("no usable config to take the default bench length from", hint="pass --for DURATION")
         duration = default_bench_length(config, model)
     if duration <= 0:
-        raise UsageError(f"a bench must last longer than 0s, got {format_duration(duration)}",
-                         hint="pass --for with a positive duration, e.g. --for 10m")
+        raise UsageError(
+            f"a bench must last longer than 0s, got {format_duration(duration)}",
+            hint="pass --for with a positive duration, e.g. --for 10m",
+        )
     reason = reason.strip() if reason and reason.strip() else None
     until = now + duration
     state = store.bench(model, now=now, until=until, manual=True, reason=reason, kind="manual", replace=replace)
@@ -199,8 +209,9 @@ class Unbenched:
     not_benched: list[str]
 
 
-def unbench_models(store: Store, models: Sequence[str] | None, now: float, reason: str | None = None, *,
-                   journal: Journal | None = None) -> Unbenched:
+def unbench_models(
+    store: Store, models: Sequence[str] | None, now: float, reason: str | None = None, *, journal: Journal | None = None
+) -> Unbenched:
     """Lift the benches of `models` (None: every bench) and log who did it, and why.
 
     Lifting `provider/model` also lifts its credential benches
@@ -214,17 +225,23 @@ def unbench_models(store: Store, models: Sequence[str] | None, now: float, reaso
         for model in models:
             check_model_name(model)
         running = [s.model for s in store.benches(now)]
-        targets = list(dict.fromkeys(
-            key for model in models for key in (model, *(k for k in running if k.startswith(model + "#")))
-        ))
+        targets = list(
+            dict.fromkeys(
+                key for model in models for key in (model, *(k for k in running if k.startswith(model + "#")))
+            )
+        )
     lifted = store.unbench(targets, now=now)
     if lifted:
         who = operator()
         reason = reason.strip() if reason and reason.strip() else None
-        (journal or _bare_journal(store)).write_many([
-            Event(type=ev.UNBENCHED, ts=now, model=key, detail=reason, data={**who, "reason": reason, "manual": True})
-            for key in lifted
-        ])
+        (journal or _bare_journal(store)).write_many(
+            [
+                Event(
+                    type=ev.UNBENCHED, ts=now, model=key, detail=reason, data={**who, "reason": reason, "manual": True}
+                )
+                for key in lifted
+            ]
+        )
     missing = [m for m in (models or []) if not any(k == m or k.startswith(m + "#") for k in lifted)]
     return Unbenched(lifted, missing)
 
@@ -322,8 +339,12 @@ class EventFilter:
 
     def matches(self, event: Event) -> bool:
         """The test `Store.events(**query())` applies, for events read without a query."""
-        return ((self.since is None or event.ts >= self.since) and (self.model is None or event.model == self.model)
-                and (self.chain is None or event.chain == self.chain) and (not self.types or event.type in self.types))
+        return (
+            (self.since is None or event.ts >= self.since)
+            and (self.model is None or event.model == self.model)
+            and (self.chain is None or event.chain == self.chain)
+            and (not self.types or event.type in self.types)
+        )
 
 
 def parse_types(values: Iterable[str]) -> tuple[str, ...]:
@@ -435,10 +456,15 @@ def suspicious(config: Config, environ: dict[str, str] | None = None) -> list[Ch
         endpoints = {e.provider.base_url or e.provider.name for e in chain.entries}
         if chain.entries and len(endpoints) == 1:
             providers = sorted({e.provider.name for e in chain.entries})
-            found.append(CheckWarning(_where(chain.entries[0]), (
-                f"chain {name!r}: every entry is on provider {', '.join(providers)}; "
-                "an outage of that provider takes the whole chain down (add an entry on another provider)"
-            )))
+            found.append(
+                CheckWarning(
+                    _where(chain.entries[0]),
+                    (
+                        f"chain {name!r}: every entry is on provider {', '.join(providers)}; "
+                        "an outage of that provider takes the whole chain down (add an entry on another provider)"
+                    ),
+                )
+            )
     defaults, inherited = config.policy, []
     for entry in _entries(config.chains.values()):
         policy = entry.policy
@@ -449,8 +475,9 @@ def suspicious(config: Config, environ: dict[str, str] | None = None) -> list[Ch
         else:
             found.append(CheckWarning(_where(entry), f"{entry.model}: " + _too_long(policy, defaults.deadline)))
     if inherited:
-        found.append(CheckWarning("", f"defaults (used by {', '.join(inherited)}): "
-                                      + _too_long(defaults, defaults.deadline)))
+        found.append(
+            CheckWarning("", f"defaults (used by {', '.join(inherited)}): " + _too_long(defaults, defaults.deadline))
+        )
     users: dict[str, list[str]] = {}
     for entry in _entries(config.chains.values()):
         for credential in entry.credentials:

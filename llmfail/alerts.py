@@ -94,8 +94,12 @@ def dedup_key(event: Event) -> str:
 def payload(alert: str, event: Event) -> dict[str, Any]:
     """The JSON a sink receives: the alert, a line for people, and the event row itself."""
     about = event.model or (f"chain {event.chain}" if event.chain else "llmfail")
-    words = {BENCHED: "benched", PANIC: "every entry benched (panic mode)", EXHAUSTED: "chain exhausted",
-             RECOVERED: "recovered"}
+    words = {
+        BENCHED: "benched",
+        PANIC: "every entry benched (panic mode)",
+        EXHAUSTED: "chain exhausted",
+        RECOVERED: "recovered",
+    }
     why = f" ({event.kind}{' ' + str(event.status) if event.status else ''})" if event.kind else ""
     return {
         "alert": alert,
@@ -120,14 +124,19 @@ def sink_label(sink: Sink) -> str:
 def send(sink: Sink, body: bytes) -> None:
     """Deliver one alert to one sink within SINK_TIMEOUT_S; raise on any failure."""
     if sink.webhook:
-        request = urllib.request.Request(sink.webhook, data=body, method="POST",
-                                         headers={"content-type": "application/json", "user-agent": "llmfail"})
-        with urllib.request.urlopen(request, timeout=SINK_TIMEOUT_S) as response:  # noqa: S310 - operator's URL
+        request = urllib.request.Request(
+            sink.webhook,
+            data=body,
+            method="POST",
+            headers={"content-type": "application/json", "user-agent": "llmfail"},
+        )
+        with urllib.request.urlopen(request, timeout=SINK_TIMEOUT_S) as response:
             if not 200 <= response.status < 300:
                 raise OSError(f"HTTP {response.status}")
         return
-    done = subprocess.run(sink.command or "", shell=True, input=body, capture_output=True,  # noqa: S602
-                          timeout=SINK_TIMEOUT_S, check=False)
+    done = subprocess.run(
+        sink.command or "", shell=True, input=body, capture_output=True, timeout=SINK_TIMEOUT_S, check=False
+    )
     if done.returncode != 0:
         err = done.stderr.decode("utf-8", "replace").strip().splitlines()
         raise OSError(f"exit status {done.returncode}" + (f": {err[-1]}" if err else ""))
@@ -136,8 +145,7 @@ def send(sink: Sink, body: bytes) -> None:
 class Alerter:
     """An engine observer that sends alerts from a background thread (see the module docstring)."""
 
-    def __init__(self, alerts: Alerts, journal: Journal, *, sender: Send = send,
-                 queue_size: int = QUEUE_SIZE) -> None:
+    def __init__(self, alerts: Alerts, journal: Journal, *, sender: Send = send, queue_size: int = QUEUE_SIZE) -> None:
         self.alerts = alerts
         self.journal = journal  # where `alert_failed` events go, so the engine's observers see them
         self.store = journal.store  # the dedup claims
@@ -186,7 +194,7 @@ class Alerter:
             alert, event = self._queue.get()
             try:
                 self._deliver(alert, event)
-            except Exception:  # noqa: BLE001 - the sender thread must outlive any one alert
+            except Exception:
                 log.exception("llmfail: alert delivery failed")
             finally:
                 self._queue.task_done()
@@ -198,7 +206,7 @@ class Alerter:
         for sink in self.alerts.sinks:
             try:
                 self.sender(sink, body)
-            except Exception as error:  # noqa: BLE001 - every failure of a sink is reported the same way
+            except Exception as error:
                 self._failed(alert, event, sink, error)
 
     def _failed(self, alert: str, event: Event, sink: Sink, error: BaseException) -> None:
@@ -209,10 +217,17 @@ class Alerter:
         if isinstance(error, (TimeoutError, subprocess.TimeoutExpired, socket.timeout)):
             why = f"no answer within {SINK_TIMEOUT_S:g}s ({type(error).__name__})"
         log.warning("llmfail: %s alert to %s failed: %s", alert, label, redact(why))
-        self.journal.write(Event(
-            type=ev.ALERT_FAILED, ts=self.journal.clock(), request_id=event.request_id, chain=event.chain, model=event.model,
-            detail=f"{alert} alert to {label} failed: {why}", data={"alert": alert, "sink": label},
-        ))
+        self.journal.write(
+            Event(
+                type=ev.ALERT_FAILED,
+                ts=self.journal.clock(),
+                request_id=event.request_id,
+                chain=event.chain,
+                model=event.model,
+                detail=f"{alert} alert to {label} failed: {why}",
+                data={"alert": alert, "sink": label},
+            )
+        )
 
 
 def flush_all(timeout: float = SINK_TIMEOUT_S) -> bool:

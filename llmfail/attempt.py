@@ -73,8 +73,9 @@ class Attempts:
         for client in clients.values():
             await client.aclose()
 
-    async def run(self, entry: Entry, api_key: str | None, request: ChatRequest, *, deadline_at: float,
-                  hand: Hand | None) -> tuple[Completion, float]:
+    async def run(
+        self, entry: Entry, api_key: str | None, request: ChatRequest, *, deadline_at: float, hand: Hand | None
+    ) -> tuple[Completion, float]:
         """One HTTP try: a whole Completion and when (engine clock) its first text arrived,
         or a classified ProviderError.
 
@@ -98,8 +99,9 @@ class Attempts:
         except (httpx.HTTPError, TimeoutError) as exc:
             error = self._timed_out(exc, deadline_at)
             if isinstance(exc, TimeoutError) and error.code != DEADLINE_CUT:
-                error.message = (f"no response headers within {limit:g}s "
-                                 f"({'first_token_timeout' if streamed else 'timeout'})")
+                error.message = (
+                    f"no response headers within {limit:g}s ({'first_token_timeout' if streamed else 'timeout'})"
+                )
             raise error from None
         try:
             if not 200 <= response.status_code < 300:
@@ -121,8 +123,13 @@ class Attempts:
             await response.aclose()
         kind = finish_reason_kind(completion.finish_reason)
         if kind is not None:
-            raise ProviderError(kind, f"answer ended with finish reason {completion.finish_reason!r}",
-                                status=200, code=completion.finish_reason, reason=completion.finish_reason)
+            raise ProviderError(
+                kind,
+                f"answer ended with finish reason {completion.finish_reason!r}",
+                status=200,
+                code=completion.finish_reason,
+                reason=completion.finish_reason,
+            )
         return completion, first_at if first_at is not None else self.clock()
 
     def _timed_out(self, exc: BaseException, deadline_at: float) -> ProviderError:
@@ -132,8 +139,9 @@ class Attempts:
             return ProviderError(Kind.TIMEOUT, "request deadline reached", code=DEADLINE_CUT)
         return classify_exception(exc)
 
-    async def _consume(self, adapter: Adapter, response: httpx.Response, policy: Policy, deadline_at: float,
-                       hand: Hand | None) -> tuple[Completion, float | None]:
+    async def _consume(
+        self, adapter: Adapter, response: httpx.Response, policy: Policy, deadline_at: float, hand: Hand | None
+    ) -> tuple[Completion, float | None]:
         """Read a stream to its completion signal, handing text to `hand` as it arrives.
 
         Returns the completion and when (engine clock) its first text arrived.
@@ -176,10 +184,14 @@ class Attempts:
                     if done:
                         break
                     if remaining < wait:
-                        raise ProviderError(Kind.TIMEOUT, "request deadline reached mid-stream",
-                                            code=DEADLINE_CUT) from None
-                    what = (f"stream stalled mid-answer: nothing for {policy.idle_timeout:g}s" if parts
-                            else f"no first token within {policy.first_token_timeout:g}s")
+                        raise ProviderError(
+                            Kind.TIMEOUT, "request deadline reached mid-stream", code=DEADLINE_CUT
+                        ) from None
+                    what = (
+                        f"stream stalled mid-answer: nothing for {policy.idle_timeout:g}s"
+                        if parts
+                        else f"no first token within {policy.first_token_timeout:g}s"
+                    )
                     raise ProviderError(Kind.TIMEOUT, what) from None
                 except httpx.HTTPError as exc:
                     if done:
@@ -187,8 +199,11 @@ class Attempts:
                     raise classify_exception(exc) from None
                 if chunk.warning:  # a malformed event, which the adapter could only skip
                     if hand is None or not parts:
-                        raise ProviderError(Kind.TRANSIENT, "malformed stream event: skipping it could leave a hole "
-                                            "in the answer", status=200)
+                        raise ProviderError(
+                            Kind.TRANSIENT,
+                            "malformed stream event: skipping it could leave a hole in the answer",
+                            status=200,
+                        )
                     completion.warnings.append(chunk.warning)
                 if chunk.usage:
                     completion.usage = completion.usage.merged(chunk.usage)
@@ -205,8 +220,9 @@ class Attempts:
             await chunks.aclose()
         completion.text = "".join(parts)
         if not done:
-            raise ProviderError(Kind.TRANSIENT, f"stream cut after {plural(len(completion.text), 'character')}",
-                                status=200)
+            raise ProviderError(
+                Kind.TRANSIENT, f"stream cut after {plural(len(completion.text), 'character')}", status=200
+            )
         return completion, first_at
 
     # ------------------------------------------------------------------ what attempts reuse

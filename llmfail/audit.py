@@ -14,8 +14,8 @@ from . import events as ev
 from .events import Event
 
 if TYPE_CHECKING:
-    from .journal import Journal
     from .config import Config
+    from .journal import Journal
     from .store import Store
 
 
@@ -30,7 +30,7 @@ def operator() -> dict[str, str]:
 
     try:
         user = getpass.getuser()
-    except Exception:  # noqa: BLE001 - any failure just means "unknown name"
+    except Exception:
         user = f"uid:{os.getuid()}" if hasattr(os, "getuid") else "unknown"
     return {"user": user, "host": socket.gethostname()}
 
@@ -59,9 +59,16 @@ def audit_config(store: Store, config: Config, now: float, *, journal: Journal |
     if previous is None or previous == digest:
         return None
     event = Event(
-        type=ev.CONFIG_CHANGED, ts=now, detail=f"{path} changed (sha256 {previous[:12]} -> {digest[:12]})",
-        data={**operator(), "reason": "config file changed", "path": path, "previous_sha256": previous,
-              "sha256": digest},
+        type=ev.CONFIG_CHANGED,
+        ts=now,
+        detail=f"{path} changed (sha256 {previous[:12]} -> {digest[:12]})",
+        data={
+            **operator(),
+            "reason": "config file changed",
+            "path": path,
+            "previous_sha256": previous,
+            "sha256": digest,
+        },
     )
     if journal is None:
         from .journal import Journal

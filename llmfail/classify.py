@@ -171,9 +171,7 @@ _CONTEXT_TEXT = re.compile(
     r"|exceeds the available context size",
     re.IGNORECASE | re.DOTALL,
 )
-_TOO_LARGE_FOR_RATE = re.compile(
-    r"request too large\b.*\b(?:tokens per min|TPM)", re.IGNORECASE | re.DOTALL
-)
+_TOO_LARGE_FOR_RATE = re.compile(r"request too large\b.*\b(?:tokens per min|TPM)", re.IGNORECASE | re.DOTALL)
 _OLLAMA_PULL = re.compile(r"""model ["']([^"']+)["'] not found, try pulling it first""")
 
 
@@ -250,33 +248,59 @@ class Rule:
 #: The decision, in order; the first matching rule wins (see the module docstring).
 RULES: tuple[Rule, ...] = (
     # 1. safety refusals, whatever the status
-    Rule("content-filter code", lambda s: s.has(CONTENT_FILTER_IDS) or s.filter_result is not None,
-         Kind.CONTENT_FILTER, keeps_reason=True),
-    Rule("moderation flag (OpenRouter metadata)", lambda s: s.moderation is not None,
-         Kind.CONTENT_FILTER, keeps_reason=True),
-    Rule("blocked prompt or filtered answer", lambda s: s.blocked is not None,
-         Kind.CONTENT_FILTER, keeps_reason=True),
+    Rule(
+        "content-filter code",
+        lambda s: s.has(CONTENT_FILTER_IDS) or s.filter_result is not None,
+        Kind.CONTENT_FILTER,
+        keeps_reason=True,
+    ),
+    Rule(
+        "moderation flag (OpenRouter metadata)",
+        lambda s: s.moderation is not None,
+        Kind.CONTENT_FILTER,
+        keeps_reason=True,
+    ),
+    Rule("blocked prompt or filtered answer", lambda s: s.blocked is not None, Kind.CONTENT_FILTER, keeps_reason=True),
     # 2. billing stops and dead accounts
-    Rule("402 with a Retry-After (OpenRouter budget)", lambda s: s.status == 402 and s.retry_after is not None,
-         Kind.RATE_LIMITED),
-    Rule("billing, dead key or region code",
-         lambda s: s.has(BILLING_IDS) or any(i.endswith(BILLING_ID_SUFFIXES) for i in s.ids),
-         Kind.AUTH, keeps_reason=True),
+    Rule(
+        "402 with a Retry-After (OpenRouter budget)",
+        lambda s: s.status == 402 and s.retry_after is not None,
+        Kind.RATE_LIMITED,
+    ),
+    Rule(
+        "billing, dead key or region code",
+        lambda s: s.has(BILLING_IDS) or any(i.endswith(BILLING_ID_SUFFIXES) for i in s.ids),
+        Kind.AUTH,
+        keeps_reason=True,
+    ),
     # 3. context length by code/type
     Rule("context-length code", lambda s: s.has(CONTEXT_IDS), Kind.CONTEXT_LENGTH),
     # 4. wording, in a fixed order, never for 401/403/404/408 or a plain 429
-    Rule("billing or region wording", lambda s: s.is_4xx_or_none and s.wording(_BILLING_TEXT),
-         Kind.AUTH, keeps_reason=True),
-    Rule("content-policy wording", lambda s: s.text_may_decide and s.wording(_POLICY_TEXT),
-         Kind.CONTENT_FILTER, keeps_reason=True),
-    Rule("context-length wording", lambda s: s.text_may_decide and s.wording(_CONTEXT_TEXT),
-         Kind.CONTEXT_LENGTH),
-    Rule("429 request too large for the TPM limit",
-         lambda s: s.status in (429, None) and s.wording(_TOO_LARGE_FOR_RATE),
-         Kind.CONTEXT_LENGTH),
+    Rule(
+        "billing or region wording",
+        lambda s: s.is_4xx_or_none and s.wording(_BILLING_TEXT),
+        Kind.AUTH,
+        keeps_reason=True,
+    ),
+    Rule(
+        "content-policy wording",
+        lambda s: s.text_may_decide and s.wording(_POLICY_TEXT),
+        Kind.CONTENT_FILTER,
+        keeps_reason=True,
+    ),
+    Rule("context-length wording", lambda s: s.text_may_decide and s.wording(_CONTEXT_TEXT), Kind.CONTEXT_LENGTH),
+    Rule(
+        "429 request too large for the TPM limit",
+        lambda s: s.status in (429, None) and s.wording(_TOO_LARGE_FOR_RATE),
+        Kind.CONTEXT_LENGTH,
+    ),
     # 5. the status
-    Rule("404 Ollama model not pulled", lambda s: s.status == 404 and s.wording(_OLLAMA_PULL),
-         Kind.AUTH, hint=_ollama_hint),
+    Rule(
+        "404 Ollama model not pulled",
+        lambda s: s.status == 404 and s.wording(_OLLAMA_PULL),
+        Kind.AUTH,
+        hint=_ollama_hint,
+    ),
     Rule("402 payment required", lambda s: s.status == 402, Kind.AUTH, keeps_reason=True),
     Rule("401/403/404", lambda s: s.status in (401, 403, 404), Kind.AUTH),
     Rule("408", lambda s: s.status == 408, Kind.TIMEOUT),
@@ -284,8 +308,7 @@ RULES: tuple[Rule, ...] = (
     Rule("429", lambda s: s.status == 429, Kind.RATE_LIMITED),
     Rule("409 conflict / 498 capacity", lambda s: s.status in (409, 498), Kind.TRANSIENT),
     Rule("5xx", lambda s: s.status is not None and 500 <= s.status < 600, Kind.TRANSIENT),
-    Rule("400/422 and any other 4xx", lambda s: s.status is not None and 400 <= s.status < 500,
-         Kind.INVALID_REQUEST),
+    Rule("400/422 and any other 4xx", lambda s: s.status is not None and 400 <= s.status < 500, Kind.INVALID_REQUEST),
     # 6. no status: the error's own type/code
     Rule("error type/code", lambda s: s.status is None and _type_kind(s) is not None, _type_kind),
     # 7. the rest
@@ -314,7 +337,7 @@ def _parse_json(body: object) -> object | None:
     if not isinstance(body, str):
         return None
     text = body.strip().lstrip("\ufeff")
-    if not text or text[0] not in "{[\"":
+    if not text or text[0] not in '{["':
         return None
     try:
         loaded: object = json.loads(text)
@@ -621,9 +644,7 @@ def classify_exception(exc: BaseException, *, model: str | None = None) -> Provi
             content: bytes = exc.response.content
         except httpx.ResponseNotRead:
             content = b""
-        return classify_http(
-            exc.response.status_code, exc.response.headers, content, now=time.time(), model=model
-        )
+        return classify_http(exc.response.status_code, exc.response.headers, content, now=time.time(), model=model)
 
     kind: Kind
     if isinstance(exc, (asyncio.CancelledError, KeyboardInterrupt)):

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperGroup
@@ -61,7 +61,7 @@ def hoist_global_options(args: list[str], commands: Collection[str]) -> list[str
     if at >= len(args):
         return args
     head, tail, moved = args[:at], [args[at]], []
-    rest = iter(args[at + 1:])
+    rest = iter(args[at + 1 :])
     for token in rest:
         if token == "--":
             tail += [token, *rest]
@@ -83,12 +83,18 @@ class _Group(TyperGroup):
     the same `llmfail: error: ... hint: ...` style as ours, with exit 2.
     """
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,  # type: ignore[override]
-             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         argv = hoist_global_options(list(sys.argv[1:] if args is None else args), self.commands)
         try:
             code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
-        except Exception as error:  # noqa: BLE001 - Click's usage errors, reported our way
+        except Exception as error:
             if _is_cli_signal(error) and type(error).__name__ == "Abort":  # stdin closed under a prompt
                 sys.stderr.write("llmfail: aborted\n")
                 code = ExitCode.FAILED
@@ -108,7 +114,7 @@ class _Group(TyperGroup):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             raise typer.Exit(ExitCode.INTERRUPTED) from None
-        except Exception as error:  # noqa: BLE001 - the top of the program
+        except Exception as error:
             if _opts.debug or _is_cli_signal(error):
                 raise
             from .output import report_error
@@ -170,8 +176,10 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(
-    config: Optional[str] = typer.Option(None, "--config", help="Config file (else $LLMFAIL_CONFIG, ./chains.yaml, user config dir)."),
-    db: Optional[str] = typer.Option(None, "--db", help="State DB (else $LLMFAIL_DB, user state dir)."),
+    config: str | None = typer.Option(
+        None, "--config", help="Config file (else $LLMFAIL_CONFIG, ./chains.yaml, user config dir)."
+    ),
+    db: str | None = typer.Option(None, "--db", help="State DB (else $LLMFAIL_DB, user state dir)."),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
@@ -259,17 +267,25 @@ def _no_garbage_collection() -> Iterator[None]:
         gc.enable()
 
 
-@app.command(epilog=examples(
-    'llmfail run "Say hi" --chain prod',
-    'echo "Summarise this" | llmfail run - --no-stream --json',
-))
+@app.command(
+    epilog=examples(
+        'llmfail run "Say hi" --chain prod',
+        'echo "Summarise this" | llmfail run - --no-stream --json',
+    )
+)
 def run(
     prompt: str = typer.Argument(..., help="The prompt; '-' reads it from stdin."),
-    chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Chain name (default: the first in the config)."),
-    system: Optional[str] = typer.Option(None, "--system", help="System prompt."),
-    stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Stream tokens (default: when stdout is a terminal)."),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", min=1, help="Longest answer, in tokens (default: the provider's; Anthropic's 1024)."),
-    temperature: Optional[float] = typer.Option(None, "--temperature", min=0.0, help="Sampling temperature sent to every entry (default: the provider's)."),
+    chain: str | None = typer.Option(None, "--chain", "-c", help="Chain name (default: the first in the config)."),
+    system: str | None = typer.Option(None, "--system", help="System prompt."),
+    stream: bool | None = typer.Option(
+        None, "--stream/--no-stream", help="Stream tokens (default: when stdout is a terminal)."
+    ),
+    max_tokens: int | None = typer.Option(
+        None, "--max-tokens", min=1, help="Longest answer, in tokens (default: the provider's; Anthropic's 1024)."
+    ),
+    temperature: float | None = typer.Option(
+        None, "--temperature", min=0.0, help="Sampling temperature sent to every entry (default: the provider's)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the whole result as JSON."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No failover trace on stderr."),
 ) -> None:
@@ -291,9 +307,18 @@ def run(
         config = config.defaulted(mid_stream="restart")
     store = open_request_store(config)
     try:
-        code = run_command(config, store, name, text, system=system, stream=stream,
-                           max_tokens=max_tokens,
-                           temperature=temperature, json_out=json_out, quiet=quiet)
+        code = run_command(
+            config,
+            store,
+            name,
+            text,
+            system=system,
+            stream=stream,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            json_out=json_out,
+            quiet=quiet,
+        )
     finally:
         store.close()  # now, not whenever the exit's garbage collection reaches it (it skips it: see run_command)
     raise typer.Exit(code)
@@ -338,8 +363,10 @@ def open_existing_db() -> Store | None:
     if selection.source != "default":
         from .output import note
 
-        note(f"llmfail: no state DB at {selection.shown} (named by {selection.source}): nothing recorded there yet",
-             style="yellow")
+        note(
+            f"llmfail: no state DB at {selection.shown} (named by {selection.source}): nothing recorded there yet",
+            style="yellow",
+        )
     return None
 
 
@@ -352,14 +379,18 @@ def _duration(option: str, text: str) -> float:
         raise UsageError(f"{option}: {error}", hint="durations look like 250ms, 30s, 10m, 2h or 1d") from None
 
 
-@app.command(epilog=examples(
-    'llmfail bench openai/gpt-4o --for 30m --reason "bad deploy"',
-    "llmfail bench openai/gpt-4o --for 5m --replace    # shorten a running bench on purpose",
-))
+@app.command(
+    epilog=examples(
+        'llmfail bench openai/gpt-4o --for 30m --reason "bad deploy"',
+        "llmfail bench openai/gpt-4o --for 5m --replace    # shorten a running bench on purpose",
+    )
+)
 def bench(
     model: str = typer.Argument(..., help="provider/model (or provider/model#N for one credential)."),
-    for_: Optional[str] = typer.Option(None, "--for", metavar="DURATION", help="Bench length (default: the policy cooldown)."),
-    reason: Optional[str] = typer.Option(None, "--reason", help="Why, for the event log and ls-benched."),
+    for_: str | None = typer.Option(
+        None, "--for", metavar="DURATION", help="Bench length (default: the policy cooldown)."
+    ),
+    reason: str | None = typer.Option(None, "--reason", help="Why, for the event log and ls-benched."),
     replace: bool = typer.Option(False, "--replace", help="Replace a running bench even when the new one is shorter."),
     json_out: bool = typer.Option(False, "--json", help="Print the bench row (the bench now running) as JSON."),
 ) -> None:
@@ -386,15 +417,17 @@ def bench(
     now = time.time()
     before = store.states([model]).get(model)
     row = bench_model(store, config, model, duration, reason, now, replace=replace)
-    kept = (not replace and before is not None and before.is_benched(now) and before.bench_until == row.until)
+    kept = not replace and before is not None and before.is_benched(now) and before.bench_until == row.until
     if problem:
         warn(f"{problem}: benched anyway")
     from .output import local_time
 
     until = local_time(row.until, now)
     why = f" ({row.reason})" if row.reason else ""
-    kept_line = (f"{row.model} stays benched until {until}, {row.remaining} left{why}: "
-                 "a running bench is never shortened (--replace sets the shorter one)")
+    kept_line = (
+        f"{row.model} stays benched until {until}, {row.remaining} left{why}: "
+        "a running bench is never shortened (--replace sets the shorter one)"
+    )
     if json_out:
         from .output import emit_json, note
 
@@ -410,9 +443,9 @@ def bench(
 
 @app.command(epilog=examples("llmfail unbench openai/gpt-4o --reason fixed", "llmfail unbench --all"))
 def unbench(
-    models: Optional[list[str]] = typer.Argument(None, help="provider/model to lift (several allowed)."),
+    models: list[str] | None = typer.Argument(None, help="provider/model to lift (several allowed)."),
     all_: bool = typer.Option(False, "--all", help="Lift every bench."),
-    reason: Optional[str] = typer.Option(None, "--reason", help="Why, for the audit trail (`events --type unbenched`)."),
+    reason: str | None = typer.Option(None, "--reason", help="Why, for the audit trail (`events --type unbenched`)."),
     json_out: bool = typer.Option(False, "--json", help='Print {"unbenched": [...]}.'),
 ) -> None:
     """Lift benches: MODEL is live again at once (its credential benches too)."""
@@ -421,7 +454,9 @@ def unbench(
     from .actions import unbench_models
 
     if all_ == bool(models):
-        raise UsageError("name the MODEL to unbench, or pass --all (not both)", hint="`llmfail ls-benched` lists the benches")
+        raise UsageError(
+            "name the MODEL to unbench, or pass --all (not both)", hint="`llmfail ls-benched` lists the benches"
+        )
     done = unbench_models(open_db(), None if all_ else models, time.time(), reason)
     if json_out:
         from .output import emit_json
@@ -436,8 +471,10 @@ def unbench(
             note("nothing was benched")
     if done.not_benched:
         names = ", ".join(done.not_benched)
-        raise LlmfailError(f"{names} {'is' if len(done.not_benched) == 1 else 'are'} not benched",
-                           hint="`llmfail ls-benched` lists the benches")
+        raise LlmfailError(
+            f"{names} {'is' if len(done.not_benched) == 1 else 'are'} not benched",
+            hint="`llmfail ls-benched` lists the benches",
+        )
 
 
 @app.command("ls-benched", epilog=examples("llmfail ls-benched", "llmfail ls-benched --json"))
@@ -464,17 +501,21 @@ def ls_benched(json_out: bool = typer.Option(False, "--json", help="Print the ro
         note("no model is benched")
 
 
-@app.command(epilog=examples(
-    "llmfail events --since 10m --type failover,benched",
-    "llmfail events --follow --model openai/gpt-4o",
-    "llmfail events -n 20 --json",
-))
+@app.command(
+    epilog=examples(
+        "llmfail events --since 10m --type failover,benched",
+        "llmfail events --follow --model openai/gpt-4o",
+        "llmfail events -n 20 --json",
+    )
+)
 def events(
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new events until Ctrl-C."),
-    since: Optional[str] = typer.Option(None, "--since", metavar="DURATION", help="Only events newer than this (e.g. 1h)."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="Only this provider/model."),
-    chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Only this chain."),
-    type_: Optional[list[str]] = typer.Option(None, "--type", "-t", help="Only these types (repeat or comma-separate)."),
+    since: str | None = typer.Option(
+        None, "--since", metavar="DURATION", help="Only events newer than this (e.g. 1h)."
+    ),
+    model: str | None = typer.Option(None, "--model", "-m", help="Only this provider/model."),
+    chain: str | None = typer.Option(None, "--chain", "-c", help="Only this chain."),
+    type_: list[str] | None = typer.Option(None, "--type", "-t", help="Only these types (repeat or comma-separate)."),
     limit: int = typer.Option(100, "--limit", "-n", min=0, help="The newest N events (0: all)."),
     json_out: bool = typer.Option(False, "--json", help="One JSON object per line (the event row)."),
     vacuum: bool = typer.Option(False, "--vacuum", help="Prune events older than `retention` now, then exit."),
@@ -490,7 +531,9 @@ def events(
         return
     where = EventFilter(
         since=time.time() - _duration("--since", since) if since is not None else None,
-        model=model, chain=chain, types=parse_types(type_ or ()),
+        model=model,
+        chain=chain,
+        types=parse_types(type_ or ()),
     )
     store = open_db() if follow else open_existing_db()
     if store is None:
@@ -563,7 +606,9 @@ def _silence_stdout() -> None:
 
 
 @app.command(epilog=examples("llmfail chains", "llmfail chains --json"))
-def chains(json_out: bool = typer.Option(False, "--json", help='Print {"NAME": [{"model", "state", ...}, ...]}.')) -> None:
+def chains(
+    json_out: bool = typer.Option(False, "--json", help='Print {"NAME": [{"model", "state", ...}, ...]}.'),
+) -> None:
     """Every chain with its flattened entries, and which are benched now."""
     import time
 
@@ -582,8 +627,10 @@ def chains(json_out: bool = typer.Option(False, "--json", help='Print {"NAME": [
 
 @app.command(epilog=examples("llmfail check", "llmfail check path/to/chains.yaml --json"))
 def check(
-    path: Optional[str] = typer.Argument(None, help="Config file (default: the one llmfail would use)."),
-    json_out: bool = typer.Option(False, "--json", help='Print {"config", "ok", "chains", "entries", "problems", "warnings"}.'),
+    path: str | None = typer.Argument(None, help="Config file (default: the one llmfail would use)."),
+    json_out: bool = typer.Option(
+        False, "--json", help='Print {"config", "ok", "chains", "entries", "problems", "warnings"}.'
+    ),
 ) -> None:
     """Validate a config: every problem with file:line:col (exit 2), and warnings for risky setups."""
     from .actions import suspicious
@@ -601,8 +648,16 @@ def check(
         if json_out:
             from .output import emit_json
 
-            emit_json({"config": where, "ok": False, "chains": None, "entries": None,
-                       "problems": [problem.to_json() for problem in error.problems], "warnings": []})
+            emit_json(
+                {
+                    "config": where,
+                    "ok": False,
+                    "chains": None,
+                    "entries": None,
+                    "problems": [problem.to_json() for problem in error.problems],
+                    "warnings": [],
+                }
+            )
             raise typer.Exit(ExitCode.USAGE) from None
         for problem in error.problems:
             out.print(str(problem), markup=False, highlight=False)
@@ -615,18 +670,34 @@ def check(
     if json_out:
         from .output import emit_json
 
-        emit_json({"config": config.path, "ok": True, "chains": len(config.chains), "entries": entries,
-                   "problems": [], "warnings": [{"where": w.where or None, "message": w.message} for w in warnings]})
+        emit_json(
+            {
+                "config": config.path,
+                "ok": True,
+                "chains": len(config.chains),
+                "entries": entries,
+                "problems": [],
+                "warnings": [{"where": w.where or None, "message": w.message} for w in warnings],
+            }
+        )
         return
     for warning in warnings:
         where = f"{warning.where}: " if warning.where else f"{config.path}: "
         out.print(f"{where}warning: {warning.message}", style="yellow", markup=False, highlight=False)
-    out.print(f"{config.path}: ok ({plural(len(config.chains), 'chain')}, {plural(entries, 'entry', 'entries')}, "
-              f"{plural(len(warnings), 'warning')})", markup=False, highlight=False)
+    out.print(
+        f"{config.path}: ok ({plural(len(config.chains), 'chain')}, {plural(entries, 'entry', 'entries')}, "
+        f"{plural(len(warnings), 'warning')})",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command(epilog=examples("llmfail info", "llmfail --db /tmp/other.db info --json"))
-def info(json_out: bool = typer.Option(False, "--json", help='Print {"config", "config_source", "store", "versions", "keys_set"}.')) -> None:
+def info(
+    json_out: bool = typer.Option(
+        False, "--json", help='Print {"config", "config_source", "store", "versions", "keys_set"}.'
+    ),
+) -> None:
     """Which config file and state store llmfail uses (and how each was found), versions, and which
     key variables are set (names only, never values)."""
     import os
@@ -650,15 +721,29 @@ def info(json_out: bool = typer.Option(False, "--json", help='Print {"config", "
     if json_out:
         from .output import emit_json
 
-        emit_json({"config": str(path) if path is not None else None, "config_source": how,
-                   "store": store.to_json(), "versions": versions, "keys_set": keys_set})
+        emit_json(
+            {
+                "config": str(path) if path is not None else None,
+                "config_source": how,
+                "store": store.to_json(),
+                "versions": versions,
+                "keys_set": keys_set,
+            }
+        )
         return
     from .output import stdout
 
     size = store.size_bytes
     file = store.sqlite_path()
-    where = ("a server" if file is None else "a directory, not a state DB: run and bench will fail over it"
-             if file.is_dir() else "no file yet" if size is None else f"{size:,} bytes")
+    where = (
+        "a server"
+        if file is None
+        else "a directory, not a state DB: run and bench will fail over it"
+        if file.is_dir()
+        else "no file yet"
+        if size is None
+        else f"{size:,} bytes"
+    )
     unset = sorted(names - set(keys_set))
     lines = [
         f"config:   {path} ({how})" if path is not None else "config:   none found: the built-in example is used",
@@ -700,8 +785,10 @@ def _store_warnings(config: Config) -> list[CheckWarning]:
 
 @app.command(epilog=examples("llmfail stats --since 1h", "llmfail stats --chain prod --json"))
 def stats(
-    since: str = typer.Option("1h", "--since", metavar="DURATION", help="Window: events newer than this (e.g. 15m, 1d)."),
-    chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Only this chain's entries and traffic."),
+    since: str = typer.Option(
+        "1h", "--since", metavar="DURATION", help="Window: events newer than this (e.g. 15m, 1d)."
+    ),
+    chain: str | None = typer.Option(None, "--chain", "-c", help="Only this chain's entries and traffic."),
     json_out: bool = typer.Option(False, "--json", help="Print {MODEL: {requests, ok, failed, errors, ...}}."),
 ) -> None:
     """Per-model figures from the event log: requests, errors by kind, failovers, benches, latency, state."""
@@ -735,7 +822,9 @@ def stats(
 
 @app.command(epilog=examples("llmfail probe", "llmfail probe --chain prod --json"))
 def probe(
-    chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Probe only this chain's entries (default: every chain)."),
+    chain: str | None = typer.Option(
+        None, "--chain", "-c", help="Probe only this chain's entries (default: every chain)."
+    ),
     json_out: bool = typer.Option(False, "--json", help='Print [{"model", "state", "latency_ms", "kind", "status"}].'),
 ) -> None:
     """One cheap real request (a 1-token completion) to every entry at once: healthy, slow, degraded or offline.
@@ -801,17 +890,35 @@ def _stats_table(rows: list[ModelStats]) -> Table:
 
     styles = {"healthy": "green", "slow": "yellow", "half-open": "cyan", "benched": "bold yellow", "manual": "magenta"}
     table = Table(box=None, header_style="bold", pad_edge=False)
-    for column in ("model", "state", "requests", "success", "failovers", "benched", "recovered", "p50/p95 ms",
-                   "ttft p50/p95"):
+    for column in (
+        "model",
+        "state",
+        "requests",
+        "success",
+        "failovers",
+        "benched",
+        "recovered",
+        "p50/p95 ms",
+        "ttft p50/p95",
+    ):
         table.add_column(column, justify="left" if column in ("model", "state") else "right", no_wrap=True)
     table.add_column("errors", overflow="fold")  # last: the one column that may wrap on a narrow terminal
     for row in rows:
         rate = f"{row.success_rate:.1%}" if row.success_rate is not None else "-"
         errors = ", ".join(f"{kind} {n}" for kind, n in sorted(row.errors.items(), key=lambda kv: -kv[1])) or "-"
         state = row.reported_state  # "no data" rather than "healthy" for a model nothing was asked of
-        table.add_row(row.model, Text(state, style=styles.get(state, "dim")), str(row.requests), rate,
-                      str(row.failovers), str(row.benched), str(row.recoveries),
-                      f"{ms(row.p50_ms)}/{ms(row.p95_ms)}", f"{ms(row.ttft_p50_ms)}/{ms(row.ttft_p95_ms)}", errors)
+        table.add_row(
+            row.model,
+            Text(state, style=styles.get(state, "dim")),
+            str(row.requests),
+            rate,
+            str(row.failovers),
+            str(row.benched),
+            str(row.recoveries),
+            f"{ms(row.p50_ms)}/{ms(row.p95_ms)}",
+            f"{ms(row.ttft_p50_ms)}/{ms(row.ttft_p95_ms)}",
+            errors,
+        )
     return table
 
 
@@ -831,25 +938,63 @@ def _duration_option(option: str, text: str | None) -> float | None:
         raise UsageError(f"{option}: {exc}") from None
 
 
-@app.command(epilog=examples(
-    "llmfail simulate --chain prod --fail-rate 429 --requests 200 --seed 1",
-    "llmfail simulate --fail-rate 503=0.3 --expect-success-rate 0.99 --junit report.xml",
-    "llmfail simulate --scenario outage.yaml --json",
-))
+@app.command(
+    epilog=examples(
+        "llmfail simulate --chain prod --fail-rate 429 --requests 200 --seed 1",
+        "llmfail simulate --fail-rate 503=0.3 --expect-success-rate 0.99 --junit report.xml",
+        "llmfail simulate --scenario outage.yaml --json",
+    )
+)
 def simulate(
-    chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Chain to exercise (default: the scenario's, else the config's first)."),
-    fail_rate: Optional[list[str]] = typer.Option(None, "--fail-rate", metavar="[MODEL:]FAULT[=RATE]", help="Inject a fault (repeatable). FAULT: an HTTP status, timeout, reset, malformed, slow:DURATION, stream-cut, content-filter, context-length. MODEL defaults to the chain's first entry; RATE to 1."),
-    latency: Optional[str] = typer.Option(None, "--latency", metavar="DURATION", help="Fake providers' base latency, jittered x0.5-1.5 (default 200ms)."),
-    requests: Optional[int] = typer.Option(None, "--requests", min=1, help="Requests to send (default 100)."),
-    concurrency: Optional[int] = typer.Option(None, "--concurrency", min=1, help="Requests in flight at once (default 1)."),
+    chain: str | None = typer.Option(
+        None, "--chain", "-c", help="Chain to exercise (default: the scenario's, else the config's first)."
+    ),
+    fail_rate: list[str] | None = typer.Option(
+        None,
+        "--fail-rate",
+        metavar="[MODEL:]FAULT[=RATE]",
+        help="Inject a fault (repeatable). FAULT: an HTTP status, timeout, reset, malformed, slow:DURATION, stream-cut, content-filter, context-length. MODEL defaults to the chain's first entry; RATE to 1.",
+    ),
+    latency: str | None = typer.Option(
+        None, "--latency", metavar="DURATION", help="Fake providers' base latency, jittered x0.5-1.5 (default 200ms)."
+    ),
+    requests: int | None = typer.Option(None, "--requests", min=1, help="Requests to send (default 100)."),
+    concurrency: int | None = typer.Option(
+        None, "--concurrency", min=1, help="Requests in flight at once (default 1)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Randomness seed: the same seed gives the same report."),
-    scenario: Optional[str] = typer.Option(None, "--scenario", metavar="FILE.yaml", help="Timed phases of faults at a request rate: a YAML file with `rate`, `duration` and `phases` (docs/scenarios.md)."),
+    scenario: str | None = typer.Option(
+        None,
+        "--scenario",
+        metavar="FILE.yaml",
+        help="Timed phases of faults at a request rate: a YAML file with `rate`, `duration` and `phases` (docs/scenarios.md).",
+    ),
     stream: bool = typer.Option(False, "--stream", help="Ask the fake providers to stream their answers."),
-    expect_success_rate: Optional[float] = typer.Option(None, "--expect-success-rate", metavar="R", help="Fail (exit 1) unless at least this share of requests is answered."),
-    expect_p99: Optional[str] = typer.Option(None, "--expect-p99", "--expect-max-p99", metavar="DURATION", help="Fail unless the simulated p99 latency is at most this."),
-    expect_max_failovers: Optional[int] = typer.Option(None, "--expect-max-failovers", metavar="N", help="Fail if there are more failovers than this."),
-    expect_served_by: Optional[list[str]] = typer.Option(None, "--expect-served-by", metavar="MODEL=SHARE", help="Fail unless MODEL answers at least this share of requests (repeatable)."),
-    junit: Optional[str] = typer.Option(None, "--junit", metavar="PATH", help="Write JUnit XML: one testcase per expectation."),
+    expect_success_rate: float | None = typer.Option(
+        None,
+        "--expect-success-rate",
+        metavar="R",
+        help="Fail (exit 1) unless at least this share of requests is answered.",
+    ),
+    expect_p99: str | None = typer.Option(
+        None,
+        "--expect-p99",
+        "--expect-max-p99",
+        metavar="DURATION",
+        help="Fail unless the simulated p99 latency is at most this.",
+    ),
+    expect_max_failovers: int | None = typer.Option(
+        None, "--expect-max-failovers", metavar="N", help="Fail if there are more failovers than this."
+    ),
+    expect_served_by: list[str] | None = typer.Option(
+        None,
+        "--expect-served-by",
+        metavar="MODEL=SHARE",
+        help="Fail unless MODEL answers at least this share of requests (repeatable).",
+    ),
+    junit: str | None = typer.Option(
+        None, "--junit", metavar="PATH", help="Write JUnit XML: one testcase per expectation."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Run a chain against fake providers with injected faults, on virtual time: no network, no keys.
@@ -866,8 +1011,10 @@ def simulate(
 
     plan_scenario = load_scenario(scenario) if scenario else None
     if plan_scenario is not None and (requests is not None or concurrency is not None):
-        raise UsageError("--requests/--concurrency do not apply to --scenario",
-                         hint="the scenario's rate and duration decide how many requests arrive")
+        raise UsageError(
+            "--requests/--concurrency do not apply to --scenario",
+            hint="the scenario's rate and duration decide how many requests arrive",
+        )
     faults = parse_fault_specs(fail_rate or [])
     if junit:
         _check_writable("--junit", junit)
@@ -875,11 +1022,23 @@ def simulate(
     name = chain or (plan_scenario.chain if plan_scenario else None) or next(iter(config.chains))
     _warn_replaced_mock_faults(config.chain(name), faults, plan_scenario)
     expectations = build_expectations(
-        success_rate=expect_success_rate, p99=expect_p99, max_failovers=expect_max_failovers,
-        served_by=expect_served_by or [], models=config.chain(name).models,
+        success_rate=expect_success_rate,
+        p99=expect_p99,
+        max_failovers=expect_max_failovers,
+        served_by=expect_served_by or [],
+        models=config.chain(name).models,
     )
-    plan = Plan(name, faults, requests or 100, concurrency or 1, seed, _duration_option("--latency", latency),
-                stream, plan_scenario, expectations)
+    plan = Plan(
+        name,
+        faults,
+        requests or 100,
+        concurrency or 1,
+        seed,
+        _duration_option("--latency", latency),
+        stream,
+        plan_scenario,
+        expectations,
+    )
     if json_out:
         report = run_simulation(config, plan, db=_opts.db)
     else:
@@ -898,8 +1057,10 @@ def simulate(
     if report.interrupted:
         from .output import note
 
-        note(f"llmfail: interrupted after {plural(report.requests, 'request')}: the report covers those only",
-             style="bold yellow")
+        note(
+            f"llmfail: interrupted after {plural(report.requests, 'request')}: the report covers those only",
+            style="bold yellow",
+        )
         raise typer.Exit(ExitCode.INTERRUPTED)
     unmet = [e for e in report.expectations if not e.ok]
     if unmet:
@@ -934,18 +1095,37 @@ def _warn_replaced_mock_faults(chain: Chain, faults: Sequence[FaultSpec], scenar
             warn(f"--fail-rate replaces {entry.model}'s own `fail: {mock.fail}` while it applies")
 
 
-@app.command("mock-server", epilog=examples(
-    "llmfail mock-server --port 8765 --fail-rate gpt-4o:503=0.2",
-    "llmfail mock-server --protocol openai --fail-rate stream-cut=0.5",
-))
+@app.command(
+    "mock-server",
+    epilog=examples(
+        "llmfail mock-server --port 8765 --fail-rate gpt-4o:503=0.2",
+        "llmfail mock-server --protocol openai --fail-rate stream-cut=0.5",
+    ),
+)
 def mock_server(
     port: int = typer.Option(8765, "--port", "-p", min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (loopback unless --allow-remote)."),
-    protocol: Optional[list[str]] = typer.Option(None, "--protocol", help="Serve only these protocols: openai, anthropic, ollama, gemini (repeatable; default all)."),
-    fail_rate: Optional[list[str]] = typer.Option(None, "--fail-rate", metavar="[MODEL:]FAULT[=RATE]", help="Inject a fault (repeatable); MODEL is the model name a request asks for (default: every model)."),
-    scenario: Optional[str] = typer.Option(None, "--scenario", metavar="FILE.yaml", help="Switch faults by phase on the wall clock from start (rate and duration do not apply)."),
-    latency: Optional[str] = typer.Option(None, "--latency", metavar="DURATION", help="Base latency of every answer, jittered x0.5-1.5."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Randomness seed for the faults (default: random)."),
+    protocol: list[str] | None = typer.Option(
+        None,
+        "--protocol",
+        help="Serve only these protocols: openai, anthropic, ollama, gemini (repeatable; default all).",
+    ),
+    fail_rate: list[str] | None = typer.Option(
+        None,
+        "--fail-rate",
+        metavar="[MODEL:]FAULT[=RATE]",
+        help="Inject a fault (repeatable); MODEL is the model name a request asks for (default: every model).",
+    ),
+    scenario: str | None = typer.Option(
+        None,
+        "--scenario",
+        metavar="FILE.yaml",
+        help="Switch faults by phase on the wall clock from start (rate and duration do not apply).",
+    ),
+    latency: str | None = typer.Option(
+        None, "--latency", metavar="DURATION", help="Base latency of every answer, jittered x0.5-1.5."
+    ),
+    seed: int | None = typer.Option(None, "--seed", help="Randomness seed for the faults (default: random)."),
     allow_remote: bool = typer.Option(False, "--allow-remote", help="Allow a non-loopback --host."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Do not log each request on stderr."),
 ) -> None:
@@ -956,17 +1136,26 @@ def mock_server(
     from .output import note
     from .simulate import load_scenario, parse_fault_specs
 
-    server = MockServer(host=host, port=port, protocols=protocol or ALL_PROTOCOLS,
-                        faults=parse_fault_specs(fail_rate or []), scenario=load_scenario(scenario) if scenario else None,
-                        latency=_duration_option("--latency", latency) or 0.0,
-                        seed=seed, allow_remote=allow_remote, log=None if quiet else note)
+    server = MockServer(
+        host=host,
+        port=port,
+        protocols=protocol or ALL_PROTOCOLS,
+        faults=parse_fault_specs(fail_rate or []),
+        scenario=load_scenario(scenario) if scenario else None,
+        latency=_duration_option("--latency", latency) or 0.0,
+        seed=seed,
+        allow_remote=allow_remote,
+        log=None if quiet else note,
+    )
 
     async def serve() -> None:
         try:
             await server.start()
         except OSError as exc:
-            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-                             hint="pick another --port (0 picks a free one)") from None
+            raise UsageError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                hint="pick another --port (0 picks a free one)",
+            ) from None
         note(f"llmfail mock-server on {server.url} ({', '.join(server.protocols)}); Ctrl-C stops it", style="bold")
         width = max(map(len, server.protocols))
         for served, base_url in server.base_urls().items():
@@ -978,8 +1167,15 @@ def mock_server(
 
 @app.command(epilog=examples("llmfail tui", "llmfail tui --chain prod --window 5m"))
 def tui(
-    chain: Optional[str] = typer.Option(None, "--chain", "-c", help="Show this chain, in chain order (default: every model, most troubled first)."),
-    window: str = typer.Option("15m", "--window", metavar="DURATION", help="Rolling window of the requests, success %, failovers and p50 columns."),
+    chain: str | None = typer.Option(
+        None, "--chain", "-c", help="Show this chain, in chain order (default: every model, most troubled first)."
+    ),
+    window: str = typer.Option(
+        "15m",
+        "--window",
+        metavar="DURATION",
+        help="Rolling window of the requests, success %, failovers and p50 columns.",
+    ),
 ) -> None:
     """Live dashboard: model health, what serves each chain, the newest events; b benches, u unbenches, ? help.
 
@@ -994,8 +1190,10 @@ def tui(
         raise UsageError("--window must be longer than 0s", hint="e.g. --window 15m")
     stream = missing_terminal()
     if stream is not None:
-        raise UsageError(f"tui needs a terminal ({stream} is not one)", hint="in a pipe or a script use "
-                         "`llmfail ls-benched`, `llmfail stats` or `llmfail events --follow`")
+        raise UsageError(
+            f"tui needs a terminal ({stream} is not one)",
+            hint="in a pipe or a script use `llmfail ls-benched`, `llmfail stats` or `llmfail events --follow`",
+        )
     from .tui import create_app  # Textual is loaded only here
 
     create_app(config, open_db(), chain=chain, window=length).run()
@@ -1007,8 +1205,11 @@ _STATE_COPY_EXAMPLES = (
     "llmfail state copy ~/.local/state/llmfail/state.db redis://redis.internal:6379/0",
     "llmfail state copy redis://redis.internal:6379/0 backup.db --src-namespace prod",
 )
-state_app = typer.Typer(help="Move shared state between stores (a SQLite file, a Redis URL).", no_args_is_help=True,
-                        epilog=examples(*_STATE_COPY_EXAMPLES))
+state_app = typer.Typer(
+    help="Move shared state between stores (a SQLite file, a Redis URL).",
+    no_args_is_help=True,
+    epilog=examples(*_STATE_COPY_EXAMPLES),
+)
 app.add_typer(state_app, name="state")
 
 
@@ -1016,8 +1217,12 @@ app.add_typer(state_app, name="state")
 def state_copy(
     src: str = typer.Argument(..., metavar="SRC", help="Store to copy from: a path, sqlite:///path or redis://…"),
     dst: str = typer.Argument(..., metavar="DST", help="Store to copy into: a path, sqlite:///path or redis://…"),
-    src_namespace: Optional[str] = typer.Option(None, "--src-namespace", metavar="NS", help="SRC's Redis namespace (default: the config's state.namespace)."),
-    dst_namespace: Optional[str] = typer.Option(None, "--dst-namespace", metavar="NS", help="DST's Redis namespace (default: the config's state.namespace)."),
+    src_namespace: str | None = typer.Option(
+        None, "--src-namespace", metavar="NS", help="SRC's Redis namespace (default: the config's state.namespace)."
+    ),
+    dst_namespace: str | None = typer.Option(
+        None, "--dst-namespace", metavar="NS", help="DST's Redis namespace (default: the config's state.namespace)."
+    ),
     force: bool = typer.Option(False, "--force", help="Copy into a destination that already holds state."),
     json_out: bool = typer.Option(False, "--json", help='Print {"benches", "demotions", "events"}.'),
 ) -> None:
@@ -1043,8 +1248,10 @@ def state_copy(
         raise UsageError(f"no state DB at {source.shown}", hint="check the SRC path")
     from_store, to_store = source.open(), target.open()
     if not force and not is_empty(to_store):
-        raise LlmfailError(f"{target.shown} already holds events or benches; nothing was copied",
-                           hint="pass --force to add SRC's state to it (a copied bench never shortens one there)")
+        raise LlmfailError(
+            f"{target.shown} already holds events or benches; nothing was copied",
+            hint="pass --force to add SRC's state to it (a copied bench never shortens one there)",
+        )
     done = copy_state(from_store, to_store, force=True)
     if json_out:
         from .output import emit_json
@@ -1053,8 +1260,12 @@ def state_copy(
     else:
         from .output import stdout
 
-        stdout().print(f"copied {done.benches} bench(es), {done.demotions} demotion(s) and {done.events} event(s) "
-                       f"from {source.shown} to {target.shown}", markup=False, highlight=False)
+        stdout().print(
+            f"copied {done.benches} bench(es), {done.demotions} demotion(s) and {done.events} event(s) "
+            f"from {source.shown} to {target.shown}",
+            markup=False,
+            highlight=False,
+        )
 
 
 def main() -> None:

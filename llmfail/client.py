@@ -33,10 +33,21 @@ class DirectClient(httpx.AsyncClient):
         self._direct = transport
         self._merged: dict[tuple[object, ...], _Base | None] = {}
 
-    def build_request(self, method: str, url: httpx.URL | str, *, content: Any = None, data: Any = None,
-                      files: Any = None, json: Any = None, params: Any = None, headers: Any = None,
-                      cookies: Any = None, timeout: Any = httpx.USE_CLIENT_DEFAULT,
-                      extensions: Any = None) -> httpx.Request:
+    def build_request(
+        self,
+        method: str,
+        url: httpx.URL | str,
+        *,
+        content: Any = None,
+        data: Any = None,
+        files: Any = None,
+        json: Any = None,
+        params: Any = None,
+        headers: Any = None,
+        cookies: Any = None,
+        timeout: Any = httpx.USE_CLIENT_DEFAULT,
+        extensions: Any = None,
+    ) -> httpx.Request:
         """The engine's request (an absolute URL, headers, a JSON body) for under half the CPU.
 
         httpx merges base URL, params and cookie jars per request and then
@@ -48,19 +59,46 @@ class DirectClient(httpx.AsyncClient):
         and any request once the cookie jar holds a cookie, takes httpx's path.
         """
         base = None
-        if (json is not None and isinstance(url, httpx.URL) and isinstance(headers, dict) and url.is_absolute_url
-                and content is None and data is None and files is None and params is None and cookies is None
-                and timeout is httpx.USE_CLIENT_DEFAULT and extensions is None and not self.params
-                and not self.base_url.host and not self.cookies):
+        if (
+            json is not None
+            and isinstance(url, httpx.URL)
+            and isinstance(headers, dict)
+            and url.is_absolute_url
+            and content is None
+            and data is None
+            and files is None
+            and params is None
+            and cookies is None
+            and timeout is httpx.USE_CLIENT_DEFAULT
+            and extensions is None
+            and not self.params
+            and not self.base_url.host
+            and not self.cookies
+        ):
             base = self._base_headers(url, headers)
         if base is None:
-            return super().build_request(method, url, content=content, data=data, files=files, json=json,
-                                         params=params, headers=headers, cookies=cookies, timeout=timeout,
-                                         extensions=extensions)
+            return super().build_request(
+                method,
+                url,
+                content=content,
+                data=data,
+                files=files,
+                json=json,
+                params=params,
+                headers=headers,
+                cookies=cookies,
+                timeout=timeout,
+                extensions=extensions,
+            )
         head, tail = base
         body = _json.dumps(json, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
-        request = httpx.Request(method, url, headers=[*head, (b"Content-Length", str(len(body)).encode()), *tail],
-                                stream=httpx.ByteStream(body), extensions={"timeout": self.timeout.as_dict()})
+        request = httpx.Request(
+            method,
+            url,
+            headers=[*head, (b"Content-Length", str(len(body)).encode()), *tail],
+            stream=httpx.ByteStream(body),
+            extensions={"timeout": self.timeout.as_dict()},
+        )
         request.read()
         return request
 
@@ -82,10 +120,22 @@ class DirectClient(httpx.AsyncClient):
         self._merged[key] = base
         return base
 
-    async def send(self, request: httpx.Request, *, stream: bool = False, auth: Any = httpx.USE_CLIENT_DEFAULT,
-                   follow_redirects: Any = httpx.USE_CLIENT_DEFAULT) -> httpx.Response:
-        if (auth is not httpx.USE_CLIENT_DEFAULT or follow_redirects is True or self.auth is not None
-                or self.event_hooks["request"] or self.event_hooks["response"] or request.url.userinfo):
+    async def send(
+        self,
+        request: httpx.Request,
+        *,
+        stream: bool = False,
+        auth: Any = httpx.USE_CLIENT_DEFAULT,
+        follow_redirects: Any = httpx.USE_CLIENT_DEFAULT,
+    ) -> httpx.Response:
+        if (
+            auth is not httpx.USE_CLIENT_DEFAULT
+            or follow_redirects is True
+            or self.auth is not None
+            or self.event_hooks["request"]
+            or self.event_hooks["response"]
+            or request.url.userinfo
+        ):
             return await super().send(request, stream=stream, auth=auth, follow_redirects=follow_redirects)
         if self.is_closed:
             raise RuntimeError("Cannot send a request, as the client has been closed.")
@@ -101,8 +151,14 @@ class DirectClient(httpx.AsyncClient):
         if any(name.lower().startswith(b"set-cookie") for name, _ in response.headers.raw):
             self.cookies.extract_cookies(response)
         if _httpx_log.isEnabledFor(logging.INFO):  # its arguments cost more than the call
-            _httpx_log.info('HTTP Request: %s %s "%s %d %s"', request.method, request.url, response.http_version,
-                            response.status_code, response.reason_phrase)
+            _httpx_log.info(
+                'HTTP Request: %s %s "%s %d %s"',
+                request.method,
+                request.url,
+                response.http_version,
+                response.status_code,
+                response.reason_phrase,
+            )
         if not stream:
             try:
                 await response.aread()

@@ -108,10 +108,31 @@ class Failure:
     missing_key: bool = False  # the credential's key variable is not set in this process
 
     @classmethod
-    def of(cls, error: ProviderError, *, attempt: int, attempts: int, now: float, remaining: float,
-           deadline_cut: bool = False, partial: bool = False, missing_key: bool = False) -> Failure:
-        return cls(error.kind, attempt, attempts, now, remaining, error.retry_after, error.reset_at,
-                   error.should_retry, deadline_cut, partial, missing_key)
+    def of(
+        cls,
+        error: ProviderError,
+        *,
+        attempt: int,
+        attempts: int,
+        now: float,
+        remaining: float,
+        deadline_cut: bool = False,
+        partial: bool = False,
+        missing_key: bool = False,
+    ) -> Failure:
+        return cls(
+            error.kind,
+            attempt,
+            attempts,
+            now,
+            remaining,
+            error.retry_after,
+            error.reset_at,
+            error.should_retry,
+            deadline_cut,
+            partial,
+            missing_key,
+        )
 
 
 #: Draws the full-jitter backoff: a uniform value in [0, cap]. Injected (the engine's seeded
@@ -144,8 +165,9 @@ def _wait_or_bench(f: Failure, policy: Policy, jitter: Jitter) -> Decision:
     too_long = wait is not None and wait > policy.max_retry_wait
     if too_long or f.attempt >= f.attempts or f.should_retry is False or f.partial:
         floor = max(f.now + (wait or 0.0), f.reset_at or 0.0) if wait is not None or f.reset_at else None
-        return Decision(Action.NEXT_ENTRY, record=Record(Blame.ENTRY, policy.cooldown, policy.max_cooldown_factor,
-                                                         floor))
+        return Decision(
+            Action.NEXT_ENTRY, record=Record(Blame.ENTRY, policy.cooldown, policy.max_cooldown_factor, floor)
+        )
     count = Record(Blame.ENTRY, None, policy.max_cooldown_factor)
     delay = wait if wait is not None else jitter(backoff_cap(policy, f.attempt))
     if delay >= f.remaining:  # the retry could not happen in time: try the next entry
@@ -158,8 +180,11 @@ def _bench_timeout(f: Failure, policy: Policy, jitter: Jitter) -> Decision:
     the server said the request is worth repeating (`x-should-retry: true`): once."""
     if f.should_retry is True and f.attempt == 1 and f.attempts > 1 and not f.partial:
         delay = jitter(backoff_cap(policy, f.attempt))
-        return Decision(Action.RETRY, wait=min(delay, max(0.0, f.remaining)),
-                        record=Record(Blame.ENTRY, None, policy.max_cooldown_factor))
+        return Decision(
+            Action.RETRY,
+            wait=min(delay, max(0.0, f.remaining)),
+            record=Record(Blame.ENTRY, None, policy.max_cooldown_factor),
+        )
     return Decision(Action.NEXT_ENTRY, record=Record(Blame.ENTRY, policy.cooldown, policy.max_cooldown_factor))
 
 

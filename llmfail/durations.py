@@ -36,9 +36,7 @@ def parse_duration(value: object) -> float:
                 seconds += float(match.group(1)) * _UNITS[match.group(2)]
                 pos = match.end()
             if pos != len(text) or not text:
-                raise ValueError(
-                    f"expected a duration like 250ms, 30s, 10m, 2h or 1d, got {value!r}"
-                ) from None
+                raise ValueError(f"expected a duration like 250ms, 30s, 10m, 2h or 1d, got {value!r}") from None
     else:
         raise ValueError(f"expected a duration like 30s, got {type(value).__name__}")
     if seconds < 0:

@@ -252,16 +252,18 @@ class Engine:
         by the entry's `timeout`. Raises the classified ProviderError.
         """
         began = self.clock()
-        completion, first_at = await self._attempts.run(entry, api_key, request,
-                                                        deadline_at=began + entry.policy.timeout, hand=None)
+        completion, first_at = await self._attempts.run(
+            entry, api_key, request, deadline_at=began + entry.policy.timeout, hand=None
+        )
         return Timed(completion, (self.clock() - began) * 1000, (first_at - began) * 1000)
 
     # ------------------------------------------------------------------ operator API
     # The same actions as `llmfail bench` / `unbench` / `ls-benched` (one code path, in
     # `llmfail.actions`), written through this engine's journal so its observers see them.
 
-    def bench(self, model: str, for_: float | str | None = None, reason: str | None = None,
-              replace: bool = False) -> BenchRow:
+    def bench(
+        self, model: str, for_: float | str | None = None, reason: str | None = None, replace: bool = False
+    ) -> BenchRow:
         """Bench `model` by hand (every process sharing the store skips it) and return the bench.
 
         `for_` is seconds or a duration like "10m" (default: the model's cooldown in the config).
@@ -277,8 +279,9 @@ class Engine:
             seconds = parse_duration(for_) if for_ is not None else None
         except ValueError as error:
             raise UsageError(f"bench {model}: {error}", hint='pass for_ as seconds or a duration like "10m"') from None
-        return bench_model(self.store, self.config, model, seconds, reason, self.clock(), replace=replace,
-                           journal=self.journal)
+        return bench_model(
+            self.store, self.config, model, seconds, reason, self.clock(), replace=replace, journal=self.journal
+        )
 
     def unbench(self, *models: str, reason: str | None = None) -> list[str]:
         """Lift the benches of `models` (and their credentials' `provider/model#N`); returns the keys
@@ -290,8 +293,10 @@ class Engine:
         from .actions import unbench_models
 
         if not models:
-            raise UsageError("unbench: name at least one model",
-                             hint="to lift every bench: engine.unbench(*(b.model for b in engine.benches()))")
+            raise UsageError(
+                "unbench: name at least one model",
+                hint="to lift every bench: engine.unbench(*(b.model for b in engine.benches()))",
+            )
         return unbench_models(self.store, models, self.clock(), reason, journal=self.journal).lifted
 
     def benches(self) -> list[BenchRow]:
@@ -331,7 +336,9 @@ class Engine:
             log.warning("llmfail: recording the config's hash failed", exc_info=True)
 
     def _event(self, w: _Walk, type_: str, model: str | None = None, **fields: Any) -> Event:
-        return self._emit(Event(type=type_, ts=self.clock(), request_id=w.request_id, chain=w.chain, model=model, **fields))
+        return self._emit(
+            Event(type=type_, ts=self.clock(), request_id=w.request_id, chain=w.chain, model=model, **fields)
+        )
 
     # ------------------------------------------------------------------ the walk
 
@@ -349,6 +356,7 @@ class Engine:
     def _hand(self, w: _Walk, emit: Emit) -> Hand:
         """What streamed text goes through on its way to the caller: the walk notes what was
         shown (a later failure is then mid-stream) and when the caller saw its first token."""
+
         async def hand(text: str) -> None:
             if w.ttft is None:
                 w.ttft = self.clock() - w.start
@@ -374,11 +382,14 @@ class Engine:
         plan = [e for e in chain.entries if entry_status(e, states, start).is_live]
         if not plan:
             # soonest end first; on a tie, chain order (states() keeps the order of the keys asked for)
-            benched = sorted((s for s in states.values() if s.bench_until is not None), key=lambda s: s.bench_until or 0)
+            benched = sorted(
+                (s for s in states.values() if s.bench_until is not None), key=lambda s: s.bench_until or 0
+            )
             if policy.on_all_benched == "fail":
                 first = benched[0] if benched else None
-                raise self._finish_error(w, AllBenched(chain.name, first.bench_until if first else None,
-                                                       first.model if first else None))
+                raise self._finish_error(
+                    w, AllBenched(chain.name, first.bench_until if first else None, first.model if first else None)
+                )
             w.panic = True
             plan = list(chain.entries)
             self._event(w, ev.PANIC, detail="every entry is benched: trying them all (on_all_benched: try_all)")
@@ -389,8 +400,9 @@ class Engine:
                 completion = await self._try_entry(entry, request, w, states)
                 if completion is not None:
                     result = self._succeed(w, entry, completion)
-                    self.health.note_speed(entry, states.get(entry.model), w.answer_ttft_ms, request_id=w.request_id,
-                                           chain=w.chain)
+                    self.health.note_speed(
+                        entry, states.get(entry.model), w.answer_ttft_ms, request_id=w.request_id, chain=w.chain
+                    )
                     return result
                 if w.leaving is None:
                     w.leaving = _Leaving(entry.model, w.causes[-1] if w.causes else None)
@@ -412,8 +424,9 @@ class Engine:
         if self._remaining(w) <= 0:
             w.causes.append(ProviderError(Kind.TIMEOUT, f"request deadline of {policy.deadline:g}s exceeded"))
         error = ChainExhausted(chain.name, w.causes)
-        self._event(w, ev.EXHAUSTED, kind=str(error.kind) if error.kind else None, status=error.status,
-                    detail=error.message)
+        self._event(
+            w, ev.EXHAUSTED, kind=str(error.kind) if error.kind else None, status=error.status, detail=error.message
+        )
         raise self._finish_error(w, error)
 
     def note_probe_speed(self, entry: Entry, ttft_ms: float) -> None:
@@ -436,24 +449,48 @@ class Engine:
         if unwritten is not None:  # the answer is in hand: a store failure must not lose it
             warnings.append(f"this request's outcome row could not be written to the state store: {unwritten}")
         return Result(
-            text=completion.text, model=entry.model, chain=w.chain, request_id=w.request_id,
-            failovers=w.failovers, latency_ms=latency_ms,
-            ttft_ms=w.ttft * 1000 if w.ttft is not None else None, usage=completion.usage,
-            attempts=w.attempts, warnings=warnings, panic=w.panic,
+            text=completion.text,
+            model=entry.model,
+            chain=w.chain,
+            request_id=w.request_id,
+            failovers=w.failovers,
+            latency_ms=latency_ms,
+            ttft_ms=w.ttft * 1000 if w.ttft is not None else None,
+            usage=completion.usage,
+            attempts=w.attempts,
+            warnings=warnings,
+            panic=w.panic,
         )
 
-    def _request_event(self, w: _Walk, *, ok: bool, model: str | None = None, kind: str | None = None,
-                       status: int | None = None, usage: Usage | None = None, detail: str | None = None) -> str | None:
+    def _request_event(
+        self,
+        w: _Walk,
+        *,
+        ok: bool,
+        model: str | None = None,
+        kind: str | None = None,
+        status: int | None = None,
+        usage: Usage | None = None,
+        detail: str | None = None,
+    ) -> str | None:
         """Write the request's outcome row (SPEC §4: every request has one). Never raises: it
         ends the walk, whose own outcome matters more; a failure is logged and its reason returned."""
         try:
             self._event(
-                w, ev.REQUEST, model, kind=kind, status=status, latency_ms=(self.clock() - w.start) * 1000,
+                w,
+                ev.REQUEST,
+                model,
+                kind=kind,
+                status=status,
+                latency_ms=(self.clock() - w.start) * 1000,
                 detail=detail,
                 data={
-                    "ok": ok, "answered_by": model, "failovers": w.failovers,
+                    "ok": ok,
+                    "answered_by": model,
+                    "failovers": w.failovers,
                     "ttft_ms": round(w.ttft * 1000, 1) if w.ttft is not None else None,
-                    "attempts": len(w.attempts), "panic": w.panic,
+                    "attempts": len(w.attempts),
+                    "panic": w.panic,
                     "usage": usage.to_json() if usage else None,
                     "attempt_ms": round(w.answer_ms, 1) if w.answer_ms is not None else None,
                     "attempt_ttft_ms": round(w.answer_ttft_ms, 1) if w.answer_ttft_ms is not None else None,
@@ -469,16 +506,27 @@ class Engine:
         error.request_id = w.request_id
         error.latency_ms = (self.clock() - w.start) * 1000
         kind = getattr(error, "kind", None)
-        self._request_event(w, ok=False, kind=str(kind) if kind else None, status=getattr(error, "status", None),
-                            detail=error.message if isinstance(error, StateError) else None)
+        self._request_event(
+            w,
+            ok=False,
+            kind=str(kind) if kind else None,
+            status=getattr(error, "status", None),
+            detail=error.message if isinstance(error, StateError) else None,
+        )
         return error
 
-    async def _try_entry(self, entry: Entry, request: ChatRequest, w: _Walk,
-                         states: Mapping[str, ModelState]) -> Completion | None:
+    async def _try_entry(
+        self, entry: Entry, request: ChatRequest, w: _Walk, states: Mapping[str, ModelState]
+    ) -> Completion | None:
         """Every credential and attempt of one entry; None when the walk should move on."""
         now = self.clock()
-        turn = Turn.REGULAR if w.panic else self.health.turn(entry, states.get(entry.model), now=now,
-                                                            lease=self._remaining(w) + 5.0, request_id=w.request_id)
+        turn = (
+            Turn.REGULAR
+            if w.panic
+            else self.health.turn(
+                entry, states.get(entry.model), now=now, lease=self._remaining(w) + 5.0, request_id=w.request_id
+            )
+        )
         if turn is Turn.SKIP:
             return None
         if turn is Turn.PROBE:
@@ -487,8 +535,11 @@ class Engine:
             if entry.daily_quota is not None:
                 day = datetime.fromtimestamp(now, UTC).date().isoformat()
                 if not self.store.take_quota(entry.model, day=day, limit=entry.daily_quota):
-                    why = ("daily quota unknown while shared state is unavailable" if self._guard.degraded
-                           else f"daily quota of {entry.daily_quota} requests reached")
+                    why = (
+                        "daily quota unknown while shared state is unavailable"
+                        if self._guard.degraded
+                        else f"daily quota of {entry.daily_quota} requests reached"
+                    )
                     err = ProviderError(Kind.QUOTA, why, model=entry.model)
                     w.causes.append(err)
                     self._event(w, ev.QUOTA_SKIP, entry.model, kind=str(Kind.QUOTA), detail=err.message)
@@ -505,16 +556,23 @@ class Engine:
                 if outcome is not Action.NEXT_CREDENTIAL:
                     return None
             if w.causes:  # every credential failed: with none left, the entry is benched too
-                self.health.roll_up(entry, w.causes[-1], began=w.start, request_id=w.request_id, chain=w.chain,
-                                    probe=w.probe_key == entry.model)
+                self.health.roll_up(
+                    entry,
+                    w.causes[-1],
+                    began=w.start,
+                    request_id=w.request_id,
+                    chain=w.chain,
+                    probe=w.probe_key == entry.model,
+                )
             return None
         finally:
             if w.probe_key == entry.model:
                 self.health.release_probe(entry.model, w.request_id)
                 w.probe_key = None
 
-    async def _try_credential(self, entry: Entry, key: str, api_key: str | None, request: ChatRequest,
-                              w: _Walk, probe: bool) -> Completion | Action:
+    async def _try_credential(
+        self, entry: Entry, key: str, api_key: str | None, request: ChatRequest, w: _Walk, probe: bool
+    ) -> Completion | Action:
         """Attempts with one credential: a Completion, or where to go next."""
         # A probe is one attempt; so is each entry in panic mode, where every entry is known to be
         # failing: retrying them all would multiply a full outage's traffic by `attempts`.
@@ -526,8 +584,9 @@ class Engine:
                 await self._move_on(w, entry)
             began = self.clock()
             try:
-                completion, first_at = await self._attempts.run(entry, api_key, request,
-                                                                deadline_at=w.deadline_at, hand=w.hand)
+                completion, first_at = await self._attempts.run(
+                    entry, api_key, request, deadline_at=w.deadline_at, hand=w.hand
+                )
             except ProviderError as err:
                 partial = "".join(w.shown) if w.shown else None
                 decision = self._after_failure(entry, key, err, attempt, attempts, began, w, partial)
@@ -537,8 +596,16 @@ class Engine:
                     return self._mid_stream(entry, err, partial, w)
                 if decision.action is not Action.RETRY:
                     return decision.action
-                self._event(w, ev.RETRY, entry.model, kind=str(err.kind), status=err.status, attempt=attempt + 1,
-                            detail=f"waiting {decision.wait:.3f}s", data={"wait_s": round(decision.wait, 3)})
+                self._event(
+                    w,
+                    ev.RETRY,
+                    entry.model,
+                    kind=str(err.kind),
+                    status=err.status,
+                    attempt=attempt + 1,
+                    detail=f"waiting {decision.wait:.3f}s",
+                    data={"wait_s": round(decision.wait, 3)},
+                )
                 await self.sleep(decision.wait)
                 continue
             if w.ttft is None:  # a collecting caller: the answering attempt's first token
@@ -547,13 +614,23 @@ class Engine:
             w.answer_ms = latency
             w.answer_ttft_ms = (first_at - began) * 1000
             w.attempts.append(Attempt(entry.model, True, latency_ms=latency))
-            self.health.record_success(entry, key, latency_ms=latency, probe=probe, request_id=w.request_id,
-                                       chain=w.chain)
+            self.health.record_success(
+                entry, key, latency_ms=latency, probe=probe, request_id=w.request_id, chain=w.chain
+            )
             return completion
         return Action.NEXT_ENTRY
 
-    def _after_failure(self, entry: Entry, key: str, err: ProviderError, attempt: int, attempts: int,
-                       began: float, w: _Walk, partial: str | None) -> Decision:
+    def _after_failure(
+        self,
+        entry: Entry,
+        key: str,
+        err: ProviderError,
+        attempt: int,
+        attempts: int,
+        began: float,
+        w: _Walk,
+        partial: str | None,
+    ) -> Decision:
         """Note the failed attempt (events, health record) and decide what follows (`llmfail.decide`)."""
         policy = entry.policy
         err.model = entry.model
@@ -562,23 +639,40 @@ class Engine:
         latency = (now - began) * 1000
         w.attempts.append(Attempt(entry.model, False, str(err.kind), err.status, latency, err.message))
         w.causes.append(err)
-        self._event(w, ev.ATTEMPT_FAILED, entry.model, kind=str(err.kind), status=err.status, attempt=attempt,
-                    latency_ms=latency, detail=err.message,
-                    data={"credential": key} if key != entry.model else {})
+        self._event(
+            w,
+            ev.ATTEMPT_FAILED,
+            entry.model,
+            kind=str(err.kind),
+            status=err.status,
+            attempt=attempt,
+            latency_ms=latency,
+            detail=err.message,
+            data={"credential": key} if key != entry.model else {},
+        )
         if w.probe_key == entry.model:
-            self._event(w, ev.PROBE, entry.model, kind=str(err.kind), status=err.status, latency_ms=latency,
-                        data={"ok": False})
-        facts = Failure.of(err, attempt=attempt, attempts=attempts, now=now, remaining=w.deadline_at - now,
-                           deadline_cut=err.code == DEADLINE_CUT, partial=partial is not None,
-                           missing_key=w.missing_key is not None)
+            self._event(
+                w, ev.PROBE, entry.model, kind=str(err.kind), status=err.status, latency_ms=latency, data={"ok": False}
+            )
+        facts = Failure.of(
+            err,
+            attempt=attempt,
+            attempts=attempts,
+            now=now,
+            remaining=w.deadline_at - now,
+            deadline_cut=err.code == DEADLINE_CUT,
+            partial=partial is not None,
+            missing_key=w.missing_key is not None,
+        )
         decision = decide(facts, policy, self._jitter)
         if err.kind == Kind.AUTH and w.missing_key:
             err.hint = err.hint or f"{w.missing_key} is not set in this environment"
         record = decision.record
         if record is not None:
             blamed = key if record.blame is Blame.CREDENTIAL else entry.model
-            self.health.record_failure(blamed, err, record, began=w.start, request_id=w.request_id, chain=w.chain,
-                                       probe=w.probe_key == blamed)
+            self.health.record_failure(
+                blamed, err, record, began=w.start, request_id=w.request_id, chain=w.chain, probe=w.probe_key == blamed
+            )
         return decision
 
     def _jitter(self, cap: float) -> float:
@@ -598,8 +692,15 @@ class Engine:
         raise self._interrupted(w, entry.model, partial, err)
 
     def _interrupted(self, w: _Walk, model: str, partial: str, err: ProviderError) -> LlmfailError:
-        self._event(w, ev.STREAM_INTERRUPTED, model, kind=str(err.kind), status=err.status,
-                    detail=err.message, data={"action": "error", "partial_chars": len(partial)})
+        self._event(
+            w,
+            ev.STREAM_INTERRUPTED,
+            model,
+            kind=str(err.kind),
+            status=err.status,
+            detail=err.message,
+            data={"action": "error", "partial_chars": len(partial)},
+        )
         return self._finish_error(w, StreamInterrupted(model, partial, err))
 
     async def _move_on(self, w: _Walk, entry: Entry) -> None:
@@ -612,7 +713,14 @@ class Engine:
         if leaving.partial is not None and cause is not None and w.emit is not None:
             w.shown.clear()
             await w.emit(Restart(leaving.model, entry.model, cause))
-            self._event(w, ev.STREAM_INTERRUPTED, leaving.model, kind=str(cause.kind), status=cause.status,
-                        detail=cause.message, data={"action": "restart", "partial_chars": len(leaving.partial)})
+            self._event(
+                w,
+                ev.STREAM_INTERRUPTED,
+                leaving.model,
+                kind=str(cause.kind),
+                status=cause.status,
+                detail=cause.message,
+                data={"action": "restart", "partial_chars": len(leaving.partial)},
+            )
         w.failovers += 1
         self._event(w, ev.FAILOVER, leaving.model, next_model=entry.model, kind=str(cause.kind) if cause else None)

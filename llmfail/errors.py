@@ -108,8 +108,13 @@ class ConfigProblem:
 
     def to_json(self) -> dict[str, Any]:
         """`check --json`'s problem row (line and column null when unknown)."""
-        return {"file": self.file, "line": self.line or None, "column": self.column or None,
-                "path": self.path or None, "message": self.message}
+        return {
+            "file": self.file,
+            "line": self.line or None,
+            "column": self.column or None,
+            "path": self.path or None,
+            "message": self.message,
+        }
 
 
 class ConfigError(LlmfailError):

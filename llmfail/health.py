@@ -47,13 +47,13 @@ if TYPE_CHECKING:
     from .store import ModelState, Store
 
 
-
 def _warn(message: str, *args: object) -> None:
     """Log a housekeeping failure (with its traceback); `logging` is loaded only then, so
     reading statuses (`ls-benched --json`, which polls in loops) never pays for it."""
     import logging
 
     logging.getLogger("llmfail").warning(message, *args, exc_info=True)
+
 
 #: Slow demotion: the rolling median is over the model's newest SPEED_SAMPLES answers since
 #: its last demote/restore decision, and needs SPEED_MIN_SAMPLES of them (a majority), so
@@ -89,8 +89,9 @@ NO_DATA = "no data"
 PANIC_TRIED = "panic-tried"
 
 
-def entry_status(entry: Entry | None, states: Mapping[str, ModelState], now: float, *,
-                 model: str | None = None) -> EntryStatus:
+def entry_status(
+    entry: Entry | None, states: Mapping[str, ModelState], now: float, *, model: str | None = None
+) -> EntryStatus:
     """The status of `entry` at `now` from the shared state `states` (keyed by bench key).
 
     `entry` None (a model the config does not name, e.g. one seen only in the
@@ -173,8 +174,9 @@ class HealthTracker:
 
     # ------------------------------------------------------------------ outcomes
 
-    def record_failure(self, key: str, error: ProviderError, record: Record, *, began: float, request_id: str,
-                       chain: str, probe: bool) -> None:
+    def record_failure(
+        self, key: str, error: ProviderError, record: Record, *, began: float, request_id: str, chain: str, probe: bool
+    ) -> None:
         """Count a failed attempt against `key`; when `record` benches, bench it and say so in an event.
 
         `began` is when the request's walk read the states: a bench that began
@@ -183,27 +185,56 @@ class HealthTracker:
         benched).
         """
         state, benched = self.store.record_failure(
-            key, now=self.clock(), kind=str(error.kind), status=error.status, bench_for=record.bench_for,
-            factor=record.factor, min_until=record.min_until, reason=error.message, began=began,
+            key,
+            now=self.clock(),
+            kind=str(error.kind),
+            status=error.status,
+            bench_for=record.bench_for,
+            factor=record.factor,
+            min_until=record.min_until,
+            reason=error.message,
+            began=began,
         )
         if benched:
-            self._emit(Event(type=BENCHED, ts=self.clock(), request_id=request_id, chain=chain, model=key,
-                             kind=str(error.kind), status=error.status, benched_until=state.bench_until,
-                             detail=error.message, data={"bench_count": state.bench_count, "probe": probe}))
+            self._emit(
+                Event(
+                    type=BENCHED,
+                    ts=self.clock(),
+                    request_id=request_id,
+                    chain=chain,
+                    model=key,
+                    kind=str(error.kind),
+                    status=error.status,
+                    benched_until=state.bench_until,
+                    detail=error.message,
+                    data={"bench_count": state.bench_count, "probe": probe},
+                )
+            )
 
-    def record_success(self, entry: Entry, key: str, *, latency_ms: float, probe: bool, request_id: str,
-                       chain: str) -> None:
+    def record_success(
+        self, entry: Entry, key: str, *, latency_ms: float, probe: bool, request_id: str, chain: str
+    ) -> None:
         """Close the circuit of `entry` (and of the credential that answered); a probe that
         answered, or an answer that ended an automatic bench, is a recovery event."""
         previous = self.store.record_success(entry.model, now=self.clock())
         if key != entry.model:
             self.store.record_success(key, now=self.clock())
         if probe or (previous is not None and previous.bench_until is not None and not previous.manual):
-            self._emit(Event(type=PROBE, ts=self.clock(), request_id=request_id, chain=chain, model=entry.model,
-                             latency_ms=latency_ms, data={"ok": True, "recovered": True}))
+            self._emit(
+                Event(
+                    type=PROBE,
+                    ts=self.clock(),
+                    request_id=request_id,
+                    chain=chain,
+                    model=entry.model,
+                    latency_ms=latency_ms,
+                    data={"ok": True, "recovered": True},
+                )
+            )
 
-    def roll_up(self, entry: Entry, cause: ProviderError, *, began: float, request_id: str, chain: str,
-                probe: bool) -> None:
+    def roll_up(
+        self, entry: Entry, cause: ProviderError, *, began: float, request_id: str, chain: str, probe: bool
+    ) -> None:
         """Bench the entry itself once every one of its credentials is benched (for auth_cooldown).
         `began` as for `record_failure`: another request's roll-up since then is not repeated."""
         if len(entry.credentials) < 2:
@@ -211,8 +242,15 @@ class HealthTracker:
         if entry_status(entry, self.store.states(entry.credential_keys()), self.clock()) == EntryStatus.BENCHED:
             from .decide import Blame, Record
 
-            self.record_failure(entry.model, cause, Record(Blame.ENTRY, entry.policy.auth_cooldown, 1.0),
-                                began=began, request_id=request_id, chain=chain, probe=probe)
+            self.record_failure(
+                entry.model,
+                cause,
+                Record(Blame.ENTRY, entry.policy.auth_cooldown, 1.0),
+                began=began,
+                request_id=request_id,
+                chain=chain,
+                probe=probe,
+            )
 
     # ------------------------------------------------------------------ slow demotion
 
@@ -224,17 +262,31 @@ class HealthTracker:
         fast again is measured and restored even when nothing fails over to it.
         """
         slow = {
-            id(e) for e in plan
-            if e.policy.on_slow == "demote" and (s := states.get(e.model)) is not None and s.is_demoted
-            and not (s.recheck_at is not None and s.recheck_at <= now
-                     and self.store.claim_recheck(e.model, now=now, next_at=now + e.policy.cooldown))
+            id(e)
+            for e in plan
+            if e.policy.on_slow == "demote"
+            and (s := states.get(e.model)) is not None
+            and s.is_demoted
+            and not (
+                s.recheck_at is not None
+                and s.recheck_at <= now
+                and self.store.claim_recheck(e.model, now=now, next_at=now + e.policy.cooldown)
+            )
         }
         if not slow:
             return plan
         return [e for e in plan if id(e) not in slow] + [e for e in plan if id(e) in slow]
 
-    def note_speed(self, entry: Entry, state: ModelState | None, ttft_ms: float | None, *,
-                   request_id: str | None = None, chain: str | None = None, probe: bool = False) -> None:
+    def note_speed(
+        self,
+        entry: Entry,
+        state: ModelState | None,
+        ttft_ms: float | None,
+        *,
+        request_id: str | None = None,
+        chain: str | None = None,
+        probe: bool = False,
+    ) -> None:
         """Demote or restore `entry` after an answer: the rolling median of its recent first-token
         times (or a probe's alone) against `slow_threshold`; one event per change.
 
@@ -248,8 +300,11 @@ class HealthTracker:
         if policy.on_slow != "demote" or ttft_ms is None or (ttft_ms > threshold_ms) == demoted:
             return
         try:
-            samples = [ttft_ms] if probe else self.store.recent_ttfts(
-                entry.model, after=state.speed_at if state else None, limit=SPEED_SAMPLES)
+            samples = (
+                [ttft_ms]
+                if probe
+                else self.store.recent_ttfts(entry.model, after=state.speed_at if state else None, limit=SPEED_SAMPLES)
+            )
             if len(samples) < (1 if probe else SPEED_MIN_SAMPLES):
                 return
             import statistics  # only here: `llmfail chains` and the dashboard read health too
@@ -258,16 +313,31 @@ class HealthTracker:
             if (median > threshold_ms) == demoted:
                 return
             now = self.clock()
-            changed = (self.store.restore(entry.model, now=now, fast_ms=median) if demoted else
-                       self.store.demote(entry.model, now=now, slow_ms=median, recheck_at=now + policy.cooldown))
+            changed = (
+                self.store.restore(entry.model, now=now, fast_ms=median)
+                if demoted
+                else self.store.demote(entry.model, now=now, slow_ms=median, recheck_at=now + policy.cooldown)
+            )
             if changed:
-                self._emit(Event(
-                    type=RESTORED if demoted else DEMOTED, ts=now, request_id=request_id, chain=chain,
-                    model=entry.model, latency_ms=round(median, 1),
-                    detail=(f"first token in {median:.0f} ms " + ("within" if demoted else "above")
-                            + f" slow_threshold {threshold_ms:.0f} ms"),
-                    data={"threshold_ms": threshold_ms, "samples": len(samples),
-                          "source": "probe" if probe else "requests"},
-                ))
+                self._emit(
+                    Event(
+                        type=RESTORED if demoted else DEMOTED,
+                        ts=now,
+                        request_id=request_id,
+                        chain=chain,
+                        model=entry.model,
+                        latency_ms=round(median, 1),
+                        detail=(
+                            f"first token in {median:.0f} ms "
+                            + ("within" if demoted else "above")
+                            + f" slow_threshold {threshold_ms:.0f} ms"
+                        ),
+                        data={
+                            "threshold_ms": threshold_ms,
+                            "samples": len(samples),
+                            "source": "probe" if probe else "requests",
+                        },
+                    )
+                )
         except LlmfailError:
             _warn("llmfail: recording %s's speed failed", entry.model)

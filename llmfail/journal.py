@@ -53,8 +53,7 @@ PRUNE_EVERY_S = 3600.0
 class Journal:
     """Writes events through `store`, tells observers, prunes past `retention` (seconds; None: never)."""
 
-    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time,
-                 retention: float | None = None) -> None:
+    def __init__(self, store: Store, *, clock: Callable[[], float] = time.time, retention: float | None = None) -> None:
         self.store = store
         self.clock = clock
         self.retention = retention

@@ -76,8 +76,10 @@ def check_host(host: str, *, allow_remote: bool) -> None:
     except ValueError:
         loopback = False
     if not loopback:
-        raise UsageError(f"refusing to listen on {host}: mock-server serves loopback only by default",
-                         hint="use --host 127.0.0.1, or pass --allow-remote to expose it on purpose")
+        raise UsageError(
+            f"refusing to listen on {host}: mock-server serves loopback only by default",
+            hint="use --host 127.0.0.1, or pass --allow-remote to expose it on purpose",
+        )
 
 
 class _Close(Exception):
@@ -206,8 +208,12 @@ class MockServer:
         """One fake per (protocol, model): faults with a MODEL apply to that model only."""
         fake = self._fakes.get((protocol, model))
         if fake is None:
-            fake = FakeTransport(protocol, FakeBehaviour(faults=self._faults_for(model), latency=self.latency, hang=HANG_S),
-                                 Runtime(time.time, asyncio.sleep, self._rng), observer=self._observe)
+            fake = FakeTransport(
+                protocol,
+                FakeBehaviour(faults=self._faults_for(model), latency=self.latency, hang=HANG_S),
+                Runtime(time.time, asyncio.sleep, self._rng),
+                observer=self._observe,
+            )
             if len(self._fakes) < 1024:  # a client inventing model names must not grow us forever
                 self._fakes[(protocol, model)] = fake
         return fake
@@ -282,11 +288,18 @@ class MockServer:
         path = target.split("?", 1)[0]
         protocol = protocol_for(path) if method == "POST" else None
         if method == "GET" and path in ("/", "/health"):
-            await self._write(writer, 200, {}, json.dumps({"llmfail": "mock-server", "protocols": self.protocols}).encode())
+            await self._write(
+                writer, 200, {}, json.dumps({"llmfail": "mock-server", "protocols": self.protocols}).encode()
+            )
             return keep_alive
         if protocol is None or protocol not in self.protocols:
             served = ", ".join(self.protocols)
-            await self._write(writer, 404, {}, json.dumps({"error": {"message": f"no fake at {method} {path} (serving: {served})"}}).encode())
+            await self._write(
+                writer,
+                404,
+                {},
+                json.dumps({"error": {"message": f"no fake at {method} {path} (serving: {served})"}}).encode(),
+            )
             return keep_alive
         try:
             decoded = json.loads(body or b"{}")
@@ -311,7 +324,9 @@ class MockServer:
         return keep_alive
 
     async def _send(self, writer: asyncio.StreamWriter, response: httpx.Response) -> None:
-        headers = {k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "transfer-encoding")}
+        headers = {
+            k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "transfer-encoding")
+        }
         if isinstance(response.stream, httpx.ByteStream):  # a whole body
             await self._write(writer, response.status_code, headers, await response.aread())
             return

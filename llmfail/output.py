@@ -126,8 +126,14 @@ def chains_table(views: Sequence[ChainView]) -> Table:
     return table
 
 
-_STATUS_STYLE = {"healthy": "green", "slow": "yellow", "benched": "bold yellow", "manual": "bold magenta",
-                 "half-open": "cyan", "probing": "cyan"}
+_STATUS_STYLE = {
+    "healthy": "green",
+    "slow": "yellow",
+    "benched": "bold yellow",
+    "manual": "bold magenta",
+    "half-open": "cyan",
+    "probing": "cyan",
+}
 
 #: Colour per event type: failures red, benches yellow, recoveries green, the walk's steps dim.
 _EVENT_STYLE = {

@@ -56,8 +56,12 @@ class PlainHTTPTransport(httpx.AsyncBaseTransport):
         except BaseException:
             self._close(writer)
             raise
-        return httpx.Response(status, headers=headers, stream=_Body(body, lambda: self._close(writer)),
-                              extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason})
+        return httpx.Response(
+            status,
+            headers=headers,
+            stream=_Body(body, lambda: self._close(writer)),
+            extensions={"http_version": b"HTTP/1.1", "reason_phrase": reason},
+        )
 
     def _close(self, writer: asyncio.StreamWriter) -> None:
         self._open.discard(writer)

@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from enum import StrEnum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from . import events as ev
-from .errors import REQUEST_KINDS, Kind, ProviderError
 from .config import unique_entries
+from .errors import REQUEST_KINDS, Kind, ProviderError
 from .events import Event
 from .providers.base import ChatRequest
 from .redact import env_secret, redact
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .engine import Engine
     from .journal import Journal
     from .store import Store
+
 
 class ProbeVerdict(StrEnum):
     """What one probe request just found (`probe --json`'s `state`). Not an entry status
@@ -127,8 +128,14 @@ async def probe_entry(engine: Engine, entry: Entry) -> ProbeResult:
         state = SLOW if timed.ttft_ms > entry.policy.slow_threshold * 1000 else HEALTHY
         return ProbeResult(entry.model, state, timed.ttft_ms)
     assert err is not None
-    return ProbeResult(entry.model, state_of_error(err), (engine.clock() - began) * 1000, str(err.kind),
-                       err.status, redact(err.message))
+    return ProbeResult(
+        entry.model,
+        state_of_error(err),
+        (engine.clock() - began) * 1000,
+        str(err.kind),
+        err.status,
+        redact(err.message),
+    )
 
 
 async def probe_chains(engine: Engine, chains: Sequence[Chain]) -> ProbeReport:
@@ -148,11 +155,21 @@ async def probe_chains(engine: Engine, chains: Sequence[Chain]) -> ProbeReport:
 def record(journal: Journal, results: Sequence[ProbeResult], now: float) -> list[Event]:
     """The results as `probe` events, in one write (`source` tells them from the engine's half-open
     probes), through the engine's journal so its observers see them; returns the stored events."""
-    return journal.write_many([
-        Event(type=ev.PROBE, ts=now, model=r.model, kind=r.kind, status=r.status, latency_ms=r.latency_ms,
-              detail=r.detail, data={"ok": r.answered, "state": r.state, "source": "llmfail probe"})
-        for r in results
-    ])
+    return journal.write_many(
+        [
+            Event(
+                type=ev.PROBE,
+                ts=now,
+                model=r.model,
+                kind=r.kind,
+                status=r.status,
+                latency_ms=r.latency_ms,
+                detail=r.detail,
+                data={"ok": r.answered, "state": r.state, "source": "llmfail probe"},
+            )
+            for r in results
+        ]
+    )
 
 
 def run_probe(config: Config, store: Store, chains: Sequence[Chain]) -> ProbeReport:

@@ -33,7 +33,7 @@ MASK = "***"
 _PATTERN_MIN = 11
 _shortest = _PATTERN_MIN  # no shorter text can hold a registered secret or a key-shaped token
 # Printable ASCII but `"` and `\\`: the characters `json.dumps` writes unchanged inside a string.
-_JSON_VERBATIM = re.compile(r'[ !#-\[\]-~]*')
+_JSON_VERBATIM = re.compile(r"[ !#-\[\]-~]*")
 _verbatim = True  # every registered secret is one `json.dumps` writes unchanged
 
 

@@ -107,6 +107,7 @@ def run_command(
     skip_exit_collection()
     engine = Engine(config, store, transport=one_shot_transport())
     if not quiet and not json_out:
+
         def show(event: Event) -> None:
             line = trace_line(event)
             if line:
@@ -168,8 +169,10 @@ def _close_store(store: Store) -> None:
 
     store.close()
     if isinstance(store, GuardedStore) and store.spooled:
-        warn(f"{plural(store.spooled, 'event')} of this request could not be written to the state store"
-             f" ({store.degraded or 'it could not be reached'}): they are lost")
+        warn(
+            f"{plural(store.spooled, 'event')} of this request could not be written to the state store"
+            f" ({store.degraded or 'it could not be reached'}): they are lost"
+        )
 
 
 class _Stdout:

@@ -127,8 +127,7 @@ def model_stats(
     keys = set(models) | {key for entry in entries.values() for key in entry.bench_keys()}
     states = store.states(keys)
     return {
-        model: _stats(model, tallies.get(model), states, entries.get(model), now)
-        for model in dict.fromkeys(models)
+        model: _stats(model, tallies.get(model), states, entries.get(model), now) for model in dict.fromkeys(models)
     }
 
 
@@ -140,8 +139,9 @@ def _entries(chain: Chain | None, config: Config | None) -> dict[str, Entry]:
     return {entry.model: entry for entry in unique_entries(chains)}
 
 
-def _stats(model: str, tally: EventTally | None, states: Mapping[str, ModelState], entry: Entry | None,
-           now: float) -> ModelStats:
+def _stats(
+    model: str, tally: EventTally | None, states: Mapping[str, ModelState], entry: Entry | None, now: float
+) -> ModelStats:
     own = states.get(model)
     failed = sum(tally.errors.values()) if tally else 0
     answered = tally.answered if tally else 0

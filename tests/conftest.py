@@ -139,8 +139,13 @@ def openai_answer(text: str = "hello", finish: str | None = "stop") -> dict[str,
     }
 
 
-def openai_error(status: int, code: str | None = None, err_type: str = "server_error", message: str = "boom",
-                 headers: dict[str, str] | None = None) -> Response:
+def openai_error(
+    status: int,
+    code: str | None = None,
+    err_type: str = "server_error",
+    message: str = "boom",
+    headers: dict[str, str] | None = None,
+) -> Response:
     body = {"error": {"message": message, "type": err_type, "param": None, "code": code}}
     return Response(json.dumps(body), status=status, headers=headers or {}, content_type="application/json")
 
@@ -154,7 +159,11 @@ def sse(*objects: object, done: bool = True) -> str:
 
 def openai_chunk(text: str | None = None, finish: str | None = None) -> dict[str, Any]:
     delta = {"content": text} if text is not None else {}
-    return {"id": "c", "object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
 class Calls:

@@ -230,8 +230,15 @@ def _crash_writer(db: str, worker: str, go: str) -> None:
         out.write(f"e {seq}\n")
         out.flush()
         if seq % 3 == 0:
-            store.bench(f"crash/m{worker}", now=float(seq), until=seq + 1000.0, manual=False,
-                        reason=f"w{worker}:{seq}", kind="transient", replace=True)
+            store.bench(
+                f"crash/m{worker}",
+                now=float(seq),
+                until=seq + 1000.0,
+                manual=False,
+                reason=f"w{worker}:{seq}",
+                kind="transient",
+                replace=True,
+            )
             out.write(f"b {seq}\n")
             out.flush()
         if seq % 7 == 0:

@@ -83,6 +83,7 @@ def ask(engine: Engine, chain: str = "dead", n: int = 1) -> None:
                     pass
         finally:
             await engine.aclose()
+
     asyncio.run(go())
 
 
@@ -108,16 +109,23 @@ def test_alert_types_and_what_an_alert_is_about() -> None:
     assert dedup_key(event(ev.BENCHED, chain="prod", model="a/m")) == "a/m"
 
 
-def test_one_alert_per_model_and_type_per_window(make_engine: Callable[..., Engine], server: HTTPServer,
-                                                 clock: FakeClock, store: SqliteStore) -> None:
+def test_one_alert_per_model_and_type_per_window(
+    make_engine: Callable[..., Engine], server: HTTPServer, clock: FakeClock, store: SqliteStore
+) -> None:
     hook = Hook(server)
     engine = make_engine(config_text("    - webhook: '{url}/hooks/llm'"))
     ask(engine, n=3)  # three walks: benches, panics and exhaustions again and again
     clock.advance(60)
     ask(engine)
     assert flush_all(10)
-    assert hook.alerts() == Counter({("flaky/a", "benched"): 1, ("flaky/b", "benched"): 1,
-                                     ("chain:dead", "exhausted"): 1, ("chain:dead", "panic"): 1})
+    assert hook.alerts() == Counter(
+        {
+            ("flaky/a", "benched"): 1,
+            ("flaky/b", "benched"): 1,
+            ("chain:dead", "exhausted"): 1,
+            ("chain:dead", "panic"): 1,
+        }
+    )
     raised = sum(1 for e in store.events() if alert_type(e))
     assert raised > 4  # the dedup had something to do
     body = next(b for b in hook.bodies if b["alert"] == "benched")
@@ -129,8 +137,9 @@ def test_one_alert_per_model_and_type_per_window(make_engine: Callable[..., Engi
     assert hook.alerts()[("flaky/a", "benched")] == 2
 
 
-def test_a_recovery_is_alerted(make_engine: Callable[..., Engine], server: HTTPServer, clock: FakeClock,
-                               store: SqliteStore) -> None:
+def test_a_recovery_is_alerted(
+    make_engine: Callable[..., Engine], server: HTTPServer, clock: FakeClock, store: SqliteStore
+) -> None:
     hook = Hook(server)
     engine = make_engine(config_text("    - webhook: '{url}/hooks/llm'"))
     store.record_failure("mock/echo", now=clock.now, kind="transient", status=503, bench_for=30.0)
@@ -140,8 +149,9 @@ def test_a_recovery_is_alerted(make_engine: Callable[..., Engine], server: HTTPS
     assert hook.alerts() == Counter({("mock/echo", "recovered"): 1})
 
 
-def test_a_blocked_webhook_never_holds_up_a_request(make_engine: Callable[..., Engine], server: HTTPServer,
-                                                    store: SqliteStore) -> None:
+def test_a_blocked_webhook_never_holds_up_a_request(
+    make_engine: Callable[..., Engine], server: HTTPServer, store: SqliteStore
+) -> None:
     hook = Hook(server, hold=True)  # holds every POST for up to 10 s, until released
     engine = make_engine(config_text("    - webhook: '{url}/hooks/llm'", dedup="0s"))
     finished = threading.Event()
@@ -165,27 +175,32 @@ def test_a_blocked_webhook_never_holds_up_a_request(make_engine: Callable[..., E
 
 
 def test_failing_sinks_are_logged_as_events_without_their_secrets(
-        make_engine: Callable[..., Engine], store: SqliteStore, tmp_path: Path) -> None:
+    make_engine: Callable[..., Engine], store: SqliteStore, tmp_path: Path
+) -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]  # closed when the block ends: connecting is refused
-    engine = make_engine(config_text(
-        f"    - webhook: http://127.0.0.1:{port}/services/T0/B0/SECRETPATH\n"
-        "    - command: \"echo boom >&2; exit 3\""))
+    engine = make_engine(
+        config_text(
+            f'    - webhook: http://127.0.0.1:{port}/services/T0/B0/SECRETPATH\n    - command: "echo boom >&2; exit 3"'
+        )
+    )
     ask(engine)
     assert flush_all(10)
     failures = store.events(types=[ev.ALERT_FAILED])
     details = sorted(e.detail or "" for e in failures)
     assert len(failures) == 2 * 3  # two sinks x (benched a, benched b, exhausted)
-    assert any(d.startswith(f"benched alert to webhook http://127.0.0.1:{port} failed: ConnectionRefused")
-               for d in details), details
+    assert any(
+        d.startswith(f"benched alert to webhook http://127.0.0.1:{port} failed: ConnectionRefused") for d in details
+    ), details
     assert any("command echo failed: OSError: exit status 3: boom" in d for d in details), details
     assert not any("SECRETPATH" in (e.detail or "") + json.dumps(e.data) for e in failures)
     assert {e.data["alert"] for e in failures} == {"benched", "exhausted"}
 
 
 def test_a_webhook_that_never_answers_times_out_into_an_event(
-        make_engine: Callable[..., Engine], store: SqliteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_engine: Callable[..., Engine], store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(alerts, "SINK_TIMEOUT_S", 0.3)
     with socket.socket() as silent:  # accepts connections (the backlog) and never reads or answers
         silent.bind(("127.0.0.1", 0))
@@ -197,10 +212,9 @@ def test_a_webhook_that_never_answers_times_out_into_an_event(
     assert failures and all("no answer within 0.3s" in (e.detail or "") for e in failures)
 
 
-def test_a_command_sink_gets_the_alert_as_json_on_stdin(make_engine: Callable[..., Engine],
-                                                        tmp_path: Path) -> None:
+def test_a_command_sink_gets_the_alert_as_json_on_stdin(make_engine: Callable[..., Engine], tmp_path: Path) -> None:
     out = tmp_path / "alerts.jsonl"
-    engine = make_engine(config_text(f"    - command: \"cat >> {out}; echo >> {out}\""))
+    engine = make_engine(config_text(f'    - command: "cat >> {out}; echo >> {out}"'))
     ask(engine)
     assert flush_all(10)
     got = [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
@@ -215,8 +229,9 @@ def test_the_queue_is_bounded_and_the_observer_never_waits(store: SqliteStore) -
         entered.set()
         release.wait(10)
 
-    alerter = Alerter(Alerts(dedup=0.0, sinks=(Sink(webhook="http://127.0.0.1:9/x"),)), Journal(store),
-                      sender=stuck, queue_size=3)
+    alerter = Alerter(
+        Alerts(dedup=0.0, sinks=(Sink(webhook="http://127.0.0.1:9/x"),)), Journal(store), sender=stuck, queue_size=3
+    )
     first = Event(type=ev.PANIC, ts=1.0, chain="c")
     alerter(first)
     assert entered.wait(5)
@@ -240,8 +255,16 @@ def test_four_processes_send_one_alert_per_model_and_type(server: HTTPServer, tm
     config = tmp_path / "chains.yaml"
     config.write_text(config_text(f"    - webhook: {hook.url}"), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    children = [subprocess.Popen([sys.executable, "-c", CHILD, str(config)], env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(config)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     outcomes = [child.communicate(timeout=60) for child in children]
     assert [child.returncode for child in children] == [1] * 4, outcomes  # every request exhausted
     store = SqliteStore(os.environ["LLMFAIL_DB"])
@@ -264,18 +287,21 @@ def test_a_short_lived_process_delivers_its_alerts_before_it_exits(server: HTTPS
     config = tmp_path / "chains.yaml"
     config.write_text(config_text(f"    - webhook: {hook.url}"), encoding="utf-8")
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(config)], env=env, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(config)], env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1, done.stderr
-    assert hook.alerts() == Counter({("flaky/a", "benched"): 1, ("flaky/b", "benched"): 1,
-                                     ("chain:dead", "exhausted"): 1})
+    assert hook.alerts() == Counter(
+        {("flaky/a", "benched"): 1, ("flaky/b", "benched"): 1, ("chain:dead", "exhausted"): 1}
+    )
 
 
-def test_an_engine_observer_sees_the_alert_failed_events(make_engine: Callable[..., Engine],
-                                                         store: SqliteStore) -> None:
+def test_an_engine_observer_sees_the_alert_failed_events(
+    make_engine: Callable[..., Engine], store: SqliteStore
+) -> None:
     """A failed sink is written through the engine's journal (from the sender thread), so
     `on_event` sees it like any other event."""
-    engine = make_engine(config_text("    - command: \"exit 3\""))
+    engine = make_engine(config_text('    - command: "exit 3"'))
     seen: list[Event] = []
     engine.on_event(seen.append)
     ask(engine)

@@ -49,7 +49,10 @@ def test_manual_benches_and_unbenches_form_the_audit_trail(tmp_path: Path) -> No
     assert cli("unbench", "mock/echo", "--reason", "vendor says fixed").exit_code == 0
     trail = events_json("--type", "benched,unbenched")
     assert [(e["type"], e["model"]) for e in trail] == [
-        ("benched", "flaky/a"), ("benched", "mock/echo"), ("unbenched", "mock/echo")]
+        ("benched", "flaky/a"),
+        ("benched", "mock/echo"),
+        ("unbenched", "mock/echo"),
+    ]
     automatic, bench, unbench = trail
     assert automatic["kind"] == "transient" and "user" not in automatic["data"]  # the engine, not a person
     assert bench["data"] == {**WHO, "reason": "vendor incident #42", "manual": True}
@@ -78,7 +81,10 @@ def test_a_changed_config_file_is_an_event_with_who_and_which_file(tmp_path: Pat
     data = changed["data"]
     assert isinstance(data, dict)
     assert {k: data[k] for k in ("user", "host", "reason", "path")} == {
-        **WHO, "reason": "config file changed", "path": str(config.resolve())}
+        **WHO,
+        "reason": "config file changed",
+        "path": str(config.resolve()),
+    }
     assert data["previous_sha256"] != data["sha256"] and len(str(data["sha256"])) == 64
     assert str(config.resolve()) in str(changed["detail"])
 

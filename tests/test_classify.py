@@ -220,8 +220,13 @@ def test_a_long_message_is_cut_to_500_characters() -> None:
 
 
 def test_geminis_quota_wording_on_a_429_is_only_a_rate_limit() -> None:
-    body = {"error": {"code": 429, "message": "You exceeded your current quota, please check your plan and billing details.",
-                      "status": "RESOURCE_EXHAUSTED"}}
+    body = {
+        "error": {
+            "code": 429,
+            "message": "You exceeded your current quota, please check your plan and billing details.",
+            "status": "RESOURCE_EXHAUSTED",
+        }
+    }
     assert classify_http(429, {}, json.dumps(body), now=NOW).kind is Kind.RATE_LIMITED
 
 
@@ -232,7 +237,12 @@ def test_context_length_wording_beats_5xx_means_transient() -> None:
 
 
 def test_content_policy_wording_beats_context_length_wording_and_the_generic_400() -> None:
-    body = {"error": {"message": "Rejected by our content policy (context length was fine)", "type": "invalid_request_error"}}
+    body = {
+        "error": {
+            "message": "Rejected by our content policy (context length was fine)",
+            "type": "invalid_request_error",
+        }
+    }
     assert classify_http(400, {}, json.dumps(body), now=NOW).kind is Kind.CONTENT_FILTER
 
 
@@ -250,8 +260,15 @@ def test_an_openrouter_402_with_retry_after_is_a_rate_limit_and_without_is_auth(
     assert classify_http(402, {}, body, now=NOW).kind is Kind.AUTH
 
 
-@pytest.mark.parametrize("code", ["organization_spend_limit_exceeded", "project_spend_limit_exceeded",
-                                  "organization_usage_limit_exceeded", "credit_balance_exhausted"])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "organization_spend_limit_exceeded",
+        "project_spend_limit_exceeded",
+        "organization_usage_limit_exceeded",
+        "credit_balance_exhausted",
+    ],
+)
 def test_every_openai_billing_code_is_auth_even_on_a_429(code: str) -> None:
     body = {"error": {"message": "billing", "type": "insufficient_quota", "code": code}}
     assert classify_http(429, {}, json.dumps(body), now=NOW).kind is Kind.AUTH
@@ -263,14 +280,29 @@ def test_insufficient_quota_with_a_null_code_is_auth_by_its_type() -> None:
 
 
 def test_a_region_refusal_in_words_only_is_auth() -> None:
-    body = {"error": {"code": 400, "message": "User location is not supported for the API use.", "status": "INVALID_ARGUMENT"}}
+    body = {
+        "error": {
+            "code": 400,
+            "message": "User location is not supported for the API use.",
+            "status": "INVALID_ARGUMENT",
+        }
+    }
     assert classify_http(400, {}, json.dumps(body), now=NOW).kind is Kind.AUTH
 
 
 @pytest.mark.parametrize(
     ("status", "kind"),
-    [(409, Kind.TRANSIENT), (418, Kind.INVALID_REQUEST), (422, Kind.INVALID_REQUEST), (498, Kind.TRANSIENT),
-     (502, Kind.TRANSIENT), (529, Kind.TRANSIENT), (599, Kind.TRANSIENT), (408, Kind.TIMEOUT), (413, Kind.CONTEXT_LENGTH)],
+    [
+        (409, Kind.TRANSIENT),
+        (418, Kind.INVALID_REQUEST),
+        (422, Kind.INVALID_REQUEST),
+        (498, Kind.TRANSIENT),
+        (502, Kind.TRANSIENT),
+        (529, Kind.TRANSIENT),
+        (599, Kind.TRANSIENT),
+        (408, Kind.TIMEOUT),
+        (413, Kind.CONTEXT_LENGTH),
+    ],
 )
 def test_each_bare_status_has_its_kind(status: int, kind: Kind) -> None:
     assert classify_http(status, {}, b"{}", now=NOW).kind is kind
@@ -317,21 +349,29 @@ def test_an_error_object_given_a_status_is_classified_by_that_status() -> None:
 
 
 def test_an_anthropic_refusal_delta_keeps_the_explanation_as_reason() -> None:
-    delta = {"type": "message_delta", "delta": {"stop_reason": "refusal",
-             "stop_details": {"type": "refusal", "explanation": "declined for cyber harm"}}}
+    delta = {
+        "type": "message_delta",
+        "delta": {
+            "stop_reason": "refusal",
+            "stop_details": {"type": "refusal", "explanation": "declined for cyber harm"},
+        },
+    }
     error = classify_error_object(delta, now=NOW)
     assert error.kind is Kind.CONTENT_FILTER
     assert error.reason == "stop_reason refusal: declined for cyber harm"
 
 
-@pytest.mark.parametrize("reason", ["content_filter", "refusal", "SAFETY", "RECITATION", "PROHIBITED_CONTENT",
-                                    "BLOCKLIST", "SPII", "IMAGE_SAFETY"])
+@pytest.mark.parametrize(
+    "reason",
+    ["content_filter", "refusal", "SAFETY", "RECITATION", "PROHIBITED_CONTENT", "BLOCKLIST", "SPII", "IMAGE_SAFETY"],
+)
 def test_a_safety_finish_reason_is_a_content_filter(reason: str) -> None:
     assert finish_reason_kind(reason) is Kind.CONTENT_FILTER
 
 
-@pytest.mark.parametrize("reason", [None, "", "stop", "length", "end_turn", "STOP", "MAX_TOKENS", "tool_calls",
-                                    "tool_use", "max_tokens"])
+@pytest.mark.parametrize(
+    "reason", [None, "", "stop", "length", "end_turn", "STOP", "MAX_TOKENS", "tool_calls", "tool_use", "max_tokens"]
+)
 def test_a_normal_finish_reason_has_no_kind(reason: str | None) -> None:
     assert finish_reason_kind(reason) is None
 
@@ -387,8 +427,10 @@ def test_openai_reset_durations_are_go_durations_and_the_latest_wins() -> None:
 
 
 def test_anthropic_reset_timestamps_are_rfc_3339() -> None:
-    headers = {"anthropic-ratelimit-requests-reset": "2025-08-21T12:40:59Z",
-               "anthropic-ratelimit-tokens-reset": "2025-08-21T12:41:17+00:00"}
+    headers = {
+        "anthropic-ratelimit-requests-reset": "2025-08-21T12:40:59Z",
+        "anthropic-ratelimit-tokens-reset": "2025-08-21T12:41:17+00:00",
+    }
     assert reset_at(headers, now=NOW) == pytest.approx(NOW + 77)
 
 
@@ -406,12 +448,21 @@ def test_a_connect_timeout_is_a_timeout() -> None:
 
 
 def test_asyncio_and_builtin_timeouts_are_timeouts() -> None:
-    assert classify_exception(asyncio.TimeoutError()).kind is Kind.TIMEOUT
+    assert classify_exception(TimeoutError()).kind is Kind.TIMEOUT
     assert classify_exception(TimeoutError("slow")).kind is Kind.TIMEOUT
 
 
-@pytest.mark.parametrize("exc_type", [httpx.ConnectError, httpx.ReadError, httpx.WriteError,
-                                      httpx.RemoteProtocolError, httpx.NetworkError, httpx.ProxyError])
+@pytest.mark.parametrize(
+    "exc_type",
+    [
+        httpx.ConnectError,
+        httpx.ReadError,
+        httpx.WriteError,
+        httpx.RemoteProtocolError,
+        httpx.NetworkError,
+        httpx.ProxyError,
+    ],
+)
 def test_a_transport_failure_is_transient(exc_type: type[httpx.TransportError]) -> None:
     error = classify_exception(exc_type("connection reset"), model="gpt")
     assert error.kind is Kind.TRANSIENT

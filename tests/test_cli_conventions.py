@@ -74,7 +74,12 @@ def test_a_prompt_after_double_dash_is_never_taken_for_an_option():
     argv = ["run", "--no-stream", "--", "--debug"]
     assert hoist_global_options(argv, {"run"}) == argv
     assert hoist_global_options(["run", "x", "--db", "f.db", "--debug"], {"run"}) == [
-        "--db", "f.db", "--debug", "run", "x"]
+        "--db",
+        "f.db",
+        "--debug",
+        "run",
+        "x",
+    ]
     assert hoist_global_options(["--config", "run", "run", "x"], {"run"}) == ["--config", "run", "run", "x"]
 
 
@@ -91,8 +96,9 @@ def test_shell_completion_is_on_and_completes_command_names(tmp_path: Path):
 
 def test_install_completion_writes_the_bash_script(tmp_path: Path):
     env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
-    done = subprocess.run([LLMFAIL, "--install-completion", "bash"], env=env,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [LLMFAIL, "--install-completion", "bash"], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert "_LLMFAIL_COMPLETE" in (tmp_path / ".bash_completions" / "llmfail.sh").read_text()
 
@@ -100,12 +106,15 @@ def test_install_completion_writes_the_bash_script(tmp_path: Path):
 # --------------------------------------------------------------------------- 18: one error style
 
 
-@pytest.mark.parametrize("args, message", [
-    (["run", "hi", "--max-tokens", "0"], "llmfail: error: invalid value for '--max-tokens'"),
-    (["chains", "--nope"], "llmfail: error: no such option: --nope"),
-    (["bench"], "llmfail: error: missing argument 'MODEL'"),
-    (["nosuchcommand"], "llmfail: error: no such command 'nosuchcommand'"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "hi", "--max-tokens", "0"], "llmfail: error: invalid value for '--max-tokens'"),
+        (["chains", "--nope"], "llmfail: error: no such option: --nope"),
+        (["bench"], "llmfail: error: missing argument 'MODEL'"),
+        (["nosuchcommand"], "llmfail: error: no such command 'nosuchcommand'"),
+    ],
+)
 def test_clicks_usage_errors_read_like_ours_with_a_hint_and_exit_2(args: list[str], message: str):
     result = cli(*args)
     assert result.exit_code == 2
@@ -120,10 +129,19 @@ def test_no_arguments_still_prints_the_help():
     assert result.exit_code == 2 and "Commands:" in result.output
 
 
-@pytest.mark.parametrize("seconds, text", [
-    (30 * 86400, "30d"), (86400 + 4 * 3600, "1d4h"), (7200, "2h"), (3900, "1h5m"), (600, "10m"), (90, "1m30s"),
-    (5, "5s"), (0.25, "250ms"),
-])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (30 * 86400, "30d"),
+        (86400 + 4 * 3600, "1d4h"),
+        (7200, "2h"),
+        (3900, "1h5m"),
+        (600, "10m"),
+        (90, "1m30s"),
+        (5, "5s"),
+        (0.25, "250ms"),
+    ],
+)
 def test_durations_leave_out_a_zero_second_unit(seconds: float, text: str):
     assert format_duration(seconds) == text
 
@@ -181,8 +199,9 @@ def test_every_option_has_help_text_and_every_command_an_example(command: str):
     from typer.main import get_command
 
     click_command = get_command(app).commands[command]  # type: ignore[attr-defined]
-    missing = [p.name for p in click_command.params if getattr(p, "help", None) in (None, "")
-               and p.param_type_name == "option"]
+    missing = [
+        p.name for p in click_command.params if getattr(p, "help", None) in (None, "") and p.param_type_name == "option"
+    ]
     assert missing == []
     text = cli(command, "--help").stdout
     assert "Examples:" in text and f"llmfail {command}" in text.split("Examples:")[1]
@@ -193,8 +212,14 @@ def test_check_json_reports_a_good_config(tmp_path: Path):
     result = cli("check", "--json")
     assert result.exit_code == 0
     out = json.loads(result.stdout)
-    assert out == {"config": "chains.yaml", "ok": True, "chains": 1, "entries": 1, "problems": [], "warnings": [
-        {"where": "chains.yaml:2:7", "message": out["warnings"][0]["message"]}]}
+    assert out == {
+        "config": "chains.yaml",
+        "ok": True,
+        "chains": 1,
+        "entries": 1,
+        "problems": [],
+        "warnings": [{"where": "chains.yaml:2:7", "message": out["warnings"][0]["message"]}],
+    }
     assert "every entry is on provider mock" in out["warnings"][0]["message"]
 
 

@@ -61,8 +61,9 @@ def open_db() -> SqliteStore:
 
 
 def cli_process(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "llmfail.cli", *args], capture_output=True, text=True,
-                          timeout=60, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-m", "llmfail.cli", *args], capture_output=True, text=True, timeout=60, **kwargs
+    )  # type: ignore[call-overload]
 
 
 # --------------------------------------------------------------------------- bench
@@ -76,8 +77,13 @@ def test_bench_json_prints_the_bench_row_in_the_documented_shape(tmp_path: Path)
     assert ISO_UTC.match(row["until"])
     assert 595 <= row["remaining_s"] <= 600
     assert row | {"until": None, "remaining_s": None} == {
-        "model": "openai/gpt-4o", "until": None, "remaining_s": None, "manual": True,
-        "reason": "bad deploy", "kind": "manual", "bench_count": 1,
+        "model": "openai/gpt-4o",
+        "until": None,
+        "remaining_s": None,
+        "manual": True,
+        "reason": "bad deploy",
+        "kind": "manual",
+        "bench_count": 1,
     }
 
 
@@ -91,8 +97,9 @@ def test_bench_without_any_config_uses_the_built_in_cooldown_and_warns_the_name_
     result = cli("bench", "opneai/gpt-4o", "--json")
     assert result.exit_code == 0
     assert 29 <= json.loads(result.stdout)["remaining_s"] <= 30
-    assert result.stderr.strip() == ("llmfail: warning: no config file found, so opneai/gpt-4o cannot be checked "
-                                     "against any chain: benched anyway")
+    assert result.stderr.strip() == (
+        "llmfail: warning: no config file found, so opneai/gpt-4o cannot be checked against any chain: benched anyway"
+    )
 
 
 def test_bench_writes_a_benched_event_with_the_reason_and_the_os_user():
@@ -101,8 +108,12 @@ def test_bench_writes_a_benched_event_with_the_reason_and_the_os_user():
     (event,) = open_db().events(types=[ev.BENCHED])
     assert event.model == "openai/gpt-4o" and event.kind == "manual" and event.detail == "provider incident"
     assert event.benched_until is not None and before + 299 <= event.benched_until <= time.time() + 300
-    assert event.data == {"user": getpass.getuser(), "host": socket.gethostname(), "reason": "provider incident",
-                          "manual": True}
+    assert event.data == {
+        "user": getpass.getuser(),
+        "host": socket.gethostname(),
+        "reason": "provider incident",
+        "manual": True,
+    }
 
 
 def test_benching_a_model_no_chain_contains_warns_and_still_benches(tmp_path: Path):
@@ -202,8 +213,13 @@ def test_ls_benched_lists_running_benches_soonest_first_and_never_an_expired_one
     assert [r["model"] for r in rows] == ["b/soon", "a/late"]
     assert all(list(r) == BENCH_ROW_KEYS and ISO_UTC.match(r["until"]) for r in rows)
     assert rows[0] | {"until": None, "remaining_s": None} == {
-        "model": "b/soon", "until": None, "remaining_s": None, "manual": False, "reason": "slow down",
-        "kind": "rate_limited", "bench_count": 1,
+        "model": "b/soon",
+        "until": None,
+        "remaining_s": None,
+        "manual": False,
+        "reason": "slow down",
+        "kind": "rate_limited",
+        "bench_count": 1,
     }
     assert 55 <= rows[0]["remaining_s"] <= 60 and 895 <= rows[1]["remaining_s"] <= 900
 
@@ -214,8 +230,10 @@ def test_ls_benched_for_people_shows_remaining_time_who_benched_and_why():
     store.bench("a/late", now=now, until=now + 252.5, manual=True, reason="maintenance", kind=None)
     store.record_failure("b/soon", now=now, kind="rate_limited", status=429, bench_for=60)
     out = cli("ls-benched").stdout
-    late, soon = next(line for line in out.splitlines() if "a/late" in line), next(
-        line for line in out.splitlines() if "b/soon" in line)
+    late, soon = (
+        next(line for line in out.splitlines() if "a/late" in line),
+        next(line for line in out.splitlines() if "b/soon" in line),
+    )
     assert out.index("b/soon") < out.index("a/late")
     assert re.search(r"\b4m1[12]s\b", late) and "manual" in late and "maintenance" in late
     assert re.search(r"\b(59|60)s\b", soon) and "auto" in soon and "rate_limited" in soon
@@ -256,13 +274,21 @@ def test_chains_json_maps_each_chain_to_its_flattened_entries_with_the_state_the
     assert result.exit_code == 0
     out = json.loads(result.stdout)
     assert {name: [e["model"] for e in entries] for name, entries in out.items()} == {
-        "prod": ["a/m1", "b/m2", "a/m3"], "backup": ["b/m2", "a/m3"]}
+        "prod": ["a/m1", "b/m2", "a/m3"],
+        "backup": ["b/m2", "a/m3"],
+    }
     benched = out["backup"][0]
     assert set(benched) == {"model", "state", "until", "remaining_s", "reason", "credentials_benched"}
     assert benched["state"] == "manual" and benched["reason"] == "bad deploy" and 590 < benched["remaining_s"] <= 600
     assert ISO_UTC.match(benched["until"])
-    assert out["backup"][1] == {"model": "a/m3", "state": "healthy", "until": None, "remaining_s": None,
-                                "reason": None, "credentials_benched": []}
+    assert out["backup"][1] == {
+        "model": "a/m3",
+        "state": "healthy",
+        "until": None,
+        "remaining_s": None,
+        "reason": None,
+        "credentials_benched": [],
+    }
 
 
 def test_chains_for_people_marks_the_entries_benched_now(tmp_path: Path):
@@ -275,7 +301,9 @@ def test_chains_for_people_marks_the_entries_benched_now(tmp_path: Path):
 
 
 def test_chains_shows_half_open_entries_and_entries_whose_every_credential_is_benched(tmp_path: Path):
-    write_config(tmp_path, """
+    write_config(
+        tmp_path,
+        """
         providers:
           a: {type: openai, base_url: "http://127.0.0.1:9/a/v1"}
           b: {type: openai, base_url: "http://127.0.0.1:9/b/v1"}
@@ -284,7 +312,8 @@ def test_chains_shows_half_open_entries_and_entries_whose_every_credential_is_be
             - a/m1
             - {model: b/m2, credentials: [{api_key_env: K1}, {api_key_env: K2}]}
             - {model: b/m3, credentials: [{api_key_env: K1}, {api_key_env: K2}]}
-        """)
+        """,
+    )
     now = time.time()
     store = open_db()
     store.record_failure("a/m1", now=now - 120, kind="timeout", status=None, bench_for=30)  # ended: half-open
@@ -307,12 +336,15 @@ def test_bench_for_people_says_what_was_benched_until_when():
 
 
 def test_check_accepts_a_good_config_with_exit_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    path = write_config(tmp_path, """
+    path = write_config(
+        tmp_path,
+        """
         providers:
           a: {type: openai, base_url: "http://127.0.0.1:9/v1", api_key_env: A_KEY}
         chains:
           prod: [a/m1, mock/echo]
-        """)
+        """,
+    )
     monkeypatch.setenv("A_KEY", "k")
     result = cli("check", str(path))
     assert result.exit_code == 0
@@ -320,12 +352,15 @@ def test_check_accepts_a_good_config_with_exit_0(tmp_path: Path, monkeypatch: py
 
 
 def test_check_reports_every_problem_with_file_line_and_column_and_exits_2(tmp_path: Path):
-    path = write_config(tmp_path, """
+    path = write_config(
+        tmp_path,
+        """
         defaults:
           cooldwn: 30s
         chains:
           prod: [nope/m1]
-        """)
+        """,
+    )
     result = cli("--config", str(path), "check")
     assert result.exit_code == 2
     problems = result.stdout.splitlines()
@@ -337,7 +372,9 @@ def test_check_reports_every_problem_with_file_line_and_column_and_exits_2(tmp_p
 
 
 def test_check_warns_about_suspicious_setups_but_exits_0(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    path = write_config(tmp_path, """
+    path = write_config(
+        tmp_path,
+        """
         defaults: {attempts: 3, timeout: 30s, deadline: 1m}
         providers:
           a: {type: openai, base_url: "http://127.0.0.1:9/v1", api_key_env: A_KEY}
@@ -348,15 +385,18 @@ def test_check_warns_about_suspicious_setups_but_exits_0(tmp_path: Path, monkeyp
             - b/m3
             - {model: a/m1, timeout: 5s}
             - {model: b/m4, timeout: 25s}
-        """)
+        """,
+    )
     monkeypatch.setenv("A_KEY", "k")
     monkeypatch.delenv("B_KEY", raising=False)
     result = cli("check", str(path))
     assert result.exit_code == 0
     warnings = [line for line in result.stdout.splitlines() if "warning:" in line]
     assert any(w.startswith(f"{path}:6:12: warning: chain 'single': every entry is on provider a") for w in warnings)
-    assert f"{path}: warning: defaults (used by a/m1, a/m2, b/m3): attempts × timeout = 3 × 30s = 1m30s, " \
-           "longer than the deadline of 1m" in result.stdout
+    assert (
+        f"{path}: warning: defaults (used by a/m1, a/m2, b/m3): attempts × timeout = 3 × 30s = 1m30s, "
+        "longer than the deadline of 1m" in result.stdout
+    )
     assert any(w.startswith(f"{path}:10:7: warning: b/m4: attempts × timeout = 3 × 25s = 1m15s") for w in warnings)
     assert any(w.endswith("warning: $B_KEY is not set (the key of b/m3, b/m4)") for w in warnings)
     assert not any("A_KEY" in w or "chain 'mixed'" in w for w in warnings)
@@ -368,12 +408,14 @@ def test_check_warns_about_suspicious_setups_but_exits_0(tmp_path: Path, monkeyp
 
 def seed_events(now: float) -> None:
     store = open_db()
-    store.append([
-        Event(type=ev.ATTEMPT_FAILED, ts=now - 7200, chain="prod", model="a/m1", kind="transient", status=503),
-        Event(type=ev.FAILOVER, ts=now - 60, chain="prod", model="a/m1", next_model="b/m2", kind="transient"),
-        Event(type=ev.REQUEST, ts=now - 59, chain="prod", model="b/m2", latency_ms=812.0, data={"ok": True}),
-        Event(type=ev.BENCHED, ts=now - 30, chain="other", model="c/m3", kind="timeout", benched_until=now + 30),
-    ])
+    store.append(
+        [
+            Event(type=ev.ATTEMPT_FAILED, ts=now - 7200, chain="prod", model="a/m1", kind="transient", status=503),
+            Event(type=ev.FAILOVER, ts=now - 60, chain="prod", model="a/m1", next_model="b/m2", kind="transient"),
+            Event(type=ev.REQUEST, ts=now - 59, chain="prod", model="b/m2", latency_ms=812.0, data={"ok": True}),
+            Event(type=ev.BENCHED, ts=now - 30, chain="other", model="c/m3", kind="timeout", benched_until=now + 30),
+        ]
+    )
     store.close()
 
 
@@ -390,8 +432,22 @@ def test_events_json_prints_one_event_row_per_line_oldest_first():
     assert [r["type"] for r in rows] == ["attempt_failed", "failover", "request", "benched"]
     expected = open_db().events()
     assert rows == [e.to_json() for e in expected]
-    assert list(rows[0]) == ["id", "type", "ts", "request_id", "chain", "model", "kind", "status", "attempt",
-                             "benched_until", "next_model", "latency_ms", "detail", "data"]
+    assert list(rows[0]) == [
+        "id",
+        "type",
+        "ts",
+        "request_id",
+        "chain",
+        "model",
+        "kind",
+        "status",
+        "attempt",
+        "benched_until",
+        "next_model",
+        "latency_ms",
+        "detail",
+        "data",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -484,8 +540,13 @@ WRITER = textwrap.dedent(
 
 
 def start_follower(*args: str) -> tuple[subprocess.Popen[str], LineReader]:
-    proc = subprocess.Popen([sys.executable, "-m", "llmfail.cli", "events", "--follow", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmfail.cli", "events", "--follow", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        bufsize=1,
+    )
     return proc, LineReader(proc.stdout)  # type: ignore[arg-type]
 
 
@@ -510,8 +571,13 @@ def test_events_follow_shows_a_row_written_by_another_process_within_1s():
         assert json.loads(seed)["model"] == "seed/m"
         latencies = []
         for n in range(3):
-            writer = subprocess.run([sys.executable, "-c", WRITER, str(db_path()), f"w/m{n}"],
-                                    capture_output=True, text=True, timeout=30, check=True)
+            writer = subprocess.run(
+                [sys.executable, "-c", WRITER, str(db_path()), f"w/m{n}"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=True,
+            )
             committed = float(writer.stdout)
             seen, line = reader.next(timeout=5)
             row = json.loads(line)
@@ -601,4 +667,3 @@ def test_following_queries_the_log_only_after_another_connection_committed(tmp_p
         next(batches)
     assert polls == [0.2] * 6
     assert len(reads) == 2  # the first look, and one after the write: idle polls read nothing
-

@@ -92,8 +92,9 @@ def test_benching_a_typo_offers_the_nearest_configured_model(tmp_path: Path):
     write_config(tmp_path)
     result = cli("bench", "opneai/gpt-4o", "--for", "1m")
     assert result.exit_code == 0
-    assert "no chain in chains.yaml contains opneai/gpt-4o (did you mean openai/gpt-4o?): benched anyway" \
-        in result.stderr
+    assert (
+        "no chain in chains.yaml contains opneai/gpt-4o (did you mean openai/gpt-4o?): benched anyway" in result.stderr
+    )
 
 
 @pytest.mark.parametrize("key", ["openai/gpt-4o#abc", "openai/gpt-4o#", "openai/gpt-4o#-1", "openai/gpt-4o#01"])
@@ -118,8 +119,9 @@ def test_a_credential_key_the_config_does_not_have_is_exit_2_naming_the_ones_it_
 # --------------------------------------------------------------------------- 15: which config, which store
 
 
-def test_info_names_the_config_and_how_it_was_found_the_store_and_the_keys_set(tmp_path: Path,
-                                                                              monkeypatch: pytest.MonkeyPatch):
+def test_info_names_the_config_and_how_it_was_found_the_store_and_the_keys_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     write_config(tmp_path)
     monkeypatch.setenv("A_KEY", "sk-not-to-be-printed")
     cli("bench", "a/m3", "--for", "1m")
@@ -140,8 +142,14 @@ def test_info_names_the_config_and_how_it_was_found_the_store_and_the_keys_set(t
 def test_info_redacts_a_store_urls_password(tmp_path: Path):
     result = cli("--db", "redis://ops:hunter2@cache.internal:6379/0", "info", "--json")
     store = json.loads(result.stdout)["store"]
-    assert store == {"url": "redis://ops:***@cache.internal:6379/0", "kind": "redis", "source": "--db",
-                     "namespace": None, "exists": None, "size_bytes": None}
+    assert store == {
+        "url": "redis://ops:***@cache.internal:6379/0",
+        "kind": "redis",
+        "source": "--db",
+        "namespace": None,
+        "exists": None,
+        "size_bytes": None,
+    }
     assert "hunter2" not in result.output
 
 

@@ -60,14 +60,26 @@ def test_quiet_hides_the_failover_trace(server, tmp_path):
 
 
 def test_run_json_has_exactly_the_documented_shape(server, tmp_path):
-    server.expect_request("/a/v1/chat/completions").respond_with_handler(Calls(openai_error(429, headers={"retry-after": "600"})))
+    server.expect_request("/a/v1/chat/completions").respond_with_handler(
+        Calls(openai_error(429, headers={"retry-after": "600"}))
+    )
     server.expect_request("/b/v1/chat/completions").respond_with_handler(Calls(ok("json answer")))
     config = write_config(tmp_path, server)
     result = runner.invoke(app, ["--config", str(config), "run", "hi", "--chain", "main", "--json"])
     assert result.exit_code == 0
     out = json.loads(result.stdout)
-    assert set(out) == {"ok", "chain", "model", "text", "failovers", "latency_ms", "usage", "attempts", "error",
-                        "warnings"}
+    assert set(out) == {
+        "ok",
+        "chain",
+        "model",
+        "text",
+        "failovers",
+        "latency_ms",
+        "usage",
+        "attempts",
+        "error",
+        "warnings",
+    }
     assert out["ok"] is True and out["model"] == "b/m2" and out["text"] == "json answer"
     assert out["failovers"] == 1 and out["error"] is None
     assert out["usage"] == {"input_tokens": 3, "output_tokens": 2}
@@ -183,8 +195,13 @@ def test_a_key_echoed_back_by_the_provider_appears_in_no_output_event_or_db_byte
     env = {"A_KEY": key, "B_KEY": key, "LLMFAIL_DB": str(db), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     outputs = []
     for args in (["run", "hi", "--json"], ["run", "hi"], ["--debug", "run", "hi", "--no-stream"]):
-        proc = subprocess.run([sys.executable, "-m", "llmfail.cli", "--config", str(config), *args],
-                              capture_output=True, text=True, env=env, timeout=60)
+        proc = subprocess.run(
+            [sys.executable, "-m", "llmfail.cli", "--config", str(config), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
         assert proc.returncode == 1
         outputs += [proc.stdout, proc.stderr]
     assert any("Incorrect API key provided" in text for text in outputs)  # the message itself is kept

@@ -36,15 +36,24 @@ def write_config(tmp_path: Path) -> Path:
 
 def llmfail(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    return subprocess.run([sys.executable, "-m", "llmfail.cli", *args], capture_output=True, text=True, timeout=60,
-                          env=env, check=False, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(
+        [sys.executable, "-m", "llmfail.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+        **kwargs,
+    )  # type: ignore[call-overload]
 
 
 def test_through_a_pipe_the_tables_are_never_cut_to_80_columns(tmp_path: Path):
     write_config(tmp_path)
     scenario = tmp_path / "s.yaml"
-    scenario.write_text(f'rate: 1/s\nduration: 2m\nphases:\n  - {{at: 0m, name: outage, faults: ["{LONG}:503=0.5", '
-                        f'"{LONG}:429=0.2"]}}\n')
+    scenario.write_text(
+        f'rate: 1/s\nduration: 2m\nphases:\n  - {{at: 0m, name: outage, faults: ["{LONG}:503=0.5", '
+        f'"{LONG}:429=0.2"]}}\n'
+    )
     done = llmfail("simulate", "--chain", "c", "--scenario", str(scenario), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "…" not in done.stdout
@@ -60,8 +69,9 @@ def test_with_db_the_simulated_timeline_ends_at_the_wall_clock(tmp_path: Path):
     write_config(tmp_path)
     db = tmp_path / "sim.db"
     before = time.time()
-    done = llmfail("--db", str(db), "simulate", "--chain", "c", "--fail-rate", "503", "--requests", "200",
-                   "--json", cwd=tmp_path)
+    done = llmfail(
+        "--db", str(db), "simulate", "--chain", "c", "--fail-rate", "503", "--requests", "200", "--json", cwd=tmp_path
+    )
     after = time.time()
     assert done.returncode == 0, done.stderr
     store = SqliteStore(str(db))
@@ -80,8 +90,7 @@ def test_with_db_the_simulated_timeline_ends_at_the_wall_clock(tmp_path: Path):
 
 def test_a_fail_rate_for_a_mock_entry_replaces_its_own_fail_and_says_so(tmp_path: Path):
     write_config(tmp_path)
-    done = llmfail("simulate", "--chain", "m", "--fail-rate", "flaky/m1:429", "--requests", "5", "--json",
-                   cwd=tmp_path)
+    done = llmfail("simulate", "--chain", "m", "--fail-rate", "flaky/m1:429", "--requests", "5", "--json", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "warning: --fail-rate replaces flaky/m1's own `fail: 503`" in done.stderr
     assert set(json.loads(done.stdout)["models"]["flaky/m1"]["errors"]) == {"rate_limited"}
@@ -94,17 +103,34 @@ def test_a_junit_path_in_a_missing_folder_fails_before_simulating(tmp_path: Path
     began = time.monotonic()
     done = llmfail("simulate", "--chain", "c", "--requests", "1000000", "--junit", "missing-dir/x.xml", cwd=tmp_path)
     assert done.returncode == 2 and time.monotonic() - began < 20
-    assert done.stderr.splitlines()[0] == ("llmfail: error: --junit missing-dir/x.xml: "
-                                           "the folder missing-dir does not exist")
+    assert done.stderr.splitlines()[0] == (
+        "llmfail: error: --junit missing-dir/x.xml: the folder missing-dir does not exist"
+    )
     assert done.stdout == ""
 
 
 def test_ctrl_c_prints_the_partial_report_and_exits_130(tmp_path: Path):
     write_config(tmp_path)
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-    proc = subprocess.Popen([sys.executable, "-m", "llmfail.cli", "simulate", "--chain", "c", "--fail-rate", "503=0.5",
-                             "--requests", "100000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=tmp_path, env=env)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "llmfail.cli",
+            "simulate",
+            "--chain",
+            "c",
+            "--fail-rate",
+            "503=0.5",
+            "--requests",
+            "100000000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     try:
         time.sleep(2.5)  # well into the simulation (start-up takes a fraction of that)
         proc.send_signal(signal.SIGINT)

@@ -15,8 +15,12 @@ from .test_streaming import CLI_WIRE, WORDS, cli_config, cli_env, route, stop
 def run_at_a_terminal(tmp_path: Path, config: Path) -> tuple[int, bytes, str]:
     """`llmfail run hi` with stdout on a pty; its exit code, what the terminal showed, and stderr."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "llmfail.cli", "run", "hi"], stdout=follower,
-                            stderr=subprocess.PIPE, env=cli_env(tmp_path, config))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmfail.cli", "run", "hi"],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env=cli_env(tmp_path, config),
+    )
     os.close(follower)
     try:
         _, err = proc.communicate(timeout=20)
@@ -53,10 +57,17 @@ def test_a_config_that_sets_mid_stream_error_keeps_the_error_at_a_terminal(serve
 
 
 def test_the_restart_default_is_only_for_a_terminal_a_pipe_gets_the_whole_answer_from_the_next_entry(
-        server: Any, tmp_path: Path):
+    server: Any, tmp_path: Path
+):
     route(server, CLI_WIRE, "p", CLI_WIRE.stream(WORDS, cut=True), CLI_WIRE.stream(WORDS, cut=True))
     route(server, CLI_WIRE, "s", CLI_WIRE.answer("the whole answer"))
     config = cli_config(tmp_path, server)
-    done = subprocess.run([sys.executable, "-m", "llmfail.cli", "run", "hi"], capture_output=True, text=True,
-                          env=cli_env(tmp_path, config), timeout=20, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "llmfail.cli", "run", "hi"],
+        capture_output=True,
+        text=True,
+        env=cli_env(tmp_path, config),
+        timeout=20,
+        check=False,
+    )
     assert done.returncode == 0 and done.stdout == "the whole answer\n"

@@ -524,14 +524,17 @@ def test_any_damaged_config_gives_a_config_or_a_config_error_never_a_traceback(e
 
 
 def test_a_policy_remembers_which_settings_the_file_gave_at_defaults_and_entry_level(tmp_path: Path) -> None:
-    config = load(tmp_path, """
+    config = load(
+        tmp_path,
+        """
         defaults: {attempts: 2, backoff: {base: 1s}}
         chains:
           prod:
             - mock/a
             - {model: mock/b, mid_stream: error, timeout: 5s}
           other: [{chain: prod}]
-        """)
+        """,
+    )
     assert config.policy.explicit == {"attempts", "backoff"}
     a, b = config.chain("prod").entries
     assert a.policy.explicit == {"attempts", "backoff"}
@@ -546,13 +549,16 @@ def test_explicit_is_provenance_not_behaviour_so_equal_settings_compare_equal(tm
 
 
 def test_defaulted_changes_only_the_settings_the_file_did_not_give(tmp_path: Path) -> None:
-    config = load(tmp_path, """
+    config = load(
+        tmp_path,
+        """
         chains:
           prod:
             - mock/a
             - {model: mock/b, mid_stream: error}
           other: [{chain: prod}, mock/c]
-        """)
+        """,
+    )
     restarting = config.defaulted(mid_stream="restart")
     assert [e.policy.mid_stream for e in restarting.chain("prod").entries] == ["restart", "error"]
     assert [e.policy.mid_stream for e in restarting.chain("other").entries] == ["restart", "error", "restart"]
@@ -582,26 +588,33 @@ def test_defaulted_refuses_unknown_settings_and_choices() -> None:
 
 
 def test_a_state_section_names_the_store_its_password_variable_and_namespace(tmp_path: Path) -> None:
-    config = load(tmp_path, """
+    config = load(
+        tmp_path,
+        """
         state:
           url: redis://10.0.0.5:6379/0
           password_env: REDIS_PASSWORD
           namespace: prod-eu.1
         chains: {x: [mock/a]}
-        """)
+        """,
+    )
     assert config.state == StateConfig("redis://10.0.0.5:6379/0", "REDIS_PASSWORD", "prod-eu.1")
-    assert load(tmp_path, "state: {url: /var/lib/llmfail/state.db}\nchains: {x: [mock/a]}\n").state == \
-        StateConfig("/var/lib/llmfail/state.db")
+    assert load(tmp_path, "state: {url: /var/lib/llmfail/state.db}\nchains: {x: [mock/a]}\n").state == StateConfig(
+        "/var/lib/llmfail/state.db"
+    )
     assert load(tmp_path, "chains: {x: [mock/a]}\n").state is None
     assert load(tmp_path, "state:\nchains: {x: [mock/a]}\n").state is None
 
 
 def test_a_password_in_the_state_url_is_refused_without_showing_it(tmp_path: Path) -> None:
-    error = rejection(tmp_path, """
+    error = rejection(
+        tmp_path,
+        """
         state:
           url: redis://:hunter2-secret@10.0.0.5:6379/0
         chains: {x: [mock/a]}
-        """)
+        """,
+    )
     [problem] = error.problems
     assert (problem.line, problem.column, problem.path) == (2, 8, "state.url")
     assert "password_env" in problem.message
@@ -610,13 +623,16 @@ def test_a_password_in_the_state_url_is_refused_without_showing_it(tmp_path: Pat
 
 
 def test_every_problem_of_a_state_section_is_reported(tmp_path: Path) -> None:
-    error = rejection(tmp_path, """
+    error = rejection(
+        tmp_path,
+        """
         state:
           password_env: not a name
           namespace: "prod eu"
           nmespace: x
         chains: {x: [mock/a]}
-        """)
+        """,
+    )
     found = {(p.line, p.path): p.message for p in error.problems}
     assert set(found) == {(2, "state"), (2, "state.password_env"), (3, "state.namespace"), (4, "state.nmespace")}
     assert "missing key 'url'" in found[(2, "state")]
@@ -629,20 +645,25 @@ def test_every_problem_of_a_state_section_is_reported(tmp_path: Path) -> None:
 
 
 def test_a_model_listed_twice_in_one_chain_is_an_error_located_at_the_second(tmp_path: Path) -> None:
-    error = rejection(tmp_path, """
+    error = rejection(
+        tmp_path,
+        """
         chains:
           prod:
             - openai/gpt-4o
             - mock/echo
             - {model: openai/gpt-4o, timeout: 5s}
-        """)
+        """,
+    )
     [problem] = error.problems
     assert (problem.line, problem.column, problem.path) == (5, 7, "chains.prod[2]")
     assert "'openai/gpt-4o' is already in chain 'prod' (entry 1, line 3)" in problem.message
 
 
 def test_a_nested_chain_that_repeats_a_model_is_an_error_at_the_nesting_item(tmp_path: Path) -> None:
-    error = rejection(tmp_path, """
+    error = rejection(
+        tmp_path,
+        """
         chains:
           backup: [mock/a, mock/b, mock/c]
           prod:
@@ -650,11 +671,14 @@ def test_a_nested_chain_that_repeats_a_model_is_an_error_at_the_nesting_item(tmp
             - mock/c
             - chain: backup
           fine: [mock/z, {chain: backup}]
-        """)
+        """,
+    )
     [problem] = error.problems
     assert (problem.line, problem.path) == (6, "chains.prod[2]")
-    assert "nested chain 'backup' repeats 'mock/b' and 1 more model(s), already in chain 'prod' (entry 1, line 4)" \
+    assert (
+        "nested chain 'backup' repeats 'mock/b' and 1 more model(s), already in chain 'prod' (entry 1, line 4)"
         in problem.message
+    )
 
 
 def test_the_same_model_in_two_chains_is_fine(tmp_path: Path) -> None:
@@ -728,8 +752,11 @@ def test_a_config_accepts_exactly_the_registered_provider_types(tmp_path: Path) 
 
 def test_the_examples_commented_state_section_is_valid_once_uncommented() -> None:
     text = (REPO / "chains.example.yaml").read_text(encoding="utf-8")
-    block = [line for line in text.splitlines() if line.startswith(("# state:", "#   url:", "#   password_env:",
-                                                                     "#   namespace:"))]
+    block = [
+        line
+        for line in text.splitlines()
+        if line.startswith(("# state:", "#   url:", "#   password_env:", "#   namespace:"))
+    ]
     assert len(block) == 4
     for line in block:
         text = text.replace(line, line.removeprefix("# "))

@@ -26,14 +26,60 @@ from llmfail.errors import ConfigError
 BASE = (Path(__file__).resolve().parents[1] / "chains.example.yaml").read_text(encoding="utf-8")
 
 #: Values of the wrong type, or junk, put where a value was.
-JUNK_VALUES = ["[1, 2]", "{a: 1}", "-5s", "0", "-1", "nan", ".inf", "1e999", "true", "null", "~", "''", '"\\x00"',
-               "9" * 40, "3 apples", "!!binary aGk=", "!!python/object:os.system ls", "*nowhere", "&anchor",
-               "|\n    multi", ">-", "@x", "`x`", "%TAG", "2h30m", "1d", "250ms", "${UNSET_VAR}", "${OK:-x", "\t"]
+JUNK_VALUES = [
+    "[1, 2]",
+    "{a: 1}",
+    "-5s",
+    "0",
+    "-1",
+    "nan",
+    ".inf",
+    "1e999",
+    "true",
+    "null",
+    "~",
+    "''",
+    '"\\x00"',
+    "9" * 40,
+    "3 apples",
+    "!!binary aGk=",
+    "!!python/object:os.system ls",
+    "*nowhere",
+    "&anchor",
+    "|\n    multi",
+    ">-",
+    "@x",
+    "`x`",
+    "%TAG",
+    "2h30m",
+    "1d",
+    "250ms",
+    "${UNSET_VAR}",
+    "${OK:-x",
+    "\t",
+]
 #: Characters dropped in at random places.
 JUNK_CHARS = list(":-[]{}&*!|>%@`\t\"'#,?\\\x00\x07\x1b\ufeff\u2028\u00e9\U0001f600\r") + ["\n", "  ", "<<: "]
 #: Keys that exist somewhere in the file, to mistype or duplicate.
-KEYS = ["attempts", "backoff", "cooldown", "timeout", "deadline", "providers", "chains", "model", "chain",
-        "credentials", "api_key_env", "base_url", "type", "fail", "daily_quota", "defaults", "headers"]
+KEYS = [
+    "attempts",
+    "backoff",
+    "cooldown",
+    "timeout",
+    "deadline",
+    "providers",
+    "chains",
+    "model",
+    "chain",
+    "credentials",
+    "api_key_env",
+    "base_url",
+    "type",
+    "fail",
+    "daily_quota",
+    "defaults",
+    "headers",
+]
 
 
 def _line_mutation(lines: list[str], rng: Random) -> list[str]:
@@ -115,10 +161,10 @@ def parse_timed(text: str, name: str) -> tuple[float, Config | ConfigError]:
     return time.perf_counter() - started, outcome
 
 
-@pytest.mark.parametrize("files", [pytest.param(600, id="600-files"),
-                                   pytest.param(5000, id="5000-files", marks=pytest.mark.slow)])
-def test_every_damaged_copy_of_the_example_is_a_config_or_a_located_config_error_in_under_a_second(
-        files: int) -> None:
+@pytest.mark.parametrize(
+    "files", [pytest.param(600, id="600-files"), pytest.param(5000, id="5000-files", marks=pytest.mark.slow)]
+)
+def test_every_damaged_copy_of_the_example_is_a_config_or_a_located_config_error_in_under_a_second(files: int) -> None:
     rng = Random(10)
     outcomes: Counter[str] = Counter()
     slowest = 0.0
@@ -131,8 +177,10 @@ def test_every_damaged_copy_of_the_example_is_a_config_or_a_located_config_error
         outcomes[type(outcome).__name__] += 1
     assert slowest < 1.0
     assert outcomes["ConfigError"] > files // 2 and outcomes["Config"] > 0  # the mutations bite, and not always
-    print(f"\n{files} mutated files: {outcomes['ConfigError']} rejected with located problems, "
-          f"{outcomes['Config']} still valid, 0 tracebacks, slowest {slowest * 1000:.0f} ms")
+    print(
+        f"\n{files} mutated files: {outcomes['ConfigError']} rejected with located problems, "
+        f"{outcomes['Config']} still valid, 0 tracebacks, slowest {slowest * 1000:.0f} ms"
+    )
 
 
 def alias_bomb(depth: int = 9, width: int = 9) -> str:
@@ -165,12 +213,15 @@ HOSTILE = {
     "ten-megabytes": BASE + "\n# " + ("x" * 99 + "\n# ") * 100_000,
     "ten-megabytes-of-entries": BASE.replace("  demo:", "  huge: [" + ", ".join(["mock/m"] * 1_100_000) + "]\n  demo:"),
     "duplicate-keys": BASE.replace("  cooldown: 30s", "  cooldown: 30s\n  cooldown: 1m").replace(
-        "  demo:", "  cheap: [mock/a]\n  demo:"),
+        "  demo:", "  cheap: [mock/a]\n  demo:"
+    ),
     "duplicate-top-level": BASE + "\nchains:\n  other: [mock/a]\n",
     "tab-indentation": BASE.replace("\n  attempts: 3", "\n\tattempts: 3"),
     "tab-after-value": BASE.replace("cooldown: 30s", "cooldown:\t30s\t\t"),
-    "wrong-types": BASE.replace("attempts: 3 ", "attempts: three ").replace("cooldown: 30s", "cooldown: [30s]")
-    .replace("type: mock", "type: {mock: 1}").replace("daily_quota: 5000", "daily_quota: -5"),
+    "wrong-types": BASE.replace("attempts: 3 ", "attempts: three ")
+    .replace("cooldown: 30s", "cooldown: [30s]")
+    .replace("type: mock", "type: {mock: 1}")
+    .replace("daily_quota: 5000", "daily_quota: -5"),
     "not-a-mapping": "- just\n- a list\n",
     "nul-byte": BASE.replace("demo:", "de\x00mo:"),
 }
@@ -201,8 +252,9 @@ def test_nested_chains_that_multiply_are_refused_at_the_item_that_overflows() ->
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "llmfail.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "llmfail.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=60
+    )
 
 
 def test_rejected_files_exit_2_through_the_real_cli_with_located_problems_and_no_traceback(tmp_path: Path) -> None:
@@ -212,9 +264,20 @@ def test_rejected_files_exit_2_through_the_real_cli_with_located_problems_and_no
         text = mutate(BASE, rng)
         if isinstance(parse_timed(text, "x")[1], ConfigError):
             files[f"mutated-{len(files)}.yaml"] = text
-    files.update({f"{name}.yaml": HOSTILE[name] for name in
-                  ("alias-bomb", "nested-chain-bomb", "ten-megabytes", "duplicate-keys", "tab-indentation",
-                   "wrong-types", "deep-flow-nesting")})
+    files.update(
+        {
+            f"{name}.yaml": HOSTILE[name]
+            for name in (
+                "alias-bomb",
+                "nested-chain-bomb",
+                "ten-megabytes",
+                "duplicate-keys",
+                "tab-indentation",
+                "wrong-types",
+                "deep-flow-nesting",
+            )
+        }
+    )
     for number, (name, text) in enumerate(files.items()):
         path = tmp_path / name
         path.write_text(text, encoding="utf-8")

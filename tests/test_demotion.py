@@ -62,11 +62,13 @@ def models(server: HTTPServer, clock: FakeClock) -> tuple[Model, Model]:
 
 def ask(engine: Engine, n: int = 1) -> list[str]:
     """`n` requests one after another; the models that answered them."""
+
     async def go() -> list[str]:
         try:
             return [(await engine.complete("main", "hi")).model for _ in range(n)]
         finally:
             await engine.aclose()
+
     return asyncio.run(go())
 
 
@@ -75,8 +77,8 @@ def speed_events(store: SqliteStore) -> list[tuple[str, str | None]]:
 
 
 def test_a_slow_primary_is_demoted_after_the_secondary_and_restored_once_fast_again(
-        make_engine: Callable[..., Engine], models: tuple[Model, Model], clock: FakeClock,
-        store: SqliteStore) -> None:
+    make_engine: Callable[..., Engine], models: tuple[Model, Model], clock: FakeClock, store: SqliteStore
+) -> None:
     a, b = models
     engine = make_engine(CHAIN % {"extra": ""})
     # Three slow answers (2 s to the first token, threshold 1 s): a majority of the rolling window.
@@ -106,7 +108,8 @@ def test_a_slow_primary_is_demoted_after_the_secondary_and_restored_once_fast_ag
 
 
 def test_a_demoted_entry_still_answers_when_the_fast_ones_fail(
-        make_engine: Callable[..., Engine], models: tuple[Model, Model], store: SqliteStore) -> None:
+    make_engine: Callable[..., Engine], models: tuple[Model, Model], store: SqliteStore
+) -> None:
     a, b = models
     engine = make_engine(CHAIN % {"extra": ""})
     ask(engine, SPEED_MIN_SAMPLES)
@@ -115,8 +118,9 @@ def test_a_demoted_entry_still_answers_when_the_fast_ones_fail(
     assert [e.model for e in store.events(types=[ev.FAILOVER])] == ["b/secondary"]
 
 
-def test_one_slow_answer_never_demotes(make_engine: Callable[..., Engine], models: tuple[Model, Model],
-                                       store: SqliteStore) -> None:
+def test_one_slow_answer_never_demotes(
+    make_engine: Callable[..., Engine], models: tuple[Model, Model], store: SqliteStore
+) -> None:
     a, b = models
     engine = make_engine(CHAIN % {"extra": ""})
     a.seconds = 0.2
@@ -128,15 +132,17 @@ def test_one_slow_answer_never_demotes(make_engine: Callable[..., Engine], model
     assert speed_events(store) == [] and a.calls == 7
 
 
-def test_on_slow_ignore_keeps_chain_order(make_engine: Callable[..., Engine], models: tuple[Model, Model],
-                                          store: SqliteStore) -> None:
+def test_on_slow_ignore_keeps_chain_order(
+    make_engine: Callable[..., Engine], models: tuple[Model, Model], store: SqliteStore
+) -> None:
     engine = make_engine(CHAIN % {"extra": "on_slow: ignore"})
     assert ask(engine, 6) == ["a/primary"] * 6
     assert speed_events(store) == []
 
 
-def test_a_probe_decides_alone_both_ways(make_engine: Callable[..., Engine], models: tuple[Model, Model],
-                                         store: SqliteStore) -> None:
+def test_a_probe_decides_alone_both_ways(
+    make_engine: Callable[..., Engine], models: tuple[Model, Model], store: SqliteStore
+) -> None:
     a, b = models
     engine = make_engine(CHAIN % {"extra": ""})
 
@@ -148,6 +154,7 @@ def test_a_probe_decides_alone_both_ways(make_engine: Callable[..., Engine], mod
                 await probe_chains(engine, [primary])
             finally:
                 await engine.aclose()
+
         asyncio.run(go())
 
     probe()  # one answer after 2 s: slow, and a probe needs no majority
@@ -178,7 +185,8 @@ def test_demote_restore_and_recheck_are_claimed_once(store: SqliteStore) -> None
 
 
 def test_a_fast_answer_from_a_fast_model_costs_no_extra_query(
-        make_engine: Callable[..., Engine], models: tuple[Model, Model], store: SqliteStore) -> None:
+    make_engine: Callable[..., Engine], models: tuple[Model, Model], store: SqliteStore
+) -> None:
     a, b = models
     a.seconds = 0.1
     engine = make_engine(CHAIN % {"extra": ""})
@@ -204,6 +212,6 @@ def events_section() -> Any:
 def test_the_new_event_types_are_stable_and_documented() -> None:
     assert {ev.DEMOTED, ev.RESTORED} <= set(ev.EVENT_TYPES)
     readme = events_section()
-    events = readme[readme.index("## Events"):]
-    events = events[:events.index("\n## ", 1)]
+    events = readme[readme.index("## Events") :]
+    events = events[: events.index("\n## ", 1)]
     assert "`demoted`" in events and "`restored`" in events

@@ -13,7 +13,7 @@ import pytest
 from werkzeug import Request, Response
 
 from llmfail import events as ev
-from llmfail.errors import AllBenched, ChainExhausted, FailFast, Kind, StateError
+from llmfail.errors import AllBenched, ChainExhausted, FailFast, Kind
 from llmfail.store.sqlite import SqliteStore
 
 from .conftest import Calls, FakeClock, ok, openai_chunk, openai_error, sse
@@ -81,7 +81,9 @@ def test_transient_errors_are_retried_then_the_entry_is_benched_and_the_next_ans
 
 
 def test_a_short_retry_after_is_slept_on_the_virtual_clock_and_the_same_entry_retried(server, make_engine, clock):
-    a = route(server, "a", Calls(openai_error(429, "rate_limit_exceeded", "requests", headers={"retry-after": "2"}), ok("a")))
+    a = route(
+        server, "a", Calls(openai_error(429, "rate_limit_exceeded", "requests", headers={"retry-after": "2"}), ok("a"))
+    )
     result = run(make_engine(chain()))
     assert result.model == "a/m1" and a.count == 2
     assert clock.sleeps == [2.0]
@@ -95,7 +97,8 @@ def test_retry_after_ms_is_preferred_to_retry_after(server, make_engine, clock):
 
 @pytest.mark.parametrize("status, wait", [(429, 120), (503, 300)], ids=["429", "5xx"])
 def test_a_retry_after_longer_than_max_retry_wait_benches_until_it_and_moves_on_at_once(
-        server, make_engine, store, clock, status, wait):
+    server, make_engine, store, clock, status, wait
+):
     """A 503/529 with Retry-After is honoured like a 429's (README: decisions)."""
     a = route(server, "a", Calls(openai_error(status, headers={"retry-after": str(wait)})))
     route(server, "b", Calls(ok("b")))
@@ -170,7 +173,9 @@ chains:
 """
 
 
-def test_auth_failure_benches_only_that_credential_and_the_next_credential_answers(server, make_engine, store, clock, monkeypatch):
+def test_auth_failure_benches_only_that_credential_and_the_next_credential_answers(
+    server, make_engine, store, clock, monkeypatch
+):
     monkeypatch.setenv("KEY_ONE", "sk-one-aaaaaaaaaaaa")
     monkeypatch.setenv("KEY_TWO", "sk-two-bbbbbbbbbbbb")
 
@@ -192,7 +197,11 @@ def test_auth_failure_benches_only_that_credential_and_the_next_credential_answe
 
 
 def test_insufficient_quota_is_auth_and_makes_exactly_one_http_call(server, make_engine, store, clock):
-    a = route(server, "a", Calls(openai_error(429, "insufficient_quota", "insufficient_quota", "You exceeded your current quota")))
+    a = route(
+        server,
+        "a",
+        Calls(openai_error(429, "insufficient_quota", "insufficient_quota", "You exceeded your current quota")),
+    )
     route(server, "b", Calls(ok("b")))
     result = run(make_engine(chain("auth_cooldown: 10m")))
     assert result.model == "b/m2" and a.count == 1
@@ -218,7 +227,9 @@ def test_invalid_request_moves_on_by_default_and_fails_fast_when_told(server, ma
 
 
 def test_content_filter_fails_fast_with_the_original_error_by_default(server, make_engine, store):
-    route(server, "a", Calls(openai_error(400, "content_policy_violation", "invalid_request_error", "rejected by safety")))
+    route(
+        server, "a", Calls(openai_error(400, "content_policy_violation", "invalid_request_error", "rejected by safety"))
+    )
     b = route(server, "b", Calls(ok("b")))
     with pytest.raises(FailFast) as caught:
         run(make_engine(chain()))
@@ -227,8 +238,16 @@ def test_content_filter_fails_fast_with_the_original_error_by_default(server, ma
 
 
 def test_content_filter_moves_on_when_the_policy_says_next(server, make_engine):
-    route(server, "a", Calls(Response(json.dumps({"choices": [{"message": {"content": ""}, "finish_reason": "content_filter"}]}),
-                                      content_type="application/json")))
+    route(
+        server,
+        "a",
+        Calls(
+            Response(
+                json.dumps({"choices": [{"message": {"content": ""}, "finish_reason": "content_filter"}]}),
+                content_type="application/json",
+            )
+        ),
+    )
     route(server, "b", Calls(ok("b")))
     assert run(make_engine(chain("on_content_filter: next"))).model == "b/m2"
 
@@ -267,7 +286,8 @@ def test_a_failover_names_the_entry_tried_next_not_one_skipped_for_its_quota(ser
 
 
 def test_a_failover_never_names_an_entry_skipped_because_another_request_took_its_probe(
-        server, make_engine, store, clock):
+    server, make_engine, store, clock
+):
     """b/m2 is half-open when the walk begins; another process takes its probe lease while
     a/m1 is failing, so this request skips b/m2 and the failover names c/m3."""
     store.record_failure("b/m2", now=clock.now - 40, kind="transient", status=503, bench_for=30)
@@ -288,8 +308,11 @@ def test_a_failover_never_names_an_entry_skipped_because_another_request_took_it
 
 def test_no_failover_is_written_when_every_entry_after_a_failure_is_skipped(server, make_engine, store, clock):
     use_up_quota(store, "b/m2", clock)
-    text = chain().replace("attempts: 3", "attempts: 1").replace(
-        "main: [a/m1, b/m2, c/m3]", "main:\n    - a/m1\n    - {model: b/m2, daily_quota: 1}")
+    text = (
+        chain()
+        .replace("attempts: 3", "attempts: 1")
+        .replace("main: [a/m1, b/m2, c/m3]", "main:\n    - a/m1\n    - {model: b/m2, daily_quota: 1}")
+    )
     route(server, "a", Calls(openai_error(500)))
     with pytest.raises(ChainExhausted) as caught:
         run(make_engine(text))
@@ -332,15 +355,23 @@ def test_the_deadline_bounds_the_whole_walk_including_backoff(server, make_engin
     calls = [route(server, name, Calls(openai_error(503))) for name in "abc"]
     start = clock.now
     with pytest.raises(ChainExhausted):
-        run(make_engine(chain().replace("deadline: 5m", "deadline: 1s").replace("attempts: 3", "attempts: 50")
-                        .replace("backoff: {base: 100ms, max: 1s}", "backoff: {base: 300ms, max: 300ms}")))
+        run(
+            make_engine(
+                chain()
+                .replace("deadline: 5m", "deadline: 1s")
+                .replace("attempts: 3", "attempts: 50")
+                .replace("backoff: {base: 100ms, max: 1s}", "backoff: {base: 300ms, max: 300ms}")
+            )
+        )
     assert clock.now - start <= 1.0 + 1e-6  # every backoff sleep fitted in the deadline
     assert sum(c.count for c in calls) < 3 * 50
 
 
 def test_a_401_caused_by_a_key_variable_missing_here_benches_nothing_for_other_processes(server, make_engine, store):
-    text = chain().replace('a: {type: openai, base_url: "{url}/a/v1"}',
-                           'a: {type: openai, base_url: "{url}/a/v1", api_key_env: LLMFAIL_TEST_UNSET_KEY}')
+    text = chain().replace(
+        'a: {type: openai, base_url: "{url}/a/v1"}',
+        'a: {type: openai, base_url: "{url}/a/v1", api_key_env: LLMFAIL_TEST_UNSET_KEY}',
+    )
     a = route(server, "a", Calls(openai_error(401, "invalid_api_key")))
     route(server, "b", Calls(ok("b")))
     result = run(make_engine(text))
@@ -454,8 +485,10 @@ def refuse(db_path: Any, name: str, table: str, when: str) -> None:
     conn = sqlite3.connect(db_path)
     with conn:
         for op in ("INSERT", "UPDATE"):
-            conn.execute(f"CREATE TRIGGER {name}_{op.lower()} BEFORE {op} ON {table} WHEN {when} "
-                         "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END")
+            conn.execute(
+                f"CREATE TRIGGER {name}_{op.lower()} BEFORE {op} ON {table} WHEN {when} "
+                "BEGIN SELECT RAISE(ABORT, 'disk I/O error'); END"
+            )
     conn.close()
 
 
@@ -469,7 +502,8 @@ def lift(db_path: Any) -> None:
 
 
 def test_a_store_error_in_the_middle_of_a_walk_answers_and_the_outcome_row_arrives_when_the_store_is_back(
-        server, make_engine, store, db_path, clock):
+    server, make_engine, store, db_path, clock
+):
     refuse(db_path, "no_a", "models", "NEW.model = 'a/m1'")  # a/m1's failure cannot be recorded
     route(server, "a", Calls(openai_error(503)))
     route(server, "b", Calls(ok("b")))
@@ -487,7 +521,8 @@ def test_a_store_error_in_the_middle_of_a_walk_answers_and_the_outcome_row_arriv
 
 
 def test_a_walk_that_fails_while_the_store_is_broken_keeps_its_outcome_row_for_later(
-        server, make_engine, store, db_path, clock):
+    server, make_engine, store, db_path, clock
+):
     refuse(db_path, "no_a", "models", "NEW.model = 'a/m1'")
     route(server, "a", Calls(openai_error(503), ok("a")))  # b and c are not routed: they answer 500
     engine = make_engine(chain().replace("attempts: 3", "attempts: 1"))
@@ -501,8 +536,7 @@ def test_a_walk_that_fails_while_the_store_is_broken_keeps_its_outcome_row_for_l
     assert row.data["ok"] is False
 
 
-def test_an_answer_is_returned_even_when_its_outcome_row_cannot_be_written(
-        server, make_engine, store, db_path):
+def test_an_answer_is_returned_even_when_its_outcome_row_cannot_be_written(server, make_engine, store, db_path):
     refuse(db_path, "no_outcome", "events", "NEW.type = 'request'")
     route(server, "a", Calls(ok("a")))
     result = run(make_engine(chain()))
@@ -620,14 +654,25 @@ def test_reading_state_never_changes_it(server, make_engine, store, clock, db_pa
 def test_a_stream_cut_before_its_completion_signal_fails_over_and_is_never_a_success(server, make_engine):
     cut = Response(sse(openai_chunk("Half an "), openai_chunk("ans"), done=False), content_type="text/event-stream")
     a = route(server, "a", Calls(cut))
-    route(server, "b", Calls(Response(sse(openai_chunk("whole"), openai_chunk(None, "stop")), content_type="text/event-stream")))
+    route(
+        server,
+        "b",
+        Calls(Response(sse(openai_chunk("whole"), openai_chunk(None, "stop")), content_type="text/event-stream")),
+    )
     result = run(make_engine(chain()), stream=True)
     assert result.text == "whole" and result.model == "b/m2" and a.count == 3
 
 
 def test_a_missing_done_after_finish_reason_is_a_success(server, make_engine):
-    route(server, "a", Calls(Response(sse(openai_chunk("all "), openai_chunk("here", "stop"), done=False),
-                                      content_type="text/event-stream")))
+    route(
+        server,
+        "a",
+        Calls(
+            Response(
+                sse(openai_chunk("all "), openai_chunk("here", "stop"), done=False), content_type="text/event-stream"
+            )
+        ),
+    )
     assert run(make_engine(chain()), stream=True).text == "all here"
 
 

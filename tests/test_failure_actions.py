@@ -63,8 +63,11 @@ def secondary(request: Request) -> Response:
 
 def replay(fx: dict[str, Any]) -> Response:
     """The recorded answer, as the provider sent it."""
-    headers = {k: v for k, v in fx.get("headers", {}).items()
-               if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")}
+    headers = {
+        k: v
+        for k, v in fx.get("headers", {}).items()
+        if k.lower() not in ("content-length", "transfer-encoding", "content-encoding")
+    }
     if "stream" in fx:
         kind = "application/x-ndjson" if WIRE.get(fx["provider"]) == "ollama" else "text/event-stream"
         return Response("\n".join(fx["stream"]) + "\n", status=fx["http_status"], headers=headers, content_type=kind)
@@ -94,8 +97,8 @@ def walk(engine: Engine, *, stream: bool = False) -> Result | FailFast:
 
 @pytest.mark.parametrize("fx", CASES, ids=[fx["id"] for fx in CASES])
 def test_every_recorded_failure_leads_to_the_action_the_spec_table_gives_its_kind(
-        fx: dict[str, Any], server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore,
-        clock: FakeClock) -> None:
+    fx: dict[str, Any], server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore, clock: FakeClock
+) -> None:
     primary = Calls(replay(fx))
     server.expect_request(re.compile(r"/p/.*")).respond_with_handler(primary)
     following = Calls(secondary)
@@ -159,7 +162,7 @@ class RawServer:
 TRANSPORT_FAILURES = {
     "closed-without-a-word": b"",
     "garbage-instead-of-http": b"HELLO THERE\r\n\r\n",
-    "body-cut-short": b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{\"id\": ",
+    "body-cut-short": b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n{"id": ',
     "headers-cut-short": b"HTTP/1.1 200 OK\r\ncontent-ty",
 }
 
@@ -173,8 +176,8 @@ def raw_server(request: pytest.FixtureRequest) -> Iterator[RawServer]:
 
 @pytest.mark.parametrize("raw_server", sorted(TRANSPORT_FAILURES), indirect=True)
 def test_a_broken_connection_is_transient_retried_then_benched_and_the_next_entry_answers(
-        raw_server: RawServer, server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore,
-        clock: FakeClock) -> None:
+    raw_server: RawServer, server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore, clock: FakeClock
+) -> None:
     server.expect_request("/s/v1/chat/completions").respond_with_handler(Calls(secondary))
     outcome = walk(make_engine(chain("openai", f"http://127.0.0.1:{raw_server.port}/v1")))
     assert isinstance(outcome, Result) and outcome.model == "s/m2"
@@ -184,7 +187,8 @@ def test_a_broken_connection_is_transient_retried_then_benched_and_the_next_entr
 
 
 def test_a_refused_connection_is_transient_retried_then_benched(
-        server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore, clock: FakeClock) -> None:
+    server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore, clock: FakeClock
+) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # nothing listens here once it is closed
@@ -213,16 +217,19 @@ WAITS: dict[str, tuple[Callable[[float], dict[str, str]], float | None, float | 
     "retry-after-http-date": (lambda now: {"retry-after": formatdate(now + 4, usegmt=True)}, 4.0, None),
     "http-date-in-the-past": (lambda now: {"retry-after": formatdate(now - 60, usegmt=True)}, 0.0, None),
     "too-long-benches-until-then": (lambda now: {"retry-after": "90"}, None, 90.0),
-    "anthropic-rfc3339-reset": (lambda now: {"retry-after": "60", "anthropic-ratelimit-tokens-reset": rfc3339(now + 400)},
-                                None, 400.0),
+    "anthropic-rfc3339-reset": (
+        lambda now: {"retry-after": "60", "anthropic-ratelimit-tokens-reset": rfc3339(now + 400)},
+        None,
+        400.0,
+    ),
     "openai-go-duration-reset": (lambda now: {"retry-after": "60", "x-ratelimit-reset-tokens": "6m0s"}, None, 360.0),
 }
 
 
 @pytest.mark.parametrize("name", sorted(WAITS))
 def test_wait_times_are_read_against_the_injected_clock(
-        name: str, server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore,
-        clock: FakeClock) -> None:
+    name: str, server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore, clock: FakeClock
+) -> None:
     headers, slept, bench_for = WAITS[name]
     primary = Calls(lambda _: rate_limited(headers)(clock), ok("from p"))
     server.expect_request("/p/v1/chat/completions").respond_with_handler(primary)
@@ -239,7 +246,8 @@ def test_wait_times_are_read_against_the_injected_clock(
 
 @pytest.mark.parametrize("junk", ["-5", "soon", "nan", "1e400", "Thu, 99 Foo 2025"])
 def test_a_negative_or_junk_retry_after_falls_back_to_jittered_backoff(
-        junk: str, server: HTTPServer, make_engine: Callable[..., Engine], clock: FakeClock) -> None:
+    junk: str, server: HTTPServer, make_engine: Callable[..., Engine], clock: FakeClock
+) -> None:
     primary = Calls(openai_error(429, "rate_limit_exceeded", "requests", headers={"retry-after": junk}), ok("p"))
     server.expect_request("/p/v1/chat/completions").respond_with_handler(primary)
     outcome = walk(make_engine(chain("openai")))

@@ -29,21 +29,33 @@ PROMPT = "tell me about failover chains"
 
 #: What each status a fake can play must classify to, for every protocol (SPEC §3 table).
 STATUS_KINDS = {
-    400: Kind.INVALID_REQUEST, 401: Kind.AUTH, 403: Kind.AUTH, 404: Kind.AUTH, 408: Kind.TIMEOUT,
-    413: Kind.CONTEXT_LENGTH, 429: Kind.RATE_LIMITED, 500: Kind.TRANSIENT, 502: Kind.TRANSIENT,
-    503: Kind.TRANSIENT, 504: Kind.TRANSIENT, 529: Kind.TRANSIENT,
+    400: Kind.INVALID_REQUEST,
+    401: Kind.AUTH,
+    403: Kind.AUTH,
+    404: Kind.AUTH,
+    408: Kind.TIMEOUT,
+    413: Kind.CONTEXT_LENGTH,
+    429: Kind.RATE_LIMITED,
+    500: Kind.TRANSIENT,
+    502: Kind.TRANSIENT,
+    503: Kind.TRANSIENT,
+    504: Kind.TRANSIENT,
+    529: Kind.TRANSIENT,
 }
 
 
 def engine_for(protocol: str, store: SqliteStore, clock: FakeClock, *faults: str) -> tuple[Engine, FakeTransport]:
     """A one-entry chain on `protocol` whose HTTP goes to a FakeTransport playing `faults`."""
-    config = parse_config(f"""
+    config = parse_config(
+        f"""
 defaults: {{attempts: 1, on_content_filter: next, on_invalid_request: next}}
 providers:
   fake: {{type: {protocol}, base_url: "http://fake.invalid", api_key_env: FAKE_KEY}}
 chains:
   main: [fake/model-x]
-""", "test.yaml")
+""",
+        "test.yaml",
+    )
     runtime = Runtime(clock, clock.sleep, Random(3))
     transport = FakeTransport(protocol, FakeBehaviour(faults=tuple(Fault(f) for f in faults)), runtime)
     return Engine(config, store, clock=clock, sleep=clock.sleep, rng=Random(3), transport=transport), transport
@@ -156,8 +168,11 @@ def test_a_malformed_answer_from_the_fake_is_transient(protocol, stream, store, 
 
 def test_anthropics_fake_overload_is_the_real_529_shape(store, clock):
     headers, body = PROTOCOLS["anthropic"]().error(529)
-    assert body == {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"},
-                    "request_id": "req_fake"}
+    assert body == {
+        "type": "error",
+        "error": {"type": "overloaded_error", "message": "Overloaded"},
+        "request_id": "req_fake",
+    }
     assert headers["x-should-retry"] == "true"
 
 

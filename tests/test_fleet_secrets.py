@@ -47,8 +47,10 @@ def echo_key(request: Request) -> Response:
 
 
 def answer(request: Request) -> Response:
-    body = {"choices": [{"message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+    body = {
+        "choices": [{"message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+    }
     return Response(json.dumps(body), content_type="application/json")
 
 
@@ -103,8 +105,14 @@ chains:
     env.pop("LLMFAIL_DB")  # the config's state: names the store
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "llmfail.cli", *args], env=env, capture_output=True, text=True,
-                              timeout=60, check=False)
+        return subprocess.run(
+            [sys.executable, "-m", "llmfail.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     outputs: list[subprocess.CompletedProcess[str]] = []
     for debug in ([], ["--debug"]):
@@ -121,8 +129,16 @@ chains:
     assert [o.returncode for o in outputs[:2]] == [0, 0], outputs[0].stderr
     assert '"answered_by": "good/m2"' in outputs[4].stdout or "good/m2" in outputs[4].stdout
     wrong = {**env, "FLEET_REDIS_PW": "not-the-password"}  # a refused password: the error names no secret
-    outputs.append(subprocess.run([sys.executable, "-m", "llmfail.cli", "ls-benched"], env=wrong,
-                                  capture_output=True, text=True, timeout=60, check=False))
+    outputs.append(
+        subprocess.run(
+            [sys.executable, "-m", "llmfail.cli", "ls-benched"],
+            env=wrong,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    )
     assert outputs[-1].returncode == 1 and "refused" in outputs[-1].stderr
     redis.pause()  # while the server hangs: the degraded warning and the operator error
     try:

@@ -86,8 +86,14 @@ def _run_cli(db: Path, tmp_path: Path) -> tuple[subprocess.CompletedProcess[str]
     config.write_text(MOCK_CONFIG)
     env = {**os.environ, "LLMFAIL_DB": str(db), "LLMFAIL_CONFIG": str(config)}
     began = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "llmfail.cli", "run", "hello there", "--chain", "demo", "--no-stream"],
-                          check=False, env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "llmfail.cli", "run", "hello there", "--chain", "demo", "--no-stream"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return done, time.monotonic() - began
 
 
@@ -117,8 +123,18 @@ def test_run_answers_with_a_warning_when_llmfail_db_is_a_directory(tmp_path):
     assert took < 5.0
 
 
-@pytest.mark.parametrize("args", [["ls-benched"], ["ls-benched", "--json"], ["bench", "m/echo", "--for", "1m"],
-                                  ["unbench", "--all"], ["events"], ["stats"]], ids=" ".join)
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ls-benched"],
+        ["ls-benched", "--json"],
+        ["bench", "m/echo", "--for", "1m"],
+        ["unbench", "--all"],
+        ["events"],
+        ["stats"],
+    ],
+    ids=" ".join,
+)
 def test_operator_commands_exit_1_with_one_line_when_the_db_is_a_directory(tmp_path, monkeypatch, args):
     directory = tmp_path / "a-directory"
     directory.mkdir()
@@ -274,9 +290,14 @@ def test_operator_calls_through_a_degraded_guard_raise_instead_of_pretending(tmp
     directory.mkdir()
     guard = guard_store(None, str(directory), None, clock=clock)
     guard.states(["a/m1"])  # opens the breaker
-    for call in (lambda: guard.benches(clock.now), lambda: guard.events(), lambda: guard.all_states(),
-                 lambda: guard.bench("a/m1", now=clock.now, until=clock.now + 60, manual=True, reason="x", kind=None),
-                 lambda: guard.unbench(None, now=clock.now), lambda: guard.tally(since=0, until=clock.now)):
+    for call in (
+        lambda: guard.benches(clock.now),
+        lambda: guard.events(),
+        lambda: guard.all_states(),
+        lambda: guard.bench("a/m1", now=clock.now, until=clock.now + 60, manual=True, reason="x", kind=None),
+        lambda: guard.unbench(None, now=clock.now),
+        lambda: guard.tally(since=0, until=clock.now),
+    ):
         with pytest.raises(StateError, match="cannot open the state DB"):
             call()
 
@@ -294,8 +315,11 @@ def test_the_spool_is_bounded_and_says_how_many_events_it_dropped(tmp_path, cloc
     with caplog.at_level(logging.INFO, logger="llmfail.store"):
         guard.states([])
     assert [e.detail for e in SqliteStore(str(path)).events()] == ["2", "3", "4"]  # the newest kept
-    assert caplog.records[-1].getMessage().endswith("3 spooled event(s) written; 2 older event(s) were dropped "
-                                                    "(spool full)")
+    assert (
+        caplog.records[-1]
+        .getMessage()
+        .endswith("3 spooled event(s) written; 2 older event(s) were dropped (spool full)")
+    )
 
 
 def test_a_healthy_store_is_used_directly_and_requests_carry_no_warning(make_engine, server, store):
@@ -320,8 +344,9 @@ def test_local_benches_continue_from_the_shared_counts(tmp_path, clock):
     assert guard.states(["a/m1"])["a/m1"].bench_count == 2  # the snapshot
     holder = _hold_write_lock(path)
     try:
-        state, benched = guard.record_failure("a/m1", now=t0 + 100, kind="transient", status=503, bench_for=10.0,
-                                              factor=3.0)
+        state, benched = guard.record_failure(
+            "a/m1", now=t0 + 100, kind="transient", status=503, bench_for=10.0, factor=3.0
+        )
         assert guard.degraded is not None and benched
         assert (state.bench_count, state.bench_until) == (3, t0 + 130)
         assert guard.states(["a/m1"])["a/m1"].bench_until == t0 + 130

@@ -38,8 +38,10 @@ def st(model: str, **fields: object) -> ModelState:
         ({"mock/a": st("mock/a", bench_until=NOW + 5, benched_at=NOW - 1)}, EntryStatus.BENCHED),
         ({"mock/a": st("mock/a", bench_until=NOW + 5, benched_at=NOW, manual=True)}, EntryStatus.MANUAL),
         ({"mock/a": st("mock/a", bench_until=NOW - 1, benched_at=NOW - 30)}, EntryStatus.HALF_OPEN),
-        ({"mock/a": st("mock/a", bench_until=NOW - 1, benched_at=NOW - 30, probe_holder="h", probe_until=NOW + 9)},
-         EntryStatus.PROBING),
+        (
+            {"mock/a": st("mock/a", bench_until=NOW - 1, benched_at=NOW - 30, probe_holder="h", probe_until=NOW + 9)},
+            EntryStatus.PROBING,
+        ),
         ({"mock/a": st("mock/a", slow_since=NOW - 60)}, EntryStatus.SLOW),
         # a bench set before the wall clock stepped back by more than a minute counts as ended
         ({"mock/a": st("mock/a", bench_until=NOW + 5000, benched_at=NOW + 4000)}, EntryStatus.HALF_OPEN),

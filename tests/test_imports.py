@@ -91,19 +91,24 @@ def test_a_one_shot_run_over_plain_http_imports_no_http_stack_but_httpx(tmp_path
     """One request: importing aiohttp costs more start-up than its per-request speed saves, and
     plain HTTP goes straight on asyncio, so neither httpcore (with h11 and anyio) nor the CA bundle loads."""
     server.expect_request("/v1/chat/completions").respond_with_json(
-        {"choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}]})
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}]}
+    )
     config = tmp_path / "chains.yaml"
     config.write_text(f"providers:\n  p: {{type: openai, base_url: '{server.url_for('/v1')}'}}\nchains:\n  c: [p/m1]\n")
     code, modules = cli_modules(tmp_path, "--config", str(config), "run", "ping", "--no-stream", "--quiet")
     assert code == 0 and len(server.log) == 1
     assert "httpx" in heavy_in(modules) and "aiohttp" not in heavy_in(modules)
     assert [m for m in modules if m.split(".")[0] in ("httpcore", "h11", "anyio", "certifi", "aiohttp")] == []
-    assert "llmfail.actions" not in modules and "llmfail.audit" in modules  # the config audit, not the operator commands
+    assert (
+        "llmfail.actions" not in modules and "llmfail.audit" in modules
+    )  # the config audit, not the operator commands
 
 
 def test_importing_llmfail_loads_no_dependency_at_all():
-    code = "import sys, llmfail; print(sorted(m for m in sys.modules if m.split('.')[0] in " \
-           "('httpx', 'yaml', 'rich', 'typer', 'textual', 'llmfail')))"
+    code = (
+        "import sys, llmfail; print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('httpx', 'yaml', 'rich', 'typer', 'textual', 'llmfail')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "['llmfail']"
 
@@ -135,9 +140,16 @@ def test_the_probe_would_see_textual_when_the_dashboard_is_built():
 
 @pytest.mark.parametrize(
     "args",
-    [["--help"], ["check"], ["chains", "--json"], ["ls-benched", "--json"], ["events", "--json"],
-     ["bench", "openai/gpt-4o", "--for", "1m"], ["stats", "--json"],
-     ["run", "hi", "--chain", "demo", "--no-stream", "--quiet"]],
+    [
+        ["--help"],
+        ["check"],
+        ["chains", "--json"],
+        ["ls-benched", "--json"],
+        ["events", "--json"],
+        ["bench", "openai/gpt-4o", "--for", "1m"],
+        ["stats", "--json"],
+        ["run", "hi", "--chain", "demo", "--no-stream", "--quiet"],
+    ],
     ids=" ".join,
 )
 def test_sqlite_backed_commands_never_import_redis(tmp_path: Path, args: list[str]):

@@ -44,13 +44,17 @@ def test_write_many_is_one_append_with_increasing_ids_and_observers_see_each(sto
     stored = journal.write_many([probe(clock.now, "a/m"), probe(clock.now, "b/m")])
     ids = [e.id for e in stored]
     assert ids == sorted(ids) and None not in ids
-    assert [(e.id, e.model) for e in seen] == [(e.id, e.model) for e in store.events()] == [
-        (ids[0], "a/m"), (ids[1], "b/m")]
+    assert (
+        [(e.id, e.model) for e in seen]
+        == [(e.id, e.model) for e in store.events()]
+        == [(ids[0], "a/m"), (ids[1], "b/m")]
+    )
     assert journal.write_many([]) == []
 
 
 def test_an_observer_that_raises_is_logged_and_neither_the_write_nor_the_others_notice(
-        store: SqliteStore, clock: FakeClock, caplog: pytest.LogCaptureFixture):
+    store: SqliteStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+):
     journal = Journal(store, clock=clock)
     seen: list[Event] = []
 
@@ -113,7 +117,8 @@ def test_a_journal_without_retention_never_prunes(store: SqliteStore, clock: Fak
 
 
 def test_a_prune_that_fails_is_logged_and_the_write_still_succeeds(
-        tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture):
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+):
     db = tmp_path / "state.db"
     store = SqliteStore(str(db), busy_timeout=0.1)
     store.append([probe(clock.now - 2 * DAY, "old/m")])
@@ -149,7 +154,8 @@ def test_a_step_before_the_next_write_runs_once_and_may_write_itself(store: Sqli
 
 
 def test_a_step_that_raises_is_logged_and_the_write_goes_on(
-        store: SqliteStore, clock: FakeClock, caplog: pytest.LogCaptureFixture):
+    store: SqliteStore, clock: FakeClock, caplog: pytest.LogCaptureFixture
+):
     journal = Journal(store, clock=clock)
 
     def broken() -> None:

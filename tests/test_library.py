@@ -49,13 +49,26 @@ def route(server: Any, name: str, handler: Calls) -> Calls:
 @pytest.mark.parametrize(
     ("name", "module"),
     [
-        ("load_config", "llmfail.config"), ("parse_config", "llmfail.config"), ("Engine", "llmfail.engine"),
-        ("Result", "llmfail.result"), ("Attempt", "llmfail.result"), ("Token", "llmfail.result"),
-        ("Restart", "llmfail.result"), ("LlmfailError", "llmfail.errors"), ("ChainExhausted", "llmfail.errors"),
-        ("AllBenched", "llmfail.errors"), ("FailFast", "llmfail.errors"), ("ProviderError", "llmfail.errors"),
-        ("StreamInterrupted", "llmfail.errors"), ("ConfigError", "llmfail.errors"), ("Kind", "llmfail.errors"),
-        ("ExitCode", "llmfail.errors"), ("Event", "llmfail.events"), ("open_store", "llmfail.store"),
-        ("Journal", "llmfail.journal"), ("BenchRow", "llmfail.actions"),
+        ("load_config", "llmfail.config"),
+        ("parse_config", "llmfail.config"),
+        ("Engine", "llmfail.engine"),
+        ("Result", "llmfail.result"),
+        ("Attempt", "llmfail.result"),
+        ("Token", "llmfail.result"),
+        ("Restart", "llmfail.result"),
+        ("LlmfailError", "llmfail.errors"),
+        ("ChainExhausted", "llmfail.errors"),
+        ("AllBenched", "llmfail.errors"),
+        ("FailFast", "llmfail.errors"),
+        ("ProviderError", "llmfail.errors"),
+        ("StreamInterrupted", "llmfail.errors"),
+        ("ConfigError", "llmfail.errors"),
+        ("Kind", "llmfail.errors"),
+        ("ExitCode", "llmfail.errors"),
+        ("Event", "llmfail.events"),
+        ("open_store", "llmfail.store"),
+        ("Journal", "llmfail.journal"),
+        ("BenchRow", "llmfail.actions"),
     ],
 )
 def test_each_public_name_is_the_object_its_module_defines(name: str, module: str):
@@ -73,8 +86,8 @@ def test_an_unknown_name_is_an_attribute_error_and_submodules_still_import():
 
 def test_the_readme_library_example_runs_as_written(tmp_path: Path):
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Library API"):]
-    code = section[section.index("```python\n") + 10:]
+    section = text[text.index("## Library API") :]
+    code = section[section.index("```python\n") + 10 :]
     code = code[: code.index("```")]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
@@ -87,15 +100,19 @@ def test_the_readme_library_example_runs_as_written(tmp_path: Path):
 
 def test_the_readme_operator_example_runs_as_written(tmp_path: Path):
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("### Operator actions from code"):]
-    code = section[section.index("```python\n") + 10:]
+    section = text[text.index("### Operator actions from code") :]
+    code = section[section.index("```python\n") + 10 :]
     code = "import llmfail\n" + code[: code.index("```")]
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "benched mock/echo vendor incident", "mock/echo 10m True vendor incident", "True ['mock/echo']",
-        "unbenched mock/echo vendor says fixed", "['mock/echo']",
+        "benched mock/echo vendor incident",
+        "mock/echo 10m True vendor incident",
+        "True ['mock/echo']",
+        "unbenched mock/echo vendor says fixed",
+        "['mock/echo']",
     ]
 
 
@@ -120,8 +137,20 @@ async def test_a_bench_from_another_process_makes_a_running_engine_skip_the_mode
         while len(answered) < 5:
             await asyncio.sleep(0.01)
         bench = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "llmfail.cli", "--db", str(db), "bench", "a/m1", "--for", "10m",
-            "--reason", "incident", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "llmfail.cli",
+            "--db",
+            str(db),
+            "bench",
+            "a/m1",
+            "--for",
+            "10m",
+            "--reason",
+            "incident",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
         _, err = await asyncio.wait_for(bench.communicate(), timeout=60)
         assert bench.returncode == 0, err
         benched_during = len(answered)
@@ -145,8 +174,12 @@ async def test_an_unbench_from_another_process_brings_the_model_back_on_the_next
     engine = llmfail.Engine(make_config(chain(), server), store)
     store.bench("a/m1", now=engine.clock(), until=engine.clock() + 600, manual=True, reason="x", kind=None)
     assert (await engine.complete("main", "hi")).model == "b/m2" and a.count == 0
-    unbench = subprocess.run([sys.executable, "-m", "llmfail.cli", "--db", str(db), "unbench", "a/m1"],
-                             capture_output=True, text=True, timeout=60)
+    unbench = subprocess.run(
+        [sys.executable, "-m", "llmfail.cli", "--db", str(db), "unbench", "a/m1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert unbench.returncode == 0, unbench.stderr
     assert (await engine.complete("main", "hi")).model == "a/m1"
     await engine.aclose()
@@ -173,8 +206,7 @@ def operator_engine(server: Any, store: SqliteStore, clock: FakeClock | None = N
     return llmfail.Engine(make_config(OPERATOR_CHAIN, server), store, clock=clock, sleep=clock.sleep)
 
 
-def test_a_bench_from_the_library_is_honoured_by_the_next_request_and_shown_by_ls_benched(
-        server, tmp_path: Path):
+def test_a_bench_from_the_library_is_honoured_by_the_next_request_and_shown_by_ls_benched(server, tmp_path: Path):
     a = route(server, "a", Calls(ok("from a")))
     route(server, "b", Calls(ok("from b")))
     db = tmp_path / "shared.db"
@@ -183,40 +215,58 @@ def test_a_bench_from_the_library_is_honoured_by_the_next_request_and_shown_by_l
     assert (row.model, row.manual, row.reason, row.kind) == ("a/m1", True, "vendor incident", "manual")
     assert 599 < row.until - engine.clock() <= 600
     assert engine.complete_sync("main", "hi").model == "b/m2" and a.count == 0
-    listed = subprocess.run([sys.executable, "-m", "llmfail.cli", "--db", str(db), "ls-benched", "--json"],
-                            capture_output=True, text=True, timeout=60, check=False)
+    listed = subprocess.run(
+        [sys.executable, "-m", "llmfail.cli", "--db", str(db), "ls-benched", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert listed.returncode == 0, listed.stderr
     (shown,) = json.loads(listed.stdout)
     assert {k: shown[k] for k in ("model", "manual", "reason", "kind")} == {
-        "model": "a/m1", "manual": True, "reason": "vendor incident", "kind": "manual"}
+        "model": "a/m1",
+        "manual": True,
+        "reason": "vendor incident",
+        "kind": "manual",
+    }
 
 
 @pytest.mark.parametrize(("for_", "seconds"), [(90, 90.0), (2.5, 2.5), ("1h30m", 5400.0), ("250ms", 0.25)])
-def test_bench_for_takes_seconds_or_a_duration(server, store: SqliteStore, clock: FakeClock,
-                                               for_: float | str, seconds: float):
+def test_bench_for_takes_seconds_or_a_duration(
+    server, store: SqliteStore, clock: FakeClock, for_: float | str, seconds: float
+):
     row = operator_engine(server, store, clock).bench("a/m1", for_)
     assert row.until == clock.now + seconds and store.states(["a/m1"])["a/m1"].bench_until == row.until
 
 
-@pytest.mark.parametrize(("model", "seconds"), [
-    ("a/m1", 30.0),       # the defaults' cooldown
-    ("b/m2", 300.0),      # the longest of its entries' cooldowns: chain `slow` sets 5m
-    ("c/m3#1", 30.0),     # a credential of an entry: that entry's cooldown
-    ("vendor/next", 30.0),  # no chain has it (benched ahead of a deploy): the defaults'
-])
-def test_a_bench_without_a_length_lasts_the_models_cooldown(server, store: SqliteStore, clock: FakeClock,
-                                                            model: str, seconds: float):
+@pytest.mark.parametrize(
+    ("model", "seconds"),
+    [
+        ("a/m1", 30.0),  # the defaults' cooldown
+        ("b/m2", 300.0),  # the longest of its entries' cooldowns: chain `slow` sets 5m
+        ("c/m3#1", 30.0),  # a credential of an entry: that entry's cooldown
+        ("vendor/next", 30.0),  # no chain has it (benched ahead of a deploy): the defaults'
+    ],
+)
+def test_a_bench_without_a_length_lasts_the_models_cooldown(
+    server, store: SqliteStore, clock: FakeClock, model: str, seconds: float
+):
     assert operator_engine(server, store, clock).bench(model).until == clock.now + seconds
 
 
-@pytest.mark.parametrize(("model", "for_", "message"), [
-    ("a/m1", "soon", "expected a duration like"),
-    ("a/m1", "-5m", "cannot be negative"),
-    ("a/m1", 0, "longer than 0s"),
-    ("gpt-4o", "1m", "not a model name"),
-])
-def test_a_bad_bench_is_a_usage_error_and_benches_nothing(server, store: SqliteStore, clock: FakeClock,
-                                                         model: str, for_: float | str, message: str):
+@pytest.mark.parametrize(
+    ("model", "for_", "message"),
+    [
+        ("a/m1", "soon", "expected a duration like"),
+        ("a/m1", "-5m", "cannot be negative"),
+        ("a/m1", 0, "longer than 0s"),
+        ("gpt-4o", "1m", "not a model name"),
+    ],
+)
+def test_a_bad_bench_is_a_usage_error_and_benches_nothing(
+    server, store: SqliteStore, clock: FakeClock, model: str, for_: float | str, message: str
+):
     engine = operator_engine(server, store, clock)
     with pytest.raises(llmfail.UsageError, match=message) as caught:
         engine.bench(model, for_)
@@ -225,7 +275,8 @@ def test_a_bad_bench_is_a_usage_error_and_benches_nothing(server, store: SqliteS
 
 
 async def test_unbench_returns_what_it_lifted_and_the_model_is_back_on_the_next_request(
-        server, store: SqliteStore, clock: FakeClock):
+    server, store: SqliteStore, clock: FakeClock
+):
     a = route(server, "a", Calls(ok("from a")))
     engine = operator_engine(server, store, clock)
     engine.bench("a/m1", "1h")
@@ -255,7 +306,9 @@ def test_benches_and_is_benched_read_the_shared_state(server, store: SqliteStore
     store.record_failure("b/m2", now=clock.now, kind="transient", status=503, bench_for=60.0, reason="boom")
     engine.bench("a/m1", "10m", reason="maintenance")
     assert [(b.model, b.manual, b.reason, b.until) for b in engine.benches()] == [
-        ("b/m2", False, "boom", clock.now + 60), ("a/m1", True, "maintenance", clock.now + 600)]  # soonest first
+        ("b/m2", False, "boom", clock.now + 60),
+        ("a/m1", True, "maintenance", clock.now + 600),
+    ]  # soonest first
     assert engine.is_benched("a/m1") and engine.is_benched("b/m2") and not engine.is_benched("c/m3")
     clock.advance(61)
     assert not engine.is_benched("b/m2")  # past its bench: half-open, tried by the next request
@@ -279,18 +332,22 @@ def test_a_running_bench_is_never_shortened_unless_replaced(server, store: Sqlit
     assert (replaced.until, replaced.reason) == (clock.now + 600, "mostly fixed")
     assert [b.until for b in engine.benches()] == [clock.now + 600]
     assert [(e.type, e.benched_until) for e in seen] == [
-        (ev.BENCHED, clock.now + 3600), (ev.BENCHED, clock.now + 7200), (ev.BENCHED, clock.now + 600)]
+        (ev.BENCHED, clock.now + 3600),
+        (ev.BENCHED, clock.now + 7200),
+        (ev.BENCHED, clock.now + 600),
+    ]
 
 
-def test_observers_see_manual_benches_and_unbenches_with_who_and_why(server, store: SqliteStore,
-                                                                     clock: FakeClock):
+def test_observers_see_manual_benches_and_unbenches_with_who_and_why(server, store: SqliteStore, clock: FakeClock):
     engine = operator_engine(server, store, clock)
     seen: list[Event] = []
     engine.on_event(seen.append)
     engine.bench("a/m1", "10m", reason="incident #7")
     engine.unbench("a/m1", reason="fixed")
     assert [(e.type, e.model, e.data.get("reason"), e.data.get("manual")) for e in seen] == [
-        (ev.BENCHED, "a/m1", "incident #7", True), (ev.UNBENCHED, "a/m1", "fixed", True)]
+        (ev.BENCHED, "a/m1", "incident #7", True),
+        (ev.UNBENCHED, "a/m1", "fixed", True),
+    ]
     assert all(e.data["user"] and e.data["host"] for e in seen)
     assert [e.id for e in seen] == [e.id for e in store.events()]
 
@@ -321,7 +378,8 @@ async def test_an_exhausted_chain_raises_chain_exhausted_with_every_cause(server
         await engine.complete("main", "hi")
     await engine.aclose()
     assert [(c.model, c.kind, c.status) for c in caught.value.causes] == [
-        ("a/m1", llmfail.Kind.TRANSIENT, 503), ("a/m1", llmfail.Kind.TRANSIENT, 503),
+        ("a/m1", llmfail.Kind.TRANSIENT, 503),
+        ("a/m1", llmfail.Kind.TRANSIENT, 503),
         ("b/m2", llmfail.Kind.AUTH, 401),
     ]
     assert isinstance(caught.value, llmfail.LlmfailError) and caught.value.exit_code == llmfail.ExitCode.FAILED
@@ -331,10 +389,12 @@ async def test_an_exhausted_chain_raises_chain_exhausted_with_every_cause(server
 
 
 def old_and_recent(store: SqliteStore, now: float, *, age: float) -> None:
-    store.append([
-        Event(type=ev.PROBE, ts=now - age, model="old/m"),
-        Event(type=ev.PROBE, ts=now - 60, model="recent/m"),
-    ])
+    store.append(
+        [
+            Event(type=ev.PROBE, ts=now - age, model="old/m"),
+            Event(type=ev.PROBE, ts=now - 60, model="recent/m"),
+        ]
+    )
 
 
 def models_logged(store: SqliteStore) -> set[str | None]:
@@ -342,7 +402,8 @@ def models_logged(store: SqliteStore) -> set[str | None]:
 
 
 async def test_an_engine_prunes_events_older_than_retention_when_it_first_writes(
-        server, store: SqliteStore, clock: FakeClock):
+    server, store: SqliteStore, clock: FakeClock
+):
     route(server, "a", Calls(ok()))
     old_and_recent(store, clock.now, age=31 * DAY)
     engine = llmfail.Engine(make_config(chain(), server), store, clock=clock, sleep=clock.sleep)
@@ -361,7 +422,8 @@ async def test_retention_comes_from_the_config(server, store: SqliteStore, clock
 
 
 async def test_a_long_lived_engine_prunes_again_each_hour_and_not_more_often(
-        server, store: SqliteStore, clock: FakeClock):
+    server, store: SqliteStore, clock: FakeClock
+):
     route(server, "a", Calls(ok()))
     engine = llmfail.Engine(make_config(chain("1d"), server), store, clock=clock, sleep=clock.sleep)
     await engine.complete("main", "hi")  # the first write prunes (nothing to prune yet)
@@ -376,15 +438,15 @@ async def test_a_long_lived_engine_prunes_again_each_hour_and_not_more_often(
 
 
 async def test_a_second_process_does_not_prune_within_the_hour_of_the_first(
-        server, store: SqliteStore, clock: FakeClock, db_path: Path):
+    server, store: SqliteStore, clock: FakeClock, db_path: Path
+):
     route(server, "a", Calls(ok()))
     first = llmfail.Engine(make_config(chain("1d"), server), store, clock=clock, sleep=clock.sleep)
     await first.complete("main", "hi")
     await first.aclose()
     old_and_recent(store, clock.now, age=2 * DAY)
     clock.advance(600)
-    second = llmfail.Engine(make_config(chain("1d"), server), SqliteStore(str(db_path)), clock=clock,
-                            sleep=clock.sleep)
+    second = llmfail.Engine(make_config(chain("1d"), server), SqliteStore(str(db_path)), clock=clock, sleep=clock.sleep)
     await second.complete("main", "hi")  # its first write: it offers, the store's hourly guard declines
     await second.aclose()
     assert "old/m" in models_logged(store)

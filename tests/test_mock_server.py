@@ -93,12 +93,16 @@ def test_gemini_streams_are_cut_too(client):
 def test_every_protocol_answers_on_its_own_path_side_by_side(client):
     with serve() as server:
         openai = client.post(f"{server.url}/v1/chat/completions", json=CHAT).json()
-        anthropic = client.post(f"{server.url}/v1/messages",
-                                json={"model": "claude", "max_tokens": 9, "messages": CHAT["messages"]}).json()
-        ollama = client.post(f"{server.url}/api/chat", json={"model": "llama3.2", "messages": CHAT["messages"],
-                                                             "stream": False}).json()
-        gemini = client.post(f"{server.url}/v1beta/models/gemini-2.0-flash:generateContent",
-                             json={"contents": [{"role": "user", "parts": [{"text": "hi gemini"}]}]}).json()
+        anthropic = client.post(
+            f"{server.url}/v1/messages", json={"model": "claude", "max_tokens": 9, "messages": CHAT["messages"]}
+        ).json()
+        ollama = client.post(
+            f"{server.url}/api/chat", json={"model": "llama3.2", "messages": CHAT["messages"], "stream": False}
+        ).json()
+        gemini = client.post(
+            f"{server.url}/v1beta/models/gemini-2.0-flash:generateContent",
+            json={"contents": [{"role": "user", "parts": [{"text": "hi gemini"}]}]},
+        ).json()
         missing = client.post(f"{server.url}/v2/nothing", json=CHAT)
     assert openai["choices"][0]["message"]["content"] == "hello there mock"
     assert anthropic["type"] == "message" and anthropic["stop_reason"] == "end_turn"
@@ -109,8 +113,9 @@ def test_every_protocol_answers_on_its_own_path_side_by_side(client):
 
 def test_529_is_anthropics_overloaded_error(client):
     with serve("529") as server:
-        response = client.post(f"{server.url}/v1/messages",
-                               json={"model": "claude", "max_tokens": 9, "messages": CHAT["messages"]})
+        response = client.post(
+            f"{server.url}/v1/messages", json={"model": "claude", "max_tokens": 9, "messages": CHAT["messages"]}
+        )
     assert response.status_code == 529
     assert response.json()["error"]["type"] == "overloaded_error"
 
@@ -123,9 +128,8 @@ def test_a_model_scoped_fault_only_hits_that_model(client):
 
 
 def test_reset_drops_the_connection_and_timeout_never_answers(client):
-    with serve("reset") as server:
-        with pytest.raises(httpx.TransportError):
-            client.post(f"{server.url}/v1/chat/completions", json=CHAT)
+    with serve("reset") as server, pytest.raises(httpx.TransportError):
+        client.post(f"{server.url}/v1/chat/completions", json=CHAT)
     with serve("timeout") as server:
         began = time.monotonic()
         with pytest.raises(httpx.ReadTimeout):
@@ -143,10 +147,16 @@ def test_slow_answers_after_the_delay(client):
 def test_a_scenario_switches_faults_on_the_wall_clock(client):
     from llmfail.simulate import parse_scenario
 
-    scenario = parse_scenario({"rate": "1/s", "duration": "1m", "phases": [
-        {"at": "0s", "name": "down", "faults": ["gpt-4o:503"]},
-        {"at": "400ms", "name": "up"},
-    ]})
+    scenario = parse_scenario(
+        {
+            "rate": "1/s",
+            "duration": "1m",
+            "phases": [
+                {"at": "0s", "name": "down", "faults": ["gpt-4o:503"]},
+                {"at": "400ms", "name": "up"},
+            ],
+        }
+    )
     lines: list[str] = []
     with MockServer(port=0, scenario=scenario, seed=1, log=lines.append) as server:
         down = client.post(f"{server.url}/v1/chat/completions", json=CHAT).status_code
@@ -189,7 +199,10 @@ def test_paths_map_to_their_protocol(path, protocol):
 def test_the_command_serves_logs_each_request_and_stops_on_ctrl_c(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "llmfail.cli", "mock-server", "--port", "0", "--fail-rate", "503", "--seed", "1"],
-        stderr=subprocess.PIPE, text=True, cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "NO_COLOR": "1"},
     )
     try:
         assert proc.stderr is not None
@@ -197,8 +210,12 @@ def test_the_command_serves_logs_each_request_and_stops_on_ctrl_c(tmp_path):
         assert "llmfail mock-server on http://127.0.0.1:" in banner, banner
         url = banner.split(" on ", 1)[1].split(" ", 1)[0]
         base_urls = [proc.stderr.readline().split() for _ in range(4)]
-        assert base_urls == [["openai", "base_url:", f"{url}/v1"], ["anthropic", "base_url:", url],
-                             ["ollama", "base_url:", url], ["gemini", "base_url:", url]]
+        assert base_urls == [
+            ["openai", "base_url:", f"{url}/v1"],
+            ["anthropic", "base_url:", url],
+            ["ollama", "base_url:", url],
+            ["gemini", "base_url:", url],
+        ]
         response = httpx.post(f"{url}/v1/chat/completions", json=CHAT, timeout=5)
         assert response.status_code == 503 and json.loads(response.text)["error"]
         assert proc.stderr.readline().strip() == "gpt-4o: 503"
@@ -221,9 +238,11 @@ def test_a_fault_for_a_model_fires_whether_it_is_written_as_a_config_entry_or_as
 
 
 def test_the_server_module_never_imports_the_cli_or_its_renderers():
-    code = ("import sys, llmfail.mock_server; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'textual') "
-            "or m in ('llmfail.cli', 'llmfail.output', 'llmfail.simulate.render', 'llmfail.engine')))")
+    code = (
+        "import sys, llmfail.mock_server; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'textual') "
+        "or m in ('llmfail.cli', 'llmfail.output', 'llmfail.simulate.render', 'llmfail.engine')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"

@@ -34,8 +34,9 @@ async def _serve(handler: Handler) -> tuple[asyncio.AbstractServer, str]:
 
 async def _read_request(reader: asyncio.StreamReader) -> bytes:
     head = await reader.readuntil(b"\r\n\r\n")
-    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                   if line.lower().startswith(b"content-length")), 0)
+    length = next(
+        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
+    )
     return head + await reader.readexactly(length)
 
 
@@ -66,8 +67,9 @@ def _free_port() -> int:
 
 async def test_the_request_goes_out_as_httpx_builds_it_and_the_answer_comes_back_whole():
     seen: list[bytes] = []
-    server, url = await _serve(_answering(b"HTTP/1.1 201 Created\r\nX-Request-Id: abc\r\n"
-                                          b"Content-Length: 11\r\n\r\n{\"ok\":true}", seen))
+    server, url = await _serve(
+        _answering(b'HTTP/1.1 201 Created\r\nX-Request-Id: abc\r\nContent-Length: 11\r\n\r\n{"ok":true}', seen)
+    )
     async with server:
         response = await _post(url + "?api-version=1")
     assert (response.status_code, response.reason_phrase, response.http_version) == (201, "Created", "HTTP/1.1")
@@ -101,8 +103,10 @@ async def test_a_chunked_answer_arrives_piece_by_piece_as_it_is_sent():
     assert pieces == [b"data:", b" ok"]
 
 
-@pytest.mark.parametrize("answer", [b"HTTP/1.1 200 OK\r\n\r\nread to the close",
-                                    b"HTTP/1.0 200 OK\r\nContent-Length: 17\r\n\r\nread to the close"])
+@pytest.mark.parametrize(
+    "answer",
+    [b"HTTP/1.1 200 OK\r\n\r\nread to the close", b"HTTP/1.0 200 OK\r\nContent-Length: 17\r\n\r\nread to the close"],
+)
 async def test_an_answer_without_a_length_is_read_to_the_close(answer: bytes):
     server, url = await _serve(_answering(answer))
     async with server:
@@ -111,8 +115,9 @@ async def test_an_answer_without_a_length_is_read_to_the_close(answer: bytes):
 
 async def test_a_compressed_answer_is_decoded_by_httpx():
     body = gzip.compress(b'{"choices": []}')
-    server, url = await _serve(_answering(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n"
-                                          b"Content-Length: %d\r\n\r\n%s" % (len(body), body)))
+    server, url = await _serve(
+        _answering(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    )
     async with server:
         assert (await _post(url)).json() == {"choices": []}
 
@@ -152,11 +157,24 @@ async def test_a_refused_connection_is_a_connect_error_naming_the_address_and_so
 
 @pytest.mark.parametrize(
     "answer",
-    [b"", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"cut", b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
-     b"SMTP ready\r\n\r\n", b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
-     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"],
-    ids=["closed before answering", "body cut short", "chunk cut short", "not http", "bad header",
-         "bad length", "bad chunk size"],
+    [
+        b"",
+        b'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"cut',
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab",
+        b"SMTP ready\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+    ids=[
+        "closed before answering",
+        "body cut short",
+        "chunk cut short",
+        "not http",
+        "bad header",
+        "bad length",
+        "bad chunk size",
+    ],
 )
 async def test_a_broken_answer_is_a_transport_error_and_so_transient_not_a_timeout(answer: bytes):
     server, url = await _serve(_answering(answer))
@@ -175,13 +193,19 @@ def test_a_one_shot_run_closes_its_state_db_before_exiting(tmp_path: Path, serve
     """The run skips the exit's garbage collection, so it must close the store itself: SQLite then
     checkpoints and removes its WAL file, leaving one self-contained DB file to copy or VACUUM."""
     server.expect_request("/v1/chat/completions").respond_with_json(
-        {"choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}]})
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}]}
+    )
     config = tmp_path / "chains.yaml"
     config.write_text(f"providers:\n  p: {{type: openai, base_url: '{server.url_for('/v1')}'}}\nchains:\n  c: [p/m1]\n")
     db = tmp_path / "state" / "state.db"
     db.parent.mkdir()
-    done = subprocess.run([sys.executable, "-m", "llmfail.cli", "--config", str(config), "--db", str(db), "run", "ping",
-                           "--no-stream"], capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "llmfail.cli", "--config", str(config), "--db", str(db), "run", "ping", "--no-stream"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert (done.returncode, done.stdout) == (0, "pong\n")
     assert [p.name for p in db.parent.iterdir()] == ["state.db"]
 
@@ -196,7 +220,8 @@ def test_running_the_app_in_process_leaves_the_callers_garbage_collector_alone(t
     from llmfail.cli import app
 
     server.expect_request("/v1/chat/completions").respond_with_json(
-        {"choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}]})
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": "pong"}, "finish_reason": "stop"}]}
+    )
     config = tmp_path / "chains.yaml"
     config.write_text(f"providers:\n  p: {{type: openai, base_url: '{server.url_for('/v1')}'}}\nchains:\n  c: [p/m1]\n")
     frozen = gc.get_freeze_count()

@@ -21,9 +21,9 @@ from werkzeug import Request, Response
 from llmfail import events as ev
 from llmfail.config import Config
 from llmfail.engine import Engine
+from llmfail.errors import Kind, ProviderError
 from llmfail.events import Event
 from llmfail.probe import ProbeReport, probe_chains, state_of_error
-from llmfail.errors import Kind, ProviderError
 from llmfail.store.sqlite import SqliteStore
 
 from .conftest import CANARY_KEY, Calls, FakeClock, make_config, ok, openai_error
@@ -62,6 +62,7 @@ def route(server: HTTPServer, name: str, handler: Callable[[Request], Response])
 def serve_four_states(server: HTTPServer, stop: threading.Event) -> None:
     """`slow` answers at once here: virtual time is shared by concurrent probes, so the slow
     state has its own test (`test_an_answer_after_slow_threshold_is_slow`)."""
+
     def silent(request: Request) -> Response:
         stop.wait(5)  # answers nothing within the 500 ms timeout
         return ok("late")
@@ -80,11 +81,13 @@ def probe(engine: Engine) -> ProbeReport:
             return await probe_chains(engine, list(engine.config.chains.values()))
         finally:
             await engine.aclose()
+
     return asyncio.run(go())
 
 
-def test_each_state_and_the_chains_verdict(make_engine: Callable[..., Engine], server: HTTPServer,
-                                           clock: FakeClock, store: SqliteStore) -> None:
+def test_each_state_and_the_chains_verdict(
+    make_engine: Callable[..., Engine], server: HTTPServer, clock: FakeClock, store: SqliteStore
+) -> None:
     stop = threading.Event()
     serve_four_states(server, stop)
     try:
@@ -111,7 +114,8 @@ def test_each_state_and_the_chains_verdict(make_engine: Callable[..., Engine], s
 
 
 def test_an_answer_after_slow_threshold_is_slow_and_a_slow_entry_is_not_healthy(
-        make_engine: Callable[..., Engine], server: HTTPServer, clock: FakeClock, store: SqliteStore) -> None:
+    make_engine: Callable[..., Engine], server: HTTPServer, clock: FakeClock, store: SqliteStore
+) -> None:
     def slow(request: Request) -> Response:
         clock.advance(2.0)  # the first (and only) token after 2 s of virtual time
         return ok("p")
@@ -145,8 +149,9 @@ def test_probes_of_five_entries_run_concurrently(make_engine: Callable[..., Engi
     for name in "abcde":
         route(server, name, together)
     providers = "\n".join(f'  {n}: {{type: openai, base_url: "{{url}}/{n}/v1"}}' for n in "abcde")
-    engine = make_engine(f"defaults: {{timeout: 10s}}\nproviders:\n{providers}\n"
-                         "chains:\n  five: [a/m, b/m, c/m, d/m, e/m]\n")
+    engine = make_engine(
+        f"defaults: {{timeout: 10s}}\nproviders:\n{providers}\nchains:\n  five: [a/m, b/m, c/m, d/m, e/m]\n"
+    )
     began = time.monotonic()
     report = probe(engine)
     assert [r.state for r in report.results] == ["healthy"] * 5, report.results
@@ -155,13 +160,25 @@ def test_probes_of_five_entries_run_concurrently(make_engine: Callable[..., Engi
 
 
 def test_a_probe_is_the_adapters_real_one_token_request_with_the_key_kept_out_of_the_log(
-        make_engine: Callable[..., Engine], server: HTTPServer, store: SqliteStore,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    make_engine: Callable[..., Engine], server: HTTPServer, store: SqliteStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ANTH_KEY", CANARY_KEY)
-    calls = Calls(Response(json.dumps({
-        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
-        "content": [{"type": "text", "text": "p"}], "stop_reason": "max_tokens",
-        "usage": {"input_tokens": 1, "output_tokens": 1}}), content_type="application/json"))
+    calls = Calls(
+        Response(
+            json.dumps(
+                {
+                    "id": "msg_1",
+                    "type": "message",
+                    "role": "assistant",
+                    "model": "claude",
+                    "content": [{"type": "text", "text": "p"}],
+                    "stop_reason": "max_tokens",
+                    "usage": {"input_tokens": 1, "output_tokens": 1},
+                }
+            ),
+            content_type="application/json",
+        )
+    )
     server.expect_request("/anthropic/v1/messages", method="POST").respond_with_handler(calls)
     engine = make_engine("""
 providers:
@@ -180,8 +197,9 @@ chains:
     assert CANARY_KEY not in dump
 
 
-def test_an_auth_dead_credential_falls_through_to_the_next(make_engine: Callable[..., Engine], server: HTTPServer,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_auth_dead_credential_falls_through_to_the_next(
+    make_engine: Callable[..., Engine], server: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("K1", "sk-dead")
     monkeypatch.setenv("K2", "sk-live")
 
@@ -202,11 +220,18 @@ chains:
     assert [r.state for r in probe(engine).results] == ["healthy"]
 
 
-@pytest.mark.parametrize(("kind", "status", "state"), [
-    (Kind.TIMEOUT, None, "offline"), (Kind.AUTH, 403, "offline"), (Kind.TRANSIENT, None, "offline"),
-    (Kind.TRANSIENT, 502, "degraded"), (Kind.RATE_LIMITED, 429, "degraded"),
-    (Kind.INVALID_REQUEST, 400, "degraded"), (Kind.CONTEXT_LENGTH, 413, "degraded"),
-])
+@pytest.mark.parametrize(
+    ("kind", "status", "state"),
+    [
+        (Kind.TIMEOUT, None, "offline"),
+        (Kind.AUTH, 403, "offline"),
+        (Kind.TRANSIENT, None, "offline"),
+        (Kind.TRANSIENT, 502, "degraded"),
+        (Kind.RATE_LIMITED, 429, "degraded"),
+        (Kind.INVALID_REQUEST, 400, "degraded"),
+        (Kind.CONTEXT_LENGTH, 413, "degraded"),
+    ],
+)
 def test_errors_map_to_states(kind: Kind, status: int | None, state: str) -> None:
     assert state_of_error(ProviderError(kind, "x", status=status)) == state
 
@@ -234,8 +259,14 @@ def test_probe_json_and_exit_codes(tmp_path: Path, server: HTTPServer) -> None:
     rows = json.loads(everything.stdout)
     assert [list(row) for row in rows] == [["model", "state", "latency_ms", "kind", "status"]] * 7
     assert {row["model"]: row["state"] for row in rows} == {
-        "slow/m": "healthy", "fast/m": "healthy", "busy/m": "degraded", "limited/m": "degraded",
-        "silent/m": "offline", "keyless/m": "offline", "gone/m": "offline"}
+        "slow/m": "healthy",
+        "fast/m": "healthy",
+        "busy/m": "degraded",
+        "limited/m": "degraded",
+        "silent/m": "offline",
+        "keyless/m": "offline",
+        "gone/m": "offline",
+    }
     assert good.exit_code == 0, good.stderr
     assert [row["model"] for row in json.loads(good.stdout)] == ["slow/m", "fast/m"]
     assert flaky.exit_code == 1 and "chain 'flaky' has no healthy entry" in flaky.stderr
@@ -259,8 +290,9 @@ def app_() -> Any:
     return app
 
 
-def test_an_engine_observer_sees_every_probe_result(make_engine: Callable[..., Engine], server: HTTPServer,
-                                                   store: SqliteStore) -> None:
+def test_an_engine_observer_sees_every_probe_result(
+    make_engine: Callable[..., Engine], server: HTTPServer, store: SqliteStore
+) -> None:
     """Probe results are written through the engine's journal, so `on_event` sees them (and with
     the ids the store gave them)."""
     route(server, "fast", lambda r: ok("p"))

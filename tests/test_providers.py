@@ -27,8 +27,13 @@ from .wires import ALL, AUTH_HEADERS, Wire
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "provider-errors"
 #: The adapter each fixture file goes through (SPEC §2b; fixtures README).
-ADAPTER_OF_FILE = {"openai": "openai", "openai_compatible": "openai", "anthropic": "anthropic",
-                   "gemini": "gemini", "ollama": "ollama"}
+ADAPTER_OF_FILE = {
+    "openai": "openai",
+    "openai_compatible": "openai",
+    "anthropic": "anthropic",
+    "gemini": "gemini",
+    "ollama": "ollama",
+}
 CASES = [(ADAPTER_OF_FILE[p.stem], fx) for p in sorted(FIXTURES.glob("*.json")) for fx in json.loads(p.read_text())]
 HTTP_CASES = [(wire, fx) for wire, fx in CASES if "stream" not in fx]
 STREAM_CASES = [(wire, fx) for wire, fx in CASES if "stream" in fx]
@@ -37,8 +42,14 @@ KEY = "sk-provider-test-key-0001"
 
 
 def chain(wire: str, *, attempts: int = 1, single: bool = False, **policy: str) -> str:
-    settings = {"attempts": str(attempts), "backoff": "{base: 1ms, max: 2ms}", "timeout": "2s",
-                "on_content_filter": "next", "on_invalid_request": "next", **policy}
+    settings = {
+        "attempts": str(attempts),
+        "backoff": "{base: 1ms, max: 2ms}",
+        "timeout": "2s",
+        "on_content_filter": "next",
+        "on_invalid_request": "next",
+        **policy,
+    }
     defaults = "\n  ".join(f"{key}: {value}" for key, value in settings.items())
     return f"""
 defaults:
@@ -94,13 +105,21 @@ def test_openai_request_shape(server, make_engine, monkeypatch):
     assert request.path == "/p/v1/chat/completions"
     assert request.headers["authorization"] == f"Bearer {KEY}"
     assert request.headers["content-type"] == "application/json"
-    assert body_of(request) == {"model": "m1", "max_tokens": 50, "temperature": 0.2, "messages": [
-        {"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]}
+    assert body_of(request) == {
+        "model": "m1",
+        "max_tokens": 50,
+        "temperature": 0.2,
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
+    }
 
 
 def test_openai_streaming_asks_for_usage_and_sends_no_auth_header_without_a_key(server, make_engine):
-    calls = route(server, "openai", "p", Response('data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\n',
-                                                  content_type="text/event-stream"))
+    calls = route(
+        server,
+        "openai",
+        "p",
+        Response('data: {"choices":[{"delta":{},"finish_reason":"stop"}]}\n\n', content_type="text/event-stream"),
+    )
     complete(make_engine(chain("openai")), stream=True)
     request = calls.requests[0]
     assert "authorization" not in request.headers
@@ -110,9 +129,16 @@ def test_openai_streaming_asks_for_usage_and_sends_no_auth_header_without_a_key(
 
 
 def anthropic_answer(text: str = "Hello!") -> dict[str, Any]:
-    return {"id": "msg_013Zva2CMHLNnXjNJJKqJ2EF", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
-            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": 2095, "output_tokens": 503}}
+    return {
+        "id": "msg_013Zva2CMHLNnXjNJJKqJ2EF",
+        "type": "message",
+        "role": "assistant",
+        "model": "claude-sonnet-4-5",
+        "content": [{"type": "text", "text": text}],
+        "stop_reason": "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": 2095, "output_tokens": 503},
+    }
 
 
 def test_anthropic_request_shape(server, make_engine, monkeypatch):
@@ -124,12 +150,18 @@ def test_anthropic_request_shape(server, make_engine, monkeypatch):
     assert request.headers["x-api-key"] == KEY
     assert request.headers["anthropic-version"] == "2023-06-01"
     assert "authorization" not in request.headers
-    assert body_of(request) == {"model": "m1", "max_tokens": 1024, "system": "be brief", "temperature": 0.2,
-                                "messages": [{"role": "user", "content": "hi"}]}
+    assert body_of(request) == {
+        "model": "m1",
+        "max_tokens": 1024,
+        "system": "be brief",
+        "temperature": 0.2,
+        "messages": [{"role": "user", "content": "hi"}],
+    }
 
 
 def test_configured_headers_add_to_and_override_the_protocol_defaults_but_never_the_key(
-        server, make_engine, monkeypatch):
+    server, make_engine, monkeypatch
+):
     monkeypatch.setenv("P_KEY", KEY)
     calls = route(server, "anthropic", "p", json_response(anthropic_answer()))
     headers = '{Anthropic-Version: "2099-01-01", anthropic-beta: "tools-1", X-Api-Key: "not-the-key"}'
@@ -150,10 +182,18 @@ def test_anthropic_always_sends_max_tokens_the_callers_or_the_policys(server, ma
 
 
 def test_anthropic_stream_flag_and_multi_turn_messages(server, make_engine):
-    calls = route(server, "anthropic", "p", Response(
-        'event: message_stop\ndata: {"type": "message_stop"}\n\n', content_type="text/event-stream"))
-    turns = [{"role": "system", "content": "sys"}, {"role": "user", "content": "a"},
-             {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]
+    calls = route(
+        server,
+        "anthropic",
+        "p",
+        Response('event: message_stop\ndata: {"type": "message_stop"}\n\n', content_type="text/event-stream"),
+    )
+    turns = [
+        {"role": "system", "content": "sys"},
+        {"role": "user", "content": "a"},
+        {"role": "assistant", "content": "b"},
+        {"role": "user", "content": "c"},
+    ]
     complete(make_engine(chain("anthropic")), turns, stream=True)
     body = body_of(calls.requests[0])
     assert body["stream"] is True and body["system"] == "sys"
@@ -161,10 +201,19 @@ def test_anthropic_stream_flag_and_multi_turn_messages(server, make_engine):
 
 
 def ollama_answer(text: str = "Hello! How are you today?") -> dict[str, Any]:
-    return {"model": "llama3.2", "created_at": "2023-12-12T14:13:43.416799Z",
-            "message": {"role": "assistant", "content": text}, "done": True, "done_reason": "stop",
-            "total_duration": 5191566416, "load_duration": 2154458, "prompt_eval_count": 26,
-            "prompt_eval_duration": 383809000, "eval_count": 298, "eval_duration": 4799921000}
+    return {
+        "model": "llama3.2",
+        "created_at": "2023-12-12T14:13:43.416799Z",
+        "message": {"role": "assistant", "content": text},
+        "done": True,
+        "done_reason": "stop",
+        "total_duration": 5191566416,
+        "load_duration": 2154458,
+        "prompt_eval_count": 26,
+        "prompt_eval_duration": 383809000,
+        "eval_count": 298,
+        "eval_duration": 4799921000,
+    }
 
 
 def test_ollama_request_shape(server, make_engine):
@@ -174,14 +223,21 @@ def test_ollama_request_shape(server, make_engine):
     assert request.path == "/p/api/chat"
     assert "authorization" not in request.headers
     assert body_of(request) == {
-        "model": "m1", "stream": False, "options": {"num_predict": 50, "temperature": 0.2},
+        "model": "m1",
+        "stream": False,
+        "options": {"num_predict": 50, "temperature": 0.2},
         "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
     }
 
 
 def test_ollama_always_says_whether_to_stream_because_its_default_is_to_stream(server, make_engine):
-    calls = route(server, "ollama", "p", json_response(ollama_answer()),
-                  Response(json.dumps(ollama_answer()) + "\n", content_type="application/x-ndjson"))
+    calls = route(
+        server,
+        "ollama",
+        "p",
+        json_response(ollama_answer()),
+        Response(json.dumps(ollama_answer()) + "\n", content_type="application/x-ndjson"),
+    )
     complete(make_engine(chain("ollama")))
     complete(make_engine(chain("ollama")), stream=True)
     assert [body_of(r)["stream"] for r in calls.requests] == [False, True]
@@ -189,10 +245,11 @@ def test_ollama_always_says_whether_to_stream_because_its_default_is_to_stream(s
 
 
 def gemini_answer(text: str = "Hello") -> dict[str, Any]:
-    return {"candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP",
-                            "index": 0}],
-            "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 3, "totalTokenCount": 7},
-            "modelVersion": "gemini-2.5-flash"}
+    return {
+        "candidates": [{"content": {"parts": [{"text": text}], "role": "model"}, "finishReason": "STOP", "index": 0}],
+        "usageMetadata": {"promptTokenCount": 4, "candidatesTokenCount": 3, "totalTokenCount": 7},
+        "modelVersion": "gemini-2.5-flash",
+    }
 
 
 def test_gemini_request_shape(server, make_engine, monkeypatch):
@@ -206,8 +263,11 @@ def test_gemini_request_shape(server, make_engine, monkeypatch):
     assert request.headers["x-goog-api-key"] == KEY
     assert "authorization" not in request.headers
     assert body_of(request) == {
-        "contents": [{"role": "user", "parts": [{"text": "a"}]}, {"role": "model", "parts": [{"text": "b"}]},
-                     {"role": "user", "parts": [{"text": "c"}]}],
+        "contents": [
+            {"role": "user", "parts": [{"text": "a"}]},
+            {"role": "model", "parts": [{"text": "b"}]},
+            {"role": "user", "parts": [{"text": "c"}]},
+        ],
         "systemInstruction": {"parts": [{"text": "be brief"}]},
         "generationConfig": {"maxOutputTokens": 50, "temperature": 0.2},
     }
@@ -215,8 +275,12 @@ def test_gemini_request_shape(server, make_engine, monkeypatch):
 
 def test_gemini_streams_on_its_own_method_with_alt_sse(server, make_engine, monkeypatch):
     monkeypatch.setenv("P_KEY", KEY)
-    calls = route(server, "gemini", "p", Response(f"data: {json.dumps(gemini_answer())}\r\n\r\n",
-                                                  content_type="text/event-stream"))
+    calls = route(
+        server,
+        "gemini",
+        "p",
+        Response(f"data: {json.dumps(gemini_answer())}\r\n\r\n", content_type="text/event-stream"),
+    )
     complete(make_engine(chain("gemini")), stream=True)
     request = calls.requests[0]
     assert request.path == "/p/v1beta/models/m1:streamGenerateContent"
@@ -229,9 +293,12 @@ def test_gemini_streams_on_its_own_method_with_alt_sse(server, make_engine, monk
 
 def test_anthropic_answer_joins_the_text_blocks_and_reads_usage(server, make_engine):
     answer = anthropic_answer()
-    answer["content"] = [{"type": "thinking", "thinking": "hmm", "signature": "x"},
-                         {"type": "text", "text": "Hello"}, {"type": "tool_use", "id": "t", "name": "f", "input": {}},
-                         {"type": "text", "text": " world"}]
+    answer["content"] = [
+        {"type": "thinking", "thinking": "hmm", "signature": "x"},
+        {"type": "text", "text": "Hello"},
+        {"type": "tool_use", "id": "t", "name": "f", "input": {}},
+        {"type": "text", "text": " world"},
+    ]
     route(server, "anthropic", "p", json_response(answer))
     result = complete(make_engine(chain("anthropic")))
     assert result.text == "Hello world" and result.model == "p/m1"
@@ -247,8 +314,11 @@ def test_ollama_answer_and_usage_from_the_eval_counts(server, make_engine):
 
 def test_gemini_answer_skips_thought_parts_and_counts_thinking_as_output(server, make_engine):
     answer = gemini_answer()
-    answer["candidates"][0]["content"]["parts"] = [{"text": "let me think", "thought": True}, {"text": "Hel"},
-                                                   {"text": "lo"}]
+    answer["candidates"][0]["content"]["parts"] = [
+        {"text": "let me think", "thought": True},
+        {"text": "Hel"},
+        {"text": "lo"},
+    ]
     answer["usageMetadata"]["thoughtsTokenCount"] = 5
     route(server, "gemini", "p", json_response(answer))
     result = complete(make_engine(chain("gemini")))
@@ -297,11 +367,18 @@ def test_an_anthropic_stream_takes_input_tokens_from_message_start_and_output_fr
 
 
 def test_a_gemini_stream_with_crlf_events_and_running_usage_counts_the_final_totals(server, make_engine):
-    chunks = [{"candidates": [{"content": {"parts": [{"text": "Hel"}], "role": "model"}, "index": 0}],
-               "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 1, "totalTokenCount": 10}},
-              {"candidates": [{"content": {"parts": [{"text": "lo"}], "role": "model"}, "finishReason": "STOP",
-                               "index": 0}],
-               "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 2, "totalTokenCount": 11}}]
+    chunks = [
+        {
+            "candidates": [{"content": {"parts": [{"text": "Hel"}], "role": "model"}, "index": 0}],
+            "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 1, "totalTokenCount": 10},
+        },
+        {
+            "candidates": [
+                {"content": {"parts": [{"text": "lo"}], "role": "model"}, "finishReason": "STOP", "index": 0}
+            ],
+            "usageMetadata": {"promptTokenCount": 9, "candidatesTokenCount": 2, "totalTokenCount": 11},
+        },
+    ]
     body = "".join(f"data: {json.dumps(c)}\r\n\r\n" for c in chunks)
     route(server, "gemini", "p", Response(body, content_type="text/event-stream"))
     result = complete(make_engine(chain("gemini")), stream=True)
@@ -309,31 +386,60 @@ def test_a_gemini_stream_with_crlf_events_and_running_usage_counts_the_final_tot
 
 
 def test_an_ollama_ndjson_stream_ends_on_done_and_reads_its_counts(server, make_engine):
-    lines = [{"model": "llama3.2", "created_at": "2023-08-04T08:52:19.385406455-07:00",
-              "message": {"role": "assistant", "content": w}, "done": False} for w in ("The", " sky")]
-    lines.append({"model": "llama3.2", "created_at": "2023-08-04T19:22:45.499127Z",
-                  "message": {"role": "assistant", "content": ""}, "done": True, "done_reason": "stop",
-                  "prompt_eval_count": 26, "eval_count": 290})
-    route(server, "ollama", "p", Response("".join(json.dumps(x) + "\n" for x in lines),
-                                          content_type="application/x-ndjson"))
+    lines = [
+        {
+            "model": "llama3.2",
+            "created_at": "2023-08-04T08:52:19.385406455-07:00",
+            "message": {"role": "assistant", "content": w},
+            "done": False,
+        }
+        for w in ("The", " sky")
+    ]
+    lines.append(
+        {
+            "model": "llama3.2",
+            "created_at": "2023-08-04T19:22:45.499127Z",
+            "message": {"role": "assistant", "content": ""},
+            "done": True,
+            "done_reason": "stop",
+            "prompt_eval_count": 26,
+            "eval_count": 290,
+        }
+    )
+    route(
+        server,
+        "ollama",
+        "p",
+        Response("".join(json.dumps(x) + "\n" for x in lines), content_type="application/x-ndjson"),
+    )
     result = complete(make_engine(chain("ollama")), stream=True)
     assert result.text == "The sky" and result.usage.to_json() == {"input_tokens": 26, "output_tokens": 290}
 
 
 @pytest.mark.parametrize("wire", ["anthropic", "gemini", "ollama"])
 def test_a_whole_answer_without_its_completion_signal_is_a_transient_failure(wire, server, make_engine):
-    body = {"anthropic": {**anthropic_answer(), "stop_reason": None},
-            "gemini": {"candidates": [{"content": {"parts": [{"text": "Hel"}]}}]},
-            "ollama": {**ollama_answer(), "done": False}}[wire]
+    body = {
+        "anthropic": {**anthropic_answer(), "stop_reason": None},
+        "gemini": {"candidates": [{"content": {"parts": [{"text": "Hel"}]}}]},
+        "ollama": {**ollama_answer(), "done": False},
+    }[wire]
     route(server, wire, "p", json_response(body))
-    route(server, wire, "s", json_response({"anthropic": anthropic_answer("s"), "gemini": gemini_answer("s"),
-                                            "ollama": ollama_answer("s")}[wire]))
+    route(
+        server,
+        wire,
+        "s",
+        json_response(
+            {"anthropic": anthropic_answer("s"), "gemini": gemini_answer("s"), "ollama": ollama_answer("s")}[wire]
+        ),
+    )
     result = complete(make_engine(chain(wire, attempts=2)))
     assert result.text == "s" and [a.kind for a in result.attempts] == ["transient", "transient", None]
 
 
 @pytest.mark.parametrize("wire", ["anthropic", "gemini", "ollama"])
-@pytest.mark.parametrize("body", ["{not json", "[1, 2]", '{"content": 5, "candidates": [7], "message": 3, "done": true}'])
+@pytest.mark.parametrize(
+    "body", ["{not json", "[1, 2]", '{"content": 5, "candidates": [7], "message": 3, "done": true}']
+)
 def test_an_unparseable_or_oddly_shaped_200_body_is_transient_never_a_crash(wire, body, server, make_engine):
     route(server, wire, "p", Response(body, content_type="application/json"))
     error = failure(make_engine(chain(wire, single=True)))
@@ -350,13 +456,18 @@ def test_a_json_answer_to_a_stream_request_is_read_as_that_whole_answer(server, 
 
 
 def test_an_anthropic_refusal_is_a_content_filter_keeping_the_explanation(server, make_engine):
-    refusal = {**anthropic_answer(""), "stop_reason": "refusal",
-               "stop_details": {"type": "refusal", "category": "cyber", "explanation": "declined: cyber harm"}}
+    refusal = {
+        **anthropic_answer(""),
+        "stop_reason": "refusal",
+        "stop_details": {"type": "refusal", "category": "cyber", "explanation": "declined: cyber harm"},
+    }
     route(server, "anthropic", "p", json_response(refusal))
     secondary = route(server, "anthropic", "s", json_response(anthropic_answer()))
     with pytest.raises(FailFast) as caught:
         complete(make_engine(chain("anthropic", on_content_filter="fail")))
-    assert caught.value.kind == Kind.CONTENT_FILTER and caught.value.reason == "stop_reason refusal: declined: cyber harm"
+    assert (
+        caught.value.kind == Kind.CONTENT_FILTER and caught.value.reason == "stop_reason refusal: declined: cyber harm"
+    )
     assert secondary.count == 0
 
 
@@ -368,8 +479,12 @@ def test_a_gemini_prompt_block_is_a_content_filter_whatever_the_block_reason(blo
 
 
 def test_a_gemini_prompt_block_in_a_stream_is_a_content_filter_not_a_cut(server, make_engine):
-    block = {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [
-        {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}]}}
+    block = {
+        "promptFeedback": {
+            "blockReason": "SAFETY",
+            "safetyRatings": [{"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}],
+        }
+    }
     route(server, "gemini", "p", Response(f"data: {json.dumps(block)}\r\n\r\n", content_type="text/event-stream"))
     error = failure(make_engine(chain("gemini", single=True)), stream=True)
     assert error.kind == Kind.CONTENT_FILTER
@@ -414,8 +529,9 @@ def test_every_recorded_stream_failure_is_classified_through_its_adapter(wire, f
 
 
 def test_an_anthropic_429_waits_the_retry_after_then_retries_the_same_entry(server, make_engine, clock):
-    limited = json_response({"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}, 429,
-                            {"retry-after": "2"})
+    limited = json_response(
+        {"type": "error", "error": {"type": "rate_limit_error", "message": "slow down"}}, 429, {"retry-after": "2"}
+    )
     primary = route(server, "anthropic", "p", limited, json_response(anthropic_answer("after the wait")))
     result = complete(make_engine(chain("anthropic", attempts=2)))
     assert result.text == "after the wait" and primary.count == 2 and clock.sleeps == [2.0]
@@ -431,10 +547,17 @@ def test_an_anthropic_529_overloaded_is_retried_with_backoff_then_falls_over(ser
 
 
 def test_a_gemini_resource_exhausted_waits_its_retry_info_delay(server, make_engine, clock):
-    exhausted = json_response({"error": {"code": 429, "message": "You exceeded your current quota.",
-                                         "status": "RESOURCE_EXHAUSTED", "details": [
-                                             {"@type": "type.googleapis.com/google.rpc.RetryInfo",
-                                              "retryDelay": "3s"}]}}, 429)
+    exhausted = json_response(
+        {
+            "error": {
+                "code": 429,
+                "message": "You exceeded your current quota.",
+                "status": "RESOURCE_EXHAUSTED",
+                "details": [{"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "3s"}],
+            }
+        },
+        429,
+    )
     primary = route(server, "gemini", "p", exhausted, json_response(gemini_answer("after")))
     result = complete(make_engine(chain("gemini", attempts=2)))
     assert result.text == "after" and primary.count == 2 and clock.sleeps == [3.0]
@@ -460,6 +583,7 @@ def key_of(wire: Wire, request: Request) -> str:
 
 def echoing_error(wire: Wire, status: int) -> Any:
     """A handler answering `status` with the key it was sent echoed in the error message."""
+
     def handler(request: Request) -> Response:
         headers, body = wire.protocol.error(status)
         message = f"invalid key {key_of(wire, request)} for this request"
@@ -468,6 +592,7 @@ def echoing_error(wire: Wire, status: int) -> Any:
         else:
             body["error"] = message
         return Response(json.dumps(body), status=status, headers=headers, content_type="application/json")
+
     return handler
 
 
@@ -476,12 +601,14 @@ def echoing_stream_error(wire: Wire) -> Any:
         events = wire.events("one two three four")
         first = wire.first_text_index(events, "one ")
         return wire.stream_of(events[: first + 1] + [wire.in_band_error(f"Overloaded ({key_of(wire, request)})")])
+
     return handler
 
 
 def echoing_text(wire: Wire) -> Any:
     def handler(request: Request) -> Response:
         return Response(f"upstream rejected key={key_of(wire, request)} !", status=500, content_type="text/plain")
+
     return handler
 
 
@@ -498,7 +625,8 @@ def assert_nowhere(secret: str, store: SqliteStore, db_path: Path, *texts: str) 
 @pytest.mark.parametrize("secret", CANARIES, ids=["canary", "shapeless"])
 @pytest.mark.parametrize("wire", ALL, ids=lambda w: w.name)
 def test_the_api_key_echoed_by_a_failing_provider_never_reaches_errors_events_or_the_db(
-        wire, secret, server, make_engine, store, db_path, monkeypatch):
+    wire, secret, server, make_engine, store, db_path, monkeypatch
+):
     monkeypatch.setenv("P_KEY", secret)
     monkeypatch.setenv("S_KEY", secret)
     primary = route(server, wire.name, "p", echoing_error(wire, 401), echoing_text(wire))

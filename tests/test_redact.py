@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-import json
 from typing import Any
 
 from hypothesis import given
@@ -41,8 +41,9 @@ ALPHABET = "abcsk-ABC0123_.=/ BearerkeyAIza"
 
 @given(
     secrets=st.lists(st.text(ALPHABET, min_size=0, max_size=14), max_size=4),
-    parts=st.lists(st.one_of(st.text(ALPHABET, max_size=12), st.sampled_from(["sk-", "key=", "Bearer ", "AIza"])),
-                   max_size=8),
+    parts=st.lists(
+        st.one_of(st.text(ALPHABET, max_size=12), st.sampled_from(["sk-", "key=", "Bearer ", "AIza"])), max_size=8
+    ),
 )
 def test_redact_gives_the_same_answer_as_the_plain_algorithm(secrets: list[str], parts: list[str]):
     with _registry():
@@ -74,15 +75,28 @@ def _careful(value: Any) -> Any:
 
 
 JSON_ALPHABET = ALPHABET + '"\\\n:,{}[]é1'
-leaves = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=False),
-                   st.text(JSON_ALPHABET, max_size=20),
-                   st.sampled_from(["sk-abcdefgh12", "Bearer tok-1234567", "key=AIzaSy0123456789abcdefghij"]))
-documents = st.recursive(leaves, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(JSON_ALPHABET, max_size=8), inner, max_size=4)), max_leaves=12)
+leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False),
+    st.text(JSON_ALPHABET, max_size=20),
+    st.sampled_from(["sk-abcdefgh12", "Bearer tok-1234567", "key=AIzaSy0123456789abcdefghij"]),
+)
+documents = st.recursive(
+    leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(JSON_ALPHABET, max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
 
 
-@given(secrets=st.lists(st.text(JSON_ALPHABET, min_size=4, max_size=10), max_size=3), value=documents,
-       planted=st.integers(0, 3))
+@given(
+    secrets=st.lists(st.text(JSON_ALPHABET, min_size=4, max_size=10), max_size=3),
+    value=documents,
+    planted=st.integers(0, 3),
+)
 def test_redacted_json_gives_the_string_by_string_answer(secrets: list[str], value: Any, planted: int):
     with _registry():
         for secret in secrets:
@@ -100,7 +114,12 @@ def test_redacted_json_turns_odd_objects_into_redacted_text():
     with _registry():
         r.register_secret("sk-live-0123456789")
         value = {"obj": Leaky(), "tags": {"b"}, 3: (1, 2), "plain": "sk-live-0123456789"}
-        assert json.loads(r.redacted_json(value)) == {"obj": "response from ***", "tags": ["b"], "3": [1, 2], "plain": "***"}
+        assert json.loads(r.redacted_json(value)) == {
+            "obj": "response from ***",
+            "tags": ["b"],
+            "3": [1, 2],
+            "plain": "***",
+        }
 
 
 def test_redacted_json_writes_odd_keys_the_same_way_on_both_paths():
@@ -110,5 +129,6 @@ def test_redacted_json_writes_odd_keys_the_same_way_on_both_paths():
         quick = r.redacted_json(value)  # nothing to find: the one-check path
         r.register_secret("sk-live-0123456789")
         careful = r.redacted_json({**value, "x": "sk-live-0123456789"})
-    assert json.loads(careful) == {**json.loads(quick), "x": "***"} == {"true": 1, "null": 2, "1.5": 3, "7": 4, "x": "***"}
-
+    assert (
+        json.loads(careful) == {**json.loads(quick), "x": "***"} == {"true": 1, "null": 2, "1.5": 3, "7": 4, "x": "***"}
+    )

@@ -56,7 +56,9 @@ def test_an_evicting_server_is_warned_about(start):
     code, warnings = check(server.url)
     assert code == 0
     assert len(warnings) == 1
-    assert warnings[0].split("warning: ", 1)[1].startswith(f"shared state {server.url}: maxmemory-policy is allkeys-lru")
+    assert (
+        warnings[0].split("warning: ", 1)[1].startswith(f"shared state {server.url}: maxmemory-policy is allkeys-lru")
+    )
 
 
 def test_a_server_without_persistence_is_warned_about(start):

@@ -101,14 +101,18 @@ def test_requests_are_answered_through_a_redis_outage_and_the_spool_arrives_afte
         else:
             server.stop()  # SIGKILL: nothing written to disk (--save '' --appendonly no)
         outage = traffic.send(30)
-        print(f"\n{fault}: healthy max {max(healthy) * 1000:.1f} ms; during the outage max {max(outage) * 1000:.1f} ms, "
-              f"median {sorted(outage)[15] * 1000:.1f} ms over {len(outage)} requests")
+        print(
+            f"\n{fault}: healthy max {max(healthy) * 1000:.1f} ms; during the outage max {max(outage) * 1000:.1f} ms, "
+            f"median {sorted(outage)[15] * 1000:.1f} ms over {len(outage)} requests"
+        )
         # every request answered; none paid more than one store timeout, most paid nothing
         assert max(outage) < STORE_TIMEOUT_S + SLACK_S + max(healthy)
         assert sum(1 for s in outage if s > STORE_TIMEOUT_S * 0.8) <= 1
         degraded = traffic.results[5:]
-        assert all(w and w[0].startswith("shared state unavailable (cannot reach shared state redis://127.0.0.1:")
-                   for _, w, _ in degraded)
+        assert all(
+            w and w[0].startswith("shared state unavailable (cannot reach shared state redis://127.0.0.1:")
+            for _, w, _ in degraded
+        )
         assert traffic.guard.degraded is not None and traffic.guard.spooled >= 30
 
         if fault == "sigstop":
@@ -141,8 +145,14 @@ def test_operator_commands_exit_1_with_the_clear_error_while_redis_is_down(redis
     assert runner.invoke(app, ["ls-benched", "--json"]).exit_code == 0
     redis.pause()
     try:
-        for args in (["ls-benched"], ["ls-benched", "--json"], ["bench", "m/echo", "--for", "1m"],
-                     ["unbench", "--all"], ["events"], ["stats"]):
+        for args in (
+            ["ls-benched"],
+            ["ls-benched", "--json"],
+            ["bench", "m/echo", "--for", "1m"],
+            ["unbench", "--all"],
+            ["events"],
+            ["stats"],
+        ):
             began = time.monotonic()
             result = runner.invoke(app, args)
             assert result.exit_code == 1, (args, result.output)
@@ -163,13 +173,21 @@ def test_run_through_the_cli_answers_while_redis_hangs_with_one_warning_and_no_t
     try:
         for debug in ([], ["--debug"]):
             began = time.monotonic()
-            done = subprocess.run([sys.executable, "-m", "llmfail.cli", *debug, "run", "still here", "--no-stream"],
-                                  env=env, capture_output=True, text=True, timeout=60, check=False)
+            done = subprocess.run(
+                [sys.executable, "-m", "llmfail.cli", *debug, "run", "still here", "--no-stream"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
             assert done.returncode == 0, done.stderr
             assert done.stdout == "still here\n"
             warning, lost = done.stderr.splitlines()
-            assert warning == (f"llmfail: warning: shared state unavailable (cannot reach shared state {redis.url} "
-                               f"(no answer within {STORE_TIMEOUT_S:g} s)): answered without it")
+            assert warning == (
+                f"llmfail: warning: shared state unavailable (cannot reach shared state {redis.url} "
+                f"(no answer within {STORE_TIMEOUT_S:g} s)): answered without it"
+            )
             # still hung when run exits: the request's events cannot be written, and that is said
             assert "of this request could not be written to the state store" in lost and lost.endswith("lost")
             assert time.monotonic() - began < 5.0

@@ -76,8 +76,10 @@ class Lines:
 def follower_env(tmp_path: Path, url: str, namespace: str) -> dict[str, str]:
     """The URL in $LLMFAIL_DB, the namespace in the config's `state:` section (which applies to it)."""
     config = tmp_path / "chains.yaml"
-    config.write_text(f"state: {{url: 'redis://192.0.2.1:1/0', namespace: {namespace}}}\n"
-                      "providers:\n  m: {type: mock}\nchains:\n  demo: [m/echo]\n")
+    config.write_text(
+        f"state: {{url: 'redis://192.0.2.1:1/0', namespace: {namespace}}}\n"
+        "providers:\n  m: {type: mock}\nchains:\n  demo: [m/echo]\n"
+    )
     return {**os.environ, "LLMFAIL_DB": url, "LLMFAIL_CONFIG": str(config)}
 
 
@@ -87,9 +89,15 @@ def follower(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[st
     started: list[subprocess.Popen[str]] = []
 
     def start(url: str, namespace: str, *args: str) -> tuple[subprocess.Popen[str], Lines]:
-        proc = subprocess.Popen([sys.executable, "-m", "llmfail.cli", "events", "--follow", *args],
-                                env=follower_env(tmp_path, url, namespace), cwd=tmp_path, text=True, bufsize=1,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmfail.cli", "events", "--follow", *args],
+            env=follower_env(tmp_path, url, namespace),
+            cwd=tmp_path,
+            text=True,
+            bufsize=1,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         started.append(proc)
         assert proc.stdout is not None
         return proc, Lines(proc.stdout)
@@ -111,8 +119,15 @@ def test_events_follow_on_redis_prints_a_row_another_host_writes_within_a_second
     seeder.append([Event(type="request", ts=time.time(), model="seed/m", data={"ok": True})])
     seeder.close()
     proc, lines = follower(redis_url, redis_namespace, "--json")
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, redis_url, redis_namespace], cwd=ROOT, text=True,
-                              bufsize=1, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, redis_url, redis_namespace],
+        cwd=ROOT,
+        text=True,
+        bufsize=1,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert writer.stdin is not None and writer.stdout is not None
     try:
         assert json.loads(lines.next(timeout=20)[1])["model"] == "seed/m"  # the backlog: it is following
@@ -134,20 +149,23 @@ def test_events_follow_on_redis_prints_a_row_another_host_writes_within_a_second
         writer.stdout.close()
         assert writer.stderr is not None
         writer.stderr.close()
-    print(f"\nevents --follow on Redis, a row written by another process printed after: median "
-          f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms over {len(latencies)} rows")
+    print(
+        f"\nevents --follow on Redis, a row written by another process printed after: median "
+        f"{statistics.median(latencies) * 1000:.1f} ms, max {max(latencies) * 1000:.1f} ms over {len(latencies)} rows"
+    )
     assert max(latencies) < 1.0, latencies
 
 
 def command_calls(client: Any) -> dict[str, int]:
-    return {name.removeprefix("cmdstat_"): int(stat["calls"])
-            for name, stat in client.info("commandstats").items()}
+    return {name.removeprefix("cmdstat_"): int(stat["calls"]) for name, stat in client.info("commandstats").items()}
 
 
 @pytest.mark.parametrize("idle_s", [3.5])
 def test_an_idle_redis_follower_waits_in_xread_block_and_polls_nothing(
-    follower: Callable[..., tuple[subprocess.Popen[str], Lines]], private_redis: Callable[..., RedisServer],
-    redis_namespace: str, idle_s: float
+    follower: Callable[..., tuple[subprocess.Popen[str], Lines]],
+    private_redis: Callable[..., RedisServer],
+    redis_namespace: str,
+    idle_s: float,
 ) -> None:
     """`INFO commandstats` over an idle spell: only blocking XREADs (one per FOLLOW_WAIT_S), no MGET,
     XRANGE or GET per poll. A server of the test's own, so no other client's commands count."""
@@ -190,13 +208,15 @@ def test_following_a_redis_store_applies_the_filters_and_moves_past_rows_that_do
     writer = RedisStore.from_url(redis_url, namespace=redis_namespace)
     now = time.time()
     start = redis_store.max_event_id()
-    writer.append([
-        Event(type="request", ts=now, chain="prod", model="a/x", data={"ok": True}),
-        Event(type="benched", ts=now - 3600, chain="prod", model="a/x"),  # older than --since
-        Event(type="benched", ts=now, chain="prod", model="b/y"),
-        Event(type="benched", ts=now, chain="dev", model="a/x"),
-        Event(type="benched", ts=now, chain="prod", model="a/x", detail="the one"),
-    ])
+    writer.append(
+        [
+            Event(type="request", ts=now, chain="prod", model="a/x", data={"ok": True}),
+            Event(type="benched", ts=now - 3600, chain="prod", model="a/x"),  # older than --since
+            Event(type="benched", ts=now, chain="prod", model="b/y"),
+            Event(type="benched", ts=now, chain="dev", model="a/x"),
+            Event(type="benched", ts=now, chain="prod", model="a/x", detail="the one"),
+        ]
+    )
     where = EventFilter(since=now - 60, model="a/x", chain="prod", types=("benched",))
     batches = follow_events(redis_store, where, start, wait_s=0.2)
     first = next(batches)
@@ -215,8 +235,14 @@ def test_a_db_url_from_the_command_line_or_env_takes_the_configs_namespace(
     a bench that only some hosts see would be a lie."""
     env = follower_env(tmp_path, redis_url, redis_namespace)
     for args, extra in ((["--db", redis_url], {"LLMFAIL_DB": ""}), ([], {})):
-        done = subprocess.run([sys.executable, "-m", "llmfail.cli", *args, "bench", "m/echo", "--for", "5m"],
-                              env={**env, **extra}, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-m", "llmfail.cli", *args, "bench", "m/echo", "--for", "5m"],
+            env={**env, **extra},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
     store = RedisStore.from_url(redis_url, namespace=redis_namespace)
     try:
@@ -226,8 +252,9 @@ def test_a_db_url_from_the_command_line_or_env_takes_the_configs_namespace(
 
 
 def test_events_follow_exits_1_with_the_clear_error_when_redis_goes_away(
-    follower: Callable[..., tuple[subprocess.Popen[str], Lines]], private_redis: Callable[..., RedisServer],
-    redis_namespace: str
+    follower: Callable[..., tuple[subprocess.Popen[str], Lines]],
+    private_redis: Callable[..., RedisServer],
+    redis_namespace: str,
 ) -> None:
     server = private_redis()
     store = RedisStore.from_url(server.url, namespace=redis_namespace)

@@ -130,15 +130,19 @@ def crash_trial(directory: Path, rng: Random) -> int:
     return sum(len(a) for a in acked_events.values())
 
 
-@pytest.mark.parametrize("trials", [pytest.param(3, id="3-trials"),
-                                    pytest.param(20, id="20-trials", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "trials", [pytest.param(3, id="3-trials"), pytest.param(20, id="20-trials", marks=pytest.mark.slow)]
+)
 def test_writers_killed_mid_write_never_corrupt_the_db_nor_lose_an_acknowledged_write(
-        tmp_path: Path, trials: int) -> None:
+    tmp_path: Path, trials: int
+) -> None:
     rng = Random(2)
     acked = [crash_trial(tmp_path / f"trial{t}", rng) for t in range(trials)]
     assert sum(acked) > 0
-    print(f"\n{trials} trials, {CRASH_WRITERS} writers each killed at a random moment, "
-          f"{sum(acked)} acknowledged writes, none lost, 0 corrupt files")
+    print(
+        f"\n{trials} trials, {CRASH_WRITERS} writers each killed at a random moment, "
+        f"{sum(acked)} acknowledged writes, none lost, 0 corrupt files"
+    )
 
 
 # ------------------------------------------------------------------ 3. read-modify-write under contention
@@ -180,12 +184,16 @@ def slow(answer: Response, seconds: float) -> Callable[[Request], Response]:
     return handler
 
 
-@pytest.mark.parametrize(("probe_answer", "answered_by_a"), [
-    pytest.param(ok("a"), 1, id="probe-succeeds"),
-    pytest.param(openai_error(503), 0, id="probe-fails", marks=pytest.mark.slow),  # 4-10 s: 8 engines start
-])
+@pytest.mark.parametrize(
+    ("probe_answer", "answered_by_a"),
+    [
+        pytest.param(ok("a"), 1, id="probe-succeeds"),
+        pytest.param(openai_error(503), 0, id="probe-fails", marks=pytest.mark.slow),  # 4-10 s: 8 engines start
+    ],
+)
 def test_eight_processes_hitting_a_model_the_instant_its_bench_ends_send_it_exactly_one_probe(
-        server: HTTPServer, tmp_path: Path, probe_answer: Response, answered_by_a: int) -> None:
+    server: HTTPServer, tmp_path: Path, probe_answer: Response, answered_by_a: int
+) -> None:
     workers = 8
     a = Calls(slow(probe_answer, 1.5))  # the probe is still in flight while every other process decides
     server.expect_request("/a/v1/chat/completions").respond_with_handler(a)
@@ -240,8 +248,9 @@ class Walked:
     calls: Counter[str]
 
 
-def outage(server: HTTPServer, engine: Engine, store: SqliteStore, clock: FakeClock, requests: int,
-           gap: float) -> list[Walked]:
+def outage(
+    server: HTTPServer, engine: Engine, store: SqliteStore, clock: FakeClock, requests: int, gap: float
+) -> list[Walked]:
     """`requests` requests `gap` virtual seconds apart while every provider answers 503."""
     routes = {m: Calls(openai_error(503)) for m in OUTAGE_MODELS}
     for model, calls in routes.items():
@@ -267,8 +276,8 @@ def outage(server: HTTPServer, engine: Engine, store: SqliteStore, clock: FakeCl
 
 @pytest.mark.parametrize("on_all_benched", ["try_all", "fail"])
 def test_a_chain_whose_every_model_answers_503_makes_at_most_three_times_attempts_calls_per_request(
-        server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore, clock: FakeClock,
-        on_all_benched: str) -> None:
+    server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore, clock: FakeClock, on_all_benched: str
+) -> None:
     walked = outage(server, make_engine(OUTAGE_CHAIN % on_all_benched), store, clock, requests=100, gap=0.5)
     per_request = [sum(w.calls.values()) for w in walked]
     assert walked[0].calls == Counter({m: 3 for m in OUTAGE_MODELS})  # the first request: 3 entries x 3 attempts
@@ -276,12 +285,15 @@ def test_a_chain_whose_every_model_answers_503_makes_at_most_three_times_attempt
     # after the first request, a panic walk (try_all) or the probes when the benches end (fail)
     # are one attempt per entry, never retries
     assert max(per_request[1:]) == 3
-    print(f"\non_all_benched={on_all_benched}: {sum(per_request)} HTTP calls for 100 requests in 50 s of outage "
-          f"(at most {max(per_request)} per request)")
+    print(
+        f"\non_all_benched={on_all_benched}: {sum(per_request)} HTTP calls for 100 requests in 50 s of outage "
+        f"(at most {max(per_request)} per request)"
+    )
 
 
 def test_across_a_hundred_requests_a_benched_model_is_not_called_again_until_its_bench_ends(
-        server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore, clock: FakeClock) -> None:
+    server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore, clock: FakeClock
+) -> None:
     walked = outage(server, make_engine(OUTAGE_CHAIN % "fail"), store, clock, requests=100, gap=0.5)
     for number, request in enumerate(walked):
         called_while_benched = request.benched & set(request.calls)
@@ -306,6 +318,7 @@ def gate() -> Iterator[threading.Event]:
 
 def stall(kind: str, gate: threading.Event) -> Callable[[Request], Response]:
     """A provider that never answers, stalls after its first token, or never sends one."""
+
     def never(_: Request) -> Response:
         gate.wait(10)
         return ok("too late")
@@ -320,7 +333,9 @@ def stall(kind: str, gate: threading.Event) -> Callable[[Request], Response]:
         return lambda _: Response(body(), content_type="text/event-stream")
 
     token = sse(openai_chunk("half an "), done=False).encode()
-    return {"never-answers": never, "stalled-stream": stream([token]), "slow-first-token": stream([b": ping\n\n"])}[kind]
+    return {"never-answers": never, "stalled-stream": stream([token]), "slow-first-token": stream([b": ping\n\n"])}[
+        kind
+    ]
 
 
 STALLS = ["never-answers", "stalled-stream", "slow-first-token"]
@@ -336,6 +351,7 @@ chains:
 
 def timed(engine: Engine) -> tuple[float, Result | LlmfailError]:
     """Real seconds one streamed, collected request took, and its result or error."""
+
     async def one() -> Result | LlmfailError:
         try:
             return await engine.complete("main", "hi", stream=True)
@@ -351,11 +367,13 @@ def timed(engine: Engine) -> tuple[float, Result | LlmfailError]:
 
 @pytest.mark.parametrize("kind", STALLS)
 def test_a_stalling_provider_is_left_in_time_for_the_next_entry_to_answer_within_the_deadline(
-        server: HTTPServer, store: SqliteStore, gate: threading.Event, kind: str) -> None:
+    server: HTTPServer, store: SqliteStore, gate: threading.Event, kind: str
+) -> None:
     a = Calls(stall(kind, gate))
     server.expect_request("/a/v1/chat/completions").respond_with_handler(a)
-    server.expect_request("/b/v1/chat/completions").respond_with_handler(Calls(Response(
-        sse(openai_chunk("whole"), openai_chunk(None, "stop")), content_type="text/event-stream")))
+    server.expect_request("/b/v1/chat/completions").respond_with_handler(
+        Calls(Response(sse(openai_chunk("whole"), openai_chunk(None, "stop")), content_type="text/event-stream"))
+    )
     engine = Engine(make_config(DEADLINE_CHAIN % {"t": "500ms", "deadline": "3s"}, server), store)
     elapsed, outcome = timed(engine)
     assert isinstance(outcome, Result) and outcome.model == "b/m2" and outcome.text == "whole"
@@ -366,7 +384,8 @@ def test_a_stalling_provider_is_left_in_time_for_the_next_entry_to_answer_within
 
 @pytest.mark.parametrize("kind", STALLS)
 def test_a_stall_longer_than_the_deadline_ends_the_request_within_the_deadline_plus_one_second(
-        server: HTTPServer, store: SqliteStore, gate: threading.Event, kind: str) -> None:
+    server: HTTPServer, store: SqliteStore, gate: threading.Event, kind: str
+) -> None:
     server.expect_request("/a/v1/chat/completions").respond_with_handler(Calls(stall(kind, gate)))
     b = Calls(ok("b"))
     server.expect_request("/b/v1/chat/completions").respond_with_handler(b)
@@ -406,15 +425,18 @@ def test_a_follower_misses_no_row_while_a_pruner_deletes_old_rows_under_it(tmp_p
         assert store.max_event_id() == 2 * rounds + 1  # no id was ever handed out twice
     finally:
         store.close()
-    print(f"\n{rounds} fresh rows followed while {pruned['deleted']} old rows were pruned "
-          f"in {pruned['rounds']} prunes: 0 missed")
+    print(
+        f"\n{rounds} fresh rows followed while {pruned['deleted']} old rows were pruned "
+        f"in {pruned['rounds']} prunes: 0 missed"
+    )
 
 
 # ------------------------------------------------------------------ 13. clock jump
 
 
 def test_the_wall_clock_moving_back_an_hour_never_strands_a_bench_longer_than_its_length(
-        server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore, clock: FakeClock) -> None:
+    server: HTTPServer, make_engine: Callable[..., Engine], store: SqliteStore, clock: FakeClock
+) -> None:
     a = Calls(openai_error(503), openai_error(503), openai_error(503), ok("a is back"))
     server.expect_request("/a/v1/chat/completions").respond_with_handler(a)
     server.expect_request("/b/v1/chat/completions").respond_with_handler(Calls(ok("b")))
@@ -426,7 +448,9 @@ def test_the_wall_clock_moving_back_an_hour_never_strands_a_bench_longer_than_it
     clock.advance(-3600)  # NTP steps the wall clock back an hour
     for waited in (0.0, length / 2):
         clock.advance(waited)
-        assert all(row.remaining_s <= length for row in list_benches(store, clock())), "ls-benched shows a stranded bench"
+        assert all(row.remaining_s <= length for row in list_benches(store, clock())), (
+            "ls-benched shows a stranded bench"
+        )
     clock.advance(length / 2)  # the bench's own length has passed, whatever the clock reads
     assert complete(engine) == "a/m1" and a.count == 4  # one probe, and the model is back
 
@@ -440,6 +464,7 @@ def test_a_manual_bench_is_kept_when_the_clock_moves_back(store: SqliteStore, cl
 
 def complete(engine: Engine) -> str:
     """The model that answered one request (on the engine's own clock)."""
+
     async def one() -> str:
         try:
             return (await engine.complete("main", "hi")).model

@@ -76,8 +76,10 @@ class EchoingProviders:
         sent = [request.headers.get(h, "") for h in ("authorization", "x-api-key", "x-goog-api-key")]
         sent = [s for s in sent if s]
         self.seen.update(sent)
-        echo = (f"Incorrect API key provided: {' and '.join(sent)}. See "
-                f"https://gateway.example/v1/models?key={URL_CANARY}&alt=json for details")
+        echo = (
+            f"Incorrect API key provided: {' and '.join(sent)}. See "
+            f"https://gateway.example/v1/models?key={URL_CANARY}&alt=json for details"
+        )
         if self.mode == "timeout":
             self.gate.wait(5)
             return Response("late", status=200)
@@ -86,11 +88,23 @@ class EchoingProviders:
             body = f"data: {json.dumps(error)}\n\nevent: error\ndata: {json.dumps({'type': 'error', **error})}\n\n"
             return Response(body, status=200, content_type="text/event-stream")
         status = int(self.mode)
-        body = {"error": {"message": echo, "type": "invalid_request_error" if status == 401 else "server_error",
-                          "code": "invalid_api_key" if status == 401 else None, "status": "UNAUTHENTICATED"}}
-        return Response(json.dumps(body), status=status, content_type="application/json",
-                        headers={"www-authenticate": f'Bearer realm="api", error="invalid_token", token="{sent}"',
-                                 "x-echo-url": f"https://gateway.example/v1?key={URL_CANARY}"})
+        body = {
+            "error": {
+                "message": echo,
+                "type": "invalid_request_error" if status == 401 else "server_error",
+                "code": "invalid_api_key" if status == 401 else None,
+                "status": "UNAUTHENTICATED",
+            }
+        }
+        return Response(
+            json.dumps(body),
+            status=status,
+            content_type="application/json",
+            headers={
+                "www-authenticate": f'Bearer realm="api", error="invalid_token", token="{sent}"',
+                "x-echo-url": f"https://gateway.example/v1?key={URL_CANARY}",
+            },
+        )
 
 
 @pytest.fixture
@@ -130,16 +144,27 @@ def debug_log(tmp_path: Path) -> Iterator[Path]:
 
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> tuple[int, str, str]:
-    proc = subprocess.run([sys.executable, "-m", "llmfail.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmfail.cli", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60
+    )
     return proc.returncode, proc.stdout, proc.stderr
 
 
-@pytest.mark.parametrize("modes", [pytest.param(("401", "stream-error"), id="401-and-stream-error"),
-                                   pytest.param(MODES, id="every-path", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "modes",
+    [
+        pytest.param(("401", "stream-error"), id="401-and-stream-error"),
+        pytest.param(MODES, id="every-path", marks=pytest.mark.slow),
+    ],
+)
 def test_keys_echoed_on_every_failure_path_reach_no_byte_of_the_db_wal_output_or_debug_log(
-        server: HTTPServer, providers: EchoingProviders, keys: dict[str, str], debug_log: Path,
-        tmp_path: Path, modes: tuple[str, ...]) -> None:
+    server: HTTPServer,
+    providers: EchoingProviders,
+    keys: dict[str, str],
+    debug_log: Path,
+    tmp_path: Path,
+    modes: tuple[str, ...],
+) -> None:
     config_path = tmp_path / "chains.yaml"
     config_path.write_text(CONFIG.replace("{url}", server.url_for("").rstrip("/")), encoding="utf-8")
     db = tmp_path / "secrets.db"
@@ -149,15 +174,23 @@ def test_keys_echoed_on_every_failure_path_reach_no_byte_of_the_db_wal_output_or
     try:
         for mode in modes:
             providers.mode = mode
-            for args in (["run", "hi", "--chain", "all", "--json"], ["run", "hi", "--chain", "all"],
-                         ["--debug", "run", "hi", "--chain", "all", "--no-stream"],
-                         ["run", "hi", "--chain", "all", "--stream"]):
+            for args in (
+                ["run", "hi", "--chain", "all", "--json"],
+                ["run", "hi", "--chain", "all"],
+                ["--debug", "run", "hi", "--chain", "all", "--no-stream"],
+                ["run", "hi", "--chain", "all", "--stream"],
+            ):
                 code, out, err = cli(*args, env=env, cwd=tmp_path)
                 assert code == 1, (mode, args, err[-1500:])
                 texts[f"{mode} {' '.join(args)} stdout"], texts[f"{mode} {' '.join(args)} stderr"] = out, err
             texts.update(in_process(make_config(CONFIG, server), watcher, mode))
-        for args in (["events", "--limit", "0"], ["events", "--json", "--limit", "0"], ["ls-benched"],
-                     ["ls-benched", "--json"], ["--debug", "events", "--json", "--limit", "0"]):
+        for args in (
+            ["events", "--limit", "0"],
+            ["events", "--json", "--limit", "0"],
+            ["ls-benched"],
+            ["ls-benched", "--json"],
+            ["--debug", "events", "--json", "--limit", "0"],
+        ):
             code, out, err = cli(*args, env=env, cwd=tmp_path)
             assert code == 0, (args, err[-1500:])
             texts[" ".join(args) + " stdout"], texts[" ".join(args) + " stderr"] = out, err
@@ -173,8 +206,10 @@ def test_keys_echoed_on_every_failure_path_reach_no_byte_of_the_db_wal_output_or
     assert "Incorrect API key provided" in texts["events --limit 0 stdout"]  # the message itself is kept
     assert "httpx INFO HTTP Request: POST" in texts["debug log"]  # the log did record the traffic
     assert leaks(NEEDLES, texts) == []
-    print(f"\n{len(ALL_CANARIES)} canaries x {len(modes)} failure paths; {len(texts)} outputs, logs and files "
-          f"({sum(len(t) for t in texts.values()) // 1024} KiB) searched: 0 matches")
+    print(
+        f"\n{len(ALL_CANARIES)} canaries x {len(modes)} failure paths; {len(texts)} outputs, logs and files "
+        f"({sum(len(t) for t in texts.values()) // 1024} KiB) searched: 0 matches"
+    )
 
 
 def in_process(config: Config, store: SqliteStore, mode: str) -> dict[str, str]:
@@ -203,10 +238,11 @@ def in_process(config: Config, store: SqliteStore, mode: str) -> dict[str, str]:
 
 
 async def test_the_dashboards_event_pane_shows_the_errors_but_never_a_key(
-        server: HTTPServer, providers: EchoingProviders, keys: dict[str, str], store: SqliteStore,
-        clock: FakeClock) -> None:
-    from llmfail.tui import create_app
+    server: HTTPServer, providers: EchoingProviders, keys: dict[str, str], store: SqliteStore, clock: FakeClock
+) -> None:
     from textual.widgets import RichLog
+
+    from llmfail.tui import create_app
 
     config = make_config(CONFIG, server)
     for mode in ("401", "500"):

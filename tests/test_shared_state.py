@@ -50,15 +50,20 @@ WORKER = textwrap.dedent(
 
 
 def test_four_processes_failing_over_at_once_lose_no_request_event_and_keep_the_store_intact(
-        server, store_target: StoreTarget):
+    server, store_target: StoreTarget
+):
     a = Calls(openai_error(400, "context_length_exceeded"), openai_error(503))
     server.expect_request("/a/v1/chat/completions").respond_with_handler(a)
     server.expect_request("/b/v1/chat/completions").respond_with_handler(Calls(ok("b")))
     store_target.open().close()  # created once, as an operator's first command would
     url = server.url_for("").rstrip("/")
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORKER, url, pickle.dumps(store_target).hex(), str(w), "10"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, url, pickle.dumps(store_target).hex(), str(w), "10"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         for w in range(4)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
@@ -81,8 +86,9 @@ def test_four_processes_failing_over_at_once_lose_no_request_event_and_keep_the_
 
 
 @pytest.mark.parametrize("attempts", [1, 3])
-def test_requests_in_flight_when_a_model_is_benched_do_not_bench_it_again(server, store_target: StoreTarget,
-                                                                          attempts: int):
+def test_requests_in_flight_when_a_model_is_benched_do_not_bench_it_again(
+    server, store_target: StoreTarget, attempts: int
+):
     """Issue 18 item 13: four requests already walking when their failing primary is benched bench it
     once, not once each (which would also multiply its progressive cooldown) — also when they are
     still retrying it after the bench began, since a walk reads the bench state only when it starts."""
@@ -106,7 +112,8 @@ def test_requests_in_flight_when_a_model_is_benched_do_not_bench_it_again(server
     server.expect_request("/a/v1/chat/completions").respond_with_handler(fails_once_all_four_are_waiting)
     server.expect_request("/b/v1/chat/completions").respond_with_handler(Calls(ok("b")))
     url = server.url_for("").rstrip("/")
-    config = parse_config(f"""
+    config = parse_config(
+        f"""
 defaults: {{attempts: {attempts}, backoff: {{base: 1ms, max: 5ms}}, cooldown: 30s, max_cooldown_factor: 4,
            timeout: 10s}}
 providers:
@@ -114,7 +121,9 @@ providers:
   b: {{type: openai, base_url: "{url}/b/v1"}}
 chains:
   main: [a/m1, b/m2]
-""", "inflight.yaml")
+""",
+        "inflight.yaml",
+    )
     store = store_target.open()
     engine = Engine(config, store)
 

@@ -27,8 +27,17 @@ runner = CliRunner()
 
 PROD = ["openai/gpt-4o", "anthropic/claude-sonnet-4-5", "local-vllm/llama-3.1-8b", "ollama/llama3.2"]
 
-JSON_KEYS = ["chain", "requests", "succeeded", "failed", "success_rate", "failovers", "latency_ms", "models",
-             "expectations"]
+JSON_KEYS = [
+    "chain",
+    "requests",
+    "succeeded",
+    "failed",
+    "success_rate",
+    "failovers",
+    "latency_ms",
+    "models",
+    "expectations",
+]
 
 OUTAGE = """
 rate: 1/s
@@ -52,7 +61,8 @@ def sim_json(*args: str) -> dict[str, Any]:
 
 def small_chain(primary_type: str = "openai", extra: str = "") -> Any:
     """primary (of `primary_type`) -> an openai backup -> a mock last resort."""
-    return parse_config(textwrap.dedent(f"""
+    return parse_config(
+        textwrap.dedent(f"""
         defaults: {{attempts: 2, timeout: 7s, cooldown: 30s, backoff: {{base: 100ms, max: 1s}}}}
         providers:
           p: {{type: {primary_type}, base_url: "https://primary.example", api_key_env: PRIMARY_KEY}}
@@ -60,7 +70,9 @@ def small_chain(primary_type: str = "openai", extra: str = "") -> Any:
         chains:
           main: [p/primary, b/backup, mock/last]
         {extra}
-        """), "test.yaml")
+        """),
+        "test.yaml",
+    )
 
 
 # --------------------------------------------------------------------------- acceptance
@@ -103,9 +115,25 @@ def test_a_run_is_reproducible_across_processes_with_different_hash_seeds(tmp_pa
     outputs = set()
     for hash_seed in ("1", "2"):
         done = subprocess.run(
-            [sys.executable, "-m", "llmfail.cli", "simulate", "--chain", "prod", "--fail-rate", "503=0.5",
-             "--requests", "100", "--concurrency", "4", "--json"],
-            capture_output=True, text=True, timeout=120, cwd=tmp_path,
+            [
+                sys.executable,
+                "-m",
+                "llmfail.cli",
+                "simulate",
+                "--chain",
+                "prod",
+                "--fail-rate",
+                "503=0.5",
+                "--requests",
+                "100",
+                "--concurrency",
+                "4",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=tmp_path,
             env={"PYTHONHASHSEED": hash_seed, "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
         )
         assert done.returncode == 0, done.stderr
@@ -134,16 +162,25 @@ def test_an_outage_of_the_primary_shows_benching_traffic_on_the_secondary_and_fa
 
 
 def test_a_phase_where_every_entry_fails_shows_panic_mode_and_failures():
-    config = parse_config(textwrap.dedent("""
+    config = parse_config(
+        textwrap.dedent("""
         defaults: {attempts: 1, cooldown: 30s}
         chains:
           main: [mock/a, mock/b]
-        """), "test.yaml")
-    scenario = parse_scenario({"rate": "1/s", "duration": "6m", "phases": [
-        {"at": "0m", "name": "fine"},
-        {"at": "2m", "name": "everything down", "faults": ["mock/a:503", "mock/b:503"]},
-        {"at": "4m", "name": "back"},
-    ]})
+        """),
+        "test.yaml",
+    )
+    scenario = parse_scenario(
+        {
+            "rate": "1/s",
+            "duration": "6m",
+            "phases": [
+                {"at": "0m", "name": "fine"},
+                {"at": "2m", "name": "everything down", "faults": ["mock/a:503", "mock/b:503"]},
+                {"at": "4m", "name": "back"},
+            ],
+        }
+    )
     fine, down, back = simulate(config, Plan("main", scenario=scenario, seed=1)).phases or []
     assert fine.panics == 0 and fine.failed == 0
     assert down.panics > 0 and down.succeeded == 0 and down.failed == down.requests
@@ -156,8 +193,16 @@ def test_the_human_report_shows_models_totals_phases_and_the_timeline(tmp_path):
     result = runner.invoke(app, ["simulate", "--chain", "prod", "--scenario", str(scenario)], env={"COLUMNS": "160"})
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    for needle in ("openai/gpt-4o", "anthropic/claude-sonnet-4-5", "1800/1800 answered (100.0%)", "phases",
-                   "outage", "openai/gpt-4o:503", "timeline", "29m"):
+    for needle in (
+        "openai/gpt-4o",
+        "anthropic/claude-sonnet-4-5",
+        "1800/1800 answered (100.0%)",
+        "phases",
+        "outage",
+        "openai/gpt-4o:503",
+        "timeline",
+        "29m",
+    ):
         assert needle in out
     assert "{" not in out  # people get tables, not JSON
 
@@ -183,9 +228,28 @@ def test_a_progress_bar_runs_only_on_a_terminal():
 
 def test_a_failing_expectation_exits_1_and_the_junit_file_records_the_failure(tmp_path):
     junit = tmp_path / "junit.xml"
-    result = cli("simulate", "--chain", "prod", "--fail-rate", "503=0.5", "--fail-rate", "anthropic/claude-sonnet-4-5:503",
-                 "--fail-rate", "local-vllm/llama-3.1-8b:503", "--fail-rate", "ollama/llama3.2:503", "--requests", "50",
-                 "--expect-success-rate", "0.99", "--expect-max-failovers", "100000", "--junit", str(junit), "--json")
+    result = cli(
+        "simulate",
+        "--chain",
+        "prod",
+        "--fail-rate",
+        "503=0.5",
+        "--fail-rate",
+        "anthropic/claude-sonnet-4-5:503",
+        "--fail-rate",
+        "local-vllm/llama-3.1-8b:503",
+        "--fail-rate",
+        "ollama/llama3.2:503",
+        "--requests",
+        "50",
+        "--expect-success-rate",
+        "0.99",
+        "--expect-max-failovers",
+        "100000",
+        "--junit",
+        str(junit),
+        "--json",
+    )
     assert result.exit_code == 1
     report = json.loads(result.stdout)
     assert [(e["name"], e["ok"]) for e in report["expectations"]] == [("success_rate", False), ("failovers", True)]
@@ -201,9 +265,23 @@ def test_a_failing_expectation_exits_1_and_the_junit_file_records_the_failure(tm
 
 def test_met_expectations_exit_0_and_the_junit_file_has_no_failure(tmp_path):
     junit = tmp_path / "junit.xml"
-    result = cli("simulate", "--chain", "prod", "--fail-rate", "429", "--requests", "50",
-                 "--expect-success-rate", "1", "--expect-p99", "5s", "--expect-served-by", "anthropic/claude-sonnet-4-5=0.9",
-                 "--junit", str(junit))
+    result = cli(
+        "simulate",
+        "--chain",
+        "prod",
+        "--fail-rate",
+        "429",
+        "--requests",
+        "50",
+        "--expect-success-rate",
+        "1",
+        "--expect-p99",
+        "5s",
+        "--expect-served-by",
+        "anthropic/claude-sonnet-4-5=0.9",
+        "--junit",
+        str(junit),
+    )
     assert result.exit_code == 0, result.stderr
     root = ET.parse(junit).getroot()
     assert root.get("failures") == "0" and root.get("tests") == "3"
@@ -211,12 +289,27 @@ def test_met_expectations_exit_0_and_the_junit_file_has_no_failure(tmp_path):
 
 
 def test_p99_and_served_by_expectations_are_checked_against_simulated_figures():
-    result = cli("simulate", "--chain", "prod", "--fail-rate", "slow:3s", "--requests", "20",
-                 "--expect-p99", "1s", "--expect-served-by", "openai/gpt-4o=1", "--json")
+    result = cli(
+        "simulate",
+        "--chain",
+        "prod",
+        "--fail-rate",
+        "slow:3s",
+        "--requests",
+        "20",
+        "--expect-p99",
+        "1s",
+        "--expect-served-by",
+        "openai/gpt-4o=1",
+        "--json",
+    )
     assert result.exit_code == 1  # slow but under the timeout: the primary answers everything, late
     report = json.loads(result.stdout)
     assert report["latency_ms"]["p99"] >= 3000
-    assert [(e["name"], e["ok"]) for e in report["expectations"]] == [("p99_ms", False), ("served_by:openai/gpt-4o", True)]
+    assert [(e["name"], e["ok"]) for e in report["expectations"]] == [
+        ("p99_ms", False),
+        ("served_by:openai/gpt-4o", True),
+    ]
     assert report["expectations"][0]["expected"] == "<= 1000"
 
 
@@ -284,8 +377,13 @@ phases:
 def test_a_bad_scenario_file_lists_every_problem_with_its_line_through_the_real_cli(tmp_path):
     scenario = tmp_path / "bad.yaml"
     scenario.write_text(BAD_SCENARIO)
-    result = subprocess.run([sys.executable, "-m", "llmfail.cli", "simulate", "--scenario", str(scenario)],
-                            capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "llmfail.cli", "simulate", "--scenario", str(scenario)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2, result.stderr
     lines = result.stderr.splitlines()
     assert lines[0] == f"llmfail: error: 7 problems in the scenario file {scenario}:"
@@ -310,7 +408,8 @@ def test_a_scenario_with_one_problem_is_one_line_with_its_location(tmp_path):
     result = cli("simulate", "--scenario", str(scenario))
     assert result.exit_code == 2
     assert result.stderr.splitlines()[0] == (
-        f"llmfail: error: {scenario}:5:10: phases[1].at: phase 'outage' starts at or after the end of the run (60s)")
+        f"llmfail: error: {scenario}:5:10: phases[1].at: phase 'outage' starts at or after the end of the run (60s)"
+    )
 
 
 def test_a_scenario_given_as_data_names_the_key_without_a_line():
@@ -350,12 +449,15 @@ def test_with_db_the_simulation_writes_its_events_there(tmp_path):
 
 def test_no_key_is_read_and_no_configured_url_is_contacted(monkeypatch):
     """A config whose URLs cannot resolve and whose keys are unset simulates fine: only fakes are reached."""
-    config = parse_config(textwrap.dedent("""
+    config = parse_config(
+        textwrap.dedent("""
         providers:
           a: {type: openai, base_url: "https://does-not-exist.example/v1", api_key_env: NEVER_SET_KEY_A}
         chains:
           main: [a/m, mock/echo]
-        """), "test.yaml")
+        """),
+        "test.yaml",
+    )
     monkeypatch.delenv("NEVER_SET_KEY_A", raising=False)
     import socket
 
@@ -372,9 +474,17 @@ def test_no_key_is_read_and_no_configured_url_is_contacted(monkeypatch):
 
 
 KINDS = {
-    "429": "rate_limited", "503": "transient", "500": "transient", "401": "auth", "timeout": "timeout",
-    "reset": "transient", "malformed": "transient", "stream-cut": "transient",
-    "content-filter": "content_filter", "context-length": "context_length", "slow:8s": "timeout",
+    "429": "rate_limited",
+    "503": "transient",
+    "500": "transient",
+    "401": "auth",
+    "timeout": "timeout",
+    "reset": "transient",
+    "malformed": "transient",
+    "stream-cut": "transient",
+    "content-filter": "content_filter",
+    "context-length": "context_length",
+    "slow:8s": "timeout",
 }
 
 
@@ -404,8 +514,9 @@ def test_529_is_anthropics_overloaded_answer_and_is_retried_as_transient():
 
 def test_a_429_waits_the_retry_after_on_virtual_time(tmp_path):
     db = tmp_path / "sim.db"
-    report = simulate(small_chain("openai"), Plan("main", parse_fault_specs(["429"]), requests=1, seed=1, latency=0.0),
-                      db=str(db))
+    report = simulate(
+        small_chain("openai"), Plan("main", parse_fault_specs(["429"]), requests=1, seed=1, latency=0.0), db=str(db)
+    )
     with SqliteStore(str(db)) as store:
         waits = [e.data["wait_s"] for e in store.events() if e.type == "retry"]
     assert waits == [1.0]  # the fake's Retry-After: 1, honoured once (attempts: 2)
@@ -427,13 +538,17 @@ def test_slow_under_the_timeout_answers_late_and_over_it_times_out():
 
 
 def test_rates_of_several_faults_on_one_model_add_up():
-    config = parse_config(textwrap.dedent("""
+    config = parse_config(
+        textwrap.dedent("""
         defaults: {attempts: 10, backoff: {base: 10ms, max: 10ms}}
         chains:
           main: [mock/primary, mock/backup]
-        """), "test.yaml")
-    report = simulate(config, Plan("main", parse_fault_specs(["429=0.3", "mock/primary:503=0.2"]), requests=1000,
-                                   seed=5, latency=1.0))
+        """),
+        "test.yaml",
+    )
+    report = simulate(
+        config, Plan("main", parse_fault_specs(["429=0.3", "mock/primary:503=0.2"]), requests=1000, seed=5, latency=1.0)
+    )
     primary = report.models["mock/primary"]
     # Every attempt on the primary draws once: ~30 % 429s, ~20 % 503s, ~50 % answers.
     share = {kind: n / primary.attempts for kind, n in primary.errors.items()}
@@ -547,9 +662,11 @@ def test_the_readme_command_runs_with_no_config_no_keys_and_no_network(tmp_path)
 def test_the_simulation_core_never_imports_the_cli_or_its_renderers():
     """Apps and CI scripts can `import llmfail.simulate` without Typer or our Rich rendering
     (httpx itself may pull in Rich for its own CLI; that is not ours to police)."""
-    code = ("import sys, llmfail.simulate, llmfail.simulate.junit; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'textual') "
-            "or m in ('llmfail.cli', 'llmfail.output', 'llmfail.simulate.render')))")
+    code = (
+        "import sys, llmfail.simulate, llmfail.simulate.junit; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'textual') "
+        "or m in ('llmfail.cli', 'llmfail.output', 'llmfail.simulate.render')))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
@@ -560,15 +677,27 @@ def test_readme_documents_the_simulate_contract():
     first_block = readme.split("```sh", 1)[1].split("```", 1)[0]
     assert "llmfail simulate --chain prod --fail-rate 429 --requests 200 --seed 1" in first_block.splitlines()[1]
     section = readme.split("## simulate", 1)[1].split("\n## ", 1)[0]
-    for needle in ("--fail-rate", "stream-cut", "content-filter", "context-length", "slow:", "phases:",
-                   '"latency_ms"', "--junit", "exit"):
+    for needle in (
+        "--fail-rate",
+        "stream-cut",
+        "content-filter",
+        "context-length",
+        "slow:",
+        "phases:",
+        '"latency_ms"',
+        "--junit",
+        "exit",
+    ):
         assert needle in section
 
 
 def test_the_readme_shows_what_its_first_command_really_prints():
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    result = runner.invoke(app, ["simulate", "--chain", "prod", "--fail-rate", "429", "--requests", "200", "--seed", "1"],
-                           env={"COLUMNS": "120"})
+    result = runner.invoke(
+        app,
+        ["simulate", "--chain", "prod", "--fail-rate", "429", "--requests", "200", "--seed", "1"],
+        env={"COLUMNS": "120"},
+    )
     assert result.exit_code == 0, result.stderr
     for line in result.stdout.splitlines():
         assert line.rstrip() in readme, f"the README's sample output is stale: {line.rstrip()!r}"
@@ -578,14 +707,18 @@ def test_a_simulated_outage_never_reaches_the_configs_real_alert_sinks(server, t
     hits: list[object] = []
     server.expect_request("/hooks").respond_with_handler(lambda request: hits.append(request) or "ok")
     config = tmp_path / "alerting.yaml"
-    config.write_text(textwrap.dedent(f"""
+    config.write_text(
+        textwrap.dedent(f"""
         alerts:
           dedup: 1s
-          sinks: [{{webhook: "{server.url_for('/hooks')}"}}]
+          sinks: [{{webhook: "{server.url_for("/hooks")}"}}]
         chains:
           main: [openai/gpt-4o, mock/echo]
-        """))
-    result = cli("--config", str(config), "simulate", "--chain", "main", "--fail-rate", "503", "--requests", "50", "--json")
+        """)
+    )
+    result = cli(
+        "--config", str(config), "simulate", "--chain", "main", "--fail-rate", "503", "--requests", "50", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["models"]["openai/gpt-4o"]["benched"] >= 1
     assert hits == []

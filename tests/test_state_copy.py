@@ -55,11 +55,29 @@ def seed(store: Store) -> list[Event]:
     store.record_failure("d/only-failed", now=NOW - 1, kind="transient", status=500, bench_for=None)
     store.demote("e/slow", now=NOW - 30, slow_ms=4200.0, recheck_at=NOW + 270)
     written = [
-        Event(type=ev.ATTEMPT_FAILED, ts=NOW - 900 + i, request_id=f"r{i}", chain="main", model="c/half-open",
-              kind="transient", status=503, detail=f"boom {i}", data={"n": i})
+        Event(
+            type=ev.ATTEMPT_FAILED,
+            ts=NOW - 900 + i,
+            request_id=f"r{i}",
+            chain="main",
+            model="c/half-open",
+            kind="transient",
+            status=503,
+            detail=f"boom {i}",
+            data={"n": i},
+        )
         for i in range(2500)  # more than one page
-    ] + [Event(type=ev.REQUEST, ts=NOW - 1, request_id="last", chain="main", model="b/auto", latency_ms=12.5,
-               data={"ok": True, "answered_by": "b/auto"})]
+    ] + [
+        Event(
+            type=ev.REQUEST,
+            ts=NOW - 1,
+            request_id="last",
+            chain="main",
+            model="b/auto",
+            latency_ms=12.5,
+            data={"ok": True, "answered_by": "b/auto"},
+        )
+    ]
     store.append(written)
     return written
 
@@ -71,7 +89,10 @@ PAIRS = [("sqlite", "redis"), ("redis", "sqlite"), ("sqlite", "sqlite-url"), ("r
 def test_copy_moves_every_bench_state_and_the_event_log_in_order_with_its_timestamps(
     tmp_path, namespace, redis_url, src_kind, dst_kind
 ):
-    src_target, dst_target = TARGETS[src_kind](tmp_path, redis_url, "src"), TARGETS[dst_kind](tmp_path, redis_url, "dst")
+    src_target, dst_target = (
+        TARGETS[src_kind](tmp_path, redis_url, "src"),
+        TARGETS[dst_kind](tmp_path, redis_url, "dst"),
+    )
     extra = []
     dst_section = namespace
     if src_kind == dst_kind == "redis":  # one server, two namespaces: the config's is the source's
@@ -94,9 +115,9 @@ def test_copy_moves_every_bench_state_and_the_event_log_in_order_with_its_timest
     assert "d/only-failed" not in copied  # no bench, no demotion: nothing to carry
 
     events = dst.events()
-    assert [(e.type, e.ts, e.request_id, e.model, e.kind, e.status, e.detail, e.latency_ms, e.data)
-            for e in events] == [(e.type, e.ts, e.request_id, e.model, e.kind, e.status, e.detail, e.latency_ms, e.data)
-                                 for e in src.events()]
+    assert [
+        (e.type, e.ts, e.request_id, e.model, e.kind, e.status, e.detail, e.latency_ms, e.data) for e in events
+    ] == [(e.type, e.ts, e.request_id, e.model, e.kind, e.status, e.detail, e.latency_ms, e.data) for e in src.events()]
     assert [e.id for e in events] == sorted({e.id for e in events})  # ids increasing, none repeated
 
 
@@ -109,13 +130,16 @@ def test_copy_refuses_a_destination_that_already_holds_state_unless_forced(tmp_p
 
     refused = runner.invoke(app, ["state", "copy", src_path, dst_path])
     assert refused.exit_code == 1
-    assert refused.stderr.splitlines()[0] == (f"llmfail: error: {dst_path} already holds events or benches; "
-                                              "nothing was copied")
+    assert refused.stderr.splitlines()[0] == (
+        f"llmfail: error: {dst_path} already holds events or benches; nothing was copied"
+    )
     assert [e.request_id for e in dst.events()] == ["theirs"]
 
     forced = runner.invoke(app, ["state", "copy", src_path, dst_path, "--force"])
     assert forced.exit_code == 0, forced.output
-    assert forced.stdout.startswith(f"copied 3 bench(es), 1 demotion(s) and 2501 event(s) from {src_path} to {dst_path}")
+    assert forced.stdout.startswith(
+        f"copied 3 bench(es), 1 demotion(s) and 2501 event(s) from {src_path} to {dst_path}"
+    )
     assert dst.events()[0].request_id == "theirs" and len(dst.events()) == 2502
     assert dst.states(["a/manual"])["a/manual"].bench_until == NOW + 7200  # never shortened by the copy
 

@@ -90,9 +90,15 @@ def _error(status: int, code: str | None, err_type: str, headers: dict[str, str]
 
 #: What a provider may answer, by name: each builds one HTTP response.
 OUTCOMES: dict[str, Any] = {
-    "ok": lambda: httpx.Response(200, json={
-        "id": "x", "object": "chat.completion", "usage": {"prompt_tokens": 1, "completion_tokens": 1},
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}]}),
+    "ok": lambda: httpx.Response(
+        200,
+        json={
+            "id": "x",
+            "object": "chat.completion",
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        },
+    ),
     "503": lambda: _error(503, None, "server_error"),
     "429-short": lambda: _error(429, "rate_limit_exceeded", "requests", {"retry-after": "1"}),
     "429-long": lambda: _error(429, "rate_limit_exceeded", "requests", {"retry-after": f"{LONG_RETRY_AFTER:g}"}),
@@ -107,8 +113,18 @@ REQUEST_KIND_OUTCOMES = {"context", "invalid", "filter"}
 
 def health(state: ModelState) -> tuple[Any, ...]:
     """Everything but the probe lease: the bench, its counters and the last error."""
-    return (state.bench_until, state.benched_at, state.manual, state.reason, state.kind, state.bench_count,
-            state.failures, state.last_error_kind, state.last_error_status, state.last_error_at)
+    return (
+        state.bench_until,
+        state.benched_at,
+        state.manual,
+        state.reason,
+        state.kind,
+        state.bench_count,
+        state.failures,
+        state.last_error_kind,
+        state.last_error_status,
+        state.last_error_at,
+    )
 
 
 class BenchMachine(RuleBasedStateMachine):
@@ -127,8 +143,14 @@ class BenchMachine(RuleBasedStateMachine):
         self.config = parse_config(CONFIG, "machine.yaml")
         self.answers: dict[str, str] = dict.fromkeys(MODELS, "ok")
         self.calls: Counter[str] = Counter()
-        self.engine = Engine(self.config, self.store, clock=self.clock, sleep=self.clock.sleep, rng=Random(0),
-                             transport=httpx.MockTransport(self._answer))
+        self.engine = Engine(
+            self.config,
+            self.store,
+            clock=self.clock,
+            sleep=self.clock.sleep,
+            rng=Random(0),
+            transport=httpx.MockTransport(self._answer),
+        )
         self.manual: dict[str, float] = {}  # model -> until, for manual benches not lifted since
         self.last_event = 0
 
@@ -168,8 +190,11 @@ class BenchMachine(RuleBasedStateMachine):
         self.answers = {"a/m1": a, "b/m2": b, "c/m3": c}
         now = self.clock()
         before = self.states()
-        live = {m for m, s in before.items()
-                if not s.is_benched(now) and not (s.is_half_open(now) and self.leased_by_other(s, now))}
+        live = {
+            m
+            for m, s in before.items()
+            if not s.is_benched(now) and not (s.is_half_open(now) and self.leased_by_other(s, now))
+        }
         self.calls.clear()
 
         async def walk() -> None:
@@ -292,6 +317,7 @@ class BenchMachine(RuleBasedStateMachine):
     @invariant()
     def reads_never_write(self) -> None:
         """No commit (another connection's change token) and no file touched (size, mtime in ns)."""
+
         def written() -> tuple[Any, ...]:
             db = self.db
             files = [p for p in (db, db.with_name(db.name + "-wal")) if p.exists()] if db is not None else []
@@ -311,19 +337,28 @@ class BenchMachine(RuleBasedStateMachine):
         assert written() == before
 
 
-@pytest.mark.parametrize("examples", [pytest.param(60, id="60-runs"),
-                                      pytest.param(1500, id="1500-runs", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "examples", [pytest.param(60, id="60-runs"), pytest.param(1500, id="1500-runs", marks=pytest.mark.slow)]
+)
 def test_no_sequence_of_failures_probes_benches_and_clock_moves_breaks_a_bench_invariant(
-        examples: int, new_store_target: Callable[[Path], StoreTarget]) -> None:
+    examples: int, new_store_target: Callable[[Path], StoreTarget]
+) -> None:
     machine = type("BenchMachineOnBackend", (BenchMachine,), {"make_target": staticmethod(new_store_target)})
-    run_state_machine_as_test(machine, settings=settings(
-        max_examples=examples, stateful_step_count=30, deadline=None, database=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
-    ))
+    run_state_machine_as_test(
+        machine,
+        settings=settings(
+            max_examples=examples,
+            stateful_step_count=30,
+            deadline=None,
+            database=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        ),
+    )
 
 
 def test_the_machine_reaches_every_kind_of_bench_panic_and_probe(
-        new_store_target: Callable[[Path], StoreTarget]) -> None:
+    new_store_target: Callable[[Path], StoreTarget],
+) -> None:
     """Guards the search itself: a scripted run through the states the invariants are about."""
     machine = type("BenchMachineOnBackend", (BenchMachine,), {"make_target": staticmethod(new_store_target)})()
     try:

@@ -46,14 +46,36 @@ chains:
 
 def answer(ts: float, chain: str, model: str, attempt_ms: float, ttft_ms: float, rid: str) -> Event:
     """A `request` row as the engine writes it for an answered request."""
-    return Event(type=ev.REQUEST, ts=ts, request_id=rid, chain=chain, model=model, latency_ms=attempt_ms + 5,
-                 data={"ok": True, "answered_by": model, "failovers": 0, "ttft_ms": ttft_ms + 5,
-                       "attempt_ms": attempt_ms, "attempt_ttft_ms": ttft_ms})
+    return Event(
+        type=ev.REQUEST,
+        ts=ts,
+        request_id=rid,
+        chain=chain,
+        model=model,
+        latency_ms=attempt_ms + 5,
+        data={
+            "ok": True,
+            "answered_by": model,
+            "failovers": 0,
+            "ttft_ms": ttft_ms + 5,
+            "attempt_ms": attempt_ms,
+            "attempt_ttft_ms": ttft_ms,
+        },
+    )
 
 
 def failed(ts: float, chain: str, model: str, kind: str, status: int | None, rid: str) -> Event:
-    return Event(type=ev.ATTEMPT_FAILED, ts=ts, request_id=rid, chain=chain, model=model, kind=kind, status=status,
-                 attempt=1, latency_ms=10.0)
+    return Event(
+        type=ev.ATTEMPT_FAILED,
+        ts=ts,
+        request_id=rid,
+        chain=chain,
+        model=model,
+        kind=kind,
+        status=status,
+        attempt=1,
+        latency_ms=10.0,
+    )
 
 
 def fixture_events() -> list[Event]:
@@ -67,10 +89,24 @@ def fixture_events() -> list[Event]:
         failed(w + 10, "prod", "a/m1", "transient", 503, "r1"),
         Event(type=ev.RETRY, ts=w + 10, request_id="r1", chain="prod", model="a/m1", kind="transient", attempt=2),
         failed(w + 11, "prod", "a/m1", "transient", 503, "r1"),
-        Event(type=ev.BENCHED, ts=w + 11, request_id="r1", chain="prod", model="a/m1", kind="transient",
-              benched_until=w + 41),
-        Event(type=ev.FAILOVER, ts=w + 11, request_id="r1", chain="prod", model="a/m1", next_model="b/m2",
-              kind="transient"),
+        Event(
+            type=ev.BENCHED,
+            ts=w + 11,
+            request_id="r1",
+            chain="prod",
+            model="a/m1",
+            kind="transient",
+            benched_until=w + 41,
+        ),
+        Event(
+            type=ev.FAILOVER,
+            ts=w + 11,
+            request_id="r1",
+            chain="prod",
+            model="a/m1",
+            next_model="b/m2",
+            kind="transient",
+        ),
         answer(w + 12, "prod", "b/m2", 120.0, 40.0, "r1"),
         # r2..r6 (prod): a/m1 answers five times: 200, 400, 100, 300, 1000 ms
         answer(w + 100, "prod", "a/m1", 200.0, 80.0, "r2"),
@@ -80,28 +116,69 @@ def fixture_events() -> list[Event]:
         answer(w + 500, "prod", "a/m1", 1000.0, 900.0, "r6"),
         # r7 (prod): a/m1 rate limited, fails over; b/m2 times out; the chain is exhausted
         failed(w + 600, "prod", "a/m1", "rate_limited", 429, "r7"),
-        Event(type=ev.FAILOVER, ts=w + 600, request_id="r7", chain="prod", model="a/m1", next_model="b/m2",
-              kind="rate_limited"),
+        Event(
+            type=ev.FAILOVER,
+            ts=w + 600,
+            request_id="r7",
+            chain="prod",
+            model="a/m1",
+            next_model="b/m2",
+            kind="rate_limited",
+        ),
         failed(w + 601, "prod", "b/m2", "timeout", None, "r7"),
         Event(type=ev.BENCHED, ts=w + 601, request_id="r7", chain="prod", model="b/m2", kind="timeout"),
         Event(type=ev.EXHAUSTED, ts=w + 601, request_id="r7", chain="prod", kind="timeout"),
-        Event(type=ev.REQUEST, ts=w + 601, request_id="r7", chain="prod", kind="timeout",
-              data={"ok": False, "answered_by": None}),
+        Event(
+            type=ev.REQUEST,
+            ts=w + 601,
+            request_id="r7",
+            chain="prod",
+            kind="timeout",
+            data={"ok": False, "answered_by": None},
+        ),
         # r8 (cheap): b/m2 answers in 300 ms
         answer(w + 700, "cheap", "b/m2", 300.0, 100.0, "r8"),
         # a half-open probe of a/m1 closes its bench; a failed probe of b/m2 is not a recovery
-        Event(type=ev.PROBE, ts=w + 800, request_id="r9", chain="prod", model="a/m1", latency_ms=50.0,
-              data={"ok": True, "recovered": True}),
+        Event(
+            type=ev.PROBE,
+            ts=w + 800,
+            request_id="r9",
+            chain="prod",
+            model="a/m1",
+            latency_ms=50.0,
+            data={"ok": True, "recovered": True},
+        ),
         answer(w + 800, "prod", "a/m1", 50.0, 10.0, "r9"),
-        Event(type=ev.PROBE, ts=w + 900, request_id="r10", chain="cheap", model="b/m2", kind="transient",
-              status=503, data={"ok": False}),
+        Event(
+            type=ev.PROBE,
+            ts=w + 900,
+            request_id="r10",
+            chain="cheap",
+            model="b/m2",
+            kind="transient",
+            status=503,
+            data={"ok": False},
+        ),
         failed(w + 900, "cheap", "b/m2", "transient", 503, "r10"),
         # an operator benches b/m2 by hand (no chain)
-        Event(type=ev.BENCHED, ts=w + 1000, model="b/m2", kind="manual", detail="incident",
-              data={"user": "ops", "host": "box", "reason": "incident", "manual": True}),
+        Event(
+            type=ev.BENCHED,
+            ts=w + 1000,
+            model="b/m2",
+            kind="manual",
+            detail="incident",
+            data={"user": "ops", "host": "box", "reason": "incident", "manual": True},
+        ),
         # a row written before `attempt_ms` existed: its own latency and ttft stand in
-        Event(type=ev.REQUEST, ts=w + 1100, request_id="r11", chain="legacy", model="z/old", latency_ms=999.0,
-              data={"ok": True, "answered_by": "z/old", "ttft_ms": 500.0}),
+        Event(
+            type=ev.REQUEST,
+            ts=w + 1100,
+            request_id="r11",
+            chain="legacy",
+            model="z/old",
+            latency_ms=999.0,
+            data={"ok": True, "answered_by": "z/old", "ttft_ms": 500.0},
+        ),
     ]
 
 
@@ -119,16 +196,54 @@ def logged(store: SqliteStore) -> SqliteStore:
 def test_figures_match_the_hand_counted_log_exactly(logged: SqliteStore, config: Config) -> None:
     stats = model_stats(logged, since=T - HOUR, now=T, config=config)
     assert {m: s.to_json() for m, s in stats.items()} == {
-        "a/m1": {"requests": 9, "ok": 6, "failed": 3, "errors": {"rate_limited": 1, "transient": 2},
-                 "failovers": 2, "benched": 1, "recoveries": 1, "p50_ms": 200.0, "p95_ms": 1000.0,
-                 "state": "healthy"},
-        "b/m2": {"requests": 4, "ok": 2, "failed": 2, "errors": {"timeout": 1, "transient": 1},
-                 "failovers": 0, "benched": 2, "recoveries": 0, "p50_ms": 120.0, "p95_ms": 300.0,
-                 "state": "healthy"},
-        "c/idle": {"requests": 0, "ok": 0, "failed": 0, "errors": {}, "failovers": 0, "benched": 0,
-                   "recoveries": 0, "p50_ms": None, "p95_ms": None, "state": "no data"},
-        "z/old": {"requests": 1, "ok": 1, "failed": 0, "errors": {}, "failovers": 0, "benched": 0,
-                  "recoveries": 0, "p50_ms": 999.0, "p95_ms": 999.0, "state": "healthy"},
+        "a/m1": {
+            "requests": 9,
+            "ok": 6,
+            "failed": 3,
+            "errors": {"rate_limited": 1, "transient": 2},
+            "failovers": 2,
+            "benched": 1,
+            "recoveries": 1,
+            "p50_ms": 200.0,
+            "p95_ms": 1000.0,
+            "state": "healthy",
+        },
+        "b/m2": {
+            "requests": 4,
+            "ok": 2,
+            "failed": 2,
+            "errors": {"timeout": 1, "transient": 1},
+            "failovers": 0,
+            "benched": 2,
+            "recoveries": 0,
+            "p50_ms": 120.0,
+            "p95_ms": 300.0,
+            "state": "healthy",
+        },
+        "c/idle": {
+            "requests": 0,
+            "ok": 0,
+            "failed": 0,
+            "errors": {},
+            "failovers": 0,
+            "benched": 0,
+            "recoveries": 0,
+            "p50_ms": None,
+            "p95_ms": None,
+            "state": "no data",
+        },
+        "z/old": {
+            "requests": 1,
+            "ok": 1,
+            "failed": 0,
+            "errors": {},
+            "failovers": 0,
+            "benched": 0,
+            "recoveries": 0,
+            "p50_ms": 999.0,
+            "p95_ms": 999.0,
+            "state": "healthy",
+        },
     }
     # a/m1 answered in 200, 400, 100, 300, 1000, 50 ms -> sorted 50 100 200 300 400 1000:
     # rank ceil(0.5*6)=3 is 200; first tokens 80 90 20 70 900 10 -> p50 rank 3 = 70, p95 rank 6 = 900
@@ -183,8 +298,14 @@ def test_a_live_model_with_no_request_in_the_window_is_no_data_not_healthy(store
         "c/idle": "no data",  # nothing asked of it: its health is unknown
     }
     assert stats["c/idle"].state == "healthy" and stats["c/idle"].to_json()["state"] == "no data"
-    half_open = model_stats(store, since=T - HOUR, now=T, config=parse_config(
-        'providers: {z: {type: openai, base_url: "http://127.0.0.1:9/v1"}}\nchains: {x: [z/gone]}', "t.yaml"))
+    half_open = model_stats(
+        store,
+        since=T - HOUR,
+        now=T,
+        config=parse_config(
+            'providers: {z: {type: openai, base_url: "http://127.0.0.1:9/v1"}}\nchains: {x: [z/gone]}', "t.yaml"
+        ),
+    )
     assert half_open["z/gone"].reported_state == "half-open"
     idle_window = model_stats(store, since=T - 5, now=T, config=config)
     assert idle_window["a/m1"].reported_state == "no data"  # its answer is older than the window
@@ -201,14 +322,17 @@ def test_stats_on_a_fresh_db_reports_no_data_for_every_model_not_all_healthy(tmp
 
 
 def test_an_entry_is_benched_when_every_credential_is(store: SqliteStore) -> None:
-    config = parse_config("""
+    config = parse_config(
+        """
 providers:
   a: {type: openai, base_url: "http://127.0.0.1:9/v1"}
 chains:
   c:
     - model: a/m1
       credentials: [{api_key_env: K1}, {api_key_env: K2}]
-""", "test.yaml")
+""",
+        "test.yaml",
+    )
     store.record_failure("a/m1#0", now=T, kind="auth", status=401, bench_for=600.0)
     assert model_stats(store, since=T - 1, now=T, config=config)["a/m1"].state == "healthy"
     store.record_failure("a/m1#1", now=T, kind="auth", status=401, bench_for=600.0)
@@ -240,7 +364,10 @@ def test_stats_queries_only_search_indexes_never_scan_the_log(logged: SqliteStor
     for sql, plan in plans.items():
         reads = [p for p in plan if " events " in f"{p} "]
         # each read of the log is a seek on the model's own index range...
-        assert reads and all(re.match(r"SEARCH events USING (COVERING )?INDEX \w+ \(model[=>]", p) for p in reads), (sql, plan)
+        assert reads and all(re.match(r"SEARCH events USING (COVERING )?INDEX \w+ \(model[=>]", p) for p in reads), (
+            sql,
+            plan,
+        )
         # ...that never touches the table unless it needs `data` (latency samples, recoveries)...
         if "json_extract" not in sql:
             assert all("COVERING INDEX" in p for p in reads), (sql, plan)
@@ -255,8 +382,11 @@ def test_an_old_schema_is_migrated_and_keeps_its_events(db_path: Path) -> None:
     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
     MIGRATIONS[0](conn)
     conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
-    conn.execute("INSERT INTO events (ts, model, type, chain, data) VALUES (?, 'a/m1', 'request', 'prod', "
-                 "'{\"ok\": true, \"attempt_ms\": 12.5}')", (T,))
+    conn.execute(
+        "INSERT INTO events (ts, model, type, chain, data) VALUES (?, 'a/m1', 'request', 'prod', "
+        '\'{"ok": true, "attempt_ms": 12.5}\')',
+        (T,),
+    )
     conn.commit()
     conn.close()
     store = SqliteStore(str(db_path))
@@ -281,16 +411,18 @@ chains:
 
 def timed(clock: FakeClock, seconds: float, response: Callable[[], Response]) -> Callable[[Request], Response]:
     """A handler that takes `seconds` of virtual time to answer."""
+
     def handle(request: Request) -> Response:
         clock.advance(seconds)
         return response()
+
     return handle
 
 
 def test_per_model_latency_excludes_the_failover_before_the_answer(
-        make_engine: Callable[..., Engine], server: HTTPServer, clock: FakeClock, store: SqliteStore) -> None:
-    server.expect_request("/a/v1/chat/completions").respond_with_handler(
-        timed(clock, 1.0, lambda: openai_error(503)))
+    make_engine: Callable[..., Engine], server: HTTPServer, clock: FakeClock, store: SqliteStore
+) -> None:
+    server.expect_request("/a/v1/chat/completions").respond_with_handler(timed(clock, 1.0, lambda: openai_error(503)))
     server.expect_request("/b/v1/chat/completions").respond_with_handler(timed(clock, 0.25, ok))
     engine = make_engine(ENGINE)
     start = clock.now
@@ -308,7 +440,11 @@ def test_per_model_latency_excludes_the_failover_before_the_answer(
     stats = model_stats(store, since=start, now=clock.now, chain=engine.config.chain("main"))
     assert stats["b/m2"].p50_ms == pytest.approx(250)  # not the 1250 ms the caller waited
     assert (stats["a/m1"].requests, stats["a/m1"].failed, stats["a/m1"].failovers, stats["a/m1"].state) == (
-        1, 1, 1, "benched")
+        1,
+        1,
+        1,
+        "benched",
+    )
     assert isinstance(stats["a/m1"], ModelStats)
 
 
@@ -338,11 +474,29 @@ def test_stats_json_matches_the_hand_counted_log(tmp_path: Path) -> None:
     figures = json.loads(result.stdout)
     assert list(figures) == ["a/m1", "b/m2", "c/idle", "z/old"]
     assert figures["a/m1"] == {
-        "requests": 9, "ok": 6, "failed": 3, "errors": {"rate_limited": 1, "transient": 2}, "failovers": 2,
-        "benched": 1, "recoveries": 1, "p50_ms": 200.0, "p95_ms": 1000.0, "state": "healthy"}
+        "requests": 9,
+        "ok": 6,
+        "failed": 3,
+        "errors": {"rate_limited": 1, "transient": 2},
+        "failovers": 2,
+        "benched": 1,
+        "recoveries": 1,
+        "p50_ms": 200.0,
+        "p95_ms": 1000.0,
+        "state": "healthy",
+    }
     assert figures["b/m2"] == {
-        "requests": 4, "ok": 2, "failed": 2, "errors": {"timeout": 1, "transient": 1}, "failovers": 0,
-        "benched": 2, "recoveries": 0, "p50_ms": 120.0, "p95_ms": 300.0, "state": "healthy"}
+        "requests": 4,
+        "ok": 2,
+        "failed": 2,
+        "errors": {"timeout": 1, "transient": 1},
+        "failovers": 0,
+        "benched": 2,
+        "recoveries": 0,
+        "p50_ms": 120.0,
+        "p95_ms": 300.0,
+        "state": "healthy",
+    }
     prod = json.loads(cli("stats", "--chain", "prod", "--json").stdout)
     assert list(prod) == ["a/m1", "b/m2"] and prod["b/m2"]["requests"] == 2
     narrow = json.loads(cli("stats", "--since", "10s", "--json").stdout)
@@ -383,7 +537,8 @@ def test_stats_loads_no_engine_http_client_or_dashboard(tmp_path: Path) -> None:
 
 
 def test_printing_a_wide_table_leaves_the_shared_console_width_alone(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from llmfail.output import stdout
 
     # A console made by an earlier test while COLUMNS was set is pinned to that width: start afresh.

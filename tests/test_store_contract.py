@@ -61,16 +61,29 @@ def fail(
     began: float | None = None,
 ) -> ModelState:
     """A transient 503 on KEY, benching for 30 s unless told otherwise."""
-    state, _ = store.record_failure(KEY, now=now, kind="transient", status=503, bench_for=bench_for, factor=factor,
-                                    min_until=min_until, reason=reason, began=began)
+    state, _ = store.record_failure(
+        KEY,
+        now=now,
+        kind="transient",
+        status=503,
+        bench_for=bench_for,
+        factor=factor,
+        min_until=min_until,
+        reason=reason,
+        began=began,
+    )
     return state
 
 
 def child(target: StoreTarget, code: str, *args: str) -> subprocess.Popen[bytes]:
     """A Python process running `code` with `store` opened from `target` (and `args` in sys.argv[2:])."""
     prelude = "import pickle, sys\nstore = pickle.loads(bytes.fromhex(sys.argv[1])).open()\n"
-    return subprocess.Popen([sys.executable, "-c", prelude + textwrap.dedent(code), pickle.dumps(target).hex(), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    return subprocess.Popen(
+        [sys.executable, "-c", prelude + textwrap.dedent(code), pickle.dumps(target).hex(), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
 
 
 def test_a_reopened_store_keeps_its_state_and_events(store_target: StoreTarget) -> None:
@@ -140,17 +153,20 @@ def test_a_running_bench_is_never_shortened_by_a_failure(store: Store) -> None:
 
 def test_a_failure_in_flight_when_the_bench_began_is_counted_but_benches_nothing(store: Store) -> None:
     fail(store, T0, reason="first")
-    state, benched = store.record_failure(KEY, now=T0 + 2, kind="timeout", status=None, bench_for=30.0,
-                                          reason="second", began=T0 - 1)
+    state, benched = store.record_failure(
+        KEY, now=T0 + 2, kind="timeout", status=None, bench_for=30.0, reason="second", began=T0 - 1
+    )
     assert not benched
     assert (state.bench_until, state.benched_at, state.bench_count, state.reason) == (T0 + 30, T0, 1, "first")
     assert (state.failures, state.last_error_kind, state.last_error_at) == (2, "timeout", T0 + 2)
     assert store.states([KEY])[KEY] == state
-    state, benched = store.record_failure(KEY, now=T0 + 2, kind="timeout", status=None, bench_for=30.0,
-                                          began=T0)  # the same instant is in flight too (a virtual clock)
+    state, benched = store.record_failure(
+        KEY, now=T0 + 2, kind="timeout", status=None, bench_for=30.0, began=T0
+    )  # the same instant is in flight too (a virtual clock)
     assert not benched and (state.failures, state.bench_count) == (3, 1)
-    state, benched = store.record_failure(KEY, now=T0 + 3, kind="timeout", status=None, bench_for=30.0,
-                                          began=T0 + 1)  # began after the bench: it counts
+    state, benched = store.record_failure(
+        KEY, now=T0 + 3, kind="timeout", status=None, bench_for=30.0, began=T0 + 1
+    )  # began after the bench: it counts
     assert benched and state.bench_until == T0 + 33 and state.bench_count == 2
 
 
@@ -497,8 +513,18 @@ def test_swap_meta_returns_the_old_value_and_changes_once(store: Store, other: S
 
 def test_events_round_trip_with_ids_and_every_field(store: Store) -> None:
     event = Event(
-        type="attempt_failed", ts=T0, request_id="r1", chain="prod", model=KEY, kind="rate_limited", status=429,
-        attempt=2, benched_until=T0 + 30, next_model="anthropic/claude", latency_ms=12.5, detail="slow down",
+        type="attempt_failed",
+        ts=T0,
+        request_id="r1",
+        chain="prod",
+        model=KEY,
+        kind="rate_limited",
+        status=429,
+        attempt=2,
+        benched_until=T0 + 30,
+        next_model="anthropic/claude",
+        latency_ms=12.5,
+        detail="slow down",
         data={"usage": {"input_tokens": 3}, "ok": False},
     )
     ids = store.append([event, Event(type="request", ts=T0 + 1)])
@@ -509,8 +535,16 @@ def test_events_round_trip_with_ids_and_every_field(store: Store) -> None:
 
 def test_registered_secret_is_redacted_from_detail_and_data(store: Store) -> None:
     redact.register_secret(SECRET)
-    store.append([Event(type="attempt_failed", ts=T0, detail=f"401 invalid key {SECRET}",
-                        data={"headers": [f"Authorization: {SECRET}"], "nested": {"msg": SECRET}, SECRET: 1})])
+    store.append(
+        [
+            Event(
+                type="attempt_failed",
+                ts=T0,
+                detail=f"401 invalid key {SECRET}",
+                data={"headers": [f"Authorization: {SECRET}"], "nested": {"msg": SECRET}, SECRET: 1},
+            )
+        ]
+    )
     (event,) = store.events()
     assert SECRET not in (event.detail or "") and "***" in (event.detail or "")
     assert SECRET not in repr(event.data)
@@ -523,12 +557,14 @@ def test_long_detail_is_truncated(store: Store) -> None:
 
 
 def test_events_filters_combine(store: Store) -> None:
-    store.append([
-        Event(type="attempt_failed", ts=T0, model="a", chain="prod"),
-        Event(type="benched", ts=T0 + 1, model="a", chain="prod"),
-        Event(type="request", ts=T0 + 2, model="b", chain="cheap"),
-        Event(type="failover", ts=T0 + 3, model="b", chain="prod"),
-    ])
+    store.append(
+        [
+            Event(type="attempt_failed", ts=T0, model="a", chain="prod"),
+            Event(type="benched", ts=T0 + 1, model="a", chain="prod"),
+            Event(type="request", ts=T0 + 2, model="b", chain="cheap"),
+            Event(type="failover", ts=T0 + 3, model="b", chain="prod"),
+        ]
+    )
     assert [e.ts for e in store.events(model="a")] == [T0, T0 + 1]
     assert [e.ts for e in store.events(chain="prod", since=T0 + 1)] == [T0 + 1, T0 + 3]
     assert [e.type for e in store.events(types=["request", "benched"])] == ["benched", "request"]
@@ -574,13 +610,19 @@ def test_the_change_token_moves_after_another_connection_writes_bench_state(stor
 
 def test_a_follower_never_misses_an_event_while_writers_append(store_target: StoreTarget, store: Store) -> None:
     """Ids become visible in increasing order: reading `id > last` while two writers append loses nothing."""
-    writers = [child(store_target, f"""
+    writers = [
+        child(
+            store_target,
+            f"""
         from llmfail.events import Event
         for i in range(150):
             store.append([Event(type="request", ts=1.0, request_id="w{w}-" + str(i))])
             if i % 10 == 0:
                 store.append([Event(type="retry", ts=1.0, request_id="w{w}-b" + str(i + j)) for j in range(3)])
-        """) for w in range(2)]
+        """,
+        )
+        for w in range(2)
+    ]
     seen: list[int] = []
     last = 0
     while True:
@@ -602,17 +644,19 @@ def test_a_follower_never_misses_an_event_while_writers_append(store_target: Sto
 
 
 def test_tally_counts_a_window_per_model_and_follows_the_chain_filter_for_traffic_only(store: Store) -> None:
-    store.append([
-        Event(type=ev.REQUEST, ts=T0, model="a", chain="prod", latency_ms=100.0, data={"attempt_ttft_ms": 40.0}),
-        Event(type=ev.REQUEST, ts=T0 + 1, model="a", chain="cheap", latency_ms=300.0),
-        Event(type=ev.ATTEMPT_FAILED, ts=T0 + 2, model="a", chain="prod", kind="transient", status=503),
-        Event(type=ev.ATTEMPT_FAILED, ts=T0 + 3, model="a", chain="prod", kind="timeout"),
-        Event(type=ev.FAILOVER, ts=T0 + 4, model="a", chain="prod", kind="timeout", next_model="b"),
-        Event(type=ev.BENCHED, ts=T0 + 5, model="a", chain="cheap", kind="timeout"),
-        Event(type=ev.PROBE, ts=T0 + 6, model="a", data={"ok": True, "recovered": True}),
-        Event(type=ev.REQUEST, ts=T0 + 7, model="b", chain="prod", latency_ms=50.0),
-        Event(type=ev.REQUEST, ts=T0 - 100, model="old", chain="prod", latency_ms=1.0),  # outside the window
-    ])
+    store.append(
+        [
+            Event(type=ev.REQUEST, ts=T0, model="a", chain="prod", latency_ms=100.0, data={"attempt_ttft_ms": 40.0}),
+            Event(type=ev.REQUEST, ts=T0 + 1, model="a", chain="cheap", latency_ms=300.0),
+            Event(type=ev.ATTEMPT_FAILED, ts=T0 + 2, model="a", chain="prod", kind="transient", status=503),
+            Event(type=ev.ATTEMPT_FAILED, ts=T0 + 3, model="a", chain="prod", kind="timeout"),
+            Event(type=ev.FAILOVER, ts=T0 + 4, model="a", chain="prod", kind="timeout", next_model="b"),
+            Event(type=ev.BENCHED, ts=T0 + 5, model="a", chain="cheap", kind="timeout"),
+            Event(type=ev.PROBE, ts=T0 + 6, model="a", data={"ok": True, "recovered": True}),
+            Event(type=ev.REQUEST, ts=T0 + 7, model="b", chain="prod", latency_ms=50.0),
+            Event(type=ev.REQUEST, ts=T0 - 100, model="old", chain="prod", latency_ms=1.0),  # outside the window
+        ]
+    )
     every = store.tally(since=T0, until=T0 + 10)
     assert set(every) == {"a", "b"}
     a = every["a"]

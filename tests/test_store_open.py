@@ -20,8 +20,11 @@ T0 = 1_700_000_000.0
 
 @pytest.mark.parametrize("form", ["plain", "sqlite:///abs", "sqlite:relative"])
 def test_a_path_or_sqlite_url_opens_that_sqlite_file(tmp_path: Path, form: str) -> None:
-    target = {"plain": str(tmp_path / "a.db"), "sqlite:///abs": f"sqlite://{tmp_path / 'a.db'}",
-              "sqlite:relative": "sqlite:a.db"}[form]  # the hermetic fixture runs every test in tmp_path
+    target = {
+        "plain": str(tmp_path / "a.db"),
+        "sqlite:///abs": f"sqlite://{tmp_path / 'a.db'}",
+        "sqlite:relative": "sqlite:a.db",
+    }[form]  # the hermetic fixture runs every test in tmp_path
     store = open_store(target)
     try:
         assert isinstance(store, SqliteStore) and Path(store.path).resolve() == tmp_path / "a.db"
@@ -88,8 +91,10 @@ def test_busy_timeout_reaches_the_connection(tmp_path: Path) -> None:
 def test_a_store_target_is_plain_data_a_child_process_can_open(tmp_path: Path) -> None:
     target = StoreTarget(f"sqlite://{tmp_path / 'shared.db'}")
     assert pickle.loads(pickle.dumps(target)) == target and hash(target) == hash(StoreTarget(target.url))
-    code = ("import pickle, sys; t = pickle.loads(bytes.fromhex(sys.argv[1])); "
-            f"t.open().bench('a/m', now={T0}, until={T0 + 60}, manual=True, reason='from the child', kind=None)")
+    code = (
+        "import pickle, sys; t = pickle.loads(bytes.fromhex(sys.argv[1])); "
+        f"t.open().bench('a/m', now={T0}, until={T0 + 60}, manual=True, reason='from the child', kind=None)"
+    )
     subprocess.run([sys.executable, "-c", code, pickle.dumps(target).hex()], check=True)
     store = target.open()
     try:

@@ -46,8 +46,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def fail(store: Any, now: float, bench_for: float | None = 60.0, **kw: Any) -> tuple[ModelState, bool]:
-    result: tuple[ModelState, bool] = store.record_failure(KEY, now=now, kind="transient", status=503,
-                                                           bench_for=bench_for, **kw)
+    result: tuple[ModelState, bool] = store.record_failure(
+        KEY, now=now, kind="transient", status=503, bench_for=bench_for, **kw
+    )
     return result
 
 
@@ -66,17 +67,29 @@ def test_random_operations_leave_the_same_state_as_sqlite(redis_store: RedisStor
             key = rng.choice(keys)
             op = rng.randrange(7)
             if op == 0:
-                kw = {"now": now, "kind": "timeout", "status": None, "bench_for": rng.choice([None, 10.0, 60.0]),
-                      "factor": rng.choice([1.0, 3.0]), "min_until": rng.choice([None, now + 120]), "reason": "x",
-                      "began": rng.choice([None, now - 40, now - 1])}
+                kw = {
+                    "now": now,
+                    "kind": "timeout",
+                    "status": None,
+                    "bench_for": rng.choice([None, 10.0, 60.0]),
+                    "factor": rng.choice([1.0, 3.0]),
+                    "min_until": rng.choice([None, now + 120]),
+                    "reason": "x",
+                    "began": rng.choice([None, now - 40, now - 1]),
+                }
                 got = redis_store.record_failure(key, **kw)  # type: ignore[arg-type]
                 want = sqlite.record_failure(key, **kw)  # type: ignore[arg-type]
             elif op == 1:
                 got, want = redis_store.record_success(key, now=now), sqlite.record_success(key, now=now)
             elif op == 2:
-                bench = {"now": now, "until": now + rng.choice([-10.0, 50.0, 100.0, 400.0]),
-                         "manual": rng.random() < 0.7, "reason": rng.choice([None, "r"]),
-                         "kind": rng.choice([None, "transient"]), "replace": rng.random() < 0.3}
+                bench = {
+                    "now": now,
+                    "until": now + rng.choice([-10.0, 50.0, 100.0, 400.0]),
+                    "manual": rng.random() < 0.7,
+                    "reason": rng.choice([None, "r"]),
+                    "kind": rng.choice([None, "transient"]),
+                    "replace": rng.random() < 0.3,
+                }
                 got = redis_store.bench(key, **bench)  # type: ignore[arg-type]
                 want = sqlite.bench(key, **bench)  # type: ignore[arg-type]
             elif op == 3:
@@ -116,8 +129,18 @@ def random_events(rng: random.Random, count: int, start: float, steps: Sequence[
             data = {"attempt_ms": rng.choice([None, 12.5, 300.0]), "ttft_ms": rng.choice([None, 40.0, 80.25])}
         if type_ == "probe":
             data = {"recovered": rng.choice([True, False, 1])}
-        out.append(Event(type=type_, ts=ts, model=rng.choice(models), chain=rng.choice(["c1", "c2", None]),
-                         kind=kind, latency_ms=rng.choice([None, 20.0]), request_id=f"r{i}", data=data))
+        out.append(
+            Event(
+                type=type_,
+                ts=ts,
+                model=rng.choice(models),
+                chain=rng.choice(["c1", "c2", None]),
+                kind=kind,
+                latency_ms=rng.choice([None, 20.0]),
+                request_id=f"r{i}",
+                data=data,
+            )
+        )
     return out
 
 
@@ -134,7 +157,7 @@ def test_events_and_tally_agree_with_sqlite(redis_store: RedisStore, tmp_path: P
     events = random_events(rng, 700, T0, steps)
     try:
         for start in range(0, len(events), 50):
-            assert redis_store.append(events[start:start + 50]) == sqlite.append(events[start:start + 50])
+            assert redis_store.append(events[start : start + 50]) == sqlite.append(events[start : start + 50])
         end = max(e.ts for e in events)
         for _ in range(25):
             since = rng.uniform(T0 - 100, end)
@@ -142,22 +165,26 @@ def test_events_and_tally_agree_with_sqlite(redis_store: RedisStore, tmp_path: P
             chain = rng.choice([None, "c1"])
             sample = rng.choice([2000, 5])
             assert redis_store.tally(since=since, until=until, chain=chain, sample=sample) == sqlite.tally(
-                since=since, until=until, chain=chain, sample=sample), (since, until, chain)
+                since=since, until=until, chain=chain, sample=sample
+            ), (since, until, chain)
             model, types = rng.choice(["m/a", None]), rng.choice([None, ["request", "probe"], []])
             limit, newest = rng.choice([None, 3, 600]), rng.choice([False, True])
-            assert redis_store.events(since=since, model=model, types=types, limit=limit, newest=newest) == \
-                sqlite.events(since=since, model=model, types=types, limit=limit, newest=newest)
+            assert redis_store.events(
+                since=since, model=model, types=types, limit=limit, newest=newest
+            ) == sqlite.events(since=since, model=model, types=types, limit=limit, newest=newest)
             after = rng.randrange(0, 700)
             assert redis_store.events(after_id=after, chain="c2") == sqlite.events(after_id=after, chain="c2")
             ts_after = rng.choice([None, since])
             assert redis_store.recent_ttfts("m/b", after=ts_after, limit=7) == sqlite.recent_ttfts(
-                "m/b", after=ts_after, limit=7)
+                "m/b", after=ts_after, limit=7
+            )
         assert redis_store.max_event_id() == sqlite.max_event_id() == 700
         if steps is OUT_OF_ORDER:
             return  # pruning cuts the stream at an id, so it is exact only while ts follow ids (docs/redis.md)
         cut = events[350].ts + 0.25
         assert redis_store.prune(now=cut + 10, retention=10, force=True) == sqlite.prune(
-            now=cut + 10, retention=10, force=True)
+            now=cut + 10, retention=10, force=True
+        )
         assert redis_store.events() == sqlite.events()
         assert redis_store.max_event_id() == 700
         assert redis_store.prune(now=cut + 20, retention=10) == 0  # not due again within the hour
@@ -168,15 +195,32 @@ def test_events_and_tally_agree_with_sqlite(redis_store: RedisStore, tmp_path: P
 def test_event_details_are_redacted_truncated_and_round_trip(redis_store: RedisStore) -> None:
     secret = "sk-redis-" + "q" * 30
     register_secret(secret)
-    event = Event(type="attempt_failed", ts=T0, request_id="r", chain="c", model=KEY, kind="auth", status=401,
-                  attempt=2, benched_until=T0 + 60.5, next_model="x/y", latency_ms=12.25,
-                  detail=f"bad key {secret} " + "x" * 2000, data={"key": secret, "n": 1, "nested": {"s": secret}})
+    event = Event(
+        type="attempt_failed",
+        ts=T0,
+        request_id="r",
+        chain="c",
+        model=KEY,
+        kind="auth",
+        status=401,
+        attempt=2,
+        benched_until=T0 + 60.5,
+        next_model="x/y",
+        latency_ms=12.25,
+        detail=f"bad key {secret} " + "x" * 2000,
+        data={"key": secret, "n": 1, "nested": {"s": secret}},
+    )
     [event_id] = redis_store.append([event])
     [stored] = redis_store.events()
     assert stored.id == event_id == 1
     assert secret not in json.dumps(stored.to_json()) and len(stored.detail or "") == DETAIL_MAX
     assert (stored.ts, stored.status, stored.attempt, stored.benched_until, stored.latency_ms) == (
-        T0, 401, 2, T0 + 60.5, 12.25)
+        T0,
+        401,
+        2,
+        T0 + 60.5,
+        12.25,
+    )
     assert stored.data["n"] == 1 and stored.next_model == "x/y"
     client = redis_store._client
     for key in client.scan_iter(match=redis_store.prefix + "*"):
@@ -184,29 +228,56 @@ def test_event_details_are_redacted_truncated_and_round_trip(redis_store: RedisS
         assert secret.encode() not in dump, key
 
 
-
 def test_event_text_of_any_kind_round_trips_through_the_packed_argument(redis_store: RedisStore) -> None:
     odd = 'q"uo\\te \x00nul \x1fsep \x1e é 中文 🚀 \n\t|'
-    event = Event(type="request", ts=T0 + 0.123456789, request_id="r" + odd, chain="c" + odd, model="m/" + odd,
-                  next_model="n" + odd, detail="d" + odd, latency_ms=1.5, data={"attempt_ms": 2.25, "s": odd})
+    event = Event(
+        type="request",
+        ts=T0 + 0.123456789,
+        request_id="r" + odd,
+        chain="c" + odd,
+        model="m/" + odd,
+        next_model="n" + odd,
+        detail="d" + odd,
+        latency_ms=1.5,
+        data={"attempt_ms": 2.25, "s": odd},
+    )
     bare = Event(type="note", ts=T0 + 1)  # no model, no optional field
     assert redis_store.append([event, bare]) == [1, 2]
     stored, stored_bare = redis_store.events()
     assert (stored.request_id, stored.chain, stored.model, stored.next_model, stored.data["s"]) == (
-        "r" + odd, "c" + odd, "m/" + odd, "n" + odd, odd)
+        "r" + odd,
+        "c" + odd,
+        "m/" + odd,
+        "n" + odd,
+        odd,
+    )
     assert stored.detail is not None and stored.detail.startswith("d") and stored.ts == T0 + 0.123456789
     assert (stored_bare.model, stored_bare.chain, stored_bare.data, stored_bare.ts) == (None, None, {}, T0 + 1)
     [tally] = redis_store.tally(since=T0, until=T0 + 2).values()
     assert (tally.model, tally.answered, tally.latencies_ms) == ("m/" + odd, 1, (2.25,))
 
 
-def test_a_chunk_of_events_goes_to_the_server_as_one_argument(redis_store: RedisStore,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_chunk_of_events_goes_to_the_server_as_one_argument(
+    redis_store: RedisStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """redis-py encodes every argument on its own; one packed argument per script keeps a request's
     event write cheap for the client whatever the event holds."""
     sent = sent_commands(monkeypatch)
-    events = [Event(type="attempt_failed", ts=T0 + i, request_id="r", chain="c", model=KEY, kind="transient",
-                    status=503, attempt=1, detail="boom", data={"n": i}) for i in range(3)]
+    events = [
+        Event(
+            type="attempt_failed",
+            ts=T0 + i,
+            request_id="r",
+            chain="c",
+            model=KEY,
+            kind="transient",
+            status=503,
+            attempt=1,
+            detail="boom",
+            data={"n": i},
+        )
+        for i in range(3)
+    ]
     assert redis_store.append(events) == [1, 2, 3]
     scripts = [args for args in sent if args[0] == "EVALSHA"]  # (the clock-offset check sends TIME first)
     assert [len(args) for args in scripts] == [6]  # EVALSHA, sha, 1, the version key, the prefix, the events
@@ -219,8 +290,9 @@ def test_scripts_the_server_forgot_are_loaded_again(redis_store: RedisStore) -> 
     assert redis_store.states([KEY])[KEY].failures == 1
 
 
-def test_wait_for_events_returns_a_row_another_store_writes(redis_store: RedisStore, redis_url: str,
-                                                            redis_namespace: str) -> None:
+def test_wait_for_events_returns_a_row_another_store_writes(
+    redis_store: RedisStore, redis_url: str, redis_namespace: str
+) -> None:
     other = RedisStore.from_url(redis_url, namespace=redis_namespace)
     try:
         last = redis_store.max_event_id()
@@ -279,8 +351,11 @@ def test_a_write_through_a_store_that_never_read_reaches_the_cache_of_its_proces
     from llmfail.store import redis as backend
 
     forget = backend._StateCache.forget
-    monkeypatch.setattr(backend._StateCache, "forget",  # pub/sub messages lost: only our own writes count
-                        lambda cache, model: forget(cache, None) if model is None else None)
+    monkeypatch.setattr(
+        backend._StateCache,
+        "forget",  # pub/sub messages lost: only our own writes count
+        lambda cache, model: forget(cache, None) if model is None else None,
+    )
     assert redis_store.states([KEY]) == {}
     deadline = time.monotonic() + 2
     while not redis_store._cache().listener.healthy:  # type: ignore[union-attr]
@@ -322,10 +397,16 @@ READER = textwrap.dedent(
 
 
 @pytest.mark.parametrize("messages", ["delivered", "lose"])
-def test_a_bench_on_one_host_is_honoured_by_another_within_a_second(redis_url: str, redis_namespace: str,
-                                                                    messages: str) -> None:
-    reader = subprocess.Popen([sys.executable, "-c", READER, redis_url, redis_namespace, messages],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+def test_a_bench_on_one_host_is_honoured_by_another_within_a_second(
+    redis_url: str, redis_namespace: str, messages: str
+) -> None:
+    reader = subprocess.Popen(
+        [sys.executable, "-c", READER, redis_url, redis_namespace, messages],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     writer = RedisStore.from_url(redis_url, namespace=redis_namespace)
     delays: list[float] = []
     try:
@@ -337,8 +418,9 @@ def test_a_bench_on_one_host_is_honoured_by_another_within_a_second(redis_url: s
                 assert reader.stdout.readline().split()[0] == "None"
             time.sleep(0.02 + random.random() * 0.05)
             benched_at = time.time()
-            writer.bench("shared/model", now=benched_at, until=benched_at + 60, manual=True, reason=f"t{trial}",
-                         kind=None)
+            writer.bench(
+                "shared/model", now=benched_at, until=benched_at + 60, manual=True, reason=f"t{trial}", kind=None
+            )
             reason, seen_at = reader.stdout.readline().split()
             assert reason == f"t{trial}"
             delays.append(float(seen_at) - benched_at)
@@ -351,8 +433,10 @@ def test_a_bench_on_one_host_is_honoured_by_another_within_a_second(redis_url: s
         if reader.poll() is None:
             reader.kill()
         reader.communicate()
-    print(f"\nbench propagation over {len(delays)} trials ({messages} pub/sub): "
-          f"median {statistics.median(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms")
+    print(
+        f"\nbench propagation over {len(delays)} trials ({messages} pub/sub): "
+        f"median {statistics.median(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms"
+    )
     assert delays[-1] < 1.0
 
 
@@ -376,9 +460,20 @@ def test_llmfail_bench_in_one_process_is_honoured_by_an_engine_in_another(redis_
     async def scenario() -> float:
         assert (await engine.complete("main", [{"role": "user", "content": "hi"}])).model == "mock/primary"
         cli = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", "from llmfail.cli import main; main()", "--config", str(tmp_path / "chains.yaml"),
-            "bench", "mock/primary", "--for", "10m", env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE)
+            sys.executable,
+            "-c",
+            "from llmfail.cli import main; main()",
+            "--config",
+            str(tmp_path / "chains.yaml"),
+            "bench",
+            "mock/primary",
+            "--for",
+            "10m",
+            env=env,
+            cwd=tmp_path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + 30
         while (await engine.complete("main", [{"role": "user", "content": "hi"}])).model == "mock/primary":
             assert time.monotonic() < deadline and cli.returncode in (None, 0), await cli.communicate()
@@ -404,8 +499,9 @@ def test_llmfail_bench_in_one_process_is_honoured_by_an_engine_in_another(redis_
 
 
 @pytest.mark.parametrize("skew", [-90.0, 90.0])
-def test_a_host_with_a_skewed_clock_never_probes_a_running_bench(redis_url: str, redis_namespace: str,
-                                                                 skew: float) -> None:
+def test_a_host_with_a_skewed_clock_never_probes_a_running_bench(
+    redis_url: str, redis_namespace: str, skew: float
+) -> None:
     true = RedisStore.from_url(redis_url, namespace=redis_namespace)
     skewed = RedisStore.from_url(redis_url, namespace=redis_namespace, clock=lambda: time.time() + skew)
     try:
@@ -469,9 +565,16 @@ def test_sixteen_processes_racing_on_one_redis(redis_url: str, redis_namespace: 
     setup = RedisStore.from_url(redis_url, namespace=redis_namespace)
     setup.bench("half/open", now=T0, until=T0 + 50, manual=False, reason=None, kind="transient")
     go = tmp_path / "go"
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, redis_url, redis_namespace, str(w), str(go)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-             for w in range(16)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RACER, redis_url, redis_namespace, str(w), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for w in range(16)
+    ]
     try:
         deadline = time.monotonic() + 60
         while not all((tmp_path / f"go.ready{w}").exists() for w in range(16)):
@@ -534,8 +637,11 @@ def test_a_hung_server_costs_one_timeout_and_no_retry(private_redis: Callable[..
     try:
         store.states([KEY])
         server.pause()
-        for call in (lambda: fail(store, T0), lambda: store.append([Event(type="request", ts=T0)]),
-                     lambda: store.events(limit=5)):
+        for call in (
+            lambda: fail(store, T0),
+            lambda: store.append([Event(type="request", ts=T0)]),
+            lambda: store.events(limit=5),
+        ):
             started = time.monotonic()
             with pytest.raises(StoreUnavailable, match=r"no answer within 0.25 s"):
                 call()
@@ -595,8 +701,9 @@ def test_a_read_only_server_is_unavailable_not_a_crash(private_redis: Callable[.
         store.close()
 
 
-def test_the_clock_offset_is_measured_again_after_a_minute(redis_url: str, redis_namespace: str,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_clock_offset_is_measured_again_after_a_minute(
+    redis_url: str, redis_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from llmfail.store import redis as backend
 
     skew = [0.0]
@@ -647,8 +754,9 @@ def test_the_password_comes_from_the_environment_and_is_never_shown(
         store.close()
 
 
-def test_a_unix_socket_url_works_for_requests_and_the_cache(tmp_path: Path,
-                                                            private_redis: Callable[..., RedisServer]) -> None:
+def test_a_unix_socket_url_works_for_requests_and_the_cache(
+    tmp_path: Path, private_redis: Callable[..., RedisServer]
+) -> None:
     sock = tmp_path / "redis.sock"
     private_redis("--unixsocket", str(sock), "--unixsocketperm", "700")
     store = RedisStore.from_url(f"unix://{sock}?db=0", namespace="unix")

@@ -42,8 +42,14 @@ WORDS = "one two three four"
 
 def chain(wire: Wire, *, attempts: int = 1, **policy: str) -> str:
     """Two entries on the same protocol; `policy` overrides the defaults (e.g. idle_timeout="150ms")."""
-    settings = {"attempts": str(attempts), "backoff": "{base: 1ms, max: 2ms}", "timeout": "2s",
-                "first_token_timeout": "2s", "idle_timeout": "2s", **policy}
+    settings = {
+        "attempts": str(attempts),
+        "backoff": "{base: 1ms, max: 2ms}",
+        "timeout": "2s",
+        "first_token_timeout": "2s",
+        "idle_timeout": "2s",
+        **policy,
+    }
     defaults = "\n  ".join(f"{key}: {value}" for key, value in settings.items())
     return f"""
 defaults:
@@ -99,8 +105,9 @@ def tokens(items: list[Any]) -> str:
     return "".join(i.text for i in items if isinstance(i, Token))
 
 
-def gated(before: Sequence[bytes], gate: threading.Event, after: Sequence[bytes] = (),
-          opened: list[bool] | None = None) -> Iterator[bytes]:
+def gated(
+    before: Sequence[bytes], gate: threading.Event, after: Sequence[bytes] = (), opened: list[bool] | None = None
+) -> Iterator[bytes]:
     """Send `before`, then hold the stream open until the test opens `gate` (2 s at most).
 
     `opened` records whether the test opened the gate (True) or the wait ran out (False).
@@ -129,7 +136,8 @@ parametrize_wires = pytest.mark.parametrize("wire", ALL, ids=lambda w: w.name)
 
 @parametrize_wires
 def test_a_primary_failing_before_the_first_token_falls_over_and_the_secondary_stream_arrives_whole(
-        wire: Wire, server, make_engine, store):
+    wire: Wire, server, make_engine, store
+):
     primary = route(server, wire, "p", wire.error(503))
     route(server, wire, "s", wire.stream(WORDS, usage=(5, 4)))
     items, error = stream_items(make_engine(chain(wire)))
@@ -144,7 +152,8 @@ def test_a_primary_failing_before_the_first_token_falls_over_and_the_secondary_s
 
 @parametrize_wires
 def test_a_stream_cut_after_the_first_token_raises_stream_interrupted_with_the_partial_text(
-        wire: Wire, server, make_engine, store):
+    wire: Wire, server, make_engine, store
+):
     route(server, wire, "p", wire.stream(WORDS, cut=True))
     secondary = route(server, wire, "s", wire.stream("never shown"))
     items, error = stream_items(make_engine(chain(wire, attempts=3)))
@@ -159,7 +168,8 @@ def test_a_stream_cut_after_the_first_token_raises_stream_interrupted_with_the_p
 
 @parametrize_wires
 def test_mid_stream_restart_emits_a_restart_marker_then_the_next_entrys_whole_answer(
-        wire: Wire, server, make_engine, store):
+    wire: Wire, server, make_engine, store
+):
     primary = route(server, wire, "p", wire.stream(WORDS, cut=True))
     route(server, wire, "s", wire.stream("a whole new answer"))
     items, error = stream_items(make_engine(chain(wire, mid_stream="restart", attempts=3)))
@@ -176,7 +186,8 @@ def test_mid_stream_restart_emits_a_restart_marker_then_the_next_entrys_whole_an
 
 
 def test_mid_stream_restart_on_the_last_entry_raises_stream_interrupted_keeping_the_partial_text(
-        server, make_engine, store):
+    server, make_engine, store
+):
     wire = Wire("ollama")
     route(server, wire, "p", wire.error(503))
     route(server, wire, "s", wire.stream(WORDS, cut=True))
@@ -192,13 +203,15 @@ def no_quota_left(store: SqliteStore, model: str) -> None:
 
 def three(wire: Wire, **policy: str) -> str:
     """`chain` with s/m2 limited to 1 request a day, and a third entry t/m3."""
-    text = chain(wire, **policy).replace("main: [p/m1, s/m2]", "main:\n    - p/m1\n    - {model: s/m2, daily_quota: 1}"
-                                                                 "\n    - t/m3")
+    text = chain(wire, **policy).replace(
+        "main: [p/m1, s/m2]", "main:\n    - p/m1\n    - {model: s/m2, daily_quota: 1}\n    - t/m3"
+    )
     return text.replace("providers:\n", f"providers:\n  {wire.provider('t', 'T_KEY')}\n", 1)
 
 
 def test_mid_stream_restart_names_the_entry_that_really_answers_not_one_skipped_for_its_quota(
-        server, make_engine, store):
+    server, make_engine, store
+):
     wire = Wire("openai")
     no_quota_left(store, "s/m2")
     route(server, wire, "p", wire.stream(WORDS, cut=True))
@@ -213,12 +226,18 @@ def test_mid_stream_restart_names_the_entry_that_really_answers_not_one_skipped_
 
 
 def test_mid_stream_restart_with_every_later_entry_skipped_raises_stream_interrupted_keeping_the_text(
-        server, make_engine, store):
+    server, make_engine, store
+):
     wire = Wire("openai")
     no_quota_left(store, "s/m2")
     route(server, wire, "p", wire.stream(WORDS, cut=True))
-    items, error = stream_items(make_engine(chain(wire, mid_stream="restart").replace(
-        "main: [p/m1, s/m2]", "main:\n    - p/m1\n    - {model: s/m2, daily_quota: 1}")))
+    items, error = stream_items(
+        make_engine(
+            chain(wire, mid_stream="restart").replace(
+                "main: [p/m1, s/m2]", "main:\n    - p/m1\n    - {model: s/m2, daily_quota: 1}"
+            )
+        )
+    )
     assert isinstance(error, StreamInterrupted) and error.partial_text == "one two " == tokens(items)
     assert not any(isinstance(i, Restart) for i in items), "no marker promising an answer that never comes"
     assert [e.data["action"] for e in store.events(types=[ev.STREAM_INTERRUPTED])] == ["error"]
@@ -235,7 +254,7 @@ def test_the_first_token_reaches_the_caller_before_the_server_sends_the_last_one
         yield from events[: first + 1]
         gate.wait(2)
         sending_last.set()
-        yield from events[first + 1:]
+        yield from events[first + 1 :]
 
     route(server, wire, "p", lambda request: wire.stream_of(body()))
     engine = make_engine(chain(wire))
@@ -262,7 +281,9 @@ def test_the_first_token_reaches_the_caller_before_the_server_sends_the_last_one
 
 
 @parametrize_wires
-def test_a_slow_first_token_moves_to_the_next_entry_after_first_token_timeout(wire: Wire, server, make_engine, store, gate):
+def test_a_slow_first_token_moves_to_the_next_entry_after_first_token_timeout(
+    wire: Wire, server, make_engine, store, gate
+):
     events = wire.events(WORDS)
     leading = events[: wire.first_text_index(events, "one ")]  # text-less events (role chunk, message_start...)
     primary = route(server, wire, "p", lambda request: wire.stream_of(gated(leading, gate, events)))
@@ -289,7 +310,9 @@ def test_a_stream_whose_headers_never_come_is_cut_at_first_token_timeout_not_tim
     primary = route(server, wire, "p", silent)
     route(server, wire, "s", wire.stream("from s"))
     started = time.monotonic()
-    result = collect(make_engine(patient_secondary(chain(wire, first_token_timeout=f"{QUICK}s", timeout="2s", attempts=3))))
+    result = collect(
+        make_engine(patient_secondary(chain(wire, first_token_timeout=f"{QUICK}s", timeout="2s", attempts=3)))
+    )
     assert time.monotonic() - started < 1.0
     assert result.model == "s/m2" and primary.count == 1
     assert result.attempts[0].kind == "timeout"
@@ -302,8 +325,16 @@ def test_a_whole_answer_waits_for_its_headers_up_to_timeout(server, make_engine,
 
     def slow(request: Any) -> Response:
         gate.wait(3 * QUICK)
-        return Response(json.dumps({"choices": [{"index": 0, "message": {"role": "assistant", "content": "slow"},
-                                                 "finish_reason": "stop"}]}), content_type="application/json")
+        return Response(
+            json.dumps(
+                {
+                    "choices": [
+                        {"index": 0, "message": {"role": "assistant", "content": "slow"}, "finish_reason": "stop"}
+                    ]
+                }
+            ),
+            content_type="application/json",
+        )
 
     route(server, wire, "p", slow)
     engine = make_engine(chain(wire, first_token_timeout=f"{QUICK}s", timeout="2s"))
@@ -322,8 +353,9 @@ def test_text_less_chunks_do_not_extend_the_first_token_timeout(server, make_eng
     thinks: the wire is never silent, but no token arrives, so first_token_timeout decides."""
     wire = Wire("openai")
     stop = threading.Event()
-    thinking = json.dumps({"choices": [{"index": 0, "delta": {"content": None, "reasoning_content": "hmm"},
-                                        "finish_reason": None}]})
+    thinking = json.dumps(
+        {"choices": [{"index": 0, "delta": {"content": None, "reasoning_content": "hmm"}, "finish_reason": None}]}
+    )
 
     def reasoning() -> Iterator[bytes]:
         for _ in range(40):  # a chunk every 25 ms for up to a second
@@ -346,7 +378,7 @@ def test_text_less_chunks_do_not_extend_the_first_token_timeout(server, make_eng
 def test_a_stall_mid_stream_is_cut_after_idle_timeout(wire: Wire, server, make_engine, store, gate):
     events = wire.events(WORDS)
     first = wire.first_text_index(events, "one ")
-    route(server, wire, "p", lambda request: wire.stream_of(gated(events[: first + 1], gate, events[first + 1:])))
+    route(server, wire, "p", lambda request: wire.stream_of(gated(events[: first + 1], gate, events[first + 1 :])))
     secondary = route(server, wire, "s", wire.stream("from s"))
     started = time.monotonic()
     items, error = stream_items(make_engine(chain(wire, idle_timeout=f"{QUICK}s")))
@@ -357,7 +389,8 @@ def test_a_stall_mid_stream_is_cut_after_idle_timeout(wire: Wire, server, make_e
 
 
 def test_a_stall_mid_stream_for_a_collecting_caller_is_a_failed_attempt_and_the_next_entry_answers(
-        server, make_engine, gate):
+    server, make_engine, gate
+):
     wire = Wire("anthropic")
     events = wire.events(WORDS)
     first = wire.first_text_index(events, "one ")
@@ -373,7 +406,8 @@ def test_a_stall_mid_stream_for_a_collecting_caller_is_a_failed_attempt_and_the_
 
 @parametrize_wires
 def test_a_stream_that_ends_without_its_completion_signal_is_a_transient_failure_never_a_success(
-        wire: Wire, server, make_engine, store):
+    wire: Wire, server, make_engine, store
+):
     primary = route(server, wire, "p", wire.stream(WORDS, cut=True))
     route(server, wire, "s", wire.stream("whole"))
     result = collect(make_engine(chain(wire, attempts=3)))
@@ -395,7 +429,8 @@ def test_an_anthropic_stream_is_cut_without_message_stop_even_after_its_stop_rea
 
 @pytest.mark.parametrize("wire", [w for w in ALL if w.name != "openai"], ids=lambda w: w.name)
 def test_the_answer_is_complete_at_its_completion_signal_even_if_the_server_holds_the_connection(
-        wire: Wire, server, make_engine, gate):
+    wire: Wire, server, make_engine, gate
+):
     """Anthropic's message_stop, Ollama's done line and Gemini's finishReason chunk are last:
     nothing is worth waiting idle_timeout for after them. (OpenAI's usage chunk follows its
     finish_reason, so OpenAI reads on to the end.)"""
@@ -414,8 +449,12 @@ def test_a_stream_ended_right_after_its_headers_is_cut_too(server, make_engine):
 
 def test_a_missing_done_after_the_finish_reason_is_a_success_for_a_streaming_caller_too(server, make_engine):
     wire = Wire("openai")
-    body = sse(openai_chunk("all "), openai_chunk("here", "stop"),
-               {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2}}, done=False)
+    body = sse(
+        openai_chunk("all "),
+        openai_chunk("here", "stop"),
+        {"choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": 2}},
+        done=False,
+    )
     route(server, wire, "p", Response(body, content_type="text/event-stream"))
     items, error = stream_items(make_engine(chain(wire)))
     assert error is None and tokens(items) == "all here"
@@ -426,7 +465,7 @@ def test_a_missing_done_after_the_finish_reason_is_a_success_for_a_streaming_cal
 def test_one_malformed_event_in_a_stream_that_completes_is_skipped_with_a_warning(wire: Wire, server, make_engine):
     events = wire.events(WORDS)
     first = wire.first_text_index(events, "one ")
-    route(server, wire, "p", wire.stream_of(events[: first + 1] + [wire.malformed_event()] + events[first + 1:]))
+    route(server, wire, "p", wire.stream_of(events[: first + 1] + [wire.malformed_event()] + events[first + 1 :]))
     items, error = stream_items(make_engine(chain(wire)))
     assert error is None
     result = items[-1]
@@ -436,12 +475,18 @@ def test_one_malformed_event_in_a_stream_that_completes_is_skipped_with_a_warnin
 
 @parametrize_wires
 def test_a_malformed_event_fails_the_attempt_of_a_caller_that_wants_the_whole_answer(
-        wire: Wire, server, make_engine, store):
+    wire: Wire, server, make_engine, store
+):
     """Skipping it could leave a hole in the text: the attempt is retried (or fails over) instead."""
     events = wire.events(WORDS)
     first = wire.first_text_index(events, "one ")
-    primary = route(server, wire, "p", wire.stream_of(events[: first + 1] + [wire.malformed_event()] + events[first + 1:]),
-                    wire.stream("whole"))
+    primary = route(
+        server,
+        wire,
+        "p",
+        wire.stream_of(events[: first + 1] + [wire.malformed_event()] + events[first + 1 :]),
+        wire.stream("whole"),
+    )
     result = collect(make_engine(chain(wire, attempts=2)))
     assert result.text == "whole" and result.model == "p/m1" and result.warnings == []
     assert primary.count == 2
@@ -453,7 +498,7 @@ def test_a_malformed_event_before_the_first_token_fails_over_silently_for_a_stre
     wire = Wire("openai")
     events = wire.events(WORDS)
     leading = events[: wire.first_text_index(events, "one ")]
-    route(server, wire, "p", wire.stream_of(leading + [wire.malformed_event()] + events[len(leading):]))
+    route(server, wire, "p", wire.stream_of(leading + [wire.malformed_event()] + events[len(leading) :]))
     route(server, wire, "s", wire.stream("whole"))
     items, error = stream_items(make_engine(chain(wire)))
     assert error is None and tokens(items) == "whole" and items[-1].model == "s/m2"
@@ -475,7 +520,8 @@ def test_an_in_band_error_event_after_a_200_fails_the_attempt_with_its_kind(wire
 
 @parametrize_wires
 def test_an_in_band_error_before_the_first_token_falls_over_silently_for_a_streaming_caller(
-        wire: Wire, server, make_engine):
+    wire: Wire, server, make_engine
+):
     events = wire.events(WORDS)
     leading = events[: wire.first_text_index(events, "one ")]
     route(server, wire, "p", wire.stream_of(leading + [wire.in_band_error("Overloaded")]))
@@ -489,8 +535,13 @@ def test_an_anthropic_rate_limit_error_event_is_rate_limited_and_waits_as_told(s
     wire = Wire("anthropic")
     events = wire.events(WORDS)
     first = wire.first_text_index(events, "one ")
-    route(server, wire, "p", wire.stream_of(events[:first] + [wire.in_band_error("slow down", "rate_limit")]),
-          wire.stream(WORDS))
+    route(
+        server,
+        wire,
+        "p",
+        wire.stream_of(events[:first] + [wire.in_band_error("slow down", "rate_limit")]),
+        wire.stream(WORDS),
+    )
     result = collect(make_engine(chain(wire, attempts=2)))
     assert result.model == "p/m1" and result.attempts[0].kind == "rate_limited"
     assert len(clock.sleeps) == 1, "a rate limit without a wait backs off like a transient error"
@@ -499,9 +550,13 @@ def test_an_anthropic_rate_limit_error_event_is_rate_limited_and_waits_as_told(s
 def test_a_refusal_after_streamed_text_is_a_content_filter_with_the_providers_reason(server, make_engine):
     wire = Wire("anthropic")
     events = wire.events(WORDS)
-    refusal = [e.replace(b'"stop_reason": "end_turn"',
-                         b'"stop_reason": "refusal", "stop_details": {"type": "refusal", "explanation": "declined"}')
-               for e in events]
+    refusal = [
+        e.replace(
+            b'"stop_reason": "end_turn"',
+            b'"stop_reason": "refusal", "stop_details": {"type": "refusal", "explanation": "declined"}',
+        )
+        for e in events
+    ]
     route(server, wire, "p", wire.stream_of(refusal))
     route(server, wire, "s", wire.stream("from s"))
     _, error = stream_items(make_engine(chain(wire)))
@@ -542,7 +597,7 @@ def test_ttft_and_total_latency_are_on_the_request_event_for_a_streaming_caller(
         yield events[first]
         gate.wait(2)  # until the caller has the first token
         clock.advance(1.0)
-        yield from events[first + 1:]
+        yield from events[first + 1 :]
 
     route(server, wire, "p", lambda request: wire.stream_of(body()))
     engine = Engine(make_config(chain(wire), server), store, clock=clock, sleep=clock.sleep)
@@ -666,11 +721,19 @@ def test_run_stream_prints_each_token_as_it_arrives(server, tmp_path, gate):
     events = CLI_WIRE.events(WORDS)
     first = CLI_WIRE.first_text_index(events, "one ")
     opened: list[bool] = []
-    route(server, CLI_WIRE, "p",
-          lambda request: CLI_WIRE.stream_of(gated(events[: first + 1], gate, events[first + 1:], opened)))
+    route(
+        server,
+        CLI_WIRE,
+        "p",
+        lambda request: CLI_WIRE.stream_of(gated(events[: first + 1], gate, events[first + 1 :], opened)),
+    )
     config = cli_config(tmp_path, server)
-    proc = subprocess.Popen([sys.executable, "-m", "llmfail.cli", "run", "hi", "--stream"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env(tmp_path, config))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmfail.cli", "run", "hi", "--stream"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=cli_env(tmp_path, config),
+    )
     try:
         assert read_until(proc.stdout, b"one ") == b"one "  # printed while the server still holds the rest
         gate.set()
@@ -686,8 +749,12 @@ def test_run_streams_by_default_when_stdout_is_a_terminal(server, tmp_path):
     primary = route(server, CLI_WIRE, "p", CLI_WIRE.stream(WORDS))
     config = cli_config(tmp_path, server)
     leader, follower = pty.openpty()
-    proc = subprocess.Popen([sys.executable, "-m", "llmfail.cli", "run", "hi"], stdout=follower,
-                            stderr=subprocess.PIPE, env=cli_env(tmp_path, config))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmfail.cli", "run", "hi"],
+        stdout=follower,
+        stderr=subprocess.PIPE,
+        env=cli_env(tmp_path, config),
+    )
     os.close(follower)
     try:
         out = read_until(leader, b"four")
@@ -721,8 +788,13 @@ def test_run_stream_with_json_collects_the_whole_answer_and_prints_it_once(serve
 def test_run_stream_json_retries_a_stream_with_a_malformed_event_instead_of_printing_a_hole(server, tmp_path):
     events = CLI_WIRE.events(WORDS)
     first = CLI_WIRE.first_text_index(events, "one ")
-    route(server, CLI_WIRE, "p", CLI_WIRE.stream_of(events[: first + 1] + [CLI_WIRE.malformed_event()] + events[first + 1:]),
-          CLI_WIRE.stream("whole"))
+    route(
+        server,
+        CLI_WIRE,
+        "p",
+        CLI_WIRE.stream_of(events[: first + 1] + [CLI_WIRE.malformed_event()] + events[first + 1 :]),
+        CLI_WIRE.stream("whole"),
+    )
     config = cli_config(tmp_path, server, attempts="2")
     result = runner.invoke(app, ["--config", str(config), "run", "hi", "--stream", "--json"])
     assert result.exit_code == 0
@@ -731,8 +803,7 @@ def test_run_stream_json_retries_a_stream_with_a_malformed_event_instead_of_prin
     assert "warning" not in result.stderr
 
 
-def test_run_stream_prints_the_secondarys_whole_answer_when_the_primary_fails_before_its_first_token(
-        server, tmp_path):
+def test_run_stream_prints_the_secondarys_whole_answer_when_the_primary_fails_before_its_first_token(server, tmp_path):
     route(server, CLI_WIRE, "p", CLI_WIRE.error(529))
     route(server, CLI_WIRE, "s", CLI_WIRE.stream(WORDS))
     config = cli_config(tmp_path, server)
@@ -774,11 +845,17 @@ def test_run_prints_a_skipped_malformed_event_as_a_warning_on_stderr(server, tmp
 def test_ctrl_c_during_a_stream_exits_130_prints_what_arrived_and_benches_nothing(server, tmp_path, gate):
     events = CLI_WIRE.events(WORDS)
     first = CLI_WIRE.first_text_index(events, "one ")
-    route(server, CLI_WIRE, "p", lambda request: CLI_WIRE.stream_of(gated(events[: first + 1], gate, events[first + 1:])))
+    route(
+        server, CLI_WIRE, "p", lambda request: CLI_WIRE.stream_of(gated(events[: first + 1], gate, events[first + 1 :]))
+    )
     config = cli_config(tmp_path, server)
     env = cli_env(tmp_path, config)
-    proc = subprocess.Popen([sys.executable, "-m", "llmfail.cli", "run", "hi", "--stream"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llmfail.cli", "run", "hi", "--stream"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     try:
         shown = read_until(proc.stdout, b"one ")
         proc.send_signal(signal.SIGINT)
@@ -795,4 +872,3 @@ def test_ctrl_c_during_a_stream_exits_130_prints_what_arrived_and_benches_nothin
         assert request.kind == "cancelled"
     finally:
         store.close()
-

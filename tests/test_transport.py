@@ -24,7 +24,9 @@ async def _serve(handler: Handler) -> tuple[asyncio.AbstractServer, str]:
 
 async def _read_request(reader: asyncio.StreamReader) -> None:
     head = await reader.readuntil(b"\r\n\r\n")
-    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0)
+    length = next(
+        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
+    )
     await reader.readexactly(length)
 
 
@@ -34,8 +36,14 @@ def _cookie_server(seen: list[bytes]) -> Handler:
     async def cookie(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         for _ in range(2):
             head = await reader.readuntil(b"\r\n\r\n")
-            length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                           if line.lower().startswith(b"content-length")), 0)
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ),
+                0,
+            )
             await reader.readexactly(length)
             seen.append(b"\r\n".join(line for line in head.split(b"\r\n") if line.lower().startswith(b"cookie")))
             writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: lb=1; Path=/\r\ncontent-length: 2\r\n\r\n{}")
@@ -80,7 +88,7 @@ async def test_a_connection_closed_before_the_answer_is_transient_not_a_timeout(
 async def test_a_body_cut_short_is_a_read_error_and_so_transient():
     async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"choi")
+        writer.write(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"choi')
         await writer.drain()
         writer.close()
 
@@ -147,8 +155,11 @@ async def test_the_direct_client_keeps_cookies_like_httpx_and_sends_them_once(qu
     async with server, DirectClient(AiohttpTransport()) as client:
         for _ in range(2):
             # A str URL takes httpx's own build_request; an httpx.URL with dict headers the quick one.
-            request = (client.build_request("POST", httpx.URL(url), headers={"Authorization": "Bearer k"}, json={})
-                       if quick else client.build_request("POST", url, json={}))
+            request = (
+                client.build_request("POST", httpx.URL(url), headers={"Authorization": "Bearer k"}, json={})
+                if quick
+                else client.build_request("POST", url, json={})
+            )
             response = await client.send(request)
             assert response.content == b"{}"
         assert client.cookies.get("lb") == "1"
@@ -190,16 +201,21 @@ async def test_the_direct_client_uses_the_full_send_for_credentials_in_the_url()
     assert response.content == b"yes"
 
 
-@pytest.mark.parametrize("headers", [
-    {"Authorization": "Bearer k-123", "Content-Type": "application/json"},
-    {"x-api-key": "k-123", "anthropic-version": "2023-06-01"},  # no Content-Type: the client adds it
-    {"User-Agent": "mine/1", "accept": "text/event-stream"},  # the adapter's replace the client's defaults
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": "Bearer k-123", "Content-Type": "application/json"},
+        {"x-api-key": "k-123", "anthropic-version": "2023-06-01"},  # no Content-Type: the client adds it
+        {"User-Agent": "mine/1", "accept": "text/event-stream"},  # the adapter's replace the client's defaults
+    ],
+)
 async def test_the_direct_clients_quick_request_is_the_one_httpx_builds(headers: dict[str, str]):
     body = {"model": "m", "messages": [{"role": "user", "content": "héllo ✓"}], "max_tokens": 5}
     url = httpx.URL("http://127.0.0.1:8080/v1/chat/completions?x=1")
-    async with DirectClient(httpx.MockTransport(lambda r: httpx.Response(200))) as direct, \
-            httpx.AsyncClient(timeout=None) as plain:
+    async with (
+        DirectClient(httpx.MockTransport(lambda r: httpx.Response(200))) as direct,
+        httpx.AsyncClient(timeout=None) as plain,
+    ):
         for _ in range(2):  # the second one comes from the merged-headers cache
             quick = direct.build_request("POST", url, headers=headers, json=body)
             reference = plain.build_request("POST", url, headers=headers, json=body)

@@ -92,7 +92,7 @@ def cell(app: Any, model: str, column: str) -> str:
     table = app.query_one("#health", DataTable)
     try:
         return table.get_cell(model, column).plain
-    except Exception:  # noqa: BLE001 - the row is not there (yet)
+    except Exception:
         return ""
 
 
@@ -144,16 +144,33 @@ async def test_events_written_by_another_process_are_on_screen_within_a_second(
         assert cell(app, "anthropic/claude-sonnet-4-5", "state") == "no data"  # no traffic yet
         assert not any("from-another-process" in line for line in log_lines(app))
 
-        done = subprocess.run([sys.executable, "-c", WRITE_FROM_ANOTHER_PROCESS, str(db_path), str(clock.now)],
-                              capture_output=True, text=True, timeout=60)
+        done = subprocess.run(
+            [sys.executable, "-c", WRITE_FROM_ANOTHER_PROCESS, str(db_path), str(clock.now)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert done.returncode == 0, done.stderr
-        took = await until(pilot, lambda: any("from-another-process" in line for line in log_lines(app))
-                           and cell(app, "anthropic/claude-sonnet-4-5", "state") == "benched")
+        took = await until(
+            pilot,
+            lambda: (
+                any("from-another-process" in line for line in log_lines(app))
+                and cell(app, "anthropic/claude-sonnet-4-5", "state") == "benched"
+            ),
+        )
         assert took < 1.0
-        row = {c: cell(app, "anthropic/claude-sonnet-4-5", c)
-               for c in ("until", "failures", "benches", "requests", "success", "error")}
-        assert row == {"until": "2m", "failures": "1", "benches": "1", "requests": "1", "success": "0.0",
-                       "error": "rate_limited 429"}
+        row = {
+            c: cell(app, "anthropic/claude-sonnet-4-5", c)
+            for c in ("until", "failures", "benches", "requests", "success", "error")
+        }
+        assert row == {
+            "until": "2m",
+            "failures": "1",
+            "benches": "1",
+            "requests": "1",
+            "success": "0.0",
+            "error": "rate_limited 429",
+        }
         assert log_lines(app)[-1].split()[1] == "benched"  # newest at the bottom
 
 
@@ -212,8 +229,11 @@ async def test_b_and_the_modal_bench_the_selected_model_like_the_cli(
     state = store.states(["anthropic/claude-sonnet-4-5"])["anthropic/claude-sonnet-4-5"]
     assert (state.manual, state.reason, state.bench_until) == (True, "provider incident", clock.now + 45)
     [event] = store.events(types=[ev.BENCHED])
-    assert (event.model, event.detail, event.benched_until) == ("anthropic/claude-sonnet-4-5", "provider incident",
-                                                                 clock.now + 45)
+    assert (event.model, event.detail, event.benched_until) == (
+        "anthropic/claude-sonnet-4-5",
+        "provider incident",
+        clock.now + 45,
+    )
     assert event.data["reason"] == "provider incident" and event.data["manual"] is True and event.data["user"]
 
 
@@ -356,8 +376,11 @@ async def test_r_rereads_what_this_very_connection_wrote(config: Config, store: 
         await pilot.pause(0.6)
         assert cell(app, "mock/echo", "state") == "no data"
         await pilot.press("r")
-        await until(pilot, lambda: cell(app, "mock/echo", "state") == "benched"
-                    and last_line(app).endswith("same-connection"), timeout=2.0)  # < ROWS_EVERY_S: r did it
+        await until(
+            pilot,
+            lambda: cell(app, "mock/echo", "state") == "benched" and last_line(app).endswith("same-connection"),
+            timeout=2.0,
+        )  # < ROWS_EVERY_S: r did it
 
 
 async def test_an_unreadable_db_is_reported_once_and_the_screen_recovers_when_it_reads_again(
@@ -387,7 +410,8 @@ async def test_an_unreadable_db_is_reported_once_and_the_screen_recovers_when_it
         await until(pilot, lambda: banner.display)
         await pilot.pause(0.5)  # several failed polls: one banner, no toasts
         assert str(banner.render()).startswith(
-            "shared state unreachable: the state DB is locked by another process — showing the data of ")
+            "shared state unreachable: the state DB is locked by another process — showing the data of "
+        )
         assert notes == [] and app.unreachable == "the state DB is locked by another process"
         broken["on"] = False
         writer.append([Event(type="probe", ts=clock.now, model="openai/gpt-4o", detail="back")])
@@ -413,11 +437,13 @@ async def test_p_pauses_the_log_and_resuming_shows_what_arrived(
 async def test_slash_filters_the_log_by_model_type_or_chain(
     config: Config, store: SqliteStore, writer: SqliteStore, clock: FakeClock
 ):
-    writer.append([
-        Event(type="failover", ts=clock.now, chain="prod", model="openai/gpt-4o", next_model="mock/echo"),
-        Event(type="retry", ts=clock.now, chain="cheap", model="ollama/llama3.2"),
-        Event(type="benched", ts=clock.now, chain="prod", model="mock/echo", kind="transient"),
-    ])
+    writer.append(
+        [
+            Event(type="failover", ts=clock.now, chain="prod", model="openai/gpt-4o", next_model="mock/echo"),
+            Event(type="retry", ts=clock.now, chain="cheap", model="ollama/llama3.2"),
+            Event(type="benched", ts=clock.now, chain="prod", model="mock/echo", kind="transient"),
+        ]
+    )
     app = app_for(config, store, clock)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -439,11 +465,13 @@ async def test_the_sparkline_counts_failovers_per_minute_of_the_last_hour(
 ):
     from textual.widgets import Select, Sparkline
 
-    writer.append([
-        Event(type="failover", ts=clock.now - 3 * 60, chain="prod", model="openai/gpt-4o"),
-        Event(type="failover", ts=clock.now - 3 * 60 + 1, chain="cheap", model="ollama/llama3.2"),
-        Event(type="failover", ts=clock.now - 2 * 3600, chain="prod", model="openai/gpt-4o"),  # too old
-    ])
+    writer.append(
+        [
+            Event(type="failover", ts=clock.now - 3 * 60, chain="prod", model="openai/gpt-4o"),
+            Event(type="failover", ts=clock.now - 3 * 60 + 1, chain="cheap", model="ollama/llama3.2"),
+            Event(type="failover", ts=clock.now - 2 * 3600, chain="prod", model="openai/gpt-4o"),  # too old
+        ]
+    )
     app = app_for(config, store, clock)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
@@ -472,8 +500,16 @@ def summary(app: Any) -> str:
 
 
 def _request(ts: float, chain: str, model: str | None, rid: str, ok: bool = True, kind: str | None = None) -> Event:
-    return Event(type="request", ts=ts, request_id=rid, chain=chain, model=model, kind=kind, latency_ms=100.0,
-                 data={"ok": ok, "answered_by": model, "failovers": 0})
+    return Event(
+        type="request",
+        ts=ts,
+        request_id=rid,
+        chain=chain,
+        model=model,
+        kind=kind,
+        latency_ms=100.0,
+        data={"ok": ok, "answered_by": model, "failovers": 0},
+    )
 
 
 async def test_the_strip_marks_the_entry_answering_each_chain_as_requests_come_in(
@@ -482,17 +518,37 @@ async def test_the_strip_marks_the_entry_answering_each_chain_as_requests_come_i
     app = app_for(config, store, clock)
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
-        assert strip(app) == [f"prod  no requests in the last {WINDOW} · 3/3 live",
-                              f"cheap no requests in the last {WINDOW} · 2/2 live"]
-        writer.append([_request(clock.now - 30, "prod", "openai/gpt-4o", "r1"),
-                       _request(clock.now - 2, "prod", "anthropic/claude-sonnet-4-5", "r2"),
-                       _request(clock.now - 1, "cheap", "mock/echo", "r3")])
-        await until(pilot, lambda: strip(app) == [
-            "prod  ▶ anthropic/claude-sonnet-4-5 serving · 2s ago · 3/3 live",
-            "cheap ▶ mock/echo serving · 1s ago · 2/2 live"])
+        assert strip(app) == [
+            f"prod  no requests in the last {WINDOW} · 3/3 live",
+            f"cheap no requests in the last {WINDOW} · 2/2 live",
+        ]
+        writer.append(
+            [
+                _request(clock.now - 30, "prod", "openai/gpt-4o", "r1"),
+                _request(clock.now - 2, "prod", "anthropic/claude-sonnet-4-5", "r2"),
+                _request(clock.now - 1, "cheap", "mock/echo", "r3"),
+            ]
+        )
+        await until(
+            pilot,
+            lambda: (
+                strip(app)
+                == [
+                    "prod  ▶ anthropic/claude-sonnet-4-5 serving · 2s ago · 3/3 live",
+                    "cheap ▶ mock/echo serving · 1s ago · 2/2 live",
+                ]
+            ),
+        )
         writer.append([_request(clock.now, "prod", None, "r4", ok=False, kind="timeout")])
-        await until(pilot, lambda: strip(app)[0] == (
-            "prod  ✗ last request failed (timeout) 0s ago · last answer anthropic/claude-sonnet-4-5 2s ago · 3/3 live"))
+        await until(
+            pilot,
+            lambda: (
+                strip(app)[0]
+                == (
+                    "prod  ✗ last request failed (timeout) 0s ago · last answer anthropic/claude-sonnet-4-5 2s ago · 3/3 live"
+                )
+            ),
+        )
         clock.advance(16 * 60)  # nothing more: the window moves past the last request
         await until(pilot, lambda: strip(app)[1] == f"cheap no requests in the last {WINDOW} · 2/2 live")
 
@@ -518,10 +574,15 @@ async def test_panic_mode_shows_when_every_entry_is_benched_and_ends_when_one_an
         for model in PROD:
             writer.record_failure(model, now=clock.now, kind="transient", status=503, bench_for=60.0)
         await until(pilot, lambda: strip(app) == ["prod  PANIC  all 3 benched: trying them all"])
-        writer.append([Event(type="panic", ts=clock.now, request_id="r1", chain="prod"),
-                       _request(clock.now, "prod", "mock/echo", "r1")])
-        await until(pilot, lambda: strip(app) == [
-            "prod  PANIC  all 3 benched: trying them all · ▶ mock/echo serving · 0s ago"])
+        writer.append(
+            [
+                Event(type="panic", ts=clock.now, request_id="r1", chain="prod"),
+                _request(clock.now, "prod", "mock/echo", "r1"),
+            ]
+        )
+        await until(
+            pilot, lambda: strip(app) == ["prod  PANIC  all 3 benched: trying them all · ▶ mock/echo serving · 0s ago"]
+        )
         clock.advance(61)  # every bench ran out: half-open, live again; the newest request still panicked
         await until(pilot, lambda: strip(app)[0].startswith("prod  PANIC  last request tried benched entries"))
         writer.append([_request(clock.now, "prod", "openai/gpt-4o", "r2")])
@@ -618,8 +679,11 @@ async def test_the_selected_first_row_does_not_look_like_the_header(
         def look(y: int) -> set[tuple[Any, bool, bool]]:
             """(background, bold, underline) of every cell of screen line y of the table."""
             strip = table.render_line(y).crop(0, width)
-            return {(seg.style.bgcolor, bool(seg.style.bold), bool(seg.style.underline))
-                    for seg in strip if seg.style is not None and seg.text.strip()}
+            return {
+                (seg.style.bgcolor, bool(seg.style.bold), bool(seg.style.underline))
+                for seg in strip
+                if seg.style is not None and seg.text.strip()
+            }
 
         header, selected, other = look(0), look(1), look(2)
         assert header and selected and header.isdisjoint(selected)
@@ -638,8 +702,10 @@ async def test_question_mark_lists_every_key_and_escape_closes_it(config: Config
         lines = [" ".join(line.split()) for line in _screen_text(app)]
         for binding in app.BINDINGS:
             key = app.get_key_display(binding)
-            assert any(line.startswith(f"│ {key} {binding.description}") or f" {key} {binding.description} " in line
-                       for line in lines), (key, binding.description, lines)
+            assert any(
+                line.startswith(f"│ {key} {binding.description}") or f" {key} {binding.description} " in line
+                for line in lines
+            ), (key, binding.description, lines)
         assert any("↑ ↓ Select" in line for line in lines)
         await pilot.press("b", "u", "c", "p")  # the dashboard's keys do nothing behind the help
         assert isinstance(app.screen, HelpScreen) and app.chain is None and not app.paused
@@ -686,8 +752,13 @@ def _tui_without_a_terminal(tmp_path: Path, stdin: Any, stdout: Any, stderr: Any
     """`llmfail tui` in a fresh interpreter with the given streams: its exit code and the seconds it took."""
     (tmp_path / "chains.yaml").write_text(CONFIG)
     start = time.monotonic()
-    child = subprocess.Popen([sys.executable, "-c", "from llmfail.cli import main; main()", "tui"],
-                             stdin=stdin, stdout=stdout, stderr=stderr, cwd=tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "from llmfail.cli import main; main()", "tui"],
+        stdin=stdin,
+        stdout=stdout,
+        stderr=stderr,
+        cwd=tmp_path,
+    )
     try:
         code = child.wait(timeout=20)
     finally:
@@ -743,9 +814,26 @@ def test_in_a_real_80x24_terminal_tui_draws_the_dashboard_and_q_quits(tmp_path: 
     main, side = pty.openpty()
     fcntl.ioctl(side, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "80", "LINES": "24"}
-    child = subprocess.Popen([sys.executable, "-c", "from llmfail.cli import main; main()", "--db", str(db), "tui",
-                              "--chain", "prod", "--window", "5m"],
-                             stdin=side, stdout=side, stderr=side, cwd=tmp_path, env=env, start_new_session=True)
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from llmfail.cli import main; main()",
+            "--db",
+            str(db),
+            "tui",
+            "--chain",
+            "prod",
+            "--window",
+            "5m",
+        ],
+        stdin=side,
+        stdout=side,
+        stderr=side,
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+    )
     os.close(side)
     seen = b""
 
@@ -791,14 +879,16 @@ def test_missing_terminal_names_the_first_stream_that_is_not_one(tmp_path: Path)
 def test_failover_rate_buckets_by_minute_and_forgets_the_hour_before():
     activity = Activity(chain="prod")
     now = 60 * 1000.0 + 30
-    activity.add([
-        Event(type="failover", ts=now, chain="prod"),
-        Event(type="failover", ts=now - 1, chain="prod"),
-        Event(type="failover", ts=now - 61, chain="prod"),
-        Event(type="failover", ts=now, chain="cheap"),  # another chain
-        Event(type="retry", ts=now, chain="prod"),  # not a failover
-        Event(type="failover", ts=now - 3601, chain="prod"),  # older than the hour
-    ])
+    activity.add(
+        [
+            Event(type="failover", ts=now, chain="prod"),
+            Event(type="failover", ts=now - 1, chain="prod"),
+            Event(type="failover", ts=now - 61, chain="prod"),
+            Event(type="failover", ts=now, chain="cheap"),  # another chain
+            Event(type="retry", ts=now, chain="prod"),  # not a failover
+            Event(type="failover", ts=now - 3601, chain="prod"),  # older than the hour
+        ]
+    )
     series = activity.series(now)
     assert len(series) == 60 and series[-2:] == [1, 2] and sum(series) == 3
     assert not activity.partial(now)
@@ -806,14 +896,16 @@ def test_failover_rate_buckets_by_minute_and_forgets_the_hour_before():
 
 def test_chain_news_keeps_each_chains_newest_request_answer_and_panic_by_id():
     news = ChainNews()
-    news.add([
-        Event(type="panic", ts=10.0, chain="prod", id=3),
-        Event(type="panic", ts=5.0, chain="prod", id=1),  # older id: seen late, changes nothing
-        Event(type="panic", ts=7.0, chain="cheap", id=2),
-        Event(type="request", ts=11.0, chain="prod", model="a/x", id=4, data={"ok": True}),
-        Event(type="request", ts=12.0, chain="prod", id=5, kind="timeout", data={"ok": False}),
-        Event(type="request", ts=13.0, model="a/x", id=6, data={"ok": True}),  # no chain
-    ])
+    news.add(
+        [
+            Event(type="panic", ts=10.0, chain="prod", id=3),
+            Event(type="panic", ts=5.0, chain="prod", id=1),  # older id: seen late, changes nothing
+            Event(type="panic", ts=7.0, chain="cheap", id=2),
+            Event(type="request", ts=11.0, chain="prod", model="a/x", id=4, data={"ok": True}),
+            Event(type="request", ts=12.0, chain="prod", id=5, kind="timeout", data={"ok": False}),
+            Event(type="request", ts=13.0, model="a/x", id=6, data={"ok": True}),  # no chain
+        ]
+    )
     assert {c: e.ts for c, e in news.panic.items()} == {"prod": 10.0, "cheap": 7.0}
     assert news.request["prod"].id == 5 and news.answer["prod"].id == 4 and "cheap" not in news.request
     assert news.panicked_since(["prod"], 10.0) and not news.panicked_since(["cheap"], 8.0)
@@ -884,7 +976,15 @@ def test_rows_sort_worst_first_or_in_chain_order():
         HealthRow("a/slow", "slow"),
     ]
     assert [r.model for r in sort_rows(rows, None)] == [
-        "a/panic", "a/manual", "a/benched", "a/half", "a/slow", "a/failing", "a/lossy", "a/healthy"]
+        "a/panic",
+        "a/manual",
+        "a/benched",
+        "a/half",
+        "a/slow",
+        "a/failing",
+        "a/lossy",
+        "a/healthy",
+    ]
     order = ["a/healthy", "a/manual", "a/panic"]
     assert [r.model for r in sort_rows(rows[:1] + rows[4:6], order)] == order
 
@@ -909,43 +1009,116 @@ def _fill_traffic(store: SqliteStore) -> None:
     rows: list[Event] = []
     for i in range(12):
         ts = T0 - 1800 + i * 150
-        rows.append(Event(type="request", ts=ts, request_id=f"r{i:02d}", chain="prod", model="openai/gpt-4o",
-                          latency_ms=420.0 + i, data={"ok": True, "answered_by": "openai/gpt-4o", "failovers": 0}))
+        rows.append(
+            Event(
+                type="request",
+                ts=ts,
+                request_id=f"r{i:02d}",
+                chain="prod",
+                model="openai/gpt-4o",
+                latency_ms=420.0 + i,
+                data={"ok": True, "answered_by": "openai/gpt-4o", "failovers": 0},
+            )
+        )
     rows += [
-        Event(type="attempt_failed", ts=T0 - 600, request_id="r20", chain="prod", model="openai/gpt-4o",
-              kind="transient", status=503, attempt=1, detail="upstream overloaded"),
+        Event(
+            type="attempt_failed",
+            ts=T0 - 600,
+            request_id="r20",
+            chain="prod",
+            model="openai/gpt-4o",
+            kind="transient",
+            status=503,
+            attempt=1,
+            detail="upstream overloaded",
+        ),
         Event(type="retry", ts=T0 - 599, request_id="r20", chain="prod", model="openai/gpt-4o", attempt=2),
-        Event(type="failover", ts=T0 - 598, request_id="r20", chain="prod", model="openai/gpt-4o",
-              next_model="anthropic/claude-sonnet-4-5", kind="transient"),
-        Event(type="request", ts=T0 - 597, request_id="r20", chain="prod", model="anthropic/claude-sonnet-4-5",
-              latency_ms=2100.0, data={"ok": True, "answered_by": "anthropic/claude-sonnet-4-5", "failovers": 1}),
+        Event(
+            type="failover",
+            ts=T0 - 598,
+            request_id="r20",
+            chain="prod",
+            model="openai/gpt-4o",
+            next_model="anthropic/claude-sonnet-4-5",
+            kind="transient",
+        ),
+        Event(
+            type="request",
+            ts=T0 - 597,
+            request_id="r20",
+            chain="prod",
+            model="anthropic/claude-sonnet-4-5",
+            latency_ms=2100.0,
+            data={"ok": True, "answered_by": "anthropic/claude-sonnet-4-5", "failovers": 1},
+        ),
     ]
     store.append(sorted(rows, key=lambda e: e.ts))
 
 
 def _bench_auto(store: SqliteStore, model: str, ts: float, until: float, kind: str, status: int) -> None:
     state, _ = store.record_failure(model, now=ts, kind=kind, status=status, bench_for=until - ts, reason="boom")
-    store.append([Event(type="benched", ts=ts, chain="prod", model=model, kind=kind, status=status,
-                        benched_until=state.bench_until, detail="boom", data={"bench_count": state.bench_count})])
+    store.append(
+        [
+            Event(
+                type="benched",
+                ts=ts,
+                chain="prod",
+                model=model,
+                kind=kind,
+                status=status,
+                benched_until=state.bench_until,
+                detail="boom",
+                data={"bench_count": state.bench_count},
+            )
+        ]
+    )
 
 
 def _bench_by_hand(store: SqliteStore, model: str, ts: float, until: float, reason: str) -> None:
     """What `llmfail bench` writes, with a fixed user and host so the picture is the same everywhere."""
     store.bench(model, now=ts, until=until, manual=True, reason=reason, kind="manual")
-    store.append([Event(type="benched", ts=ts, model=model, kind="manual", benched_until=until, detail=reason,
-                        data={"user": "alice", "host": "ops1", "reason": reason, "manual": True})])
+    store.append(
+        [
+            Event(
+                type="benched",
+                ts=ts,
+                model=model,
+                kind="manual",
+                benched_until=until,
+                detail=reason,
+                data={"user": "alice", "host": "ops1", "reason": reason, "manual": True},
+            )
+        ]
+    )
 
 
 def _one_benched(store: SqliteStore) -> None:
     """The primary failed and is benched; the next entry answers the newest requests."""
     _fill_traffic(store)
     _bench_auto(store, "openai/gpt-4o", T0 - 20, T0 + 25, "transient", 503)
-    store.append([
-        Event(type="failover", ts=T0 - 20, request_id="r21", chain="prod", model="openai/gpt-4o",
-              next_model="anthropic/claude-sonnet-4-5", kind="transient", status=503),
-        Event(type="request", ts=T0 - 18, request_id="r21", chain="prod", model="anthropic/claude-sonnet-4-5",
-              latency_ms=1900.0, data={"ok": True, "answered_by": "anthropic/claude-sonnet-4-5", "failovers": 1}),
-    ])
+    store.append(
+        [
+            Event(
+                type="failover",
+                ts=T0 - 20,
+                request_id="r21",
+                chain="prod",
+                model="openai/gpt-4o",
+                next_model="anthropic/claude-sonnet-4-5",
+                kind="transient",
+                status=503,
+            ),
+            Event(
+                type="request",
+                ts=T0 - 18,
+                request_id="r21",
+                chain="prod",
+                model="anthropic/claude-sonnet-4-5",
+                latency_ms=1900.0,
+                data={"ok": True, "answered_by": "anthropic/claude-sonnet-4-5", "failovers": 1},
+            ),
+        ]
+    )
 
 
 def _panic(store: SqliteStore) -> None:
@@ -953,12 +1126,26 @@ def _panic(store: SqliteStore) -> None:
     _one_benched(store)
     _bench_auto(store, "anthropic/claude-sonnet-4-5", T0 - 15, T0 + 75, "rate_limited", 429)
     _bench_by_hand(store, "mock/echo", T0 - 10, T0 + 3600, "bad deploy")
-    store.append([
-        Event(type="panic", ts=T0 - 5, request_id="r30", chain="prod",
-              detail="every entry is benched: trying them all (on_all_benched: try_all)"),
-        Event(type="request", ts=T0 - 4, request_id="r30", chain="prod", model="mock/echo", latency_ms=30.0,
-              data={"ok": True, "answered_by": "mock/echo", "failovers": 0}),
-    ])
+    store.append(
+        [
+            Event(
+                type="panic",
+                ts=T0 - 5,
+                request_id="r30",
+                chain="prod",
+                detail="every entry is benched: trying them all (on_all_benched: try_all)",
+            ),
+            Event(
+                type="request",
+                ts=T0 - 4,
+                request_id="r30",
+                chain="prod",
+                model="mock/echo",
+                latency_ms=30.0,
+                data={"ok": True, "answered_by": "mock/echo", "failovers": 0},
+            ),
+        ]
+    )
 
 
 #: The situations the main screen is pinned in (the screen-text script in the report uses them too).

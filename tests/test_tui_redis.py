@@ -48,8 +48,12 @@ def banner_text(app: Any) -> str:
 
 
 async def test_a_paused_redis_keeps_the_last_data_under_a_banner_and_b_and_u_show_the_error(
-    config: Config, private_redis: Callable[..., RedisServer], redis_namespace: str, clock: FakeClock,
-    monkeypatch: pytest.MonkeyPatch, utc: None
+    config: Config,
+    private_redis: Callable[..., RedisServer],
+    redis_namespace: str,
+    clock: FakeClock,
+    monkeypatch: pytest.MonkeyPatch,
+    utc: None,
 ) -> None:
     from textual.widgets import Input
 
@@ -75,8 +79,9 @@ async def test_a_paused_redis_keeps_the_last_data_under_a_banner_and_b_and_u_sho
             server.pause()
             await until(pilot, lambda: banner.display, timeout=10)  # the blocked XREAD times out after 3 s
             shown = f"redis://:***@127.0.0.1:{server.port}/0"
-            assert banner_text(app) == (f"cannot reach shared state {shown} (no answer within 0.25 s) — "
-                                        "showing the data of 08:53:20")
+            assert banner_text(app) == (
+                f"cannot reach shared state {shown} (no answer within 0.25 s) — showing the data of 08:53:20"
+            )
             assert banner.region.height == 1  # one line at this width
             assert table_models(app) == models and log_lines(app) == lines  # the last data stays
             assert cell(app, "mock/echo", "state") == "manual"
@@ -145,8 +150,10 @@ async def test_an_idle_dashboard_on_redis_waits_in_xread_and_shows_another_hosts
                 await pilot.pause(0.1 if n % 2 else 0.6)
                 writer.append([Event(type="probe", ts=clock.now, model="openai/gpt-4o", detail=f"row {n}")])
                 delays.append(await until(pilot, lambda n=n: log_lines(app)[-1].endswith(f"row {n}")))
-            print(f"another client's event on the Redis dashboard after: median {statistics.median(delays) * 1000:.0f} ms,"
-                  f" max {max(delays) * 1000:.0f} ms over {len(delays)} rows")
+            print(
+                f"another client's event on the Redis dashboard after: median {statistics.median(delays) * 1000:.0f} ms,"
+                f" max {max(delays) * 1000:.0f} ms over {len(delays)} rows"
+            )
             assert max(delays) < 1.0
             began = time.monotonic()
         assert time.monotonic() - began < 1.5  # quitting does not wait out a blocking read
@@ -173,8 +180,9 @@ def test_redis_killed_at_80x24_shows_the_banner_over_the_last_data(
         await until(pilot, lambda: pilot.app.query_one("#banner").display)
 
     try:
-        assert snap_compare(app_for(config, store, FakeClock(T0), chain="prod"), terminal_size=(80, 24),
-                            run_before=killed)
+        assert snap_compare(
+            app_for(config, store, FakeClock(T0), chain="prod"), terminal_size=(80, 24), run_before=killed
+        )
     finally:
         store.close()
         connected.close()

@@ -58,8 +58,10 @@ class Wire:
             "openai": [f"/{label}/v1/chat/completions"],
             "anthropic": [f"/{label}/v1/messages"],
             "ollama": [f"/{label}/api/chat"],
-            "gemini": [f"/{label}/v1beta/models/{model}:generateContent",
-                       f"/{label}/v1beta/models/{model}:streamGenerateContent"],
+            "gemini": [
+                f"/{label}/v1beta/models/{model}:generateContent",
+                f"/{label}/v1beta/models/{model}:streamGenerateContent",
+            ],
         }[self.name]
 
     def route(self, server: HTTPServer, label: str, model: str, handler: Callable[[Request], Response]) -> None:

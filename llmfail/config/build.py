@@ -311,7 +311,9 @@ def _item(reader: NodeReader, node: Node, path: str, scope: _Scope) -> Entry | _
         return None
     values = reader.fields(pairs, path, _ENTRY_PARSERS)
     if "credentials" in pairs and "api_key_env" in pairs:
-        reader.problem(pairs["api_key_env"][0], key_path(path, "api_key_env"), "give api_key_env or credentials, not both")
+        reader.problem(
+            pairs["api_key_env"][0], key_path(path, "api_key_env"), "give api_key_env or credentials, not both"
+        )
     if "model" not in values:
         return None
     return _entry(reader, pairs["model"][1], key_path(path, "model"), scope, node, values)
@@ -388,8 +390,12 @@ def _chains(reader: NodeReader, at: Node, node: Node | None, scope: _Scope) -> d
     raw: dict[str, list[_Written]] = {}
     for name, (key_node, value) in (pairs or {}).items():
         if not _CHAIN_NAME.fullmatch(name):
-            reader.problem(key_node, key_path("chains", name), f"chain name {name!r} is not a usable name: use "
-                           "letters, digits, '_', '.' and '-', starting with a letter or digit (like prod-eu)")
+            reader.problem(
+                key_node,
+                key_path("chains", name),
+                f"chain name {name!r} is not a usable name: use "
+                "letters, digits, '_', '.' and '-', starting with a letter or digit (like prod-eu)",
+            )
         raw[name] = _chain_items(reader, value, key_path("chains", name), scope)
     return _flatten(reader, raw)
 
@@ -407,8 +413,11 @@ def _flatten(reader: NodeReader, raw: Mapping[str, list[_Written]]) -> dict[str,
                 item = written.item
                 resolved = resolve(item, stack)
                 if isinstance(item, _Nested) and len(entries) + len(resolved) > MAX_CHAIN_ENTRIES:
-                    reader.problem(item.node, item.path, f"chain {name!r} flattens to more than "
-                                   f"{MAX_CHAIN_ENTRIES} entries (nested chains multiply)")
+                    reader.problem(
+                        item.node,
+                        item.path,
+                        f"chain {name!r} flattens to more than {MAX_CHAIN_ENTRIES} entries (nested chains multiply)",
+                    )
                     break
                 _check_repeats(reader, name, entries, resolved, written)
                 entries.extend(resolved)
@@ -447,8 +456,10 @@ def _check_repeats(
     index = first[repeated[0]]
     earlier = before[index].location
     at = f"entry {index + 1}" + (f", line {earlier.line}" if earlier is not None else "")
-    already = f"already in chain {chain!r} ({at}); a model has one bench state, so list it once " \
-              "(raise its attempts to retry it)"
+    already = (
+        f"already in chain {chain!r} ({at}); a model has one bench state, so list it once "
+        "(raise its attempts to retry it)"
+    )
     if isinstance(written.item, _Nested):
         more = f" and {len(repeated) - 1} more model(s)" if len(repeated) > 1 else ""
         message = f"nested chain {written.item.chain!r} repeats {repeated[0]!r}{more}, {already}"
@@ -471,8 +482,10 @@ def _state_url(reader: NodeReader, node: Node, path: str) -> str:
         password = None
     if password:
         # Never echo the URL: it holds the password.
-        raise Invalid("the URL contains a password; the value is not shown. Passwords belong in the environment: "
-                      "remove it from the URL and name its variable in password_env (like REDIS_PASSWORD)")
+        raise Invalid(
+            "the URL contains a password; the value is not shown. Passwords belong in the environment: "
+            "remove it from the URL and name its variable in password_env (like REDIS_PASSWORD)"
+        )
     return value
 
 

@@ -267,4 +267,3 @@ def with_overrides(base: Policy, overrides: Mapping[str, Any]) -> Policy:
         for key, value in overrides.items()
     }
     return replace(base, **changes, explicit=base.explicit | frozenset(overrides))
-

@@ -60,9 +60,7 @@ def setting(default: Any, kind: ValueKind) -> Any:
 def setting_names(cls: type) -> tuple[str, ...]:
     """The fields of `cls` the config file may set: those with a ValueKind and the Literal-typed ones."""
     hints = get_type_hints(cls)
-    return tuple(
-        f.name for f in fields(cls) if SETTING in f.metadata or get_origin(hints[f.name]) is Literal
-    )
+    return tuple(f.name for f in fields(cls) if SETTING in f.metadata or get_origin(hints[f.name]) is Literal)
 
 
 # ------------------------------------------------------------------------------- policy
@@ -275,9 +273,7 @@ class Config:
             return self.chains[name]
         except KeyError:
             known = ", ".join(sorted(self.chains)) or "none"
-            raise UsageError(
-                f"no chain named {name!r} in {self.path}", hint=f"chains defined: {known}"
-            ) from None
+            raise UsageError(f"no chain named {name!r} in {self.path}", hint=f"chains defined: {known}") from None
 
     def defaulted(self, **changes: Any) -> Config:
         """A copy whose policies take `changes` for every key the config did not set explicitly.

@@ -27,11 +27,19 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
     kind.name: kind
     for kind in (
         ProviderType("openai", "llmfail.providers.openai:OpenAIAdapter", "https://api.openai.com/v1", "OPENAI_API_KEY"),
-        ProviderType("anthropic", "llmfail.providers.anthropic:AnthropicAdapter", "https://api.anthropic.com",
-                     "ANTHROPIC_API_KEY"),
+        ProviderType(
+            "anthropic",
+            "llmfail.providers.anthropic:AnthropicAdapter",
+            "https://api.anthropic.com",
+            "ANTHROPIC_API_KEY",
+        ),
         ProviderType("ollama", "llmfail.providers.ollama:OllamaAdapter", "http://127.0.0.1:11434", None),
-        ProviderType("gemini", "llmfail.providers.gemini:GeminiAdapter", "https://generativelanguage.googleapis.com",
-                     "GEMINI_API_KEY"),
+        ProviderType(
+            "gemini",
+            "llmfail.providers.gemini:GeminiAdapter",
+            "https://generativelanguage.googleapis.com",
+            "GEMINI_API_KEY",
+        ),
         ProviderType("mock", "llmfail.providers.mock:MockAdapter", None, None),
     )
 }

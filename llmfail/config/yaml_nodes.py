@@ -69,14 +69,15 @@ class _Loader(yaml.SafeLoader):
         self._check_depth(len(self.indents))
         return super().add_indent(column)
 
-    def fetch_flow_collection_start(self, TokenClass: Any) -> None:  # noqa: N803 - PyYAML's name
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
         self._check_depth(self.flow_level)
         super().fetch_flow_collection_start(TokenClass)
 
     def _check_depth(self, depth: int) -> None:
         if depth >= MAX_NESTING:
-            raise yaml.scanner.ScannerError(problem=f"nested too deeply (more than {MAX_NESTING} levels)",
-                                            problem_mark=self.get_mark())
+            raise yaml.scanner.ScannerError(
+                problem=f"nested too deeply (more than {MAX_NESTING} levels)", problem_mark=self.get_mark()
+            )
 
 
 def compose(text: str, path: str) -> Node | None:
@@ -182,9 +183,7 @@ class NodeReader:
                 pairs[key] = pair
         return pairs
 
-    def _check_key(
-        self, key_node: Node, path: str, seen: Mapping[str, Pair], allowed: Collection[str] | None
-    ) -> bool:
+    def _check_key(self, key_node: Node, path: str, seen: Mapping[str, Pair], allowed: Collection[str] | None) -> bool:
         if not isinstance(key_node, ScalarNode) or key_node.tag == NULL_TAG:
             self.problem(key_node, path, f"expected a plain name as key, got {describe(key_node)}")
             return False

@@ -137,8 +137,9 @@ class FakeTransport(httpx.AsyncBaseTransport):
     virtual time is reproducible bit for bit.
     """
 
-    def __init__(self, protocol: str, behaviour: FakeBehaviour, runtime: Runtime,
-                 observer: RequestObserver | None = None) -> None:
+    def __init__(
+        self, protocol: str, behaviour: FakeBehaviour, runtime: Runtime, observer: RequestObserver | None = None
+    ) -> None:
         self.protocol = PROTOCOLS[protocol]()
         self.behaviour = behaviour
         self.runtime = runtime

@@ -67,10 +67,18 @@ class OpenAIProtocol(FakeProtocol):
     _ERRORS = {
         400: ("invalid_request_error", "invalid_request_error", "Invalid request."),
         401: ("invalid_request_error", "invalid_api_key", "Incorrect API key provided."),
-        403: ("request_forbidden", "unsupported_country_region_territory", "Country, region, or territory not supported"),
+        403: (
+            "request_forbidden",
+            "unsupported_country_region_territory",
+            "Country, region, or territory not supported",
+        ),
         404: ("invalid_request_error", "model_not_found", "The model does not exist or you do not have access to it."),
         408: ("timeout", None, "Request timed out."),
-        429: ("requests", "rate_limit_exceeded", "Rate limit reached for requests per min (RPM). Please try again in 1s."),
+        429: (
+            "requests",
+            "rate_limit_exceeded",
+            "Rate limit reached for requests per min (RPM). Please try again in 1s.",
+        ),
     }
 
     def answer(self, text: str, model: str, usage: tuple[int, int]) -> dict[str, Any]:
@@ -84,16 +92,31 @@ class OpenAIProtocol(FakeProtocol):
 
     def stream_events(self, text: str, model: str, usage: tuple[int, int], cut: bool) -> list[bytes]:
         def chunk(delta: dict[str, Any], finish: str | None) -> bytes:
-            return _sse({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model,
-                         "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+            return _sse(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                }
+            )
 
         out = [chunk({"role": "assistant", "content": ""}, None)]
         out += [chunk({"content": w}, None) for w in _streamed(text, cut)]
         if cut:
             return out
         out.append(chunk({}, "stop"))
-        out.append(_sse({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "model": model, "choices": [],
-                         "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1]}}))
+        out.append(
+            _sse(
+                {
+                    "id": "chatcmpl-fake",
+                    "object": "chat.completion.chunk",
+                    "model": model,
+                    "choices": [],
+                    "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1]},
+                }
+            )
+        )
         out.append(b"data: [DONE]\n\n")
         return out
 
@@ -105,12 +128,24 @@ class OpenAIProtocol(FakeProtocol):
         return headers, {"error": {"message": message, "type": err_type, "param": None, "code": code}}
 
     def content_filter(self) -> tuple[int, dict[str, Any]]:
-        return 400, {"error": {"message": "Your request was rejected as a result of our safety system.",
-                               "type": "invalid_request_error", "param": None, "code": "content_policy_violation"}}
+        return 400, {
+            "error": {
+                "message": "Your request was rejected as a result of our safety system.",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "content_policy_violation",
+            }
+        }
 
     def context_length(self) -> tuple[int, dict[str, Any]]:
-        return 400, {"error": {"message": "This model's maximum context length is 8192 tokens.",
-                               "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}
+        return 400, {
+            "error": {
+                "message": "This model's maximum context length is 8192 tokens.",
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        }
 
     def prompt(self, body: dict[str, Any]) -> str:
         return _last_user(body.get("messages"))
@@ -124,21 +159,33 @@ class AnthropicProtocol(FakeProtocol):
     """
 
     _ERRORS = {
-        400: ("invalid_request_error", "messages: roles must alternate between \"user\" and \"assistant\""),
+        400: ("invalid_request_error", 'messages: roles must alternate between "user" and "assistant"'),
         401: ("authentication_error", "invalid x-api-key"),
         403: ("permission_error", "Your API key does not have permission to use the specified resource."),
         404: ("not_found_error", "model: claude-fake"),
         413: ("request_too_large", "Request exceeds the maximum allowed number of bytes."),
-        429: ("rate_limit_error", "This request would exceed the rate limit for your organization of 50 requests per minute."),
+        429: (
+            "rate_limit_error",
+            "This request would exceed the rate limit for your organization of 50 requests per minute.",
+        ),
         500: ("api_error", "Internal server error"),
         504: ("timeout_error", "Request timed out"),
         529: ("overloaded_error", "Overloaded"),
     }
 
-    def _message(self, model: str, content: list[dict[str, Any]], stop: str | None, usage: tuple[int, int]) -> dict[str, Any]:
-        return {"id": "msg_fake", "type": "message", "role": "assistant", "model": model, "content": content,
-                "stop_reason": stop, "stop_sequence": None,
-                "usage": {"input_tokens": usage[0], "output_tokens": usage[1]}}
+    def _message(
+        self, model: str, content: list[dict[str, Any]], stop: str | None, usage: tuple[int, int]
+    ) -> dict[str, Any]:
+        return {
+            "id": "msg_fake",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+        }
 
     def answer(self, text: str, model: str, usage: tuple[int, int]) -> dict[str, Any]:
         return self._message(model, [{"type": "text", "text": text}], "end_turn", usage)
@@ -146,17 +193,32 @@ class AnthropicProtocol(FakeProtocol):
     def stream_events(self, text: str, model: str, usage: tuple[int, int], cut: bool) -> list[bytes]:
         out = [
             _sse({"type": "message_start", "message": self._message(model, [], None, (usage[0], 1))}, "message_start"),
-            _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                 "content_block_start"),
+            _sse(
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                "content_block_start",
+            ),
             _sse({"type": "ping"}, "ping"),
         ]
-        out += [_sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}},
-                     "content_block_delta") for w in _streamed(text, cut)]
+        out += [
+            _sse(
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": w}},
+                "content_block_delta",
+            )
+            for w in _streamed(text, cut)
+        ]
         if cut:
             return out
         out.append(_sse({"type": "content_block_stop", "index": 0}, "content_block_stop"))
-        out.append(_sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                         "usage": {"output_tokens": usage[1]}}, "message_delta"))
+        out.append(
+            _sse(
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": usage[1]},
+                },
+                "message_delta",
+            )
+        )
         out.append(_sse({"type": "message_stop"}, "message_stop"))
         return out
 
@@ -171,13 +233,18 @@ class AnthropicProtocol(FakeProtocol):
 
     def content_filter(self) -> tuple[int, dict[str, Any]]:
         refusal = self._message("claude-fake", [], "refusal", (10, 0))
-        refusal["stop_details"] = {"type": "refusal", "category": "cyber",
-                                   "explanation": "This request was declined because it could enable cyber harm."}
+        refusal["stop_details"] = {
+            "type": "refusal",
+            "category": "cyber",
+            "explanation": "This request was declined because it could enable cyber harm.",
+        }
         return 200, refusal
 
     def context_length(self) -> tuple[int, dict[str, Any]]:
-        return 400, {"type": "error", "error": {"type": "invalid_request_error",
-                                                "message": "prompt is too long: 208310 tokens > 200000 maximum"}}
+        return 400, {
+            "type": "error",
+            "error": {"type": "invalid_request_error", "message": "prompt is too long: 208310 tokens > 200000 maximum"},
+        }
 
     def prompt(self, body: dict[str, Any]) -> str:
         return _last_user(body.get("messages"))
@@ -198,8 +265,12 @@ class OllamaProtocol(FakeProtocol):
     }
 
     def _line(self, model: str, content: str, done: bool, usage: tuple[int, int] | None = None) -> dict[str, Any]:
-        line: dict[str, Any] = {"model": model, "created_at": "2025-10-26T17:21:21.196249Z",
-                                "message": {"role": "assistant", "content": content}, "done": done}
+        line: dict[str, Any] = {
+            "model": model,
+            "created_at": "2025-10-26T17:21:21.196249Z",
+            "message": {"role": "assistant", "content": content},
+            "done": done,
+        }
         if done:
             line["done_reason"] = "stop"
             line["total_duration"] = 1_000_000
@@ -241,9 +312,15 @@ class GeminiProtocol(FakeProtocol):
         400: ("INVALID_ARGUMENT", "Request contains an invalid argument."),
         401: ("UNAUTHENTICATED", "Request had invalid authentication credentials."),
         403: ("PERMISSION_DENIED", "Your API key was reported as leaked. Please use another API key."),
-        404: ("NOT_FOUND", "models/gemini-fake is not found for API version v1beta, or is not supported for generateContent."),
+        404: (
+            "NOT_FOUND",
+            "models/gemini-fake is not found for API version v1beta, or is not supported for generateContent.",
+        ),
         429: ("RESOURCE_EXHAUSTED", "You exceeded your current quota, please check your plan and billing details."),
-        500: ("INTERNAL", "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting"),
+        500: (
+            "INTERNAL",
+            "An internal error has occurred. Please retry or report in https://developers.generativeai.google/guide/troubleshooting",
+        ),
         503: ("UNAVAILABLE", "The model is overloaded. Please try again later."),
         504: ("DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
     }
@@ -254,8 +331,11 @@ class GeminiProtocol(FakeProtocol):
             candidate["finishReason"] = finish
         out: dict[str, Any] = {"candidates": [candidate], "modelVersion": model}
         if usage is not None:
-            out["usageMetadata"] = {"promptTokenCount": usage[0], "candidatesTokenCount": usage[1],
-                                    "totalTokenCount": sum(usage)}
+            out["usageMetadata"] = {
+                "promptTokenCount": usage[0],
+                "candidatesTokenCount": usage[1],
+                "totalTokenCount": sum(usage),
+            }
         return out
 
     def answer(self, text: str, model: str, usage: tuple[int, int]) -> dict[str, Any]:
@@ -264,8 +344,10 @@ class GeminiProtocol(FakeProtocol):
     def stream_events(self, text: str, model: str, usage: tuple[int, int], cut: bool) -> list[bytes]:
         words = _streamed(text, cut)
         # Gemini ends SSE lines with CRLF; every chunk carries running usage, the last one the finishReason.
-        out = [_sse(self._chunk(model, w, None, (usage[0], i + 1))).replace(b"\n", b"\r\n")
-               for i, w in enumerate(words[:-1] if not cut else words)]
+        out = [
+            _sse(self._chunk(model, w, None, (usage[0], i + 1))).replace(b"\n", b"\r\n")
+            for i, w in enumerate(words[:-1] if not cut else words)
+        ]
         if not cut:
             out.append(_sse(self._chunk(model, words[-1], "STOP", usage)).replace(b"\n", b"\r\n"))
         return out
@@ -275,22 +357,39 @@ class GeminiProtocol(FakeProtocol):
         error: dict[str, Any] = {"code": status, "message": message, "status": code}
         if status == 429:
             error["details"] = [
-                {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
-                    {"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
-                     "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier"}]},
+                {
+                    "@type": "type.googleapis.com/google.rpc.QuotaFailure",
+                    "violations": [
+                        {
+                            "quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests",
+                            "quotaId": "GenerateRequestsPerMinutePerProjectPerModel-FreeTier",
+                        }
+                    ],
+                },
                 {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"},
             ]
         return {"content-type": "application/json; charset=UTF-8"}, {"error": error}
 
     def content_filter(self) -> tuple[int, dict[str, Any]]:
-        return 200, {"promptFeedback": {"blockReason": "SAFETY", "safetyRatings": [
-            {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"},
-            {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"}]},
-            "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8}}
+        return 200, {
+            "promptFeedback": {
+                "blockReason": "SAFETY",
+                "safetyRatings": [
+                    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"},
+                    {"category": "HARM_CATEGORY_HARASSMENT", "probability": "NEGLIGIBLE"},
+                ],
+            },
+            "usageMetadata": {"promptTokenCount": 8, "totalTokenCount": 8},
+        }
 
     def context_length(self) -> tuple[int, dict[str, Any]]:
-        return 400, {"error": {"code": 400, "status": "INVALID_ARGUMENT",
-                               "message": "The input token count (1200293) exceeds the maximum number of tokens allowed (1048576)."}}
+        return 400, {
+            "error": {
+                "code": 400,
+                "status": "INVALID_ARGUMENT",
+                "message": "The input token count (1200293) exceeds the maximum number of tokens allowed (1048576).",
+            }
+        }
 
     def prompt(self, body: dict[str, Any]) -> str:
         users = [c for c in body.get("contents") or [] if isinstance(c, dict) and c.get("role", "user") == "user"]

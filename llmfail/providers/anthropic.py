@@ -53,7 +53,9 @@ class AnthropicAdapter(Adapter):
     # message_stop is the last event of a Messages stream.
     stream_ends_at_done = True
 
-    def build(self, request: ChatRequest, wire_model: str, api_key: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:
+    def build(
+        self, request: ChatRequest, wire_model: str, api_key: str | None
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
         body: dict[str, Any] = {
             "model": wire_model,
             "max_tokens": request.max_tokens or request.default_max_tokens,

@@ -117,7 +117,9 @@ class Adapter(ABC):
         self.provider = provider
 
     @abstractmethod
-    def build(self, request: ChatRequest, wire_model: str, api_key: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:
+    def build(
+        self, request: ChatRequest, wire_model: str, api_key: str | None
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
         """(url, headers, json body) for one attempt."""
 
     @abstractmethod
@@ -144,7 +146,9 @@ class Adapter(ABC):
         """`path` under the provider's base_url, which follows the vendor SDK's convention (SPEC §2b)."""
         return f"{(self.provider.base_url or '').rstrip('/')}{path}"
 
-    def headers(self, auth: Mapping[str, str] | None = None, defaults: Mapping[str, str] | None = None) -> dict[str, str]:
+    def headers(
+        self, auth: Mapping[str, str] | None = None, defaults: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
         """The protocol's default headers, then the provider's configured ones, then the credential.
 
         Configured headers come after the defaults so a provider entry can add
@@ -199,7 +203,9 @@ class Adapter(ABC):
         except ProviderError:
             raise
         except _MALFORMED as exc:
-            raise ProviderError(Kind.TRANSIENT, f"unexpected response body ({type(exc).__name__})", status=200) from None
+            raise ProviderError(
+                Kind.TRANSIENT, f"unexpected response body ({type(exc).__name__})", status=200
+            ) from None
 
     def _parse_safely(self, event: str, data: str) -> Chunk | None:
         try:
@@ -255,4 +261,3 @@ def decode_json(body: bytes | str) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise ProviderError(Kind.TRANSIENT, "unparseable response body", status=200) from None
-

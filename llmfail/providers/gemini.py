@@ -24,7 +24,17 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import Kind, ProviderError
-from .base import Adapter, ChatRequest, Chunk, Completion, Usage, answer_object, in_band_error, json_object, raise_if_withheld
+from .base import (
+    Adapter,
+    ChatRequest,
+    Chunk,
+    Completion,
+    Usage,
+    answer_object,
+    in_band_error,
+    json_object,
+    raise_if_withheld,
+)
 
 _ROLES = {"user": "user", "assistant": "model"}
 
@@ -59,7 +69,9 @@ class GeminiAdapter(Adapter):
     # the chunk with the finishReason also carries the final usageMetadata
     stream_ends_at_done = True
 
-    def build(self, request: ChatRequest, wire_model: str, api_key: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:
+    def build(
+        self, request: ChatRequest, wire_model: str, api_key: str | None
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
         body: dict[str, Any] = {
             "contents": [
                 {"role": _ROLES.get(m["role"], "user"), "parts": [{"text": m["content"]}]} for m in request.turns

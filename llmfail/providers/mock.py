@@ -27,7 +27,9 @@ def behaviour_of(mock: MockBehaviour | None) -> FakeBehaviour:
 
 
 class MockAdapter(OpenAIAdapter):
-    def build(self, request: ChatRequest, wire_model: str, api_key: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:
+    def build(
+        self, request: ChatRequest, wire_model: str, api_key: str | None
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
         _, headers, body = super().build(request, wire_model, None)
         return "http://mock.invalid/v1/chat/completions", headers, body
 

@@ -46,7 +46,9 @@ class OllamaAdapter(Adapter):
     # the `"done": true` line is the last one and carries the counts
     stream_ends_at_done = True
 
-    def build(self, request: ChatRequest, wire_model: str, api_key: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:
+    def build(
+        self, request: ChatRequest, wire_model: str, api_key: str | None
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
         body: dict[str, Any] = {
             "model": wire_model,
             "messages": [{"role": m["role"], "content": m["content"]} for m in request.messages],

@@ -26,7 +26,9 @@ def _refused(refusal: object) -> ProviderError:
 
 
 class OpenAIAdapter(Adapter):
-    def build(self, request: ChatRequest, wire_model: str, api_key: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:
+    def build(
+        self, request: ChatRequest, wire_model: str, api_key: str | None
+    ) -> tuple[str, dict[str, str], dict[str, Any]]:
         body: dict[str, Any] = {"model": wire_model, "messages": [dict(m) for m in request.messages]}
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens

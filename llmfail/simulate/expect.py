@@ -1,9 +1,9 @@
 """Expectations a CI run checks against a report: each one a pass/fail testcase.
 
-    --expect-success-rate R        share of requests answered        >= R
-    --expect-p99 DURATION          simulated p99 latency              <= DURATION
-    --expect-max-failovers N       failovers over the whole run       <= N
-    --expect-served-by MODEL=SHARE share of requests MODEL answered   >= SHARE
+--expect-success-rate R        share of requests answered        >= R
+--expect-p99 DURATION          simulated p99 latency              <= DURATION
+--expect-max-failovers N       failovers over the whole run       <= N
+--expect-served-by MODEL=SHARE share of requests MODEL answered   >= SHARE
 """
 
 from __future__ import annotations
@@ -73,10 +73,14 @@ def build_expectations(
     for item in served_by:
         model, eq, share = item.rpartition("=")
         if not eq or not model:
-            raise UsageError(f"--expect-served-by {item!r}: expected MODEL=SHARE",
-                             hint="for example --expect-served-by openai/gpt-4o=0.9")
+            raise UsageError(
+                f"--expect-served-by {item!r}: expected MODEL=SHARE",
+                hint="for example --expect-served-by openai/gpt-4o=0.9",
+            )
         if models and model not in models:
-            raise UsageError(f"--expect-served-by {item!r}: {model!r} is not an entry of this chain",
-                             hint=f"the chain's entries: {', '.join(models)}")
+            raise UsageError(
+                f"--expect-served-by {item!r}: {model!r} is not an entry of this chain",
+                hint=f"the chain's entries: {', '.join(models)}",
+            )
         out.append(Expectation(f"served_by:{model}", ">=", _share(share, "--expect-served-by")))
     return tuple(out)

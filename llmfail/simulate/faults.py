@@ -33,8 +33,10 @@ def _rate(text: str, spec: str) -> float:
     except ValueError:
         rate = -1.0
     if not 0.0 <= rate <= 1.0:
-        raise UsageError(f"bad --fail-rate {spec!r}: RATE must be a probability between 0 and 1, got {text!r}",
-                         hint="for example --fail-rate 503=0.5")
+        raise UsageError(
+            f"bad --fail-rate {spec!r}: RATE must be a probability between 0 and 1, got {text!r}",
+            hint="for example --fail-rate 503=0.5",
+        )
     return rate
 
 
@@ -72,7 +74,9 @@ def parse_fault_specs(specs: Iterable[str]) -> tuple[FaultSpec, ...]:
     return tuple(parse_fault_spec(s) for s in specs)
 
 
-def faults_by_model(specs: Sequence[FaultSpec], models: Sequence[str], where: str = "--fail-rate") -> dict[str, tuple[Fault, ...]]:
+def faults_by_model(
+    specs: Sequence[FaultSpec], models: Sequence[str], where: str = "--fail-rate"
+) -> dict[str, tuple[Fault, ...]]:
     """Each chain entry's faults, in the order given; a spec without MODEL targets the first entry.
 
     An unknown MODEL is a usage error rather than a silent no-op: a typo would

@@ -16,18 +16,34 @@ from .report import Report
 def junit_xml(report: Report) -> str:
     """The report's expectations as a JUnit `<testsuites>` document."""
     failures = sum(not e.ok for e in report.expectations)
-    suites = ET.Element("testsuites", name="llmfail simulate", tests=str(len(report.expectations)),
-                        failures=str(failures), errors="0")
-    suite = ET.SubElement(suites, "testsuite", name=f"llmfail simulate --chain {report.chain}",
-                          tests=str(len(report.expectations)), failures=str(failures), errors="0", skipped="0")
+    suites = ET.Element(
+        "testsuites", name="llmfail simulate", tests=str(len(report.expectations)), failures=str(failures), errors="0"
+    )
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=f"llmfail simulate --chain {report.chain}",
+        tests=str(len(report.expectations)),
+        failures=str(failures),
+        errors="0",
+        skipped="0",
+    )
     properties = ET.SubElement(suite, "properties")
-    for name, value in (("requests", report.requests), ("succeeded", report.succeeded),
-                        ("success_rate", report.success_rate), ("failovers", report.failovers),
-                        ("p99_ms", report.latency(99))):
+    for name, value in (
+        ("requests", report.requests),
+        ("succeeded", report.succeeded),
+        ("success_rate", report.success_rate),
+        ("failovers", report.failovers),
+        ("p99_ms", report.latency(99)),
+    ):
         ET.SubElement(properties, "property", name=name, value=str(value))
     for expectation in report.expectations:
-        case = ET.SubElement(suite, "testcase", classname=f"llmfail.simulate.{report.chain}",
-                             name=f"{expectation.name} {expectation.expected}")
+        case = ET.SubElement(
+            suite,
+            "testcase",
+            classname=f"llmfail.simulate.{report.chain}",
+            name=f"{expectation.name} {expectation.expected}",
+        )
         if not expectation.ok:
             message = f"expected {expectation.name} {expectation.expected}, got {expectation.actual:g}"
             failure = ET.SubElement(case, "failure", message=message, type="ExpectationNotMet")

@@ -42,8 +42,14 @@ def _protocol(entry: Entry) -> str:
 def _isolated(entry: Entry, host: str, protocol: str) -> Entry:
     """The entry pointed at its own fake host (keeping its base URL's path), with no key to read."""
     path = urlsplit(entry.provider.base_url).path if entry.provider.base_url else "/v1"
-    provider = replace(entry.provider, name=f"{entry.provider.name}@{host}", type=protocol,
-                       base_url=f"http://{host}{path.rstrip('/')}", api_key_env=None, mock=None)
+    provider = replace(
+        entry.provider,
+        name=f"{entry.provider.name}@{host}",
+        type=protocol,
+        base_url=f"http://{host}{path.rstrip('/')}",
+        api_key_env=None,
+        mock=None,
+    )
     return replace(entry, provider=provider, credentials=tuple(Credential(None) for _ in entry.credentials))
 
 
@@ -74,8 +80,12 @@ class FakeProviders(httpx.AsyncBaseTransport):
             entries.append(isolated)
         self.chain = replace(chain, entries=tuple(entries))
         # A simulated outage must never reach the operator's real alert sinks.
-        self.config = replace(config, chains={chain.name: self.chain},
-                              providers={e.provider.name: e.provider for e in entries}, alerts=Alerts())
+        self.config = replace(
+            config,
+            chains={chain.name: self.chain},
+            providers={e.provider.name: e.provider for e in entries},
+            alerts=Alerts(),
+        )
 
     def set_faults(self, faults: Mapping[str, tuple[Fault, ...]]) -> None:
         """Inject `faults` (by entry model) from now on. An entry named here uses these faults

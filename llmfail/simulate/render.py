@@ -28,8 +28,7 @@ def _pct(value: float) -> str:
 
 
 def _table(*columns: str, title: str | None = None) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold", header_style="bold", box=None,
-                  pad_edge=False)
+    table = Table(title=title, title_justify="left", title_style="bold", header_style="bold", box=None, pad_edge=False)
     for column in columns:
         left = column in ("model", "phase", "name", "faults", "served by", "benched", "expected", "result", "minute")
         table.add_column(column, justify="left" if left else "right", no_wrap=column not in ("errors", "faults"))
@@ -39,8 +38,15 @@ def _table(*columns: str, title: str | None = None) -> Table:
 def models_table(report: Report) -> Table:
     table = _table("#", "model", "attempts", "ok", "share", "errors", "benched", title=f"chain {report.chain}")
     for index, (model, figures) in enumerate(report.models.items(), 1):
-        table.add_row(str(index), model, str(figures.attempts), str(figures.ok), _pct(report.share(model)),
-                      _errors(figures.errors.items()), str(figures.benched))
+        table.add_row(
+            str(index),
+            model,
+            str(figures.attempts),
+            str(figures.ok),
+            _pct(report.share(model)),
+            _errors(figures.errors.items()),
+            str(figures.benched),
+        )
     return table
 
 
@@ -48,9 +54,11 @@ def totals(report: Report) -> Text:
     style = "green" if report.failed == 0 else "yellow" if report.success_rate >= 0.99 else "red"
     text = Text()
     text.append(f"{report.succeeded}/{report.requests} answered ({_pct(report.success_rate)})", style=f"bold {style}")
-    text.append(f" · {plural(report.failovers, 'failover')} · latency p50 {report.latency(50):g}ms "
-                f"p95 {report.latency(95):g}ms p99 {report.latency(99):g}ms"
-                f" · {format_duration(report.simulated_s)} simulated")
+    text.append(
+        f" · {plural(report.failovers, 'failover')} · latency p50 {report.latency(50):g}ms "
+        f"p95 {report.latency(95):g}ms p99 {report.latency(99):g}ms"
+        f" · {format_duration(report.simulated_s)} simulated"
+    )
     return text
 
 
@@ -61,12 +69,19 @@ def _by_entry(counts: Counter[str], numbers: dict[str, int], sign: str = "") -> 
 def phases_table(report: Report, phases: list[Window]) -> Table:
     """Each phase's traffic: who served it and who got benched (entries by their # in the models table)."""
     numbers = {m: i for i, m in enumerate(report.models, 1)}
-    table = _table("phase", "from", "to", "faults", "requests", "ok", "served by", "benched", "panics",
-                   title="phases")
+    table = _table("phase", "from", "to", "faults", "requests", "ok", "served by", "benched", "panics", title="phases")
     for w in phases:
-        table.add_row(w.name, format_duration(w.start_s), format_duration(w.end_s), "\n".join(w.faults) or "none",
-                      str(w.requests), _pct(w.succeeded / w.requests) if w.requests else "-",
-                      _by_entry(w.served, numbers), _by_entry(w.benched, numbers, "×"), str(w.panics))
+        table.add_row(
+            w.name,
+            format_duration(w.start_s),
+            format_duration(w.end_s),
+            "\n".join(w.faults) or "none",
+            str(w.requests),
+            _pct(w.succeeded / w.requests) if w.requests else "-",
+            _by_entry(w.served, numbers),
+            _by_entry(w.benched, numbers, "×"),
+            str(w.panics),
+        )
     return table
 
 
@@ -76,8 +91,12 @@ def timeline_table(report: Report) -> Table:
     Columns are the entries' numbers from the models table, so long model names
     do not squeeze the figures."""
     models = list(report.models)
-    table = _table("minute", *(f"#{i}" for i in range(1, len(models) + 1)), "failed",
-                   title="timeline (requests answered per minute, by entry #)")
+    table = _table(
+        "minute",
+        *(f"#{i}" for i in range(1, len(models) + 1)),
+        "failed",
+        title="timeline (requests answered per minute, by entry #)",
+    )
     for w in report.timeline or []:
         top = w.served.most_common(1)[0][0] if w.served else None
         cells = [Text(str(w.served.get(m, 0)), style="bold" if m == top else "dim") for m in models]
@@ -88,8 +107,9 @@ def timeline_table(report: Report) -> Table:
 def expectations_table(report: Report) -> Table:
     table = _table("name", "expected", "actual", "result", title="expectations")
     for e in report.expectations:
-        table.add_row(e.name, e.expected, f"{e.actual:g}", Text("pass", style="green") if e.ok else
-                      Text("FAIL", style="bold red"))
+        table.add_row(
+            e.name, e.expected, f"{e.actual:g}", Text("pass", style="green") if e.ok else Text("FAIL", style="bold red")
+        )
     return table
 
 
@@ -112,8 +132,7 @@ def progress(console: Console) -> Iterator[Callable[[int, int], None] | None]:
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), console=console,
-                  transient=True) as bar:
+    with Progress(TextColumn("simulating"), BarColumn(), MofNCompleteColumn(), console=console, transient=True) as bar:
         task = bar.add_task("simulate", total=None)
 
         def update(done: int, total: int) -> None:

@@ -29,8 +29,12 @@ class ModelFigures:
     benched: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {"attempts": self.attempts, "ok": self.ok, "errors": dict(sorted(self.errors.items())),
-                "benched": self.benched}
+        return {
+            "attempts": self.attempts,
+            "ok": self.ok,
+            "errors": dict(sorted(self.errors.items())),
+            "benched": self.benched,
+        }
 
 
 @dataclass
@@ -54,10 +58,18 @@ class Window:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "start_s": self.start_s, "end_s": self.end_s, "faults": list(self.faults),
-            "requests": self.requests, "succeeded": self.succeeded, "failed": self.failed,
-            "success_rate": _rate(self.succeeded, self.requests), "failovers": self.failovers,
-            "panics": self.panics, "served": dict(self.served), "benched": dict(self.benched),
+            "name": self.name,
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "faults": list(self.faults),
+            "requests": self.requests,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "success_rate": _rate(self.succeeded, self.requests),
+            "failovers": self.failovers,
+            "panics": self.panics,
+            "served": dict(self.served),
+            "benched": dict(self.benched),
         }
 
 
@@ -140,11 +152,19 @@ class Recorder:
     the timeline are found the same way.
     """
 
-    def __init__(self, chain: str, models: Sequence[str], epoch: float, *,
-                 phases: list[Window] | None = None, phase_of: Callable[[float], int] | None = None,
-                 on_request: Callable[[int], None] | None = None) -> None:
-        self.report = Report(chain, {m: ModelFigures() for m in models}, phases=phases,
-                             timeline=[] if phases is not None else None)
+    def __init__(
+        self,
+        chain: str,
+        models: Sequence[str],
+        epoch: float,
+        *,
+        phases: list[Window] | None = None,
+        phase_of: Callable[[float], int] | None = None,
+        on_request: Callable[[int], None] | None = None,
+    ) -> None:
+        self.report = Report(
+            chain, {m: ModelFigures() for m in models}, phases=phases, timeline=[] if phases is not None else None
+        )
         self._epoch = epoch
         self._phase_of = phase_of
         self._on_request = on_request

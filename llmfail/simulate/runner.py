@@ -97,8 +97,14 @@ def simulate(config: Config, plan: Plan, *, db: str | None = None, on_progress: 
             try:
                 start = float(int(time.time()))
                 for state in target.benches(start):
-                    private.bench(state.model, now=start, until=state.bench_until or start, manual=state.manual,
-                                  reason=state.reason, kind=state.kind)
+                    private.bench(
+                        state.model,
+                        now=start,
+                        until=state.bench_until or start,
+                        manual=state.manual,
+                        reason=state.reason,
+                        kind=state.kind,
+                    )
                 report = run_virtual(_simulate(config, plan, private, start, on_progress))
                 _write_back(private, target, start, report.simulated_s)
             finally:
@@ -126,13 +132,17 @@ def _write_back(private: Store, target: Store, start: float, length: float) -> N
         if state.model in benched and state.bench_until is not None:
             # the failure that benched it, so `ls-benched`, `stats` and the dashboard show its last error
             failed_at = max(start, (state.last_error_at or end) - shift)
-            target.record_failure(state.model, now=failed_at, kind=state.last_error_kind or state.kind or "transient",
-                                  status=state.last_error_status, bench_for=state.bench_until - shift - failed_at,
-                                  reason=state.reason)
+            target.record_failure(
+                state.model,
+                now=failed_at,
+                kind=state.last_error_kind or state.kind or "transient",
+                status=state.last_error_status,
+                bench_for=state.bench_until - shift - failed_at,
+                reason=state.reason,
+            )
 
 
-async def _simulate(config: Config, plan: Plan, store: Store, epoch: float,
-                    on_progress: Progress | None) -> Report:
+async def _simulate(config: Config, plan: Plan, store: Store, epoch: float, on_progress: Progress | None) -> Report:
     loop = asyncio.get_running_loop()
     start = loop.time()
 
@@ -140,19 +150,32 @@ async def _simulate(config: Config, plan: Plan, store: Store, epoch: float,
         return epoch + loop.time()
 
     scenario = plan.scenario
-    latency = plan.latency if plan.latency is not None else (
-        scenario.latency if scenario and scenario.latency is not None else DEFAULT_LATENCY)
-    fakes = FakeProviders(config, plan.chain, Runtime(clock, asyncio.sleep, Random(f"{plan.seed}/faults")),
-                          latency=latency)
+    latency = (
+        plan.latency
+        if plan.latency is not None
+        else (scenario.latency if scenario and scenario.latency is not None else DEFAULT_LATENCY)
+    )
+    fakes = FakeProviders(
+        config, plan.chain, Runtime(clock, asyncio.sleep, Random(f"{plan.seed}/faults")), latency=latency
+    )
     models = [e.model for e in fakes.chain.entries]
-    engine = Engine(fakes.config, store, clock=clock, sleep=asyncio.sleep, rng=Random(f"{plan.seed}/engine"),
-                    transport=fakes)
+    engine = Engine(
+        fakes.config, store, clock=clock, sleep=asyncio.sleep, rng=Random(f"{plan.seed}/engine"), transport=fakes
+    )
     total = scenario.requests if scenario else plan.requests
-    phases = [Window(p.name, p.start, scenario.end_of(i), tuple(map(str, p.faults)))
-              for i, p in enumerate(scenario.phases)] if scenario else None
-    recorder = Recorder(plan.chain, models, epoch, phases=phases,
-                        phase_of=scenario.phase_at if scenario else None,
-                        on_request=(lambda done: on_progress(done, total)) if on_progress else None)
+    phases = (
+        [Window(p.name, p.start, scenario.end_of(i), tuple(map(str, p.faults))) for i, p in enumerate(scenario.phases)]
+        if scenario
+        else None
+    )
+    recorder = Recorder(
+        plan.chain,
+        models,
+        epoch,
+        phases=phases,
+        phase_of=scenario.phase_at if scenario else None,
+        on_request=(lambda done: on_progress(done, total)) if on_progress else None,
+    )
     engine.on_event(recorder)
 
     async def one() -> None:
@@ -186,8 +209,14 @@ async def _closed_loop(one: Callable[[], Awaitable[None]], requests: int, concur
     await asyncio.gather(*(caller() for _ in range(min(concurrency, requests))))
 
 
-async def _scenario(one: Callable[[], Awaitable[None]], fakes: FakeProviders, scenario: Scenario,
-                    always: tuple[FaultSpec, ...], models: list[str], start: float) -> None:
+async def _scenario(
+    one: Callable[[], Awaitable[None]],
+    fakes: FakeProviders,
+    scenario: Scenario,
+    always: tuple[FaultSpec, ...],
+    models: list[str],
+    start: float,
+) -> None:
     loop = asyncio.get_running_loop()
     current = -1
 

@@ -44,8 +44,10 @@ _KEYS = ("rate", "duration", "latency", "phases", "chain")
 _PHASE_KEYS = ("at", "name", "faults")
 
 #: What a bad scenario file's error shows: the format itself (a pip user has no README at hand).
-_HINT = 'a scenario reads like: {rate: 2/s, duration: 40m, phases: [{at: 0m, faults: []}, ' \
-        '{at: 10m, name: outage, faults: ["openai/gpt-4o:503=0.9"]}]}'
+_HINT = (
+    "a scenario reads like: {rate: 2/s, duration: 40m, phases: [{at: 0m, faults: []}, "
+    '{at: 10m, name: outage, faults: ["openai/gpt-4o:503=0.9"]}]}'
+)
 _MAX_SCENARIO_BYTES = 256 * 1024
 
 
@@ -163,7 +165,7 @@ def _faults(reader: NodeReader, node: Node, path: str) -> tuple[FaultSpec, ...]:
         return ()
     items = node.value if isinstance(node, SequenceNode) else [node]
     if not all(isinstance(item, ScalarNode) for item in items):
-        raise Invalid("expected a list of [MODEL:]FAULT[=RATE], like [\"503=0.9\"]")
+        raise Invalid('expected a list of [MODEL:]FAULT[=RATE], like ["503=0.9"]')
     specs: list[FaultSpec] = []
     for i, item in enumerate(items):
         where = index_path(path, i) if isinstance(node, SequenceNode) else path
@@ -223,8 +225,9 @@ def _build(reader: NodeReader, root: Node | None, path: str) -> Scenario | None:
     ordered = sorted((phase for phase, _, _ in phases), key=lambda p: p.start)
     if ordered[0].start > 0:  # nothing was said about the beginning: it is healthy
         ordered.insert(0, Phase("start", 0.0, ()))
-    return Scenario(path, values["rate"], values["duration"], tuple(ordered), values.get("latency"),
-                    values.get("chain"))
+    return Scenario(
+        path, values["rate"], values["duration"], tuple(ordered), values.get("latency"), values.get("chain")
+    )
 
 
 def _phases(reader: NodeReader, node: Node) -> list[tuple[Phase, Node, str]]:

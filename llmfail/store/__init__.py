@@ -345,19 +345,21 @@ def _scheme(target: str) -> str | None:
     if match is None:
         return None
     scheme = match.group(1).lower()
-    if scheme == "sqlite" or (target[match.end():].startswith("//") and scheme != "file"):
+    if scheme == "sqlite" or (target[match.end() :].startswith("//") and scheme != "file"):
         return scheme
     return None
 
 
 def _sqlite_path(url: str) -> str:
     """The file of a `sqlite:` URL: `sqlite:///abs/path` (no host) or `sqlite:relative/path`."""
-    rest = url[len("sqlite:"):]
+    rest = url[len("sqlite:") :]
     if rest.startswith("//"):
         host, slash, path = rest[2:].partition("/")
         if host not in ("", "localhost") or not slash:
-            raise UsageError("a sqlite:// URL names a file, not a host",
-                             hint="use sqlite:///absolute/path.db or sqlite:relative/path.db")
+            raise UsageError(
+                "a sqlite:// URL names a file, not a host",
+                hint="use sqlite:///absolute/path.db or sqlite:relative/path.db",
+            )
         rest = "/" + path
     if not rest:
         raise UsageError("the sqlite: URL names no file", hint="use sqlite:///absolute/path.db")

@@ -70,6 +70,7 @@ def _copy_bench(dst: Store, state: ModelState) -> bool:
     if state.bench_until is None:
         return False
     began = state.benched_at if state.benched_at is not None else state.bench_until
-    dst.bench(state.model, now=began, until=state.bench_until, manual=state.manual, reason=state.reason,
-              kind=state.kind)
+    dst.bench(
+        state.model, now=began, until=state.bench_until, manual=state.manual, reason=state.reason, kind=state.kind
+    )
     return True

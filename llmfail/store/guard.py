@@ -278,8 +278,10 @@ class GuardedStore:
                 self._snapshot[model] = state
             return value
 
-        return self._call(lambda s: remember(s.record_failure(model, **kwargs)),
-                          lambda: self._local(model).record_failure(model, **kwargs))
+        return self._call(
+            lambda s: remember(s.record_failure(model, **kwargs)),
+            lambda: self._local(model).record_failure(model, **kwargs),
+        )
 
     def record_success(self, model: str, *, now: float) -> ModelState | None:
         def local() -> ModelState | None:
@@ -290,29 +292,41 @@ class GuardedStore:
         return self._call(lambda s: s.record_success(model, now=now), local)
 
     def claim_probe(self, model: str, *, now: float, lease: float, holder: str) -> bool:
-        return self._call(lambda s: s.claim_probe(model, now=now, lease=lease, holder=holder),
-                          lambda: self._local(model).claim_probe(model, now=now, lease=lease, holder=holder))
+        return self._call(
+            lambda s: s.claim_probe(model, now=now, lease=lease, holder=holder),
+            lambda: self._local(model).claim_probe(model, now=now, lease=lease, holder=holder),
+        )
 
     def release_probe(self, model: str, *, holder: str) -> None:
-        self._call(lambda s: s.release_probe(model, holder=holder),
-                   lambda: self._local(model).release_probe(model, holder=holder))
+        self._call(
+            lambda s: s.release_probe(model, holder=holder),
+            lambda: self._local(model).release_probe(model, holder=holder),
+        )
 
     def demote(self, model: str, *, now: float, slow_ms: float, recheck_at: float) -> bool:
-        return self._call(lambda s: s.demote(model, now=now, slow_ms=slow_ms, recheck_at=recheck_at),
-                          lambda: self._local(model).demote(model, now=now, slow_ms=slow_ms, recheck_at=recheck_at))
+        return self._call(
+            lambda s: s.demote(model, now=now, slow_ms=slow_ms, recheck_at=recheck_at),
+            lambda: self._local(model).demote(model, now=now, slow_ms=slow_ms, recheck_at=recheck_at),
+        )
 
     def restore(self, model: str, *, now: float, fast_ms: float) -> bool:
-        return self._call(lambda s: s.restore(model, now=now, fast_ms=fast_ms),
-                          lambda: self._local(model).restore(model, now=now, fast_ms=fast_ms))
+        return self._call(
+            lambda s: s.restore(model, now=now, fast_ms=fast_ms),
+            lambda: self._local(model).restore(model, now=now, fast_ms=fast_ms),
+        )
 
     def claim_recheck(self, model: str, *, now: float, next_at: float) -> bool:
-        return self._call(lambda s: s.claim_recheck(model, now=now, next_at=next_at),
-                          lambda: self._local(model).claim_recheck(model, now=now, next_at=next_at))
+        return self._call(
+            lambda s: s.claim_recheck(model, now=now, next_at=next_at),
+            lambda: self._local(model).claim_recheck(model, now=now, next_at=next_at),
+        )
 
     def claim_alert(self, key: str, type_: str, *, now: float, window: float) -> bool:
         """Degraded: deduplicated per process only (an alert sent twice beats one never sent)."""
-        return self._call(lambda s: s.claim_alert(key, type_, now=now, window=window),
-                          lambda: self._local().claim_alert(key, type_, now=now, window=window))
+        return self._call(
+            lambda s: s.claim_alert(key, type_, now=now, window=window),
+            lambda: self._local().claim_alert(key, type_, now=now, window=window),
+        )
 
     def recent_ttfts(self, model: str, *, after: float | None, limit: int) -> list[float]:
         return self._call(lambda s: s.recent_ttfts(model, after=after, limit=limit), list)
@@ -353,8 +367,9 @@ class GuardedStore:
         lifted = self._strict(lambda s: s.unbench(models, now=now))
         for key in lifted:
             if key in self._snapshot:
-                self._snapshot[key] = replace(self._snapshot[key], bench_until=None, probe_holder=None,
-                                              probe_until=None)
+                self._snapshot[key] = replace(
+                    self._snapshot[key], bench_until=None, probe_holder=None, probe_until=None
+                )
         return lifted
 
     def quota_used(self, model: str, *, day: str) -> int:
@@ -363,8 +378,9 @@ class GuardedStore:
     def events(self, **kwargs: Any) -> list[Event]:
         return self._strict(lambda s: s.events(**kwargs))
 
-    def tally(self, *, since: float, until: float, chain: str | None = None, sample: int = 2000
-              ) -> dict[str, EventTally]:
+    def tally(
+        self, *, since: float, until: float, chain: str | None = None, sample: int = 2000
+    ) -> dict[str, EventTally]:
         return self._strict(lambda s: s.tally(since=since, until=until, chain=chain, sample=sample))
 
     def max_event_id(self) -> int:

@@ -103,8 +103,9 @@ _TRANSIENT_ERRORS = (
     (redis.exceptions.TryAgainError, "TRYAGAIN"),
     (redis.exceptions.OutOfMemoryError, "OOM"),
 )
-_TRANSIENT_CODES = frozenset({"READONLY", "LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "OOM", "BUSY",
-                              "NOREPLICAS"})
+_TRANSIENT_CODES = frozenset(
+    {"READONLY", "LOADING", "CLUSTERDOWN", "MASTERDOWN", "TRYAGAIN", "OOM", "BUSY", "NOREPLICAS"}
+)
 #: The scripts' SHA1s, as `EVALSHA` names them (the server computes the same from the UTF-8 source).
 _SHAS = {name: hashlib.sha1(script_source(name).encode()).hexdigest() for name in SCRIPTS}
 #: The append script's one packed argument (compact; non-ASCII text goes as UTF-8, as it would unpacked).
@@ -197,8 +198,10 @@ class RedisStore:
         parts = urlsplit(url)
         scheme = _SCHEMES.get(parts.scheme.lower())
         if scheme is None:
-            raise UsageError(f"not a Redis URL: {display_url(url)}",
-                             hint="use redis://HOST:PORT/DB, rediss://…, unix:///path/to/socket or valkey://…")
+            raise UsageError(
+                f"not a Redis URL: {display_url(url)}",
+                hint="use redis://HOST:PORT/DB, rediss://…, unix:///path/to/socket or valkey://…",
+            )
         if parts.password is not None:
             raise UsageError(
                 f"the Redis URL {display_url(url)} contains a password",
@@ -207,8 +210,10 @@ class RedisStore:
         env = password_env or PASSWORD_ENV
         password = os.environ.get(env) or None
         if password_env and password is None:
-            raise UsageError(f"${password_env} (the Redis password) is not set",
-                             hint=f"export {password_env}=… or drop password_env from the config")
+            raise UsageError(
+                f"${password_env} (the Redis password) is not set",
+                hint=f"export {password_env}=… or drop password_env from the config",
+            )
         target = scheme + "://" + url.split("://", 1)[1]  # urlunsplit would drop the // of unix:///path
         client = redis.Redis.from_url(
             target,
@@ -221,11 +226,26 @@ class RedisStore:
             health_check_interval=0,
             client_name="llmfail",
         )
-        shown = url if password is None else urlunsplit(
-            (parts.scheme, f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}", parts.path, parts.query,
-             parts.fragment))
-        return cls(client, url=shown, namespace=namespace or DEFAULT_NAMESPACE,
-                   clock=clock if clock is not None else time.time, timeout=timeout)
+        shown = (
+            url
+            if password is None
+            else urlunsplit(
+                (
+                    parts.scheme,
+                    f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}",
+                    parts.path,
+                    parts.query,
+                    parts.fragment,
+                )
+            )
+        )
+        return cls(
+            client,
+            url=shown,
+            namespace=namespace or DEFAULT_NAMESPACE,
+            clock=clock if clock is not None else time.time,
+            timeout=timeout,
+        )
 
     # -- plumbing -----------------------------------------------------------------
 
@@ -239,18 +259,23 @@ class RedisStore:
         """
         text = " ".join(str(exc).split()) or type(exc).__name__
         text = text.split(". script:")[0].split(" script:")[0]  # the failing script's sha says nothing to a user
-        if isinstance(exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError,
-                            redis.exceptions.AuthorizationError)) or text.startswith(("NOAUTH", "WRONGPASS")):
-            return StateError(f"shared state {self.url} refused access ({text})",
-                              hint=f"check the password in ${PASSWORD_ENV} (or the variable state.password_env "
-                                   "names) and the user's ACL")
+        if isinstance(
+            exc, (redis.AuthenticationError, redis.exceptions.NoPermissionError, redis.exceptions.AuthorizationError)
+        ) or text.startswith(("NOAUTH", "WRONGPASS")):
+            return StateError(
+                f"shared state {self.url} refused access ({text})",
+                hint=f"check the password in ${PASSWORD_ENV} (or the variable state.password_env "
+                "names) and the user's ACL",
+            )
         if isinstance(exc, redis.ResponseError):
             code = next((c for cls, c in _TRANSIENT_ERRORS if isinstance(exc, cls)), None)
             if code is None and text.split(" ")[0] in _TRANSIENT_CODES:
                 code, _, text = text.partition(" ")
             if code is None:
-                return StateError(f"shared state {self.url} refused a command ({text})",
-                                  hint="llmfail needs Redis >= 7.0 or Valkey >= 7.2; `llmfail check` tells more")
+                return StateError(
+                    f"shared state {self.url} refused a command ({text})",
+                    hint="llmfail needs Redis >= 7.0 or Valkey >= 7.2; `llmfail check` tells more",
+                )
             text = f"{code}: {text}"
         elif isinstance(exc, redis.TimeoutError):
             text = f"no answer within {self._timeout:g} s"
@@ -354,7 +379,7 @@ class RedisStore:
     def _state(self, model: str, raw: Sequence[str] | dict[str, str], offset: float | None = None) -> ModelState:
         """A state hash (flat list or dict) in this host's time (`offset` 0: in the server's)."""
         if not isinstance(raw, dict):
-            raw = dict(zip(raw[::2], raw[1::2]))
+            raw = dict(zip(raw[::2], raw[1::2], strict=False))
         offset = self._offset if offset is None else offset
 
         def when(name: str) -> float | None:
@@ -404,7 +429,7 @@ class RedisStore:
     def _read_states(self, keys: Sequence[str], client: Any = None) -> dict[str, ModelState | None]:
         """One round trip: the named keys' states in the server's time (None: unknown)."""
         reply = self._run("read_states", *keys, client=client)
-        return {key: (self._state(key, raw, 0.0) if raw else None) for key, raw in zip(keys, reply[1:])}
+        return {key: (self._state(key, raw, 0.0) if raw else None) for key, raw in zip(keys, reply[1:], strict=False)}
 
     def _forget(self, model: str | None) -> None:
         cache = self._shared or _StateCache.find(self)
@@ -489,8 +514,16 @@ class RedisStore:
         """One failed attempt (see `Store.record_failure`); True when this call started or extended a bench."""
         self._check_fork()
         benched, raw = self._run(
-            "record_failure", model, self._out(now), str(kind), status, bench_for, float(factor),
-            self._out(min_until), _clean(reason), self._out(began),
+            "record_failure",
+            model,
+            self._out(now),
+            str(kind),
+            status,
+            bench_for,
+            float(factor),
+            self._out(min_until),
+            _clean(reason),
+            self._out(began),
         )
         return self._wrote(model, raw), bool(benched)
 
@@ -598,7 +631,7 @@ class RedisStore:
         offset = self._skew()
         ids: list[int] = []
         for start in range(0, len(events), APPEND_CHUNK):
-            packed = _dumps([_event_args(event, offset) for event in events[start:start + APPEND_CHUNK]])
+            packed = _dumps([_event_args(event, offset) for event in events[start : start + APPEND_CHUNK]])
             reply = self._call("append", self.prefix, packed)
             ids.extend(int(i) for i in reply)
         return ids
@@ -663,8 +696,12 @@ class RedisStore:
         wanted = set(types) if types else None
 
         def keep(e: Event) -> bool:
-            return ((since_s is None or e.ts + offset >= since_s) and (model is None or e.model == model)
-                    and (chain is None or e.chain == chain) and (wanted is None or e.type in wanted))
+            return (
+                (since_s is None or e.ts + offset >= since_s)
+                and (model is None or e.model == model)
+                and (chain is None or e.chain == chain)
+                and (wanted is None or e.type in wanted)
+            )
 
         stream = self.prefix + "ev"
         found: list[Event] = []
@@ -727,7 +764,7 @@ class RedisStore:
         counts: dict[tuple[str, str, str | None, str | None], int] = {}
         recovered: dict[str, int] = {}
         seen: dict[str, float] = {}
-        for name, value in zip(sums[::2], sums[1::2]):
+        for name, value in zip(sums[::2], sums[1::2], strict=False):
             if name.startswith("\x1e"):
                 tag, _, who = name[1:].partition(_SEP)
                 if tag == "ls":
@@ -736,9 +773,12 @@ class RedisStore:
                     recovered[who] = int(value)
                 continue
             model, type_, kind, event_chain = name.split(_SEP)
-            counts[(model, type_, None if kind == _NONE else kind, None if event_chain == _NONE else event_chain)] = \
+            counts[(model, type_, None if kind == _NONE else kind, None if event_chain == _NONE else event_chain)] = (
                 int(value)
-        for minute, first_id, last_id in zip(edge_ids[::3], edge_ids[1::3], edge_ids[2::3]):  # minutes cut
+            )
+        for minute, first_id, last_id in zip(
+            edge_ids[::3], edge_ids[1::3], edge_ids[2::3], strict=False
+        ):  # minutes cut
             with self._calling():  # the minute's events lie between its first and last id, among others
                 entries = self._client.xrange(self.prefix + "ev", f"{first_id}-0", f"{last_id}-0")
             for _, fields in entries:
@@ -751,9 +791,12 @@ class RedisStore:
                 seen[model] = max(seen.get(model, -math.inf), ts)
                 if type_ == ev.PROBE and kind is None and self._event("0-0", fields).data.get("recovered") == 1:
                     recovered[model] = recovered.get(model, 0) + 1
-        return {model: self._tally_model(model, counts, recovered.get(model, 0), seen[model] - offset, lo, hi,
-                                         chain, sample)
-                for model in sorted(seen)}
+        return {
+            model: self._tally_model(
+                model, counts, recovered.get(model, 0), seen[model] - offset, lo, hi, chain, sample
+            )
+            for model in sorted(seen)
+        }
 
     def _tally_model(
         self,
@@ -766,11 +809,15 @@ class RedisStore:
         chain: str | None,
         sample: int,
     ) -> EventTally:
-        def total(type_: str, *, traffic: bool, kind: str | None | bool = False) -> dict[str | None, int]:
+        def total(type_: str, *, traffic: bool, kind: str | bool | None = False) -> dict[str | None, int]:
             by_kind: dict[str | None, int] = {}
             for (m, t, k, c), n in counts.items():
-                if (m == model and t == type_ and (not traffic or chain is None or c == chain)
-                        and (kind is False or k == kind)):
+                if (
+                    m == model
+                    and t == type_
+                    and (not traffic or chain is None or c == chain)
+                    and (kind is False or k == kind)
+                ):
                     by_kind[k] = by_kind.get(k, 0) + n
             return by_kind
 
@@ -849,11 +896,15 @@ class RedisStore:
             except redis.ResponseError:
                 policy = saves = None
         if policy is not None and policy != "noeviction":
-            problems.append(f"maxmemory-policy is {policy}: a full server can evict benches and leases "
-                            "(set maxmemory-policy noeviction)")
+            problems.append(
+                f"maxmemory-policy is {policy}: a full server can evict benches and leases "
+                "(set maxmemory-policy noeviction)"
+            )
         if not int(persistence.get("aof_enabled", 0)) and saves == "":
-            problems.append("the server keeps nothing on disk (appendonly no, no RDB saves): a restart loses "
-                            "every bench and event (set appendonly yes)")
+            problems.append(
+                "the server keeps nothing on disk (appendonly no, no RDB saves): a restart loses "
+                "every bench and event (set appendonly yes)"
+            )
         return problems
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -908,8 +959,14 @@ def _event_args(event: Event, offset: float) -> list[str]:
             latency = latency if latency is not None else _number(event.latency_ms)
             ttft = _number(data.get("attempt_ttft_ms"))
             ttft = ttft if ttft is not None else _number(data.get("ttft_ms"))
-            sample = "|".join(("", "" if latency is None else repr(latency), "" if ttft is None else repr(ttft),
-                               _NONE if event.chain is None else event.chain))
+            sample = "|".join(
+                (
+                    "",
+                    "" if latency is None else repr(latency),
+                    "" if ttft is None else repr(ttft),
+                    _NONE if event.chain is None else event.chain,
+                )
+            )
         if event.type == ev.PROBE and event.kind is None and data.get("recovered") == 1:
             recovered = "1"
     return [ts, _NONE if model is None else model, field, sample, recovered, *fields]

@@ -52,7 +52,7 @@ def redact_url(target: str) -> str:
         return target
     user, sep, _password = found.group(2).partition(":")
     shown = f"{user}:***" if sep else user
-    return f"{found.group(1)}{shown}@{target[found.end():]}"
+    return f"{found.group(1)}{shown}@{target[found.end() :]}"
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ class Selection:
 
     def same_store(self, other: Selection) -> bool:
         """Whether both name one store (`valkey://` is `redis://`; a namespace is a store of its own)."""
+
         def key(selection: Selection) -> tuple[str, str | None]:
             path = selection.sqlite_path()
             if path is not None:
@@ -114,16 +115,22 @@ class Selection:
     def to_json(self) -> dict[str, object]:
         """`info --json`'s `store`: what is used and why, never a password."""
         path = self.sqlite_path()
-        return {"url": self.shown if path is None else str(path), "kind": self.kind, "source": self.source,
-                "namespace": self.namespace, "exists": None if path is None else path.exists(),
-                "size_bytes": self.size_bytes}
+        return {
+            "url": self.shown if path is None else str(path),
+            "kind": self.kind,
+            "source": self.source,
+            "namespace": self.namespace,
+            "exists": None if path is None else path.exists(),
+            "size_bytes": self.size_bytes,
+        }
 
     def open(self, *, busy_timeout: float | None = None) -> Store:
         """The store, opened (SQLite created and migrated if needed; Redis connects on first use)."""
         from . import open_store
 
-        return open_store(self.target, namespace=self.namespace, password_env=self.password_env,
-                          busy_timeout=busy_timeout)
+        return open_store(
+            self.target, namespace=self.namespace, password_env=self.password_env, busy_timeout=busy_timeout
+        )
 
 
 def select_store(

@@ -644,8 +644,17 @@ class SqliteStore:
         """One failed attempt (`transitions.after_failure`); True when it started or extended a bench."""
         with self._write() as conn:
             prev = self._get(conn, model) or ModelState(model=model)
-            state, benched = after_failure(prev, now, kind=kind, status=status, bench_for=bench_for, factor=factor,
-                                           min_until=min_until, reason=reason, began=began)
+            state, benched = after_failure(
+                prev,
+                now,
+                kind=kind,
+                status=status,
+                bench_for=bench_for,
+                factor=factor,
+                min_until=min_until,
+                reason=reason,
+                began=began,
+            )
             self._put(conn, state)
         return state, benched
 
@@ -754,8 +763,10 @@ class SqliteStore:
         with self._write() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
             if row is None or row[0] != value:
-                conn.execute("INSERT INTO meta (key, value) VALUES (?, ?) "
-                             "ON CONFLICT(key) DO UPDATE SET value = excluded.value", (key, value))
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
             return row[0] if row is not None else None
 
     def claim_alert(self, key: str, type_: str, *, now: float, window: float) -> bool:
@@ -824,9 +835,21 @@ class SqliteStore:
         `Event` is frozen, so callers wanting the stored shape use `with_id`.
         """
         rows = [
-            (event.ts, event.request_id, event.chain, event.model, event.type, event.kind, event.status,
-             event.attempt, event.benched_until, event.next_model, event.latency_ms, clean_detail(event.detail),
-             redacted_json(event.data) if event.data else None)
+            (
+                event.ts,
+                event.request_id,
+                event.chain,
+                event.model,
+                event.type,
+                event.kind,
+                event.status,
+                event.attempt,
+                event.benched_until,
+                event.next_model,
+                event.latency_ms,
+                clean_detail(event.detail),
+                redacted_json(event.data) if event.data else None,
+            )
             for event in events
         ]
         if not rows:

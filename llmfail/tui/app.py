@@ -53,9 +53,8 @@ from ..config import Config
 from ..durations import format_duration
 from ..errors import LlmfailError
 from ..events import Event
-from ..health import EntryStatus
+from ..health import NO_DATA, EntryStatus
 from ..output import event_text
-from ..health import NO_DATA
 from ..store import Store
 from .feed import KEEP_EVENTS, ROWS_EVERY_S, WINDOW_S, Feed, LogFilter, Update
 from .health import COLUMNS, COMPACT_COLUMNS, STATES, ChainView, HealthRow
@@ -109,8 +108,8 @@ class Dashboard(App[None]):
     ENABLE_COMMAND_PALETTE = False  # every action has a key, listed by `?`
 
     # Textual declares these without ClassVar, so mypy needs them plain
-    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM, "-wide")]  # noqa: RUF012
-    VERTICAL_BREAKPOINTS = [(0, "-short"), (TALL_FROM, "-tall")]  # noqa: RUF012
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (WIDE_FROM, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (TALL_FROM, "-tall")]
 
     # The cursor row is a filled bar and the header a muted, underlined line without fill, so
     # the selected row never reads as the header (even when it is the first row).
@@ -147,8 +146,9 @@ class Dashboard(App[None]):
         Binding("r", "refresh", "Refresh", tooltip="read the state store again now"),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="this list (Esc closes it)"),
         Binding("q", "quit", "Quit", tooltip="leave the dashboard"),
-        Binding("escape", "close_filter", "Close filter", show=False,
-                tooltip="close the filter box, keeping the old filter"),
+        Binding(
+            "escape", "close_filter", "Close filter", show=False, tooltip="close the filter box, keeping the old filter"
+        ),
     ]
 
     def __init__(
@@ -206,8 +206,11 @@ class Dashboard(App[None]):
         yield DataTable(id="health", cursor_type="row", zebra_stripes=True)
         yield Static("", id="log-title", markup=False)
         yield RichLog(id="log", max_lines=self.keep, wrap=False, markup=False, highlight=False)
-        yield Input(placeholder="filter the log: words match model/type/chain; model:X type:X chain:X "
-                                "(Enter applies, empty clears, Esc cancels)", id="filter")
+        yield Input(
+            placeholder="filter the log: words match model/type/chain; model:X type:X chain:X "
+            "(Enter applies, empty clears, Esc cancels)",
+            id="filter",
+        )
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -316,8 +319,11 @@ class Dashboard(App[None]):
     def on_poll_failed(self, message: PollFailed) -> None:
         """The banner (not a toast, which would fade while the outage lasts); the data stays."""
         self.unreachable = message.message
-        read = (f"showing the data of {time.strftime('%H:%M:%S', time.localtime(self._read_at))}"
-                if self._read_at is not None else "nothing read yet")
+        read = (
+            f"showing the data of {time.strftime('%H:%M:%S', time.localtime(self._read_at))}"
+            if self._read_at is not None
+            else "nothing read yet"
+        )
         what = message.message
         if not what.startswith("cannot reach shared state"):  # e.g. a locked SQLite file: say what it means
             what = f"shared state unreachable: {what}"
@@ -342,8 +348,10 @@ class Dashboard(App[None]):
         table = self.query_one("#health", DataTable)
         now = self.clock()
         shown = {str(column.key.value) for column in table.columns.values()}
-        cells = {row.model: {key: cell for (key, _), cell in zip(COLUMNS, row.cells(now), strict=True) if key in shown}
-                 for row in self.rows}
+        cells = {
+            row.model: {key: cell for (key, _), cell in zip(COLUMNS, row.cells(now), strict=True) if key in shown}
+            for row in self.rows
+        }
         keys = list(cells)
         if keys != self._row_keys:
             selected = self.selected_model()
@@ -380,12 +388,12 @@ class Dashboard(App[None]):
         models = f"{len(self.rows)} model{'s' if len(self.rows) != 1 else ''}: "
         if self.compact:
             scope = self.chain or "all chains"
-            text = Text.assemble(("llmfail", "bold"), f" {scope} · {format_duration(self.window)} · ", models,
-                                 health)
+            text = Text.assemble(("llmfail", "bold"), f" {scope} · {format_duration(self.window)} · ", models, health)
         else:
             scope = f"chain {self.chain}" if self.chain else "all chains"
-            text = Text.assemble(("llmfail", "bold"), f" · {scope} · window {format_duration(self.window)}\n",
-                                 models, health)
+            text = Text.assemble(
+                ("llmfail", "bold"), f" · {scope} · window {format_duration(self.window)}\n", models, health
+            )
         self.query_one("#summary", Static).update(text)
         self._paint_chains(now)
 
@@ -405,7 +413,7 @@ class Dashboard(App[None]):
             return
         limit = CHAIN_LINES[0] if self.compact else CHAIN_LINES[1]
         views = self.chain_views
-        shown = views if len(views) <= limit else views[:limit - 1]
+        shown = views if len(views) <= limit else views[: limit - 1]
         width = max((len(v.name) for v in shown), default=0)
         text = Text("\n").join(v.text(now, self.window, width) for v in shown)
         if len(shown) < len(views):
@@ -505,9 +513,10 @@ class Dashboard(App[None]):
 
     def _bindings_listed(self) -> list[Binding]:
         """Every key of the dashboard, as the help screen lists them: the table's moves, then ours."""
-        moves = [Binding("up,down", "", "Select", key_display="↑ ↓",
-                         tooltip="move the highlighted row (b and u act on it)"),
-                 Binding("pageup,pagedown", "", "Scroll", key_display="PgUp PgDn", tooltip="scroll the table")]
+        moves = [
+            Binding("up,down", "", "Select", key_display="↑ ↓", tooltip="move the highlighted row (b and u act on it)"),
+            Binding("pageup,pagedown", "", "Scroll", key_display="PgUp PgDn", tooltip="scroll the table"),
+        ]
         return moves + [b for b in self.BINDINGS if isinstance(b, Binding)]
 
     def action_pause(self) -> None:

@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING
 
 from .. import events as ev
 from ..actions import FOLLOW_BATCH, EventFilter, recent_events
-from ..health import EntryStatus
+from ..health import PANIC_TRIED, EntryStatus
 from ..stats import model_stats
-from ..health import PANIC_TRIED
 from .health import ChainView, HealthRow, chain_views, sort_rows
 
 if TYPE_CHECKING:
@@ -78,8 +77,9 @@ class Activity:
         reach `add` through the tail, and must not be counted twice.
         """
         self.counts.clear()
-        rows = store.events(since=now - RATE_SPAN_S, types=[ev.FAILOVER], chain=self.chain,
-                            newest=True, limit=RATE_SEED_LIMIT)
+        rows = store.events(
+            since=now - RATE_SPAN_S, types=[ev.FAILOVER], chain=self.chain, newest=True, limit=RATE_SEED_LIMIT
+        )
         self.known_from = rows[0].ts if len(rows) >= RATE_SEED_LIMIT else None
         self.add(e for e in rows if e.id is not None and e.id <= upto_id)
 
@@ -132,8 +132,15 @@ class ChainNews:
         """For each chain with no request seen yet: its newest rows of the last hour."""
         for chain in chains:
             if chain not in self.request:
-                self.add(store.events(since=now - RATE_SPAN_S, chain=chain, types=[ev.REQUEST, ev.PANIC],
-                                      newest=True, limit=CHAIN_SEED_LIMIT))
+                self.add(
+                    store.events(
+                        since=now - RATE_SPAN_S,
+                        chain=chain,
+                        types=[ev.REQUEST, ev.PANIC],
+                        newest=True,
+                        limit=CHAIN_SEED_LIMIT,
+                    )
+                )
 
     def panicked_since(self, chains: Iterable[str], ts: float) -> bool:
         """Whether one of `chains` went into panic mode at or after `ts`."""
@@ -251,8 +258,9 @@ class Feed:
         written = version != self._version
         self._rows_dirty = self._rows_dirty or written
         since_rows = self._monotonic() - self._rows_at
-        rows_due = (first or reseed or force or since_rows >= ROWS_EVERY_S
-                    or (self._rows_dirty and since_rows >= ROWS_MIN_S))
+        rows_due = (
+            first or reseed or force or since_rows >= ROWS_EVERY_S or (self._rows_dirty and since_rows >= ROWS_MIN_S)
+        )
         if not (written or rows_due):
             return None
         fresh: deque[Event] = deque(maxlen=self.tail.keep)
@@ -306,8 +314,11 @@ class Feed:
         figures = model_stats(self.store, since=now - self.window, now=now, chain=chain, config=self.config)
         rows = [HealthRow.of(f) for f in figures.values()]
         if chain is None:
-            rows += [HealthRow.stored(s, now) for s in self.store.all_states()
-                     if s.model not in figures and s.bench_until is not None]
+            rows += [
+                HealthRow.stored(s, now)
+                for s in self.store.all_states()
+                if s.model not in figures and s.bench_until is not None
+            ]
         benched = [r.model for r in rows if r.state in (EntryStatus.BENCHED, EntryStatus.MANUAL)]
         if benched and self.news.panic:
             states = self.store.states(benched)
@@ -318,8 +329,14 @@ class Feed:
         """The chains strip for the current selection (one chain, or every chain worst first)."""
         name = self.activity.chain
         chains = [self.config.chain(name)] if name is not None else list(self.config.chains.values())
-        views = chain_views(((c.name, c.models) for c in chains), rows, self.config.policy.on_all_benched,
-                            self.news.request, self.news.answer, self.news.panic)
+        views = chain_views(
+            ((c.name, c.models) for c in chains),
+            rows,
+            self.config.policy.on_all_benched,
+            self.news.request,
+            self.news.answer,
+            self.news.panic,
+        )
         return sorted(views, key=lambda view: view.trouble(now))
 
     def _panic_tried(self, row: HealthRow, state: ModelState | None) -> HealthRow:

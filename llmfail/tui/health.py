@@ -149,8 +149,11 @@ class HealthRow:
         return (
             Text(self.model),
             Text(state, style=STATE_STYLE.get(state, "")),
-            Text(format_duration(remaining) if remaining is not None else DASH, justify="right",
-                 style="bold" if remaining is not None else "dim"),
+            Text(
+                format_duration(remaining) if remaining is not None else DASH,
+                justify="right",
+                style="bold" if remaining is not None else "dim",
+            ),
             _count(self.failures, "red"),
             _count(self.bench_count, "yellow"),
             _count(self.requests, ""),
@@ -158,8 +161,11 @@ class HealthRow:
             _count(self.failovers, "magenta"),
             Text(format_duration(self.p50_ms / 1000) if self.p50_ms is not None else DASH, justify="right"),
             Text(error or DASH, style="red" if error else "dim"),
-            Text(_ago(now, self.last_error_at) if self.last_error_at is not None else DASH,
-                 justify="right", style="" if self.last_error_at is not None else "dim"),
+            Text(
+                _ago(now, self.last_error_at) if self.last_error_at is not None else DASH,
+                justify="right",
+                style="" if self.last_error_at is not None else "dim",
+            ),
         )
 
 
@@ -169,7 +175,11 @@ def display_state(state: str, bench_until: float | None, now: float) -> str:
     Rows are re-read every few seconds, but the countdown ticks every second; without
     this a bench would sit at "benched, –" until the next read.
     """
-    if state in (EntryStatus.BENCHED, EntryStatus.MANUAL, PANIC_TRIED) and bench_until is not None and bench_until <= now:
+    if (
+        state in (EntryStatus.BENCHED, EntryStatus.MANUAL, PANIC_TRIED)
+        and bench_until is not None
+        and bench_until <= now
+    ):
         return EntryStatus.HALF_OPEN
     return state
 
@@ -243,8 +253,9 @@ class ChainView:
             line.append(f" serving · {_ago(now, request.ts)} ago", style="green")
         else:
             line.append(sep)
-            line.append(f"✗ last request failed ({request.kind or 'error'}) {_ago(now, request.ts)} ago",
-                        style="bold red")
+            line.append(
+                f"✗ last request failed ({request.kind or 'error'}) {_ago(now, request.ts)} ago", style="bold red"
+            )
             if answer is not None and now - answer.ts <= window:
                 line.append(f" · last answer {answer.model or '?'} {_ago(now, answer.ts)} ago", style="yellow")
         if live:
@@ -263,8 +274,14 @@ def chain_views(
     """A ChainView per (chain name, its models), its entries taken from the health rows."""
     by_model = {row.model: row for row in rows}
     return [
-        ChainView(name, tuple(by_model[m] for m in models if m in by_model), on_all_benched,
-                  last_request.get(name), last_answer.get(name), last_panic.get(name))
+        ChainView(
+            name,
+            tuple(by_model[m] for m in models if m in by_model),
+            on_all_benched,
+            last_request.get(name),
+            last_answer.get(name),
+            last_panic.get(name),
+        )
         for name, models in chains
     ]
 
