@@ -6,6 +6,8 @@ the commands that use them, so `llmfail --help` and `ls-benched` start fast.
 
 from __future__ import annotations
 
+import copy
+import os
 import sys
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -20,6 +22,7 @@ from .errors import ExitCode, LlmfailError, UsageError, exit_code_for, plural
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
+    from typer.models import CommandInfo
 
     from .actions import CheckWarning
     from .config import Chain, Config
@@ -1272,7 +1275,41 @@ def main() -> None:
     """Console-script entry point."""
     global _owns_process
     _owns_process = True
-    app()
+    _app_for(sys.argv[1:])()
+
+
+#: Global options that take a value (so that value is not read as the command's name).
+_VALUED_OPTIONS = frozenset({"--config", "--db"})
+
+
+def _app_for(args: list[str]) -> typer.Typer:
+    """The app with only the command `args` name, when it names one: Typer builds a Click command
+    for every registered command on each start (~6 ms of a one-shot `run`, `benchmarks/startup.py`),
+    and a process runs one. Anything else (no command, a typo, a sub-group, shell completion)
+    gets the whole app, so help, errors and completion are unchanged."""
+    if "_LLMFAIL_COMPLETE" in os.environ:  # shell completion walks every command
+        return app
+    value_next = False
+    for arg in args:
+        if value_next:
+            value_next = False
+        elif arg in _VALUED_OPTIONS:
+            value_next = True
+        elif not arg.startswith("-"):
+            chosen = [c for c in app.registered_commands if _command_name(c) == arg]
+            if not chosen:
+                return app
+            lean = copy.copy(app)
+            lean.registered_commands, lean.registered_groups = chosen, []
+            return lean
+    return app
+
+
+def _command_name(info: CommandInfo) -> str | None:
+    """The name Typer gives a registered command: its own, or its function's with `-` for `_`."""
+    if info.name:
+        return info.name
+    return info.callback.__name__.replace("_", "-") if info.callback is not None else None
 
 
 if __name__ == "__main__":
