@@ -148,8 +148,26 @@ FILTER_FINISH_REASONS = frozenset(
 )
 ERROR_FINISH_REASONS = frozenset({"ERROR"})  # OpenRouter's finish_reason "error"
 
+
+class _Pattern:
+    """A regular expression compiled when first used: a process whose requests never fail (a
+    one-shot `llmfail run`) never pays for compiling the classifier's wording (~1.5 ms)."""
+
+    __slots__ = ("_compiled", "_flags", "_source")
+
+    def __init__(self, source: str, flags: int = 0) -> None:
+        self._source, self._flags = source, flags
+        self._compiled: re.Pattern[str] | None = None
+
+    @property
+    def compiled(self) -> re.Pattern[str]:
+        if self._compiled is None:
+            self._compiled = re.compile(self._source, self._flags)
+        return self._compiled
+
+
 # Message wording, in the order the table tries it.
-_BILLING_TEXT = re.compile(
+_BILLING_TEXT = _Pattern(
     r"credit balance is too low"
     r"|reached your specified (?:workspace )?api usage limits"
     r"|account (?:is )?overdue"
@@ -157,11 +175,11 @@ _BILLING_TEXT = re.compile(
     r"|user location is not supported",
     re.IGNORECASE,
 )
-_POLICY_TEXT = re.compile(
+_POLICY_TEXT = _Pattern(
     r"content management policy|content[ _]policy|usage polic(?:y|ies)|safety system",
     re.IGNORECASE,
 )
-_CONTEXT_TEXT = re.compile(
+_CONTEXT_TEXT = _Pattern(
     r"maximum context length"
     r"|prompt is too long"
     r"|exceeds? (?:the )?context limit"
@@ -171,8 +189,8 @@ _CONTEXT_TEXT = re.compile(
     r"|exceeds the available context size",
     re.IGNORECASE | re.DOTALL,
 )
-_TOO_LARGE_FOR_RATE = re.compile(r"request too large\b.*\b(?:tokens per min|TPM)", re.IGNORECASE | re.DOTALL)
-_OLLAMA_PULL = re.compile(r"""model ["']([^"']+)["'] not found, try pulling it first""")
+_TOO_LARGE_FOR_RATE = _Pattern(r"request too large\b.*\b(?:tokens per min|TPM)", re.IGNORECASE | re.DOTALL)
+_OLLAMA_PULL = _Pattern(r"""model ["']([^"']+)["'] not found, try pulling it first""")
 
 
 # ---------------------------------------------------------------------------
@@ -202,8 +220,8 @@ class _Signals:
     def has(self, vocabulary: Iterable[str]) -> bool:
         return not self.ids.isdisjoint(vocabulary)
 
-    def wording(self, pattern: re.Pattern[str]) -> bool:
-        return bool(self.text_is_structured and self.message and pattern.search(self.message))
+    def wording(self, pattern: _Pattern) -> bool:
+        return bool(self.text_is_structured and self.message and pattern.compiled.search(self.message))
 
     @property
     def text_may_decide(self) -> bool:
@@ -224,7 +242,7 @@ def _type_kind(s: _Signals) -> Kind | None:
 
 
 def _ollama_hint(s: _Signals, model: str | None) -> str:
-    match = _OLLAMA_PULL.search(s.message or "")
+    match = _OLLAMA_PULL.compiled.search(s.message or "")
     name = match.group(1) if match else (model or "MODEL")
     return f"run `ollama pull {name}`"
 
@@ -621,11 +639,11 @@ def classify_error_object(
     return _build(signals, http_status=status, headers=headers, now=now, model=model)
 
 
-_URL_QUERY = re.compile(r"(\bhttps?://[^\s?#'\"<>]+)\?[^\s#'\"<>]*")
+_URL_QUERY = _Pattern(r"(\bhttps?://[^\s?#'\"<>]+)\?[^\s#'\"<>]*")
 
 
 def _strip_queries(text: str) -> str:
-    return _URL_QUERY.sub(r"\1", text)
+    return _URL_QUERY.compiled.sub(r"\1", text)
 
 
 def classify_exception(exc: BaseException, *, model: str | None = None) -> ProviderError:
@@ -667,7 +685,7 @@ def classify_exception(exc: BaseException, *, model: str | None = None) -> Provi
     return ProviderError(kind, _clean(_strip_queries(message)) or type(exc).__name__, model=model)
 
 
-_GO_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+_GO_DURATION_PART = _Pattern(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
 _GO_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -679,7 +697,7 @@ def _go_duration(text: str) -> float | None:
     if text == "0":
         return 0.0
     pos, total = 0, 0.0
-    for match in _GO_DURATION_PART.finditer(text):
+    for match in _GO_DURATION_PART.compiled.finditer(text):
         if match.start() != pos:
             return None
         total += float(match.group(1)) * _GO_UNITS[match.group(2)]
