@@ -37,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 from collections import Counter
@@ -177,36 +176,13 @@ async def roundtrips(port: int, base: str, case: str, requests: int, namespace: 
     }
 
 
-READER = textwrap.dedent(
-    """
-    import sys, time
-    from llmfail.store.redis import RedisStore
-
-    store = RedisStore.from_url(sys.argv[1], namespace=sys.argv[2])
-    if sys.argv[3] == "lose":
-        from llmfail.store import redis as backend
-        forget = backend._StateCache.forget
-        backend._StateCache.forget = lambda cache, model: forget(cache, None) if model is None else None
-    seen = None
-    print("ready", flush=True)
-    while True:
-        state = store.states(["shared/model"]).get("shared/model")
-        reason = state.reason if state is not None and state.is_benched(time.time()) else None
-        if reason != seen:
-            seen = reason
-            if reason == "stop":
-                break
-            print(f"{reason} {time.time()!r}", flush=True)
-        time.sleep(0.001)
-    """
-)
+#: The other host: the same reader script as the cross-host test's.
+READER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "redis_bench_reader.py")
 
 
 def propagation(port: int, trials: int, messages: str) -> dict[str, Any]:
     url, namespace = f"redis://127.0.0.1:{port}/0", f"prop-{messages}"
-    reader = subprocess.Popen(
-        [sys.executable, "-c", READER, url, namespace, messages], stdout=subprocess.PIPE, text=True
-    )
+    reader = subprocess.Popen([sys.executable, READER, url, namespace, messages], stdout=subprocess.PIPE, text=True)
     writer = RedisStore.from_url(url, namespace=namespace)
     delays = []
     try:

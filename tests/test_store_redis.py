@@ -370,30 +370,8 @@ def test_a_write_through_a_store_that_never_read_reaches_the_cache_of_its_proces
         writer.close()
 
 
-READER = textwrap.dedent(
-    """
-    import sys, time
-    from llmfail.store.redis import RedisStore
-
-    url, namespace, lose = sys.argv[1], sys.argv[2], sys.argv[3] == "lose"
-    store = RedisStore.from_url(url, namespace=namespace)
-    if lose:  # pub/sub messages lost: only the 250 ms re-read can notice a bench
-        from llmfail.store import redis as backend
-        forget = backend._StateCache.forget
-        backend._StateCache.forget = lambda cache, model: forget(cache, None) if model is None else None
-    seen = None
-    print("ready", flush=True)
-    while True:
-        state = store.states(["shared/model"]).get("shared/model")
-        reason = state.reason if state is not None and state.is_benched(time.time()) else None
-        if reason != seen:
-            seen = reason
-            if reason == "stop":
-                break
-            print(f"{reason} {time.time()!r}", flush=True)
-        time.sleep(0.002)
-    """
-)
+#: The other host, a process of its own (the benchmark runs the same reader).
+READER = str(Path(__file__).with_name("redis_bench_reader.py"))
 
 
 @pytest.mark.parametrize("messages", ["delivered", "lose"])
@@ -401,7 +379,7 @@ def test_a_bench_on_one_host_is_honoured_by_another_within_a_second(
     redis_url: str, redis_namespace: str, messages: str
 ) -> None:
     reader = subprocess.Popen(
-        [sys.executable, "-c", READER, redis_url, redis_namespace, messages],
+        [sys.executable, READER, redis_url, redis_namespace, messages],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
