@@ -39,16 +39,6 @@ def config_source(explicit: str | None = None) -> tuple[Path | None, str]:
     return None, "none found"
 
 
-def state_db(explicit: str | None = None) -> Path:
-    """--db PATH, else $LLMFAIL_DB, else state.db in the user state dir."""
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("LLMFAIL_DB")
-    if env:
-        return Path(env)
-    return default_state_db()
-
-
 def default_state_db() -> Path:
     """state.db in the user state dir: the store when nothing else names one."""
     from platformdirs import user_state_dir

@@ -371,9 +371,9 @@ def _resolve(target: str | None) -> str:
     `Path`, which would fold a URL's `//`."""
     if target:
         return target
-    from ..paths import state_db
+    from ..paths import default_state_db
 
-    return os.environ.get("LLMFAIL_DB") or str(state_db())
+    return os.environ.get("LLMFAIL_DB") or str(default_state_db())
 
 
 def _known(scheme: str | None) -> str | None:
@@ -410,7 +410,7 @@ def open_store(
     """The store at `target`: a path or `sqlite:` URL (SQLite, created and migrated if
     needed), or a `redis://`, `rediss://`, `unix://` or `valkey://` URL (Redis/Valkey).
 
-    `target` None is $LLMFAIL_DB, else the default SQLite file (`paths.state_db()`).
+    `target` None is $LLMFAIL_DB, else the default SQLite file (`paths.default_state_db()`).
     `namespace` and `password_env` (the variable holding the password: secrets
     never come in the URL's place) are Redis's; `busy_timeout` is how long a
     SQLite writer waits for another's lock (default 10 s, right for operator
