@@ -231,8 +231,6 @@ def _selection(config: Config | None = None) -> Selection:
     """--db, else $LLMFAIL_DB, else the config's `state:`, else the default path. Commands that
     have not loaded the config read it only when its text has a top-level `state:` key (whose
     namespace and password variable apply to a --db or $LLMFAIL_DB URL too)."""
-    import os
-
     from .store import sqlite_file
     from .store.select import names_state, select_store
 
@@ -602,8 +600,6 @@ def _vacuum(json_out: bool) -> None:
 
 def _silence_stdout() -> None:
     """Point stdout at devnull so the interpreter's final flush cannot raise again."""
-    import os
-
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
 
@@ -703,7 +699,6 @@ def info(
 ) -> None:
     """Which config file and state store llmfail uses (and how each was found), versions, and which
     key variables are set (names only, never values)."""
-    import os
     from importlib.metadata import PackageNotFoundError, version
 
     from .paths import config_source
@@ -1076,7 +1071,6 @@ def simulate(
 
 def _check_writable(option: str, path: str) -> None:
     """Fail before the work when an output file could not be written after it."""
-    import os
     from pathlib import Path
 
     folder = Path(path).parent
