@@ -164,7 +164,9 @@ class Engine:
         `bench`/`unbench` made through this engine, `llmfail.probe` results, failed alerts
         and the config audit. Events other processes write (an operator's `llmfail bench`)
         are in the store, not in this process: follow them with `llmfail events --follow`.
-        Observers run in the writing thread: `alert_failed` comes from the alert sender's thread.
+        Observers run in the writing thread: `alert_failed` comes from the alert sender's thread,
+        and on Redis a request's events come from the journal's writer thread (before the
+        request returns); see `llmfail.journal`.
         """
         return self.journal.subscribe(callback)
 
@@ -242,6 +244,7 @@ class Engine:
 
     async def aclose(self) -> None:
         await self._attempts.aclose()
+        self.journal.flush()
 
     async def attempt_once(self, entry: Entry, request: ChatRequest, api_key: str | None) -> Timed:
         """One attempt at `entry` outside any walk, for health checks (`llmfail.probe`).
@@ -319,8 +322,8 @@ class Engine:
 
     # ------------------------------------------------------------------ events & state
 
-    def _emit(self, event: Event) -> Event:
-        return self.journal.write(event)
+    def _emit(self, event: Event) -> None:
+        self.journal.post(event)  # the walk awaits `settled()` before it returns
 
     def _audit_config(self) -> None:
         """A config file that changed since this state DB last saw it is a `config_changed` event.
@@ -335,10 +338,8 @@ class Engine:
         except LlmfailError:
             log.warning("llmfail: recording the config's hash failed", exc_info=True)
 
-    def _event(self, w: _Walk, type_: str, model: str | None = None, **fields: Any) -> Event:
-        return self._emit(
-            Event(type=type_, ts=self.clock(), request_id=w.request_id, chain=w.chain, model=model, **fields)
-        )
+    def _event(self, w: _Walk, type_: str, model: str | None = None, **fields: Any) -> None:
+        self._emit(Event(type=type_, ts=self.clock(), request_id=w.request_id, chain=w.chain, model=model, **fields))
 
     # ------------------------------------------------------------------ the walk
 
@@ -371,9 +372,15 @@ class Engine:
         if emit is not None:
             w.emit, w.hand = emit, self._hand(w, emit)
         try:
-            return await self._walk_chain(chain, request, w)
+            result = await self._walk_chain(chain, request, w)
         except StateError as error:  # the store failed mid-walk: the request still gets its outcome row
             raise self._finish_error(w, error) from None
+        finally:
+            await self.journal.settled()  # its events are stored and observed before it returns
+        # Asked after its events are stored: a store that failed on them is part of the warning.
+        if (degraded := self._guard.warning_since(w.start)) is not None:
+            result.warnings.append(degraded)
+        return result
 
     async def _walk_chain(self, chain: Chain, request: ChatRequest, w: _Walk) -> Result:
         policy = self.config.policy
@@ -441,11 +448,8 @@ class Engine:
 
     def _succeed(self, w: _Walk, entry: Entry, completion: Completion) -> Result:
         latency_ms = (self.clock() - w.start) * 1000
-        # The outcome row first: a store that fails on it is then part of the warning below.
         unwritten = self._request_event(w, ok=True, model=entry.model, usage=completion.usage)
         warnings = list(completion.warnings)
-        if (degraded := self._guard.warning_since(w.start)) is not None:
-            warnings.append(degraded)
         if unwritten is not None:  # the answer is in hand: a store failure must not lose it
             warnings.append(f"this request's outcome row could not be written to the state store: {unwritten}")
         return Result(

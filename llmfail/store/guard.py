@@ -107,6 +107,8 @@ class GuardedStore:
         self._seeded: set[str] = set()
         self._spool: deque[Event] = deque(maxlen=spool_max)
         self._dropped = 0
+        #: Whether the store's appends wait on the network (`llmfail.journal`); known once it is opened.
+        self.appends_wait = False
 
     # ------------------------------------------------------------------ the breaker
 
@@ -184,6 +186,7 @@ class GuardedStore:
             except StateError as error:
                 self._trip(error)
                 return None
+            self.appends_wait = bool(getattr(self._store, "appends_wait", False))
         return self._store
 
     def _trip(self, error: StateError) -> None:

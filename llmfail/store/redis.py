@@ -147,6 +147,10 @@ class RedisStore:
     """`Store` on a Redis ≥ 7.0 or Valkey server, shared by every process and host using the same URL
     and namespace. Safe for threads and `fork()` (redis-py's pool reconnects in a child)."""
 
+    #: An append waits a network round trip: the engine's journal hands events to its writer
+    #: thread rather than stall the event loop (`llmfail.journal`).
+    appends_wait = True
+
     def __init__(
         self,
         client: redis.Redis,

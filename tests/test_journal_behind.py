@@ -1,0 +1,132 @@
+"""The journal's writer thread, for stores whose appends wait on the network (Redis).
+
+A request's events leave the event loop for one writer thread, which appends what has queued
+up in one call; the request still returns only after its events are stored and every
+observer has seen them with their ids. Run on a real `redis-server` of the session's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import Any
+
+import pytest
+
+from llmfail import events as ev
+from llmfail.config import parse_config
+from llmfail.engine import Engine
+from llmfail.events import Event
+from llmfail.journal import Journal
+from llmfail.store.sqlite import SqliteStore
+from tests.redis_server import private_redis, redis_namespace, redis_server, redis_store, redis_url
+
+# fixtures, imported to be found
+__all__ = ["private_redis", "redis_namespace", "redis_server", "redis_store", "redis_url"]
+
+pytest.importorskip("redis")
+from llmfail.store.redis import RedisStore
+
+CONFIG = """
+providers:
+  m: {type: mock}
+chains:
+  demo: [m/echo]
+"""
+
+
+def probe(model: str, ts: float = 1_760_000_000.0) -> Event:
+    return Event(type=ev.PROBE, ts=ts, model=model)
+
+
+def test_posted_events_are_stored_in_order_by_the_writer_thread_which_tells_the_observers(redis_store: RedisStore):
+    journal = Journal(redis_store)
+    seen: list[tuple[int | None, str | None, str]] = []
+    journal.subscribe(lambda e: seen.append((e.id, e.model, threading.current_thread().name)))
+    for index in range(50):
+        journal.post(probe(f"p/m{index}"))
+    journal.flush()
+    stored = redis_store.events()
+    assert [e.model for e in stored] == [f"p/m{index}" for index in range(50)]
+    assert seen == [(e.id, e.model, "llmfail-journal") for e in stored]
+    journal.post(probe("p/after"))  # a post after a flush starts the writer again
+    journal.flush()
+    assert redis_store.events()[-1].model == "p/after"
+
+
+def test_settled_returns_once_every_event_posted_before_it_is_stored_and_observed(redis_store: RedisStore):
+    journal = Journal(redis_store)
+    seen: list[str | None] = []
+    journal.subscribe(lambda e: seen.append(e.model))
+
+    async def post_and_settle(count: int) -> list[str | None]:
+        for index in range(count):
+            journal.post(probe(f"p/m{index}"))
+        await journal.settled()
+        return [e.model for e in redis_store.events()]
+
+    models = [f"p/m{index}" for index in range(20)]
+    assert asyncio.run(post_and_settle(20)) == models
+    assert seen == models
+
+
+def test_on_sqlite_a_post_is_a_write_in_the_callers_thread(store: SqliteStore):
+    journal = Journal(store)
+    threads: list[str] = []
+    journal.subscribe(lambda e: threads.append(threading.current_thread().name))
+    journal.post(probe("p/m"))
+    assert [e.model for e in store.events()] == ["p/m"]  # stored when post returns
+    assert threads == [threading.current_thread().name]
+
+
+def test_concurrent_requests_on_redis_each_return_after_their_events_are_stored_and_observed(
+    redis_url: str, redis_namespace: str
+):
+    engine = Engine(parse_config(CONFIG, "test.yaml"), RedisStore.from_url(redis_url, namespace=redis_namespace))
+    observed: set[str | None] = set()
+    engine.on_event(lambda e: observed.add(e.request_id) if e.type == ev.REQUEST else None)
+    reader = RedisStore.from_url(redis_url, namespace=redis_namespace)
+
+    async def one(index: int) -> tuple[str, bool, bool]:
+        result = await engine.complete("demo", f"ping {index}")
+        stored = {e.request_id for e in reader.events(types=[ev.REQUEST])}
+        return result.request_id, result.request_id in observed, result.request_id in stored
+
+    async def traffic() -> list[tuple[str, bool, bool]]:
+        try:
+            return await asyncio.gather(*(one(index) for index in range(64)))
+        finally:
+            await engine.aclose()
+
+    try:
+        outcomes = asyncio.run(traffic())
+        assert all(was_observed and was_stored for _, was_observed, was_stored in outcomes)
+        assert len({request_id for request_id, _, _ in outcomes}) == 64
+    finally:
+        reader.close()
+
+
+def test_events_a_process_leaves_unsettled_are_written_before_it_exits(redis_url: str, redis_namespace: str):
+    script = textwrap.dedent(
+        """
+        import sys
+        from llmfail.events import Event
+        from llmfail.journal import Journal
+        from llmfail.store.redis import RedisStore
+
+        journal = Journal(RedisStore.from_url(sys.argv[1], namespace=sys.argv[2]))
+        for index in range(200):
+            journal.post(Event(type="probe", ts=1_760_000_000.0, model=f"p/m{index}"))
+        # no flush, no close: the interpreter's exit must not lose them
+        """
+    )
+    subprocess.run([sys.executable, "-c", script, redis_url, redis_namespace], check=True, timeout=60)
+    reader = RedisStore.from_url(redis_url, namespace=redis_namespace)
+    try:
+        models: list[Any] = [e.model for e in reader.events()]
+    finally:
+        reader.close()
+    assert models == [f"p/m{index}" for index in range(200)]
