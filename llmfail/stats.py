@@ -87,7 +87,7 @@ class ModelStats:
         return no_data_or(self.state, self.requests)
 
     def to_json(self) -> dict[str, Any]:
-        """The SPEC §6 `stats --json` value for one model."""
+        """The `stats --json` value for one model (docs/events.md)."""
         return {
             "requests": self.requests,
             "ok": self.ok,

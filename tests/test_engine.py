@@ -1,4 +1,4 @@
-"""The walk of a request (SPEC §3) against real loopback servers, a real SQLite file and virtual time."""
+"""The walk of a request (docs/concepts.md) against real loopback servers, a real SQLite file and virtual time."""
 
 from __future__ import annotations
 

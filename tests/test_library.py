@@ -120,7 +120,7 @@ def test_the_readme_operator_example_runs_as_written(tmp_path: Path):
 
 
 async def test_a_bench_from_another_process_makes_a_running_engine_skip_the_model_at_once(server, tmp_path: Path):
-    """SPEC §1/§3.9: the operator's `llmfail bench` and an app's engine share one state DB."""
+    """The operator's `llmfail bench` and an app's engine share one state DB."""
     a = route(server, "a", Calls(ok("from a")))
     b = route(server, "b", Calls(ok("from b")))
     db = tmp_path / "shared.db"
