@@ -30,17 +30,6 @@ def run_python(code: str, cwd: Path) -> str:
     return done.stdout
 
 
-def test_the_library_page_examples_run_as_written_one_after_the_other(tmp_path: Path):
-    blocks = python_blocks(DOCS / "library.md")
-    assert len(blocks) == 2
-    out = run_python("\n".join(blocks), tmp_path)  # the state DB is the test's own ($LLMFAIL_DB)
-    assert "mock/echo 'hello' 1" in out
-    assert "answered by mock/echo" in out
-    assert "exhausted: ['flaky/gpt-4o: transient 503']" in out
-    assert "mock/echo 10m True vendor incident" in out
-    assert out.rstrip().endswith("['mock/echo']")
-
-
 def test_the_readme_tour_library_example_answers_from_the_demo_chain(tmp_path: Path):
     shutil.copy(ROOT / "chains.example.yaml", tmp_path / "chains.yaml")
     (block,) = python_blocks(ROOT / "README.md")
