@@ -6,7 +6,7 @@ neither owns the logic: both call these functions with a store, a config and
 an injected `now`. Nothing here imports Typer, Rich, Textual or httpx, so the
 commands that use it start fast.
 
-Reading is pure (SPEC §3 item 8): `list_benches` and `chains_view` never write,
+Reading is pure: `list_benches` and `chains_view` never write,
 not even to tidy an expired bench.
 """
 
@@ -65,7 +65,7 @@ class BenchRow:
         return format_duration(self.remaining_s)
 
     def to_json(self) -> dict[str, Any]:
-        """The SPEC §6 `ls-benched --json` row."""
+        """The `ls-benched --json` row (docs/events.md)."""
         return {
             "model": self.model,
             "until": iso(self.until),
@@ -161,7 +161,7 @@ def bench_model(
 ) -> BenchRow:
     """Bench `model` by hand until `now + duration` (default: its cooldown, `default_bench_length`).
 
-    No automatic path clears a manual bench (SPEC §3 item 9), and a running bench is never
+    No automatic path clears a manual bench (only `unbench` or its end does), and a running bench is never
     shortened unless `replace`: the row returned is the bench now running, whose `until` is
     later than asked when a longer bench was kept. The `benched` event carries the reason and
     who did it; none is written when the running bench was kept unchanged.
@@ -312,8 +312,8 @@ def chains_view(config: Config, store: Store | None, now: float) -> list[ChainVi
 
 # --------------------------------------------------------------------------- events
 
-#: How often a follower checks for new rows: well inside the 0.5 s the SPEC
-#: allows, and each check is one `PRAGMA data_version` (no query, no write).
+#: How often a follower checks for new rows: well inside the 0.5 s a follower
+#: promises, and each check is one `PRAGMA data_version` (no query, no write).
 FOLLOW_POLL_S = 0.2
 
 #: Rows read per query while catching up, so a burst never loads the whole log at once.
@@ -442,7 +442,7 @@ def _where(entry: Entry) -> str:
 
 
 def suspicious(config: Config, environ: dict[str, str] | None = None) -> list[CheckWarning]:
-    """What `llmfail check` warns about in a valid config (SPEC's list, plus nothing clever):
+    """What `llmfail check` warns about in a valid config (a short list, nothing clever):
 
     - a chain whose entries all sit on one endpoint: that provider's outage takes
       the whole chain down, failover included;

@@ -7,7 +7,7 @@ failure means (`llmfail.decide`). It owns what an attempt needs and reuses
 across requests: one adapter per provider, one HTTP client per transport (per
 event loop), and the parsed URLs.
 
-Timers (SPEC §3): `timeout` bounds the connection and the response headers
+Timers (docs/providers.md): `timeout` bounds the connection and the response headers
 (for a streamed request `first_token_timeout` too); a stream then has
 `first_token_timeout` until its first text and `idle_timeout` between chunks; a
 whole answer's body is bounded only by the request's deadline. A timer that
@@ -145,7 +145,7 @@ class Attempts:
         """Read a stream to its completion signal, handing text to `hand` as it arrives.
 
         Returns the completion and when (engine clock) its first text arrived.
-        Two timers, both `timeout` failures (SPEC §3 table):
+        Two timers, both `timeout` failures:
 
         - until the first text, one deadline `first_token_timeout` after the
           headers. Role-only chunks, pings and reasoning do not extend it: a

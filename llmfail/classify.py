@@ -1,7 +1,7 @@
 """From a provider's failure (status, headers, body, exception) to one classified error.
 
 Every adapter hands its failures here, so one ordered table (`RULES`) decides the
-kind for every provider (SPEC §3, "Classification details"). The first rule that
+kind for every provider (docs/classification.md explains it to users). The first rule that
 matches wins, and the order is the whole point:
 
 1. **Safety refusals** (a `content_filter` / `content_policy_violation` /

@@ -182,7 +182,11 @@ def _main(
     config: str | None = typer.Option(
         None, "--config", help="Config file (else $LLMFAIL_CONFIG, ./chains.yaml, user config dir)."
     ),
-    db: str | None = typer.Option(None, "--db", help="State DB (else $LLMFAIL_DB, user state dir)."),
+    db: str | None = typer.Option(
+        None,
+        "--db",
+        help="State store: a SQLite path or a redis:// URL (else $LLMFAIL_DB, the config's state:, user state dir).",
+    ),
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
@@ -190,7 +194,8 @@ def _main(
 
 
 def load() -> Config:
-    """The config by the SPEC's discovery order; the embedded example when none exists."""
+    """The config found by discovery (`--config`, `$LLMFAIL_CONFIG`, `./chains.yaml`, the user config
+    directory); the embedded example when none exists."""
     config = _load_file()
     if config is None:
         from .config import load_default_config
@@ -202,7 +207,7 @@ def load() -> Config:
 
 
 def _load_file() -> Config | None:
-    """The config file found by the SPEC's discovery order, loaded; None when there is none."""
+    """The config file found by discovery (`llmfail.paths.find_config`), loaded; None when there is none."""
     from .config import load_config
     from .paths import find_config
 

@@ -1,4 +1,4 @@
-"""What the walk does after one failed attempt (SPEC §3 table), decided without side effects.
+"""What the walk does after one failed attempt (the kinds table in docs/concepts.md), decided without side effects.
 
 `decide(failure, policy, jitter)` maps the facts of a failure — its kind and the
 server's hints, which attempt it was, how much of the request's time is left,
@@ -141,7 +141,7 @@ Jitter = Callable[[float], float]
 
 
 def decide(failure: Failure, policy: Policy, jitter: Jitter) -> Decision:
-    """The SPEC §3 table: what to do after `failure` under `policy`."""
+    """The kinds table: what to do after `failure` under `policy`."""
     if failure.deadline_cut:
         return _NEXT_ENTRY
     return _RULES[failure.kind](failure, policy, jitter)

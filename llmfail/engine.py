@@ -1,4 +1,4 @@
-"""The walk of one request through a chain (SPEC §3): the only retry loop in llmfail.
+"""The walk of one request through a chain (docs/concepts.md): the only retry loop in llmfail.
 
 The engine owns policy and nothing else: the clock, the sleep, the randomness,
 the HTTP transport and the state store are injected, so the same code runs
@@ -477,7 +477,7 @@ class Engine:
         usage: Usage | None = None,
         detail: str | None = None,
     ) -> str | None:
-        """Write the request's outcome row (SPEC §4: every request has one). Never raises: it
+        """Write the request's outcome row (every request has exactly one). Never raises: it
         ends the walk, whose own outcome matters more; a failure is logged and its reason returned."""
         try:
             self._event(

@@ -28,7 +28,7 @@ def plural(count: int, word: str, many: str | None = None) -> str:
 
 
 class Kind(StrEnum):
-    """What went wrong, which decides what the engine does next (SPEC §3 table)."""
+    """What went wrong, which decides what the engine does next (the kinds table in docs/concepts.md)."""
 
     RATE_LIMITED = "rate_limited"
     TRANSIENT = "transient"
@@ -47,7 +47,7 @@ REQUEST_KINDS = frozenset({Kind.CONTEXT_LENGTH, Kind.INVALID_REQUEST, Kind.CONTE
 
 
 class ExitCode(IntEnum):
-    """The process exit codes every command uses (SPEC §5)."""
+    """The process exit codes every command uses (listed for users in docs/cli.md)."""
 
     OK = 0
     """The work succeeded."""

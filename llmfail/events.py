@@ -1,6 +1,6 @@
 """The one event shape used by the store, observers, `events --json` and the TUI.
 
-Event types are stable words (SPEC §4); tools filter on them, so never rename one.
+Event types are stable words (docs/events.md lists them); tools filter on them, so never rename one.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ class Event:
 
     `ts` is epoch seconds (UTC); `id` is assigned by the store (None before).
     `data` holds type-specific extras (for `request`: ok, failovers, ttft_ms,
-    usage; for manual actions: user, reason) so the columns stay the ones the
-    SPEC names.
+    usage; for manual actions: user, reason) so the columns stay the ones
+    docs/events.md names.
     """
 
     type: str

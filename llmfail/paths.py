@@ -1,4 +1,4 @@
-"""Where llmfail looks for its config and keeps its state (SPEC §2 discovery order)."""
+"""Where llmfail looks for its config and keeps its state (the discovery order in docs/concepts.md)."""
 
 from __future__ import annotations
 

@@ -77,7 +77,7 @@ class ProbeResult:
         return self.state in (HEALTHY, SLOW)
 
     def to_json(self) -> dict[str, Any]:
-        """The SPEC §6 `probe --json` row."""
+        """The `probe --json` row (docs/events.md)."""
         return {
             "model": self.model,
             "state": self.state,

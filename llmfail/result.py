@@ -48,7 +48,7 @@ class Result:
     panic: bool = False
 
     def to_json(self) -> dict[str, Any]:
-        """The SPEC §6 `run --json` shape."""
+        """The `run --json` shape (docs/events.md)."""
         return {
             "ok": True,
             "chain": self.chain,

@@ -5,7 +5,7 @@ health table can never disagree. The store does the counting with indexed
 queries (`Store.tally`); this module only turns counts into percentiles and a
 state, so it stays fast on a log of millions of events.
 
-Definitions (documented in the README's `stats` section):
+Definitions (documented for users in docs/operations.md, `llmfail stats`):
 
 - `requests`: HTTP requests sent to the model (retries included), i.e. `ok + failed`.
 - `ok`: requests it answered; `failed`: failed attempts; `errors`: those by kind.
@@ -87,7 +87,7 @@ class ModelStats:
         return no_data_or(self.state, self.requests)
 
     def to_json(self) -> dict[str, Any]:
-        """The SPEC §6 `stats --json` value for one model."""
+        """The `stats --json` value for one model (docs/events.md)."""
         return {
             "requests": self.requests,
             "ok": self.ok,

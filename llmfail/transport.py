@@ -12,7 +12,7 @@ What this module adds on top of `httpx_aiohttp.AiohttpTransport`:
 - **Errors keep their meaning.** httpx-aiohttp reports every
   `aiohttp.ClientConnectionError` (refused, reset, server disconnected) as
   `httpx.ConnectTimeout`, which llmfail would file as `timeout` instead of
-  `transient` (SPEC §3), and lets some aiohttp errors through unmapped. Here
+  `transient`, and lets some aiohttp errors through unmapped. Here
   refused -> `httpx.ConnectError`, a connection lost or a broken body ->
   `httpx.ReadError`, a malformed answer -> `httpx.RemoteProtocolError`, before
   and while the body is read.
@@ -27,7 +27,7 @@ What this module adds on top of `httpx_aiohttp.AiohttpTransport`:
   (`llmfail/client.py`), which skips httpx's auth/redirect/hook machinery.
 
 No retries and no timeouts here: the engine is the one retry loop and times
-every attempt itself (SPEC §3 item 10).
+every attempt itself.
 """
 
 from __future__ import annotations

@@ -247,7 +247,7 @@ def test_ls_benched_with_no_state_db_prints_nothing_and_creates_no_file():
 
 
 def test_reading_commands_leave_the_state_db_byte_for_byte_identical(tmp_path: Path):
-    """SPEC §3 item 8: listing is a pure read, even of expired and half-open rows."""
+    """Listing is a pure read, even of expired and half-open rows."""
     write_config(tmp_path)
     now = time.time()
     store = open_db()

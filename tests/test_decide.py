@@ -1,4 +1,4 @@
-"""The decision after a failed attempt (SPEC §3 table), one row per table row and special case."""
+"""The decision after a failed attempt (the kinds table of docs/concepts.md), one row per table row and special case."""
 
 from __future__ import annotations
 

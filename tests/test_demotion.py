@@ -206,12 +206,12 @@ def test_a_fast_answer_from_a_fast_model_costs_no_extra_query(
 def events_section() -> Any:
     from pathlib import Path
 
-    return Path(__file__).resolve().parents[1].joinpath("README.md").read_text(encoding="utf-8")
+    return Path(__file__).resolve().parents[1].joinpath("docs", "events.md").read_text(encoding="utf-8")
 
 
 def test_the_new_event_types_are_stable_and_documented() -> None:
     assert {ev.DEMOTED, ev.RESTORED} <= set(ev.EVENT_TYPES)
-    readme = events_section()
-    events = readme[readme.index("## Events") :]
+    page = events_section()
+    events = page[page.index("## Event types") :]
     events = events[: events.index("\n## ", 1)]
     assert "`demoted`" in events and "`restored`" in events

@@ -1,4 +1,4 @@
-"""The walk of a request (SPEC §3) against real loopback servers, a real SQLite file and virtual time."""
+"""The walk of a request (docs/concepts.md) against real loopback servers, a real SQLite file and virtual time."""
 
 from __future__ import annotations
 
@@ -99,7 +99,7 @@ def test_retry_after_ms_is_preferred_to_retry_after(server, make_engine, clock):
 def test_a_retry_after_longer_than_max_retry_wait_benches_until_it_and_moves_on_at_once(
     server, make_engine, store, clock, status, wait
 ):
-    """A 503/529 with Retry-After is honoured like a 429's (README: decisions)."""
+    """A 503/529 with Retry-After is honoured like a 429's (docs/concepts.md: the rules behind the table)."""
     a = route(server, "a", Calls(openai_error(status, headers={"retry-after": str(wait)})))
     route(server, "b", Calls(ok("b")))
     start = clock.now

@@ -4,7 +4,7 @@ tests/test_classify.py proves each of the 60 recorded provider errors gets the
 right kind. This file proves the *action* that follows, end to end: every
 recorded shape is served by a loopback provider in its own wire protocol to a
 real engine, and the number of HTTP calls, the bench and who answers must be
-what the SPEC §3 table says for that kind. Real transport failures (refused,
+what the kinds table (docs/concepts.md) says for that kind. Real transport failures (refused,
 dropped, garbage, cut bodies) and wait times read on a virtual clock
 (Retry-After as seconds, milliseconds and HTTP-date, reset timestamps and
 durations, junk) get the same treatment.
@@ -76,7 +76,7 @@ def replay(fx: dict[str, Any]) -> Response:
 
 
 def expected_calls(fx: dict[str, Any]) -> int:
-    """SPEC §3: only rate_limited and transient retry, and only while allowed."""
+    """Only rate_limited and transient retry, and only while allowed."""
     kind, wait = fx["expected_kind"], fx["retry_after_s"]
     if kind not in (Kind.TRANSIENT, Kind.RATE_LIMITED) or fx.get("headers", {}).get("x-should-retry") == "false":
         return 1

@@ -27,7 +27,7 @@ from .wires import WIRES
 
 PROMPT = "tell me about failover chains"
 
-#: What each status a fake can play must classify to, for every protocol (SPEC §3 table).
+#: What each status a fake can play must classify to, for every protocol (the kinds table of docs/concepts.md).
 STATUS_KINDS = {
     400: Kind.INVALID_REQUEST,
     401: Kind.AUTH,

@@ -157,3 +157,14 @@ def test_sqlite_backed_commands_never_import_redis(tmp_path: Path, args: list[st
     code, modules = cli_modules(tmp_path, *args)
     assert code == 0 and "llmfail.cli" in modules
     assert [m for m in modules if m.split(".")[0] in ("redis", "hiredis") or m == "llmfail.store.redis"] == []
+
+
+def test_rendering_the_cli_reference_loads_no_heavy_module_and_the_cli_never_loads_the_renderer(tmp_path: Path):
+    """docs/cli.md is rendered from the app's declarations alone; `--help` does not pay for the renderer."""
+    code = (
+        "import json, sys; from llmfail.cli_reference import render; render(); print(json.dumps(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, timeout=60)
+    assert heavy_in(json.loads(out.stdout)) == []
+    _, modules = cli_modules(tmp_path, "--help")
+    assert "llmfail.cli_reference" not in modules

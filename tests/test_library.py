@@ -1,4 +1,4 @@
-"""The library API: lazy exports, the README example, a bench shared with the CLI across processes, retention."""
+"""The library API: lazy exports, the examples of docs/library.md, a bench shared with the CLI across processes, retention."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from llmfail.store.sqlite import SqliteStore
 
 from .conftest import Calls, FakeClock, make_config, ok, openai_error
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+LIBRARY_PAGE = Path(__file__).resolve().parents[1] / "docs" / "library.md"
 
 CHAIN = """
 defaults: {attempts: 2, backoff: {base: 1ms, max: 2ms}, cooldown: 30s, timeout: 5s, retention: %(retention)s}
@@ -84,9 +84,9 @@ def test_an_unknown_name_is_an_attribute_error_and_submodules_still_import():
     assert durations.parse_duration("1m") == 60
 
 
-def test_the_readme_library_example_runs_as_written(tmp_path: Path):
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Library API") :]
+def test_the_library_page_example_runs_as_written(tmp_path: Path):
+    text = LIBRARY_PAGE.read_text(encoding="utf-8")
+    section = text[text.index("## Requests, streams and errors") :]
     code = section[section.index("```python\n") + 10 :]
     code = code[: code.index("```")]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
@@ -98,9 +98,9 @@ def test_the_readme_library_example_runs_as_written(tmp_path: Path):
     assert any(line.startswith("exhausted: ['flaky/gpt-4o: transient 503'") for line in lines)
 
 
-def test_the_readme_operator_example_runs_as_written(tmp_path: Path):
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("### Operator actions from code") :]
+def test_the_library_page_operator_example_runs_as_written(tmp_path: Path):
+    text = LIBRARY_PAGE.read_text(encoding="utf-8")
+    section = text[text.index("## Operator actions from code") :]
     code = section[section.index("```python\n") + 10 :]
     code = "import llmfail\n" + code[: code.index("```")]
     out = subprocess.run(
@@ -120,7 +120,7 @@ def test_the_readme_operator_example_runs_as_written(tmp_path: Path):
 
 
 async def test_a_bench_from_another_process_makes_a_running_engine_skip_the_model_at_once(server, tmp_path: Path):
-    """SPEC §1/§3.9: the operator's `llmfail bench` and an app's engine share one state DB."""
+    """The operator's `llmfail bench` and an app's engine share one state DB."""
     a = route(server, "a", Calls(ok("from a")))
     b = route(server, "b", Calls(ok("from b")))
     db = tmp_path / "shared.db"

@@ -3,7 +3,7 @@
 The transport is checked against real loopback servers written byte by byte, so
 every answer shape (sized, chunked, read to the close, compressed, cut short,
 malformed) is exactly what the test says; failures must keep the meaning the
-engine gives httpx's own errors (SPEC §3).
+engine gives httpx's own errors.
 """
 
 from __future__ import annotations

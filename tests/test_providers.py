@@ -1,4 +1,4 @@
-"""Each wire protocol (SPEC §2b) against a loopback server: request shape, answers, usage,
+"""Each wire protocol (docs/providers.md) against a loopback server: request shape, answers, usage,
 every recorded error shape, the recorded streams, and no key in anything llmfail writes.
 
 Bodies here are written out from each vendor's API reference (not rendered by
@@ -26,7 +26,7 @@ from .conftest import CANARY_KEY, Calls, openai_answer
 from .wires import ALL, AUTH_HEADERS, Wire
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "provider-errors"
-#: The adapter each fixture file goes through (SPEC §2b; fixtures README).
+#: The adapter each fixture file goes through (the fixtures' README.md).
 ADAPTER_OF_FILE = {
     "openai": "openai",
     "openai_compatible": "openai",

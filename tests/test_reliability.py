@@ -4,7 +4,7 @@ llmfail never loses an event, never corrupts the shared state, never hammers a
 failing provider and never hangs past its deadline. Every test here runs the
 real SQLite store, real OS processes where processes matter (`kill -9` is a
 real SIGKILL), real loopback servers, and a virtual clock where time matters.
-The figures quoted in README.md's "Reliability" section come from these tests.
+The figures quoted in docs/reliability.md come from these tests.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Several OS processes walking chains against one shared store at once (SPEC §4), on every backend."""
+"""Several OS processes walking chains against one shared store at once, on every backend."""
 
 from __future__ import annotations
 

@@ -672,11 +672,12 @@ def test_the_simulation_core_never_imports_the_cli_or_its_renderers():
     assert done.stdout.strip() == "[]"
 
 
-def test_readme_documents_the_simulate_contract():
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+def test_readme_and_docs_document_the_simulate_contract():
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
     first_block = readme.split("```sh", 1)[1].split("```", 1)[0]
     assert "llmfail simulate --chain prod --fail-rate 429 --requests 200 --seed 1" in first_block.splitlines()[1]
-    section = readme.split("## simulate", 1)[1].split("\n## ", 1)[0]
+    section = (root / "docs" / "simulate.md").read_text() + (root / "docs" / "scenarios.md").read_text()
     for needle in (
         "--fail-rate",
         "stream-cut",

@@ -1,4 +1,4 @@
-"""Streaming (SPEC §3 item 7) for every wire protocol, against real loopback servers.
+"""Streaming (docs/providers.md) for every wire protocol, against real loopback servers.
 
 Each hazard runs once per protocol: the same engine code must read OpenAI and
 Gemini SSE, Anthropic's named SSE events and Ollama's NDJSON. Real-time

@@ -1,4 +1,4 @@
-"""The default transport (aiohttp under httpx's API) keeps every failure's meaning (SPEC §3)."""
+"""The default transport (aiohttp under httpx's API) keeps every failure's meaning."""
 
 from __future__ import annotations
 

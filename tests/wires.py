@@ -2,7 +2,7 @@
 
 The bodies come from `llmfail.fakes.protocols` (checked against the recorded
 provider shapes in test_fake_protocols.py); the paths and the `base_url`
-convention are each vendor's own (SPEC §2b), written out here independently
+convention are each vendor's own (docs/providers.md), written out here independently
 of the adapters so a wrong URL in an adapter fails the tests.
 """
 
@@ -19,7 +19,7 @@ from llmfail.fakes.protocols import PROTOCOLS, FakeProtocol
 
 WIRES = ("openai", "anthropic", "ollama", "gemini")
 
-#: The header that carries the key, and how (SPEC §2b).
+#: The header that carries the key, and how (docs/providers.md).
 AUTH_HEADERS = {
     "openai": ("authorization", "Bearer {key}"),
     "anthropic": ("x-api-key", "{key}"),

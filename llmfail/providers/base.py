@@ -3,7 +3,7 @@
 An adapter is pure translation: it builds the HTTP request for its wire
 protocol, parses a whole answer or a stream into `Chunk`s, and turns a failure
 into a classified `ProviderError`. It never retries, sleeps or keeps state —
-the engine is the one retry loop (SPEC §3 item 10) and owns time.
+the engine is the one retry loop and owns time.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class Usage:
         Providers report usage in pieces (Anthropic: input tokens in
         `message_start`, output tokens in `message_delta`) or as running totals
         (Gemini's `usageMetadata` on every chunk). Taking each field's maximum
-        handles both and never counts a token twice (SPEC §3 item 11).
+        handles both and never counts a token twice.
         """
         return Usage(max(self.input_tokens, other.input_tokens), max(self.output_tokens, other.output_tokens))
 
@@ -143,7 +143,7 @@ class Adapter(ABC):
         return dict(self.provider.headers)
 
     def url(self, path: str) -> str:
-        """`path` under the provider's base_url, which follows the vendor SDK's convention (SPEC §2b)."""
+        """`path` under the provider's base_url, which follows the vendor SDK's convention (docs/providers.md)."""
         return f"{(self.provider.base_url or '').rstrip('/')}{path}"
 
     def headers(
@@ -196,7 +196,7 @@ class Adapter(ABC):
 
         An answer that is not JSON, or JSON of an unexpected shape (a field of
         the wrong type deep inside), is a transient failure like any other
-        unparseable body (SPEC §3), never a crash of the walk.
+        unparseable body, never a crash of the walk.
         """
         try:
             return self.parse_completion(decode_json(raw))
@@ -248,7 +248,7 @@ def raise_if_withheld(obj: dict[str, Any], finish_reason: str | None) -> None:
     A safety stop (`refusal`, `SAFETY`, ...) becomes `content_filter` and a
     `finish_reason: error` becomes `transient`. The whole object goes to the
     classifier so the provider's explanation is kept as the error's reason
-    (SPEC §3: "the provider's reason is kept in the error"); the engine's own
+    (a refusal's reason is what the user needs to read); the engine's own
     finish-reason check would only know the bare word.
     """
     if finish_reason_kind(finish_reason) is not None:
@@ -256,7 +256,7 @@ def raise_if_withheld(obj: dict[str, Any], finish_reason: str | None) -> None:
 
 
 def decode_json(body: bytes | str) -> Any:
-    """JSON of a 2xx answer; an unparseable one is a transient failure (SPEC §3)."""
+    """JSON of a 2xx answer; an unparseable one is a transient failure."""
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError):

@@ -13,7 +13,7 @@ What differs, and why it matters:
 - A refusal comes inside a 200: `promptFeedback.blockReason` (the prompt was
   blocked, no candidates at all) or a candidate `finishReason` of `SAFETY`,
   `RECITATION`, `PROHIBITED_CONTENT`... Both are `content_filter`, never an
-  empty success or a cut (SPEC §3), and the block reason with the flagged
+  empty success or a cut, and the block reason with the flagged
   categories is kept as the error's reason.
 - Output tokens are `candidatesTokenCount` plus `thoughtsTokenCount`: thinking
   tokens are billed as output, and usage exists to count what was spent.

@@ -90,7 +90,7 @@ def _rate(part: int, whole: int) -> float:
 
 @dataclass
 class Report:
-    """The outcome of one simulation; `to_json()` is SPEC §6's shape (plus scenario extras)."""
+    """The outcome of one simulation; `to_json()` is the `simulate --json` shape (docs/simulate.md)."""
 
     chain: str
     models: dict[str, ModelFigures]

@@ -2,7 +2,7 @@
 
 The copy goes through the store interface only, so it works between any two
 backends (a SQLite file to a Redis URL and back, one namespace to another).
-What carries over, and what does not (decided so; README "Running on many hosts"):
+What carries over, and what does not (decided so; docs/fleet.md, moving between stores):
 
 - **Benches, every state**: running, manual, expired-but-not-yet-probed
   (half-open) — with their end, start, manual flag, reason and kind — and slow

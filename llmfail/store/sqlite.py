@@ -1,6 +1,6 @@
 """The SQLite backend of `Store`: one local file every llmfail process shares.
 
-Why it is built the way it is (SPEC §3 items 5, 8, 9 and §4):
+Why it is built the way it is:
 
 - **The bench rules are not here**: every change of a key's bench state is
   read row -> pure function of `transitions` -> write row, inside one

@@ -9,7 +9,7 @@ the same everywhere. A backend that cannot run Python inside its atomic step
 (Redis runs Lua) implements these rules line for line and is held to them by
 the same tests; the functions below are the reference.
 
-The rules (SPEC §3 items 5, 8, 9):
+The rules (docs/concepts.md tells users the same):
 
 - **Progressive cooldown**: a bench lasts `bench_for * min(factor, bench_count)`
   (bench_count counts benches since the last success), at least to `min_until`

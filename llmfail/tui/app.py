@@ -27,7 +27,7 @@ What it must guarantee during an incident, and how:
   URL without a password) and reads again every ERROR_RETRY_S; the banner goes
   when a read succeeds. `b`/`u` still try the store and show its error: a bench
   the fleet never saw must not look done.
-- **Pure reads.** Rendering never writes to the store (SPEC §3 item 8).
+- **Pure reads.** Rendering never writes to the store: reads are pure.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from .feed import KEEP_EVENTS, ROWS_EVERY_S, WINDOW_S, Feed, LogFilter, Update
 from .health import COLUMNS, COMPACT_COLUMNS, STATES, ChainView, HealthRow
 from .screens import BenchRequest, BenchScreen, HelpScreen
 
-#: Seconds between two polls of the DB: twice per the SPEC's 0.5 s, so a commit is on screen well within 1 s.
+#: Seconds between two polls of the DB: a commit by any process is on screen well within 1 s.
 POLL_S = 0.25
 
 #: Seconds between two tries while the DB cannot be read.
