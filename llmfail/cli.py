@@ -691,6 +691,16 @@ def check(
     )
 
 
+@app.command(epilog=examples("llmfail schema > chains.schema.json", "llmfail schema | jq '.properties | keys'"))
+def schema() -> None:
+    """Print the JSON Schema (draft 2020-12) of chains.yaml: editors complete and check the file with it.
+
+    Point an editor at it with a first line `# yaml-language-server: $schema=chains.schema.json`."""
+    from .config.schema import schema_text
+
+    sys.stdout.write(schema_text())
+
+
 @app.command(epilog=examples("llmfail info", "llmfail --db /tmp/other.db info --json"))
 def info(
     json_out: bool = typer.Option(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 #: Modules the fast commands must never load: the dashboard, HTTP clients, the engine and its adapters.
-HEAVY = ("textual", "httpx", "aiohttp", "llmfail.providers", "llmfail.engine")
+HEAVY = ("textual", "httpx", "aiohttp", "llmfail.providers", "llmfail.engine", "jsonschema", "opentelemetry")
 
 RUN_CLI = textwrap.dedent(
     """
@@ -54,6 +54,7 @@ def heavy_in(modules: list[str]) -> list[str]:
         ["events", "--json"],
         ["chains", "--json"],
         ["check"],
+        ["schema"],
         ["tui", "--help"],
     ],
     ids=" ".join,
