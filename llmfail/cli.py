@@ -791,19 +791,41 @@ def _store_warnings(config: Config) -> list[CheckWarning]:
 # The figures come from `llmfail.stats` (the same function the dashboard uses), probes from `llmfail.probe`.
 
 
-@app.command(epilog=examples("llmfail stats --since 1h", "llmfail stats --chain prod --json"))
+STATS_FORMATS = ("table", "json", "prometheus")
+
+
+@app.command(
+    epilog=examples(
+        "llmfail stats --since 1h",
+        "llmfail stats --chain prod --json",
+        "llmfail stats --since 5m --format prometheus > /var/lib/node_exporter/textfile/llmfail.prom",
+    )
+)
 def stats(
     since: str = typer.Option(
         "1h", "--since", metavar="DURATION", help="Window: events newer than this (e.g. 15m, 1d)."
     ),
     chain: str | None = typer.Option(None, "--chain", "-c", help="Only this chain's entries and traffic."),
-    json_out: bool = typer.Option(False, "--json", help="Print {MODEL: {requests, ok, failed, errors, ...}}."),
+    output: str | None = typer.Option(
+        None,
+        "--format",
+        metavar="table|json|prometheus",
+        help="table for people (default), json, or prometheus: the text format a textfile collector reads.",
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", help="Same as --format json: {MODEL: {requests, ok, failed, errors, ...}}."
+    ),
 ) -> None:
     """Per-model figures from the event log: requests, errors by kind, failovers, benches, latency, state."""
     import time
 
     from .stats import model_stats
 
+    if output is not None and output not in STATS_FORMATS:
+        raise UsageError(f"--format {output!r} is not a format", hint=f"use one of: {', '.join(STATS_FORMATS)}")
+    if json_out and output not in (None, "json"):
+        raise UsageError(f"--json and --format {output} ask for two formats", hint="give one of them")
+    output = "json" if json_out else output or "table"
     length = _duration("--since", since)
     selected: Chain | None = None
     if chain is not None:
@@ -816,10 +838,14 @@ def stats(
     now = time.time()
     store = open_existing_db()
     rows = model_stats(store, since=now - length, now=now, chain=selected, config=config) if store else {}
-    if json_out:
+    if output == "json":
         from .output import emit_json
 
         emit_json({model: row.to_json() for model, row in rows.items()})
+    elif output == "prometheus":
+        from .prometheus import exposition
+
+        sys.stdout.write(exposition(rows.values(), window_s=length))
     elif rows:
         _print_whole(_stats_table(list(rows.values())))
     else:

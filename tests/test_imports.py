@@ -55,6 +55,7 @@ def heavy_in(modules: list[str]) -> list[str]:
         ["chains", "--json"],
         ["check"],
         ["schema"],
+        ["stats", "--format", "prometheus"],
         ["tui", "--help"],
     ],
     ids=" ".join,
