@@ -691,6 +691,26 @@ def check(
     )
 
 
+@app.command(epilog=examples("llmfail init", "llmfail init ~/.config/llmfail/chains.yaml --force"))
+def init(
+    path: str = typer.Argument("chains.yaml", help="Where to write the config (default: ./chains.yaml)."),
+    force: bool = typer.Option(False, "--force", help="Replace the file if it exists."),
+) -> None:
+    """Write a commented starter config: one chain from the provider keys set here and a local Ollama.
+
+    Key variables are found by name (their values never go in the file); Ollama is asked at
+    $OLLAMA_HOST or 127.0.0.1:11434. With nothing found, the chain is the built-in mock."""
+    from .output import note
+    from .starter import discover, starter_text, write_starter
+
+    found = discover()
+    written = write_starter(path, starter_text(found), force=force)
+    names = [variable for _, variable in found.keys] + (["Ollama"] if found.ollama_models else [])
+    what = ", ".join(names) if names else "no provider key or Ollama: the chain is the built-in mock"
+    note(f"llmfail: wrote {written} (found: {what})", style="green")
+    note(f"next: llmfail check {written}", style="")
+
+
 @app.command(epilog=examples("llmfail schema > chains.schema.json", "llmfail schema | jq '.properties | keys'"))
 def schema() -> None:
     """Print the JSON Schema (draft 2020-12) of chains.yaml: editors complete and check the file with it.

@@ -159,3 +159,17 @@ def test_sqlite_backed_commands_never_import_redis(tmp_path: Path, args: list[st
     code, modules = cli_modules(tmp_path, *args)
     assert code == 0 and "llmfail.cli" in modules
     assert [m for m in modules if m.split(".")[0] in ("redis", "hiredis") or m == "llmfail.store.redis"] == []
+
+
+def test_init_imports_no_http_client_schema_validator_or_telemetry(tmp_path: Path):
+    """`init` probes Ollama with the standard library: no httpx, no engine."""
+    code, modules = cli_modules(tmp_path, "init", str(tmp_path / "chains.yaml"))
+    assert code == 0 and "llmfail.starter" in modules
+    assert heavy_in(modules) == []
+
+
+def test_the_engine_loads_no_telemetry_until_it_is_instrumented():
+    """`llmfail.otel` is opt-in: an app that never calls `instrument` pays nothing for it."""
+    probe = "import sys, llmfail.engine, llmfail.client; print(sorted(m for m in sys.modules if 'opentelemetry' in m or m == 'llmfail.otel'))"
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]"

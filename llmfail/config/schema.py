@@ -167,6 +167,15 @@ def reference_markdown() -> str:
         "",
         *[f"- `{name}:` {meaning}" for name, meaning in SECTIONS.items()],
         "",
+        "## Starting a config",
+        "",
+        "`llmfail init [PATH]` writes a commented starter file (default `./chains.yaml`) with one chain, "
+        "`main`, built from what it finds: an entry for each provider whose key variable is set "
+        "(`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `GEMINI_API_KEY`: only the names go in the file, never "
+        "the keys), then a local Ollama if one answers at `$OLLAMA_HOST` or 127.0.0.1:11434 (its first "
+        "model). With nothing found the chain is the built-in mock, so `llmfail run \"hello\"` answers at "
+        "once. It never replaces an existing file unless you pass `--force` (it exits 1 and says so).",
+        "",
         "## `defaults:`",
         "",
         SECTIONS["defaults"] + ". Every key below may also be written on one entry of a chain, "
