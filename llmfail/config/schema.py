@@ -173,7 +173,7 @@ def reference_markdown() -> str:
         "`main`, built from what it finds: an entry for each provider whose key variable is set "
         "(`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, `GEMINI_API_KEY`: only the names go in the file, never "
         "the keys), then a local Ollama if one answers at `$OLLAMA_HOST` or 127.0.0.1:11434 (its first "
-        "model). With nothing found the chain is the built-in mock, so `llmfail run \"hello\"` answers at "
+        'model). With nothing found the chain is the built-in mock, so `llmfail run "hello"` answers at '
         "once. It never replaces an existing file unless you pass `--force` (it exits 1 and says so).",
         "",
         "## `defaults:`",
