@@ -586,7 +586,9 @@ _URL_WITH_PASSWORD = r"^([A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#@]*:[^/?#@]+@"
 
 #: The keys of the `state:` section.
 STATE_KEYS: Mapping[str, Field[Any]] = {
-    "url": Field(_state_url, {**text.schema, "not": {"pattern": _URL_WITH_PASSWORD}}, "store URL or path").means(
+    "url": Field(
+        _state_url, {**text.schema, "not": {"type": "string", "pattern": _URL_WITH_PASSWORD}}, "store URL or path"
+    ).means(
         "where the shared bench state and event log live: redis://host:6379/0 (rediss:// for TLS), "
         "sqlite:///path or a plain file path. Never with a password in it",
         example="redis://127.0.0.1:6379/0",

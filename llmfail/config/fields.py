@@ -91,11 +91,11 @@ class Field(Generic[T]):
         return replace(self, meaning=meaning, default=default, example=example)
 
 
-#: A duration as text: `250ms`, `30s`, `1h30m`, `2.5m` or a number of seconds (units in any case, spaces
-#: allowed between parts); what `parse_duration` reads, bar exotic float spellings like `1e3` or `1_000`.
-_DURATION_TEXT = r"^\s*(\d+(\.\d+)?|\.\d+|(\d+(\.\d+)?\s*([mM][sS]|[sSmMhHdD])\s*)+)\s*$"
-#: A duration that adds up to zero: digits that are all 0 (the `not` of a positive duration).
-_ZERO_TEXT = r"^[\s0.]*([a-zA-Z]+[\s0.]*)*$"
+#: A duration as text: `250ms`, `30s`, `1h30m`, `2.5m` or a number of seconds (`90`, `1.5`, `1e3`), units
+#: in any case, spaces allowed around parts: what `parse_duration` reads, bar `1_000` and spaces inside a number.
+_DURATION_TEXT = r"^\s*(\+?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?|(\d+(\.\d+)?\s*([mM][sS]|[sSmMhHdD])\s*)+)\s*$"
+#: A duration that adds up to zero: every digit 0, bar an exponent's (the `not` of a positive duration).
+_ZERO_TEXT = r"^[\s+0.]*([eE][+-]?\d+)?\s*$|^[\s0.]*([a-zA-Z]+[\s0.]*)*$"
 
 
 def integer(minimum: int) -> Field[int]:
@@ -311,7 +311,7 @@ mock_fail = Field(
         "anyOf": [
             {"type": "null"},
             {"type": "integer", "minimum": 400, "maximum": 599},
-            {"type": "string", "pattern": "^(4|5)[0-9][0-9]$"},
+            {"type": "string", "pattern": "^0*[45][0-9][0-9]$"},
             {"enum": list(MOCK_FAULTS)},
             {"type": "string", "pattern": _SLOW},
         ]
