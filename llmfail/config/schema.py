@@ -265,7 +265,10 @@ def reference_markdown() -> str:
         "The path is relative to the YAML file. To use it with your own config: "
         f"`llmfail schema > {SCHEMA_FILE}` next to it. The schema checks each key's type and value; "
         "`llmfail check` also checks what a schema cannot: that the providers and nested chains named "
-        "exist, cycles and repeated models, and that the environment variables named by `${VAR}` are set.",
+        "exist, cycles and repeated models, and that the environment variables named by `${VAR}` are set. "
+        "A few spellings differ at the edges: the schema counts `3.0` as a whole number and `.inf` as a "
+        "number where llmfail refuses them, and it flags durations written `1_000` or with spaces inside a "
+        "number, which llmfail reads.",
         "",
     ]
     return "\n".join(parts)
