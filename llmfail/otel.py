@@ -74,6 +74,10 @@ SPAN_EVENTS = {
 }
 
 
+#: The events a request's spans are made of (held until the request's outcome row arrives).
+_SPAN_PARTS = frozenset({ev.ATTEMPT_FAILED, *SPAN_EVENTS})
+
+
 @dataclass(frozen=True)
 class _Model:
     """What the GenAI conventions call a model's system and name, for one `provider/model`."""
@@ -131,8 +135,8 @@ class _Telemetry:
 
     def __call__(self, event: Event) -> None:
         self._measure(event)
-        if event.request_id is None:
-            return
+        if event.request_id is None or (event.type != ev.REQUEST and event.type not in _SPAN_PARTS):
+            return  # (an alert_failed, written after its request ended, must not wait for it forever)
         with self._lock:
             if event.type != ev.REQUEST:
                 self._pending.setdefault(event.request_id, []).append(event)
