@@ -90,6 +90,23 @@ def _ns(seconds: float) -> int:
     return int(seconds * 1_000_000_000)
 
 
+def _answer(model: _Model | None, usage: Mapping[str, Any]) -> dict[str, Any]:
+    """The GenAI conventions' attributes of an answer: who gave it and its token counts."""
+    if model is None:
+        return {}
+    return _attributes(
+        gen_ai__system=model.system,
+        gen_ai__response__model=model.name,
+        gen_ai__usage__input_tokens=usage.get("input_tokens"),
+        gen_ai__usage__output_tokens=usage.get("output_tokens"),
+    )
+
+
+def _failed(span: trace.Span, kind: str | None, message: str | None) -> None:
+    span.set_attribute("error.type", kind or "failed")
+    span.set_status(Status(StatusCode.ERROR, message or kind or "failed"))
+
+
 def _attributes(**values: Any) -> dict[str, Any]:
     """Attributes without the unset ones (OpenTelemetry refuses None)."""
     return {key.replace("__", "."): value for key, value in values.items() if value is not None}
@@ -197,21 +214,20 @@ class _Telemetry:
             f"llmfail.request {outcome.chain}",
             kind=SpanKind.INTERNAL,
             start_time=_ns(start),
-            attributes=_attributes(
-                gen_ai__operation__name="chat",
-                gen_ai__system=answered.system if answered else None,
-                gen_ai__response__model=answered.name if answered else None,
-                gen_ai__usage__input_tokens=usage.get("input_tokens"),
-                gen_ai__usage__output_tokens=usage.get("output_tokens"),
-                llmfail__chain=outcome.chain,
-                llmfail__request_id=outcome.request_id,
-                llmfail__model=outcome.model,
-                llmfail__kind=outcome.kind,
-                llmfail__failovers=data.get("failovers"),
-                llmfail__attempts=data.get("attempts"),
-                llmfail__panic=bool(data.get("panic")),
-                llmfail__time_to_first_token_ms=data.get("ttft_ms"),
-            ),
+            attributes={
+                "gen_ai.operation.name": "chat",
+                **_answer(answered, usage),
+                **_attributes(
+                    llmfail__chain=outcome.chain,
+                    llmfail__request_id=outcome.request_id,
+                    llmfail__model=outcome.model,
+                    llmfail__kind=outcome.kind,
+                    llmfail__failovers=data.get("failovers"),
+                    llmfail__attempts=data.get("attempts"),
+                    llmfail__panic=bool(data.get("panic")),
+                    llmfail__time_to_first_token_ms=data.get("ttft_ms"),
+                ),
+            },
         )
         parent = trace.set_span_in_context(request)
         for event in walked:
@@ -222,8 +238,7 @@ class _Telemetry:
         if ok and outcome.model:
             self._attempt(parent, outcome.model, end, data.get("attempt_ms"), usage=usage)
         if not ok:
-            request.set_status(Status(StatusCode.ERROR, outcome.kind or "failed"))
-            request.set_attribute("error.type", outcome.kind or "failed")
+            _failed(request, outcome.kind, None)
         request.end(end_time=_ns(end))
 
     def _attempt(
@@ -237,29 +252,25 @@ class _Telemetry:
         usage: Mapping[str, Any] | None = None,
     ) -> None:
         model = self.model(model_key)
-        failed = event is not None
         span = self._tracer.start_span(
             f"chat {model.name}",
             context=parent,
             kind=SpanKind.CLIENT,
             start_time=_ns(end - (latency_ms or 0) / 1000),
-            attributes=_attributes(
-                gen_ai__operation__name="chat",
-                gen_ai__system=model.system,
-                gen_ai__request__model=model.name,
-                gen_ai__response__model=None if failed else model.name,
-                gen_ai__usage__input_tokens=(usage or {}).get("input_tokens"),
-                gen_ai__usage__output_tokens=(usage or {}).get("output_tokens"),
-                llmfail__model=model_key,
-                llmfail__kind=event.kind if event else None,
-                llmfail__attempt=event.attempt if event else None,
-                llmfail__credential=event.data.get("credential") if event else None,
-                http__response__status_code=event.status if event else None,
-            ),
+            attributes={
+                **self._gen_ai(model),
+                **({} if event else _answer(model, usage or {})),
+                **_attributes(
+                    llmfail__model=model_key,
+                    llmfail__kind=event.kind if event else None,
+                    llmfail__attempt=event.attempt if event else None,
+                    llmfail__credential=event.data.get("credential") if event else None,
+                    http__response__status_code=event.status if event else None,
+                ),
+            },
         )
         if event is not None:
-            span.set_attribute("error.type", event.kind or "failed")
-            span.set_status(Status(StatusCode.ERROR, event.detail or event.kind or "failed"))
+            _failed(span, event.kind, event.detail)
         span.end(end_time=_ns(end))
 
     @staticmethod
