@@ -210,3 +210,29 @@ def test_stopping_the_instrumentation_stops_the_spans(server, make_engine, spans
 
     asyncio.run(twice())
     assert [s.name for s in spans.get_finished_spans()] == ["chat m1", "llmfail.request main"]
+
+
+def test_concurrent_requests_each_get_their_own_trace_with_their_own_attempts(server, instrumented, spans) -> None:
+    import asyncio
+
+    route(server, "a", Calls(openai_error(503), ok("late")))  # the first call fails (and is retried), the rest answer
+    engine = instrumented(chain())
+
+    async def many() -> list[Any]:
+        try:
+            return list(await asyncio.gather(*(engine.complete("main", f"q{i}") for i in range(5))))
+        finally:
+            await engine.aclose()
+
+    results = asyncio.run(many())
+    assert sum(not attempt.ok for result in results for attempt in result.attempts) == 1
+    finished = spans.get_finished_spans()
+    requests = {s.attributes["llmfail.request_id"]: s for s in finished if s.name == "llmfail.request main"}
+    assert set(requests) == {r.request_id for r in results}
+    for result in results:
+        request = requests[result.request_id]
+        children = [s for s in finished if s.parent is not None and s.parent.span_id == request.context.span_id]
+        assert len(children) == len(result.attempts)
+        assert [c.status.status_code is StatusCode.ERROR for c in children] == [not a.ok for a in result.attempts]
+        assert len({s.context.trace_id for s in [request, *children]}) == 1
+    assert len({s.context.trace_id for s in requests.values()}) == 5
