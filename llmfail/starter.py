@@ -168,8 +168,10 @@ def write_starter(path: str | os.PathLike[str], text: str, *, force: bool) -> Pa
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         if force:  # written beside it and renamed: a reader never sees half a file
+            mode = target.stat().st_mode & 0o777 if target.exists() else _new_file_mode()
             with tempfile.NamedTemporaryFile("w", dir=target.parent, delete=False, encoding="utf-8") as file:
                 file.write(text)
+            os.chmod(file.name, mode)  # the replaced file's mode, not the temporary file's 0600
             os.replace(file.name, target)
         else:
             with open(target, "x", encoding="utf-8") as created:  # "x": never clobbers one made meanwhile
@@ -179,3 +181,10 @@ def write_starter(path: str | os.PathLike[str], text: str, *, force: bool) -> Pa
     except OSError as error:
         raise LlmfailError(f"cannot write {target}: {error.strerror or error}") from None
     return target
+
+
+def _new_file_mode() -> int:
+    """The mode `open()` gives a new file under this process's umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask

@@ -133,9 +133,15 @@ def test_an_existing_file_is_never_replaced_without_force(tmp_path: Path, monkey
     assert "chains.yaml already exists; not replacing it" in refused.stderr
     assert "hint: pass --force to replace it" in refused.stderr
     assert path.read_text(encoding="utf-8") == "chains: {mine: [mock/echo]}\n"
+    path.chmod(0o640)
     monkeypatch.setenv("OPENAI_API_KEY", CANARY_KEY)
     init_and_check(path, "--force")
     assert load_config(path).chain("main").models == ["openai/gpt-4o"]
+    assert path.stat().st_mode & 0o777 == 0o640  # replaced, but with the mode it had
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix != ".db") == [
+        "chains.yaml",
+        "home",
+    ]  # no temp file left
 
 
 def test_init_creates_missing_directories_and_refuses_a_directory(tmp_path: Path) -> None:
