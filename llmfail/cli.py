@@ -693,7 +693,9 @@ def check(
 
 @app.command(epilog=examples("llmfail init", "llmfail init ~/.config/llmfail/chains.yaml --force"))
 def init(
-    path: str = typer.Argument("chains.yaml", help="Where to write the config (default: ./chains.yaml)."),
+    path: str = typer.Argument(
+        "chains.yaml", help="Where to write the config (default: ./chains.yaml).", show_default=False
+    ),
     force: bool = typer.Option(False, "--force", help="Replace the file if it exists."),
 ) -> None:
     """Write a commented starter config: one chain from the provider keys set here and a local Ollama.
