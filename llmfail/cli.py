@@ -210,7 +210,9 @@ def _load_file() -> Config | None:
     if path is None:
         return None
     if not path.exists():  # a directory or an unreadable file: load_config says which
-        raise UsageError(f"config file not found: {path}", hint="pass --config PATH or create ./chains.yaml")
+        raise UsageError(
+            f"config file not found: {path}", hint="pass --config PATH, or write a starter one with `llmfail init`"
+        )
     return load_config(path)
 
 

@@ -92,7 +92,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except FileNotFoundError:
         raise ConfigError(
             [ConfigProblem(name, 0, 0, "", "config file not found")],
-            hint="pass --config PATH, set $LLMFAIL_CONFIG, or start from chains.example.yaml",
+            hint="pass --config PATH, set $LLMFAIL_CONFIG, or write a starter one with `llmfail init`",
         ) from None
     except IsADirectoryError:
         raise ConfigError(
