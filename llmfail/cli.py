@@ -215,7 +215,9 @@ def _load_file() -> Config | None:
     if path is None:
         return None
     if not path.exists():  # a directory or an unreadable file: load_config says which
-        raise UsageError(f"config file not found: {path}", hint="pass --config PATH or create ./chains.yaml")
+        raise UsageError(
+            f"config file not found: {path}", hint="pass --config PATH, or write a starter one with `llmfail init`"
+        )
     return load_config(path)
 
 
@@ -696,6 +698,38 @@ def check(
     )
 
 
+@app.command(epilog=examples("llmfail init", "llmfail init ~/.config/llmfail/chains.yaml --force"))
+def init(
+    path: str = typer.Argument(
+        "chains.yaml", help="Where to write the config (default: ./chains.yaml).", show_default=False
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace the file if it exists."),
+) -> None:
+    """Write a commented starter config: one chain from the provider keys set here and a local Ollama.
+
+    Key variables are found by name (their values never go in the file); Ollama is asked at
+    $OLLAMA_HOST or 127.0.0.1:11434. With nothing found, the chain is the built-in mock."""
+    from .output import note
+    from .starter import discover, starter_text, write_starter
+
+    found = discover()
+    written = write_starter(path, starter_text(found), force=force)
+    names = [variable for _, variable in found.keys] + (["Ollama"] if found.ollama_models else [])
+    what = ", ".join(names) if names else "no provider key or Ollama: the chain is the built-in mock"
+    note(f"llmfail: wrote {written} (found: {what})", style="green")
+    note(f"next: llmfail check {written}", style="")
+
+
+@app.command(epilog=examples("llmfail schema > chains.schema.json", "llmfail schema | jq '.properties | keys'"))
+def schema() -> None:
+    """Print the JSON Schema (draft 2020-12) of chains.yaml: editors complete and check the file with it.
+
+    Point an editor at it with a first line `# yaml-language-server: $schema=chains.schema.json`."""
+    from .config.schema import schema_text
+
+    sys.stdout.write(schema_text())
+
+
 @app.command(epilog=examples("llmfail info", "llmfail --db /tmp/other.db info --json"))
 def info(
     json_out: bool = typer.Option(
@@ -786,19 +820,41 @@ def _store_warnings(config: Config) -> list[CheckWarning]:
 # The figures come from `llmfail.stats` (the same function the dashboard uses), probes from `llmfail.probe`.
 
 
-@app.command(epilog=examples("llmfail stats --since 1h", "llmfail stats --chain prod --json"))
+STATS_FORMATS = ("table", "json", "prometheus")
+
+
+@app.command(
+    epilog=examples(
+        "llmfail stats --since 1h",
+        "llmfail stats --chain prod --json",
+        "llmfail stats --since 5m --format prometheus > /var/lib/node_exporter/textfile/llmfail.prom",
+    )
+)
 def stats(
     since: str = typer.Option(
         "1h", "--since", metavar="DURATION", help="Window: events newer than this (e.g. 15m, 1d)."
     ),
     chain: str | None = typer.Option(None, "--chain", "-c", help="Only this chain's entries and traffic."),
-    json_out: bool = typer.Option(False, "--json", help="Print {MODEL: {requests, ok, failed, errors, ...}}."),
+    output: str | None = typer.Option(
+        None,
+        "--format",
+        metavar="table|json|prometheus",
+        help="table for people (default), json, or prometheus: the text format a textfile collector reads.",
+    ),
+    json_out: bool = typer.Option(
+        False, "--json", help="Same as --format json: {MODEL: {requests, ok, failed, errors, ...}}."
+    ),
 ) -> None:
     """Per-model figures from the event log: requests, errors by kind, failovers, benches, latency, state."""
     import time
 
     from .stats import model_stats
 
+    if output is not None and output not in STATS_FORMATS:
+        raise UsageError(f"--format {output!r} is not a format", hint=f"use one of: {', '.join(STATS_FORMATS)}")
+    if json_out and output not in (None, "json"):
+        raise UsageError(f"--json and --format {output} ask for two formats", hint="give one of them")
+    output = "json" if json_out else output or "table"
     length = _duration("--since", since)
     selected: Chain | None = None
     if chain is not None:
@@ -811,10 +867,14 @@ def stats(
     now = time.time()
     store = open_existing_db()
     rows = model_stats(store, since=now - length, now=now, chain=selected, config=config) if store else {}
-    if json_out:
+    if output == "json":
         from .output import emit_json
 
         emit_json({model: row.to_json() for model, row in rows.items()})
+    elif output == "prometheus":
+        from .prometheus import exposition
+
+        sys.stdout.write(exposition(rows.values(), window_s=length))
     elif rows:
         _print_whole(_stats_table(list(rows.values())))
     else:

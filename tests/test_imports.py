@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 #: Modules the fast commands must never load: the dashboard, HTTP clients, the engine and its adapters.
-HEAVY = ("textual", "httpx", "aiohttp", "llmfail.providers", "llmfail.engine")
+HEAVY = ("textual", "httpx", "aiohttp", "llmfail.providers", "llmfail.engine", "jsonschema", "opentelemetry")
 
 RUN_CLI = textwrap.dedent(
     """
@@ -54,6 +54,8 @@ def heavy_in(modules: list[str]) -> list[str]:
         ["events", "--json"],
         ["chains", "--json"],
         ["check"],
+        ["schema"],
+        ["stats", "--format", "prometheus"],
         ["tui", "--help"],
     ],
     ids=" ".join,
@@ -168,3 +170,17 @@ def test_rendering_the_cli_reference_loads_no_heavy_module_and_the_cli_never_loa
     assert heavy_in(json.loads(out.stdout)) == []
     _, modules = cli_modules(tmp_path, "--help")
     assert "llmfail.cli_reference" not in modules
+
+
+def test_init_imports_no_http_client_schema_validator_or_telemetry(tmp_path: Path):
+    """`init` probes Ollama with the standard library: no httpx, no engine."""
+    code, modules = cli_modules(tmp_path, "init", str(tmp_path / "chains.yaml"))
+    assert code == 0 and "llmfail.starter" in modules
+    assert heavy_in(modules) == []
+
+
+def test_the_engine_loads_no_telemetry_until_it_is_instrumented():
+    """`llmfail.otel` is opt-in: an app that never calls `instrument` pays nothing for it."""
+    probe = "import sys, llmfail.engine, llmfail.client; print(sorted(m for m in sys.modules if 'opentelemetry' in m or m == 'llmfail.otel'))"
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]"

@@ -30,6 +30,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode
 from ..errors import ConfigError, ConfigProblem
 from .fields import (
     POLICY_PARSERS,
+    Field,
     choice,
     duration,
     env_name,
@@ -37,6 +38,7 @@ from .fields import (
     integer,
     mock_fail,
     number,
+    object_schema,
     text,
     url,
     with_overrides,
@@ -59,7 +61,6 @@ from .yaml_nodes import (
     Invalid,
     NodeReader,
     Pair,
-    Parser,
     compose,
     decode,
     index_path,
@@ -91,7 +92,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     except FileNotFoundError:
         raise ConfigError(
             [ConfigProblem(name, 0, 0, "", "config file not found")],
-            hint="pass --config PATH, set $LLMFAIL_CONFIG, or start from chains.example.yaml",
+            hint="pass --config PATH, set $LLMFAIL_CONFIG, or write a starter one with `llmfail init`",
         ) from None
     except IsADirectoryError:
         raise ConfigError(
@@ -143,19 +144,42 @@ def _defaults(reader: NodeReader, node: Node | None) -> Policy:
 
 # -------------------------------------------------------------------------- providers
 
-_PROVIDER_PARSERS: Mapping[str, Parser] = {
-    "type": choice(tuple(PROVIDER_TYPES)),
-    "base_url": url(interpolated=True),
-    "api_key_env": env_name(nullable=True),
-    "headers": headers,
+#: The keys of a provider (under `providers.NAME`).
+PROVIDER_KEYS: Mapping[str, Field[Any]] = {
+    "type": choice(tuple(PROVIDER_TYPES)).means(
+        "the API the provider speaks; required for a new name, optional under a built-in's name "
+        "(openai, anthropic, ollama, gemini, mock)",
+        example="openai",
+    ),
+    "base_url": url(interpolated=True).means(
+        "the endpoint; ${VAR} and ${VAR:-default} are read from the environment. "
+        "Default: the vendor's URL for a built-in type (none for mock)",
+        example="${VLLM_URL:-http://127.0.0.1:8000/v1}",
+    ),
+    "api_key_env": env_name(nullable=True).means(
+        "the NAME of the environment variable holding the key (never the key itself); null or unset sends "
+        "no key. Default: the vendor's usual variable (OPENAI_API_KEY, ...) for a built-in name, none otherwise",
+        example="VLLM_KEY",
+    ),
+    "headers": headers.means(
+        "extra HTTP headers sent with every request; values may use ${VAR}, and those of auth-like headers "
+        "are kept out of every log and event",
+        example="{X-Team: platform}",
+    ),
 }
-_MOCK_PARSERS: Mapping[str, Parser] = {
-    "fail": mock_fail,
-    "fail_rate": number(0, 1),
-    "latency": duration(),
-    "reply": text,
+#: The keys only a `type: mock` provider takes: a local fake for demos and tests (no network, no key).
+MOCK_KEYS: Mapping[str, Field[Any]] = {
+    "fail": mock_fail.means(
+        "the fault it plays: an HTTP status (429, 503, ...), timeout, reset, malformed, stream-cut, "
+        "content-filter, context-length or slow:DURATION; empty for a healthy echo",
+        default=None,
+        example="503",
+    ),
+    "fail_rate": number(0, 1).means("the probability of the fault per request", default=1, example="0.2"),
+    "latency": duration().means("added before every answer", default="0ms", example="200ms"),
+    "reply": text.means("a fixed answer; without it the mock echoes the last user message", example="pong"),
 }
-_ANY_PROVIDER_PARSERS: Mapping[str, Parser] = {**_PROVIDER_PARSERS, **_MOCK_PARSERS}
+_ANY_PROVIDER_PARSERS: Mapping[str, Field[Any]] = {**PROVIDER_KEYS, **MOCK_KEYS}
 
 
 def _providers(reader: NodeReader, node: Node | None) -> tuple[dict[str, ProviderConfig], set[str]]:
@@ -199,13 +223,13 @@ def _provider(reader: NodeReader, name: str, node: Node, path: str) -> ProviderC
         base_url=None if kind == "mock" else values.get("base_url", default_url),
         api_key_env=values.get("api_key_env", inherited.api_key_env if inherited else None),
         headers=values.get("headers", {}),
-        mock=MockBehaviour(**{k: values[k] for k in _MOCK_PARSERS if k in values}) if kind == "mock" else None,
+        mock=MockBehaviour(**{k: values[k] for k in MOCK_KEYS if k in values}) if kind == "mock" else None,
     )
 
 
 def _check_type_keys(reader: NodeReader, kind: str, pairs: Mapping[str, Pair], path: str) -> None:
     """Keys that exist but make no sense for this provider type."""
-    misplaced = ("base_url",) if kind == "mock" else tuple(_MOCK_PARSERS)
+    misplaced = ("base_url",) if kind == "mock" else tuple(MOCK_KEYS)
     for key in misplaced:
         if key in pairs:
             reason = "a mock provider has no base_url" if kind == "mock" else f"{key!r} applies only to type: mock"
@@ -215,13 +239,22 @@ def _check_type_keys(reader: NodeReader, kind: str, pairs: Mapping[str, Pair], p
 # ----------------------------------------------------------------------------- alerts
 
 
+#: The keys of one alert sink; a sink has exactly one of them.
+SINK_KEYS: Mapping[str, Field[Any]] = {
+    "webhook": url(interpolated=False).means(
+        "a URL that gets each alert as a JSON POST", example="http://127.0.0.1:9000/hooks/llm"
+    ),
+    "command": text.means("a command that gets each alert as JSON on its stdin", example='"notify-send llmfail"'),
+}
+
+
 def _sink(reader: NodeReader, node: Node, path: str) -> Sink:
-    pairs = reader.mapping(node, path, ("webhook", "command"), what="{webhook: URL} or {command: TEXT}")
+    pairs = reader.mapping(node, path, SINK_KEYS, what="{webhook: URL} or {command: TEXT}")
     if pairs is None:
         raise Invalid()
     if len(pairs) != 1:
         raise Invalid("expected exactly one of webhook: URL or command: TEXT")
-    values = reader.fields(pairs, path, {"webhook": url(interpolated=False), "command": text})
+    values = reader.fields(pairs, path, SINK_KEYS)
     if not values:
         raise Invalid()
     return Sink(**values)
@@ -235,12 +268,31 @@ def _sinks(reader: NodeReader, node: Node, path: str) -> tuple[Sink, ...]:
     return tuple(sink for ok, sink in parsed if ok)
 
 
+#: The keys of the `alerts:` section.
+ALERTS_KEYS: Mapping[str, Field[Any]] = {
+    "dedup": duration().means(
+        "one alert per model and alert type per window, across every process sharing the state", default="10m"
+    ),
+    "sinks": Field(
+        _sinks,
+        {
+            "type": "array",
+            "items": {"oneOf": [object_schema({key: field}, required=(key,)) for key, field in SINK_KEYS.items()]},
+        },
+        "list of sinks",
+    ).means(
+        "where alerts go (benched, panic, exhausted, recovered): a list of {webhook: URL} and {command: TEXT}",
+        default=[],
+        example="[{webhook: http://127.0.0.1:9000/hooks/llm}]",
+    ),
+}
+
+
 def _alerts(reader: NodeReader, node: Node | None) -> Alerts:
     if node is None:
         return Alerts()
-    parsers: Mapping[str, Parser] = {"dedup": duration(), "sinks": _sinks}
-    pairs = reader.mapping(node, "alerts", parsers)
-    return Alerts(**reader.fields(pairs or {}, "alerts", parsers))
+    pairs = reader.mapping(node, "alerts", ALERTS_KEYS)
+    return Alerts(**reader.fields(pairs or {}, "alerts", ALERTS_KEYS))
 
 
 # ----------------------------------------------------------------------------- chains
@@ -265,6 +317,14 @@ class _Scope:
     chains: Collection[str]
 
 
+#: The one key of a credential (an item of an entry's `credentials:`).
+CREDENTIAL_KEYS: Mapping[str, Field[Any]] = {
+    "api_key_env": env_name(nullable=False).means(
+        "the NAME of the environment variable holding this key", example="ANTHROPIC_KEY_A"
+    ),
+}
+
+
 def _credentials(reader: NodeReader, node: Node, path: str) -> tuple[Credential, ...]:
     items = reader.sequence(node, path, what="a list like [{api_key_env: KEY_A}, {api_key_env: KEY_B}]")
     if items is None:
@@ -287,12 +347,37 @@ def _credential(reader: NodeReader, node: Node, path: str) -> Credential:
     return Credential(env_name(nullable=False)(reader, key_node, key_path(path, "api_key_env")))
 
 
-_ENTRY_PARSERS: Mapping[str, Parser] = {
-    "model": text,
-    "credentials": _credentials,
-    "api_key_env": env_name(nullable=False),
-    "daily_quota": integer(1),
-    **POLICY_PARSERS,
+#: "provider/model": the provider's name, then the model name sent on the wire.
+MODEL_SCHEMA = {"type": "string", "pattern": "^[^/]+/.+$"}
+
+#: The keys of an entry written as a mapping (besides every `defaults` setting, which it may override).
+ENTRY_KEYS: Mapping[str, Field[Any]] = {
+    "model": Field(text, MODEL_SCHEMA, "provider/model").means(
+        "provider/model: a provider's name (built-in or under providers:), then the model name the API is sent",
+        example="anthropic/claude-sonnet-4-5",
+    ),
+    "credentials": Field(
+        _credentials,
+        {"type": "array", "minItems": 1, "items": object_schema(CREDENTIAL_KEYS, required=("api_key_env",))},
+        "list of {api_key_env: NAME}",
+    ).means(
+        "several keys for one entry, tried in order; each is benched on its own (as provider/model#N). "
+        "Not with api_key_env",
+        example="[{api_key_env: ANTHROPIC_KEY_A}, {api_key_env: ANTHROPIC_KEY_B}]",
+    ),
+    "api_key_env": env_name(nullable=False).means(
+        "this entry's key variable, instead of its provider's. Not with credentials", example="OPENAI_KEY_TEAM_B"
+    ),
+    "daily_quota": integer(1).means(
+        "requests per UTC day this entry may take (counted in the shared state); past it the entry is skipped",
+        example="5000",
+    ),
+}
+_ENTRY_PARSERS: Mapping[str, Field[Any]] = {**ENTRY_KEYS, **POLICY_PARSERS}
+
+#: A chain item that nests another chain: `{chain: NAME}`.
+NESTED_KEYS: Mapping[str, Field[Any]] = {
+    "chain": text.means("another chain's name: its entries are put here, in order", example="cheap"),
 }
 _ITEM_SHAPE = '"provider/model", a mapping with model:, or {chain: NAME}'
 
@@ -301,7 +386,7 @@ def _item(reader: NodeReader, node: Node, path: str, scope: _Scope) -> Entry | _
     """One list item of a chain: an entry, a nested-chain reference, or None once reported."""
     if isinstance(node, ScalarNode) and node.tag == STR_TAG:
         return _entry(reader, node, path, scope, node, {})
-    pairs = reader.mapping(node, path, {**_ENTRY_PARSERS, "chain": text}, what=_ITEM_SHAPE)
+    pairs = reader.mapping(node, path, {**_ENTRY_PARSERS, **NESTED_KEYS}, what=_ITEM_SHAPE)
     if pairs is None:
         return None
     if "chain" in pairs:
@@ -324,7 +409,7 @@ def _nested(reader: NodeReader, pairs: Mapping[str, Pair], path: str) -> _Nested
         if key != "chain":
             reader.problem(key_node, key_path(path, key), "a nested chain item takes only 'chain:'")
     value_node = pairs["chain"][1]
-    ok, name = reader.parse(value_node, key_path(path, "chain"), text)
+    ok, name = reader.parse(value_node, key_path(path, "chain"), NESTED_KEYS["chain"])
     return _Nested(name, value_node, key_path(path, "chain")) if ok else None
 
 
@@ -378,7 +463,7 @@ def _chain_items(reader: NodeReader, node: Node, path: str, scope: _Scope) -> li
 
 
 #: A chain name is typed on the command line (`--chain NAME`) and shown in tables and events.
-_CHAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+CHAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _chains(reader: NodeReader, at: Node, node: Node | None, scope: _Scope) -> dict[str, Chain]:
@@ -389,7 +474,7 @@ def _chains(reader: NodeReader, at: Node, node: Node | None, scope: _Scope) -> d
         reader.problem(at, "chains", "no chains defined; expected chains: {NAME: [provider/model, ...]}")
     raw: dict[str, list[_Written]] = {}
     for name, (key_node, value) in (pairs or {}).items():
-        if not _CHAIN_NAME.fullmatch(name):
+        if not CHAIN_NAME.fullmatch(name):
             reader.problem(
                 key_node,
                 key_path("chains", name),
@@ -496,10 +581,24 @@ def _namespace(reader: NodeReader, node: Node, path: str) -> str:
     return value
 
 
-_STATE_PARSERS: Mapping[str, Parser] = {
-    "url": _state_url,
-    "password_env": env_name(nullable=True),
-    "namespace": _namespace,
+#: A URL whose user part carries a password (what `_state_url` refuses).
+_URL_WITH_PASSWORD = r"^([A-Za-z][A-Za-z0-9+.-]*:)?//[^/?#@]*:[^/?#@]+@"
+
+#: The keys of the `state:` section.
+STATE_KEYS: Mapping[str, Field[Any]] = {
+    "url": Field(
+        _state_url, {**text.schema, "not": {"type": "string", "pattern": _URL_WITH_PASSWORD}}, "store URL or path"
+    ).means(
+        "where the shared bench state and event log live: redis://host:6379/0 (rediss:// for TLS), "
+        "sqlite:///path or a plain file path. Never with a password in it",
+        example="redis://127.0.0.1:6379/0",
+    ),
+    "password_env": env_name(nullable=True).means(
+        "the NAME of the environment variable holding the store's password", example="REDIS_PASSWORD"
+    ),
+    "namespace": Field(_namespace, {"type": "string", "pattern": f"^{_NAMESPACE.pattern}$"}, "name").means(
+        "separates fleets that share one server (letters, digits, _ . -)", example="prod"
+    ),
 }
 
 
@@ -508,10 +607,10 @@ def _state(reader: NodeReader, node: Node | None) -> StateConfig | None:
     if node is None:
         return None
     what = "a mapping like {url: redis://host:6379/0, password_env: REDIS_PASSWORD, namespace: prod}"
-    pairs = reader.mapping(node, "state", _STATE_PARSERS, what=what)
+    pairs = reader.mapping(node, "state", STATE_KEYS, what=what)
     if pairs is None:
         return None
-    values = reader.fields(pairs, "state", _STATE_PARSERS)
+    values = reader.fields(pairs, "state", STATE_KEYS)
     if "url" not in pairs:
         reader.problem(node, "state", "missing key 'url' (like redis://host:6379/0 or a SQLite file path)")
     return StateConfig(**values) if "url" in values else None
@@ -520,7 +619,16 @@ def _state(reader: NodeReader, node: Node | None) -> StateConfig | None:
 # ------------------------------------------------------------------------------ whole
 
 
-_TOP_LEVEL = ("defaults", "alerts", "providers", "state", "chains")
+#: The sections of a config file and what each holds (only `chains:` is required).
+SECTIONS: Mapping[str, str] = {
+    "defaults": "the policy every entry follows unless the entry overrides a key",
+    "alerts": "where to send alerts when a failover starts or ends",
+    "providers": "endpoints beyond the built-in ones (openai, anthropic, ollama, gemini, mock), "
+    "or overrides of a built-in under its name",
+    "state": "where the bench state and event log shared by every process live (default: a SQLite file)",
+    "chains": "the failover chains, by name: each a list of entries tried in order",
+}
+_TOP_LEVEL = tuple(SECTIONS)
 
 
 def _build(reader: NodeReader, root: Node | None) -> Config | None:

@@ -50,11 +50,14 @@ class Settings:
 ValueKind = WholeNumber | Number | Duration | Settings
 
 SETTING = "llmfail.setting"  # the metadata key a setting's ValueKind is stored under
+MEANING = "llmfail.meaning"  # the metadata key of what a setting does (for the schema and the reference)
 
 
-def setting(default: Any, kind: ValueKind) -> Any:
-    """A dataclass field that the config file can set, written as `kind`."""
-    return field(default=default, metadata={SETTING: kind})
+def setting(default: Any, kind: ValueKind | None, meaning: str) -> Any:
+    """A dataclass field that the config file can set, written as `kind` (None for a `Literal` field,
+    whose choices are its type). `meaning` is what the schema and docs/configuration.md say it does."""
+    metadata = {MEANING: meaning} if kind is None else {SETTING: kind, MEANING: meaning}
+    return field(default=default, metadata=metadata)
 
 
 def setting_names(cls: type) -> tuple[str, ...]:
@@ -68,8 +71,8 @@ def setting_names(cls: type) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class Backoff:
-    base: float = setting(0.2, Duration())
-    max: float = setting(10.0, Duration())
+    base: float = setting(0.2, Duration(), "the wait before the second try; it doubles with each try after that")
+    max: float = setting(10.0, Duration(), "the longest wait between two tries")
 
 
 @dataclass(frozen=True)
@@ -85,26 +88,66 @@ class Policy:
     behaviour, so it takes no part in equality.
     """
 
-    attempts: int = setting(3, WholeNumber(1))
+    attempts: int = setting(3, WholeNumber(1), "tries per entry on retryable errors (the first one included)")
     backoff: Backoff = field(
-        default_factory=Backoff, metadata={SETTING: Settings("a mapping like {base: 200ms, max: 10s}")}
+        default_factory=Backoff,
+        metadata={
+            SETTING: Settings("a mapping like {base: 200ms, max: 10s}"),
+            MEANING: "the wait between two tries of one entry: exponential from `base` up to `max`, with full "
+            "jitter; an entry may override one of the two keys and keep the other",
+        },
     )
-    cooldown: float = setting(30.0, Duration())
-    max_cooldown_factor: float = setting(1.0, Number(1))
-    auth_cooldown: float = setting(600.0, Duration())
-    max_retry_wait: float = setting(5.0, Duration())
-    timeout: float = setting(30.0, Duration(positive=True))
-    first_token_timeout: float = setting(10.0, Duration(positive=True))
-    idle_timeout: float = setting(15.0, Duration(positive=True))
-    deadline: float = setting(120.0, Duration(positive=True))
-    on_all_benched: Literal["try_all", "fail"] = "try_all"
-    on_invalid_request: Literal["next", "fail"] = "next"
-    on_content_filter: Literal["fail", "next"] = "fail"
-    mid_stream: Literal["error", "restart"] = "error"
-    slow_threshold: float = setting(10.0, Duration())
-    on_slow: Literal["demote", "ignore"] = "demote"
-    retention: float = setting(30 * 86400.0, Duration())
-    max_tokens: int = setting(1024, WholeNumber(1))  # sent when the caller gives none (Anthropic requires one)
+    cooldown: float = setting(30.0, Duration(), "how long an entry is benched after it fails")
+    max_cooldown_factor: float = setting(
+        1.0,
+        Number(1),
+        "above 1, repeated benches of one entry grow: cooldown × min(factor, benches since its last success)",
+    )
+    auth_cooldown: float = setting(
+        600.0, Duration(), "the bench length for a dead key or model (401, 403, 404, out of credit)"
+    )
+    max_retry_wait: float = setting(
+        5.0, Duration(), "the longest Retry-After honoured by waiting; a longer one benches the entry and moves on"
+    )
+    timeout: float = setting(
+        30.0, Duration(positive=True), "per attempt: connecting plus waiting for the response headers"
+    )
+    first_token_timeout: float = setting(
+        10.0,
+        Duration(positive=True),
+        "streaming: the longest wait for the first piece of content once headers arrived "
+        "(raise it for reasoning models)",
+    )
+    idle_timeout: float = setting(15.0, Duration(positive=True), "streaming: the longest silence between two chunks")
+    deadline: float = setting(120.0, Duration(positive=True), "the whole request: every entry and every wait together")
+    on_all_benched: Literal["try_all", "fail"] = setting(
+        "try_all",
+        None,
+        "when every entry is benched: `try_all` walks them all anyway, once each in chain order (panic mode); "
+        "`fail` fails at once and says when the first bench ends",
+    )
+    on_invalid_request: Literal["next", "fail"] = setting(
+        "next", None, "after a 400 or 422 that is not a context-length error: try the `next` entry or `fail`"
+    )
+    on_content_filter: Literal["fail", "next"] = setting(
+        "fail", None, "when a provider refuses the content: `fail` the request or try the `next` entry"
+    )
+    mid_stream: Literal["error", "restart"] = setting(
+        "error",
+        None,
+        "when a stream breaks after content was sent: report an `error`, or `restart` with the next entry's "
+        "answer from the start",
+    )
+    slow_threshold: float = setting(
+        10.0, Duration(), "the first-token latency above which a healthy entry counts as slow"
+    )
+    on_slow: Literal["demote", "ignore"] = setting(
+        "demote", None, "`demote` tries slow entries after the fast ones; `ignore` keeps the written order"
+    )
+    retention: float = setting(30 * 86400.0, Duration(), "events older than this are pruned from the log")
+    max_tokens: int = setting(
+        1024, WholeNumber(1), "the max_tokens sent when the caller gives none (Anthropic requires one)"
+    )
     explicit: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def defaulted(self, changes: Mapping[str, Any]) -> Policy:

@@ -21,17 +21,21 @@ class ProviderType:
     adapter: str  # "module:Class", imported on first use
     base_url: str | None  # the vendor's endpoint; None for mock (no network)
     api_key_env: str | None  # the variable the vendor's docs use; None when the API needs no key
+    starter_model: str | None = None  # what `llmfail init` puts in a chain when the key is set
 
 
 PROVIDER_TYPES: Mapping[str, ProviderType] = {
     kind.name: kind
     for kind in (
-        ProviderType("openai", "llmfail.providers.openai:OpenAIAdapter", "https://api.openai.com/v1", "OPENAI_API_KEY"),
+        ProviderType(
+            "openai", "llmfail.providers.openai:OpenAIAdapter", "https://api.openai.com/v1", "OPENAI_API_KEY", "gpt-4o"
+        ),
         ProviderType(
             "anthropic",
             "llmfail.providers.anthropic:AnthropicAdapter",
             "https://api.anthropic.com",
             "ANTHROPIC_API_KEY",
+            "claude-sonnet-4-5",
         ),
         ProviderType("ollama", "llmfail.providers.ollama:OllamaAdapter", "http://127.0.0.1:11434", None),
         ProviderType(
@@ -39,6 +43,7 @@ PROVIDER_TYPES: Mapping[str, ProviderType] = {
             "llmfail.providers.gemini:GeminiAdapter",
             "https://generativelanguage.googleapis.com",
             "GEMINI_API_KEY",
+            "gemini-2.5-flash",
         ),
         ProviderType("mock", "llmfail.providers.mock:MockAdapter", None, None),
     )

@@ -29,6 +29,7 @@ from ..config.fields import duration, text
 from ..config.yaml_nodes import (
     Invalid,
     NodeReader,
+    Parser,
     compose,
     decode,
     index_path,
@@ -184,7 +185,7 @@ def _fault(reader: NodeReader, node: Node, path: str) -> FaultSpec:
         raise Invalid(exc.message) from None
 
 
-_PHASE_PARSERS = {"at": duration(), "name": text, "faults": _faults}
+_PHASE_PARSERS: dict[str, Parser] = {"at": duration(), "name": text, "faults": _faults}
 
 
 def _phase(reader: NodeReader, node: Node, path: str, index: int) -> tuple[Phase, Node] | None:
@@ -200,7 +201,12 @@ def _phase(reader: NodeReader, node: Node, path: str, index: int) -> tuple[Phase
     return Phase(values.get("name") or f"phase {index + 1}", values["at"], values.get("faults", ())), pairs["at"][1]
 
 
-_SCENARIO_PARSERS = {"rate": _rate, "duration": duration(positive=True), "latency": duration(), "chain": text}
+_SCENARIO_PARSERS: dict[str, Parser] = {
+    "rate": _rate,
+    "duration": duration(positive=True),
+    "latency": duration(),
+    "chain": text,
+}
 
 
 def _build(reader: NodeReader, root: Node | None, path: str) -> Scenario | None:
