@@ -82,9 +82,10 @@ def failure_json(chain: str, error: LlmfailError, attempts: list[Attempt], laten
 
 @dataclass(frozen=True)
 class Token:
-    """Text handed to a streaming caller."""
+    """Text handed to a streaming caller, and the entry that sent it."""
 
     text: str
+    model: str | None = None
 
 
 @dataclass(frozen=True)
