@@ -429,7 +429,7 @@ class Engine:
             if w.ttft is None:
                 w.ttft = self.clock() - w.start
             w.shown.append(text)
-            await emit(Token(text, w.current))
+            await emit(Token(text, w.current, w.failovers))
 
         return hand
 
@@ -532,6 +532,7 @@ class Engine:
             attempts=w.attempts,
             warnings=warnings,
             panic=w.panic,
+            finish_reason=completion.finish_reason,
         )
 
     def _request_event(

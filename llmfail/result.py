@@ -46,6 +46,7 @@ class Result:
     attempts: list[Attempt] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     panic: bool = False
+    finish_reason: str | None = None  # the answering provider's own word ("stop", "end_turn", "STOP"...)
 
     def to_json(self) -> dict[str, Any]:
         """The SPEC §6 `run --json` shape."""
@@ -86,6 +87,7 @@ class Token:
 
     text: str
     model: str | None = None
+    failovers: int = 0  # failovers before this text (a gateway's response headers quote them)
 
 
 @dataclass(frozen=True)
