@@ -128,14 +128,16 @@ async def _serve(
     loop.add_signal_handler(signal.SIGHUP, reload, engine, reload_config)
     try:
         code = await stopped
+        # A second SIGTERM while draining (a supervisor repeating itself) changes nothing.
+        loop.add_signal_handler(signal.SIGTERM, log.info, "llmfail serve: already stopping")
+        app[GATEWAY].draining = True
+        in_flight = app[GATEWAY].in_flight
+        log.info("llmfail serve: stopping; %d request(s) in flight get up to %gs to finish", in_flight, grace)
+        await runner.cleanup()
+        await engine.aclose()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(signum)
-    app[GATEWAY].draining = True
-    in_flight = app[GATEWAY].in_flight
-    log.info("llmfail serve: stopping; %d request(s) in flight get up to %gs to finish", in_flight, grace)
-    await runner.cleanup()
-    await engine.aclose()
     log.info("llmfail serve: stopped")
     return code
 
