@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,6 +48,10 @@ log = logging.getLogger("llmfail")
 BODY_LIMIT = 4 * 1024 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+#: What the access line reports about the request being handled (chain, status, model, failovers,
+#: request_id), filled in by the handler; a context variable, since one task runs both.
+_NOTE: ContextVar[dict[str, Any]] = ContextVar("llmfail_serve_note")
 
 
 @dataclass
@@ -102,7 +107,9 @@ def create_app(
     body_limit: int = BODY_LIMIT,
 ) -> web.Application:
     """The gateway as an aiohttp application (run it with `llmfail.serve.server.serve`, or a test client)."""
-    gateway = Gateway(engine, keys=keys, admin_token=admin_token or None, max_concurrency=max_concurrency)
+    gateway = Gateway(
+        engine, keys=keys, admin_token=admin_token or None, max_concurrency=max_concurrency, clock=engine.clock
+    )
     app = web.Application(middlewares=[_access_and_errors, _client_keys], client_max_size=body_limit)
     app[GATEWAY] = gateway
     app.router.add_post("/v1/chat/completions", chat_completions)
@@ -124,7 +131,7 @@ async def _access_and_errors(request: web.Request, handler: Handler) -> web.Stre
     """One access-log line per request; aiohttp's own errors (404, 405, 413) in OpenAI's shape."""
     began = time.perf_counter()
     note: dict[str, Any] = {}
-    request["llmfail"] = note
+    _NOTE.set(note)
     status = 500
     try:
         response = await handler(request)
@@ -183,7 +190,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 
 
 async def _chat(request: web.Request, gateway: Gateway) -> web.StreamResponse:
-    note = request["llmfail"]
+    note = _NOTE.get()
     try:
         call = parse_chat(json.loads(await request.read()))
     except BadRequest as bad:
@@ -245,7 +252,7 @@ async def _stream(request: web.Request, gateway: Gateway, call: ChatCall, reques
     whole one. Under `mid_stream: restart` a chunk carrying `x_llmfail_restart` says the
     text so far is void and the next entry's whole answer follows.
     """
-    note = request["llmfail"]
+    note = _NOTE.get()
     created = int(gateway.clock())
     response: web.StreamResponse | None = None
 
