@@ -35,6 +35,19 @@ def operator() -> dict[str, str]:
     return {"user": user, "host": socket.gethostname()}
 
 
+def config_digest(config: Config) -> str | None:
+    """The SHA-256 of the config's file as it is now; None for a config that is not a readable file."""
+    import hashlib
+
+    if config.path.startswith("<"):
+        return None
+    try:
+        with open(config.path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
 def audit_config(
     store: Store,
     config: Config,
@@ -43,6 +56,7 @@ def audit_config(
     journal: Journal | None = None,
     reason: str = "config file changed",
     always: bool = False,
+    digest: str | None = None,
 ) -> Event | None:
     """A `config_changed` event when the config file differs from the one last used with this
     state DB (its SHA-256 is kept in the DB's meta, per file path).
@@ -53,18 +67,12 @@ def audit_config(
     a config that is not a readable file (built-in, parsed from a string) is skipped.
     `always` records the event even then, or when the file is unchanged: a running
     process that loads its config again (`Engine.reload`) says so whatever the file holds.
+    `digest` is the file's hash when it was loaded (default: the file's hash now), for a
+    caller that audits a config after its file may have been edited again.
     The event goes through `journal` (or a bare `Journal(store)`); the stored event is returned.
     """
-    import hashlib
-
-    digest: str | None = None
+    digest = digest or config_digest(config)
     path = config.path
-    if not config.path.startswith("<"):
-        try:
-            with open(config.path, "rb") as handle:
-                digest = hashlib.sha256(handle.read()).hexdigest()
-        except OSError:
-            pass
     previous = None
     if digest is not None:
         path = os.path.abspath(config.path)

@@ -160,6 +160,10 @@ class Engine:
         self.journal = Journal(self.store, clock=clock, retention=config.policy.retention)
         self._alerter = self._subscribe_alerts(config)
         # The config audit waits for the first write, so observers subscribed after construction see it.
+        self._audited = False
+        from .audit import config_digest
+
+        self._digest = config_digest(config)  # the file as loaded: what the deferred audit records
         self.journal.before_next_write(self._audit_config)
         self.health = HealthTracker(self.store, clock, self._emit)
         self._keys: dict[str, tuple[Chain, list[str]]] = {}
@@ -275,6 +279,7 @@ class Engine:
         sinks are rebuilt from the new config.
         """
         old = self.config
+        self._audit_config()  # the config it replaces is recorded first, as the baseline of the change
         if config.state != old.state:
             log.warning("llmfail: the config's state: section changed; the store in use is kept until a restart")
         self.config = config
@@ -394,12 +399,15 @@ class Engine:
         """A config file that changed since this state DB last saw it is a `config_changed` event.
 
         Done just before the engine's first write rather than in `__init__`, so observers
-        subscribed right after construction see it too.
+        subscribed right after construction see it too (or by `reload`, if that comes first).
         """
+        if self._audited:
+            return
+        self._audited = True
         try:
             from .audit import audit_config
 
-            audit_config(self.store, self.config, self.clock(), journal=self.journal)
+            audit_config(self.store, self.config, self.clock(), journal=self.journal, digest=self._digest)
         except LlmfailError:
             log.warning("llmfail: recording the config's hash failed", exc_info=True)
 
