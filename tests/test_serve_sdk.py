@@ -7,6 +7,7 @@ another. The SIGTERM test starts a second process, since it stops it.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -49,6 +50,7 @@ PROVIDERS = {
     "manual-spare": ("openai", "/manual-spare/v1"),
     "slow": ("openai", "/slow/v1"),
     "watched": ("openai", "/watched/v1"),
+    "dash": ("openai", "/dash/v1"),
     "ant": ("anthropic", "/ant"),
     "gem": ("gemini", "/gem"),
     "oll": ("ollama", "/oll"),
@@ -64,6 +66,7 @@ CHAINS = {
     "manual": ["manual/m", "manual-spare/m"],
     "slow": ["slow/m"],
     "watched": ["watched/m"],
+    "dash": ["dash/m"],
     "anthropic": ["ant/claude"],
     "gemini": ["gem/gemini-2.5-flash"],
     "ollama": ["oll/llama3.2"],
@@ -443,3 +446,23 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(tmp_path, server
         if process.proc and process.proc.poll() is None:
             process.proc.kill()
     assert answers_[0].choices[0].message.content == "drained"
+
+
+async def test_the_servers_requests_appear_on_the_dashboard(served, client, server):
+    from llmfail.config import load_config
+    from llmfail.tui import create_app
+
+    from .test_tui import SIZE, cell, loaded, until
+
+    answers(server, "dash", "seen")
+    store = SqliteStore(str(served.db))
+    app = create_app(load_config(served.config), store, chain="dash")
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            assert cell(app, "dash/m", "requests") in ("", "0")
+            await asyncio.to_thread(ask, client, "dash")
+            await until(pilot, lambda: cell(app, "dash/m", "requests") == "1")
+            assert cell(app, "dash/m", "state") == "healthy"
+    finally:
+        store.close()
