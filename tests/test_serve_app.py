@@ -171,6 +171,17 @@ async def test_a_request_refused_for_its_content_or_length_is_a_400_with_openais
     assert got == status and error["error"]["code"] == expected
 
 
+async def test_every_daily_quota_used_up_is_a_429_insufficient_quota(make_engine, server):
+    route(server, "a", Calls(ok()))
+    engine = make_engine(TWO.replace("main: [a/m1, b/m2]", "main: [{model: a/m1, daily_quota: 1}]"))
+    async with TestClient(TestServer(create_app(engine))) as client:
+        assert (await post(client))[0] == 200
+        status, error, _ = await post(client)
+    await engine.aclose()
+    assert status == 429 and error["error"]["code"] == "insufficient_quota"
+    assert error["error"]["causes"][0]["kind"] == "quota"
+
+
 async def test_every_entry_benched_answers_503_with_retry_after_even_for_a_stream(gateway):
     client = await gateway()
     engine_of(client).bench("a/m1", "90s")

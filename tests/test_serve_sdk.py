@@ -51,6 +51,7 @@ PROVIDERS = {
     "slow": ("openai", "/slow/v1"),
     "watched": ("openai", "/watched/v1"),
     "dash": ("openai", "/dash/v1"),
+    "trickle": ("openai", "/trickle/v1"),
     "ant": ("anthropic", "/ant"),
     "gem": ("gemini", "/gem"),
     "oll": ("ollama", "/oll"),
@@ -67,6 +68,7 @@ CHAINS = {
     "slow": ["slow/m"],
     "watched": ["watched/m"],
     "dash": ["dash/m"],
+    "trickle": ["trickle/m"],
     "anthropic": ["ant/claude"],
     "gemini": ["gem/gemini-2.5-flash"],
     "ollama": ["oll/llama3.2"],
@@ -358,6 +360,35 @@ def test_a_client_that_disconnects_cancels_its_upstream_request_and_benches_noth
         release.set()
     assert [(r.kind, r.data["ok"]) for r in rows] == [("cancelled", False)]
     assert events(served, types=["benched", "attempt_failed"], model="slow/m") == []
+
+
+def test_a_client_that_leaves_a_stream_midway_cancels_it_and_benches_nothing(served, client, server):
+    release = threading.Event()
+    first, rest = PROTOCOLS["openai"]().stream_events("early words later", "m", (1, 1), False)[1:2], b""
+
+    def trickle(request: Request) -> Response:
+        def body() -> Iterator[bytes]:
+            yield from first
+            release.wait(10)  # the rest of the answer never comes while the client is there
+            yield rest
+
+        return Response(body(), content_type="text/event-stream")
+
+    server.expect_request(path("trickle")).respond_with_handler(trickle)
+    try:
+        stream = client.chat.completions.create(
+            model="trickle", messages=[{"role": "user", "content": "x"}], stream=True
+        )
+        assert next(iter(stream)).choices[0].delta.content == "early "
+        stream.close()
+        deadline = time.monotonic() + 10
+        while not (rows := events(served, types=["request"], chain="trickle")):
+            assert time.monotonic() < deadline, served.stderr()
+            time.sleep(0.02)
+    finally:
+        release.set()
+    assert [(r.kind, r.data["ok"]) for r in rows] == [("cancelled", False)]
+    assert events(served, types=["benched", "attempt_failed", "stream_interrupted"], model="trickle/m") == []
 
 
 def test_the_servers_requests_appear_in_events_follow(served, client, server):
