@@ -84,12 +84,15 @@ def loopback_only() -> None:
 # ---------------------------------------------------------------------------- clients
 
 
-async def aiohttp_client(base: str, case: str) -> tuple[Callable[[], Awaitable[str]], Callable[[], Awaitable[None]]]:
+def aiohttp_session() -> Any:
+    """The floor's HTTP client: raw aiohttp, 100 pooled connections, no timeout."""
     import aiohttp
 
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=None)
-    )
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=None))
+
+
+async def aiohttp_client(base: str, case: str) -> tuple[Callable[[], Awaitable[str]], Callable[[], Awaitable[None]]]:
+    session = aiohttp_session()
     url = f"{base}/chat/completions"
     chain = CHAINS[case] if case == "failover" else CHAINS[case][1:] if case == "benched" else CHAINS[case]
 
@@ -109,11 +112,7 @@ async def gateway_client(
     url: str, model: str, key: str | None
 ) -> tuple[Callable[[], Awaitable[str]], Callable[[], Awaitable[None]]]:
     """The floor's client, sending every request once to a gateway that walks the chain itself."""
-    import aiohttp
-
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=None)
-    )
+    session = aiohttp_session()
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     body = {"model": model, "messages": MESSAGES}
 

@@ -122,6 +122,21 @@ def events(served: ServeProcess, **query: Any) -> list[Any]:
         store.close()
 
 
+def outcome_rows(served: ServeProcess, chain: str) -> list[Any]:
+    """The chain's `request` rows, once there is one (polled: the server writes it when the walk ends)."""
+    deadline = time.monotonic() + 10
+    while not (rows := events(served, types=["request"], chain=chain)):
+        assert time.monotonic() < deadline, served.stderr()
+        time.sleep(0.02)
+    return rows
+
+
+def cli(served: ServeProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    """An llmfail command in another process, on the server's config and state store."""
+    command = [sys.executable, "-m", "llmfail.cli", "--config", str(served.config), "--db", str(served.db), *args]
+    return subprocess.run(command, env=served.env, capture_output=True, text=True, timeout=60)
+
+
 def path(provider: str) -> str:
     type_, base = PROVIDERS[provider]
     if type_ == "gemini":
@@ -235,14 +250,7 @@ def test_an_unknown_chain_is_a_404_model_not_found_that_lists_the_chains(client)
 
 def test_a_chain_whose_entries_are_all_benched_answers_503_with_retry_after(client, served, server):
     for model in CHAINS["gone"]:
-        bench = subprocess.run(
-            [sys.executable, "-m", "llmfail.cli", "--config", str(served.config), "--db", str(served.db)]
-            + ["bench", model, "--for", "5m", "--reason", "test"],
-            env=served.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        bench = cli(served, "bench", model, "--for", "5m", "--reason", "test")
         assert bench.returncode == 0, bench.stderr
     with pytest.raises(openai.InternalServerError) as caught:
         ask(client, "gone")
@@ -256,14 +264,7 @@ def test_a_bench_made_with_the_cli_in_another_process_is_honoured_on_the_next_re
     answers(server, "manual")
     answers(server, "manual-spare", "spare answer")
     assert ask(client, "manual").headers["x-llmfail-model"] == "manual/m"
-    subprocess.run(
-        [sys.executable, "-m", "llmfail.cli", "--config", str(served.config), "--db", str(served.db)]
-        + ["bench", "manual/m", "--for", "10m"],
-        env=served.env,
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
+    assert cli(served, "bench", "manual/m", "--for", "10m").returncode == 0
     assert ask(client, "manual").headers["x-llmfail-model"] == "manual-spare/m"
     assert calls(server, "manual") == 1
 
@@ -352,10 +353,7 @@ def test_a_client_that_disconnects_cancels_its_upstream_request_and_benches_noth
     try:
         with impatient, pytest.raises(openai.APITimeoutError):
             impatient.chat.completions.create(model="slow", messages=[{"role": "user", "content": "hi"}])
-        deadline = time.monotonic() + 10
-        while not (rows := events(served, types=["request"], chain="slow")):
-            assert time.monotonic() < deadline, served.stderr()
-            time.sleep(0.02)
+        rows = outcome_rows(served, "slow")
     finally:
         release.set()
     assert [(r.kind, r.data["ok"]) for r in rows] == [("cancelled", False)]
@@ -381,10 +379,7 @@ def test_a_client_that_leaves_a_stream_midway_cancels_it_and_benches_nothing(ser
         )
         assert next(iter(stream)).choices[0].delta.content == "early "
         stream.close()
-        deadline = time.monotonic() + 10
-        while not (rows := events(served, types=["request"], chain="trickle")):
-            assert time.monotonic() < deadline, served.stderr()
-            time.sleep(0.02)
+        rows = outcome_rows(served, "trickle")
     finally:
         release.set()
     assert [(r.kind, r.data["ok"]) for r in rows] == [("cancelled", False)]
