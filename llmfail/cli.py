@@ -1220,22 +1220,18 @@ def serve(
     grace_s = _duration("--grace", grace)
     config = load()
     store = open_request_store(config)
-    from .serve.server import run_server
+    from .serve.server import ServeSettings, run_server
 
-    keys = [k.strip() for k in os.environ.get("LLMFAIL_SERVE_KEYS", "").split(",") if k.strip()]
+    settings = ServeSettings(
+        host=host,
+        port=port,
+        max_concurrency=max_concurrency,
+        grace=grace_s,
+        keys=[k.strip() for k in os.environ.get("LLMFAIL_SERVE_KEYS", "").split(",") if k.strip()],
+        admin_token=os.environ.get("LLMFAIL_ADMIN_TOKEN") or None,
+    )
     try:
-        code = run_server(
-            config,
-            store,
-            host=host,
-            port=port,
-            max_concurrency=max_concurrency,
-            grace=grace_s,
-            reload_config=load,
-            keys=keys,
-            admin_token=os.environ.get("LLMFAIL_ADMIN_TOKEN") or None,
-            debug=_opts.debug,
-        )
+        code = run_server(config, store, settings, load, debug=_opts.debug)
     finally:
         store.close()
     raise typer.Exit(code)

@@ -19,6 +19,7 @@ import logging
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiohttp import web
@@ -47,73 +48,56 @@ def _log_to_stderr(debug: bool) -> None:
     root.propagate = False
 
 
+@dataclass(frozen=True)
+class ServeSettings:
+    """How `llmfail serve` runs: the command's options and the keys from the environment."""
+
+    host: str = "127.0.0.1"
+    port: int = 4000
+    max_concurrency: int = 128
+    grace: float = 30.0
+    keys: Sequence[str] = ()  # LLMFAIL_SERVE_KEYS: client keys (none: no client key needed)
+    admin_token: str | None = None  # LLMFAIL_ADMIN_TOKEN: the admin API's token (None: no admin API)
+
+
 def run_server(
-    config: Config,
-    store: Store,
-    *,
-    host: str,
-    port: int,
-    max_concurrency: int,
-    grace: float,
-    reload_config: Callable[[], Config],
-    keys: Sequence[str] = (),
-    admin_token: str | None = None,
-    debug: bool = False,
+    config: Config, store: Store, settings: ServeSettings, reload_config: Callable[[], Config], *, debug: bool = False
 ) -> ExitCode:
-    """Serve until SIGTERM or Ctrl-C; the process's exit code."""
+    """Serve until SIGTERM or Ctrl-C; the process's exit code. SIGHUP calls `reload_config`."""
     _log_to_stderr(debug)
-    return asyncio.run(
-        _serve(
-            config,
-            store,
-            host=host,
-            port=port,
-            max_concurrency=max_concurrency,
-            grace=grace,
-            reload_config=reload_config,
-            keys=keys,
-            admin_token=admin_token,
-        )
-    )
+    return asyncio.run(_serve(config, store, settings, reload_config))
 
 
 async def _serve(
-    config: Config,
-    store: Store,
-    *,
-    host: str,
-    port: int,
-    max_concurrency: int,
-    grace: float,
-    reload_config: Callable[[], Config],
-    keys: Sequence[str],
-    admin_token: str | None,
+    config: Config, store: Store, settings: ServeSettings, reload_config: Callable[[], Config]
 ) -> ExitCode:
     engine = Engine(config, store)
-    app = create_app(engine, keys=keys, admin_token=admin_token, max_concurrency=max_concurrency)
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=grace, access_log=None)
+    app = create_app(
+        engine, keys=settings.keys, admin_token=settings.admin_token, max_concurrency=settings.max_concurrency
+    )
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=settings.grace, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = web.TCPSite(runner, settings.host, settings.port)
     try:
         await site.start()
     except OSError as error:
         await runner.cleanup()
         await engine.aclose()
         raise LlmfailError(
-            f"cannot listen on {host}:{port}: {error.strerror or error}",
+            f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}",
             hint="pass another --port (0 picks a free one)",
         ) from None
     bound = runner.addresses[0]
     log.info(
         "llmfail serve: listening on http://%s:%d (chains: %s; config %s)",
-        host,
+        settings.host,
         bound[1],
         ", ".join(config.chains),
         config.path,
     )
-    if keys:
-        log.info("llmfail serve: client keys required (%d set in LLMFAIL_SERVE_KEYS)", len(keys))
-    if admin_token:
+    if settings.keys:
+        log.info("llmfail serve: client keys required (%d set in LLMFAIL_SERVE_KEYS)", len(settings.keys))
+    if settings.admin_token:
         log.info("llmfail serve: admin API on under /admin/ (LLMFAIL_ADMIN_TOKEN is set)")
 
     loop = asyncio.get_running_loop()
@@ -132,7 +116,7 @@ async def _serve(
         loop.add_signal_handler(signal.SIGTERM, log.info, "llmfail serve: already stopping")
         app[GATEWAY].draining = True
         in_flight = app[GATEWAY].in_flight
-        log.info("llmfail serve: stopping; %d request(s) in flight get up to %gs to finish", in_flight, grace)
+        log.info("llmfail serve: stopping; %d request(s) in flight get up to %gs to finish", in_flight, settings.grace)
         await runner.cleanup()
         await engine.aclose()
     finally:
