@@ -153,6 +153,7 @@ async def test_an_exhausted_chain_is_a_502_listing_each_cause_without_secrets(ga
     ]
     assert CANARY_KEY not in json.dumps(error)
     assert headers["x-llmfail-failovers"] == "1" and "x-llmfail-model" not in headers
+    assert headers["x-should-retry"] == "false"  # the engine retried already: SDKs must not multiply it
 
 
 @pytest.mark.parametrize(

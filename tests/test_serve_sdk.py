@@ -253,10 +253,12 @@ def test_a_chain_whose_entries_are_all_benched_answers_503_with_retry_after(clie
         bench = cli(served, "bench", model, "--for", "5m", "--reason", "test")
         assert bench.returncode == 0, bench.stderr
     with pytest.raises(openai.InternalServerError) as caught:
-        ask(client, "gone")
+        ask(client.with_options(max_retries=2), "gone")
     response = caught.value.response
     assert response.status_code == 503 and caught.value.body["code"] == "all_benched"
     assert 290 <= int(response.headers["Retry-After"]) <= 300
+    served.wait_for("chain=gone ")  # the access line is written just after the answer
+    assert served.stderr().count("chain=gone ") == 1  # x-should-retry: false, so the SDK did not retry
     assert calls(server, "gone1") + calls(server, "gone2") == 0
 
 

@@ -180,7 +180,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             503,
             f"the gateway is at its limit of {gateway.max_concurrency} concurrent requests; retry shortly",
             "overloaded",
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": "1", "x-should-retry": "true"},
         )
     gateway.in_flight += 1
     try:
@@ -235,12 +235,14 @@ def _failovers(error: LlmfailError) -> int:
 
 
 def _failed(note: dict[str, Any], error: LlmfailError, now: float, request_id: str) -> web.Response:
+    """A walk that failed. The engine has done every retry its policy allows, so the answer tells
+    SDKs not to retry it on their own (`x-should-retry: false`, which the OpenAI SDKs honour):
+    their automatic retries would multiply the attempts of an outage by three."""
     answer = error_answer(error, now)
     failovers = _failovers(error)
     note.update(failovers=failovers)
-    return web.json_response(
-        answer.body, status=answer.status, headers={**answer.headers, **_headers(None, failovers, request_id)}
-    )
+    headers = {**answer.headers, **_headers(None, failovers, request_id), "x-should-retry": "false"}
+    return web.json_response(answer.body, status=answer.status, headers=headers)
 
 
 async def _stream(request: web.Request, gateway: Gateway, call: ChatCall, request_id: str) -> web.StreamResponse:
