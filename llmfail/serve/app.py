@@ -12,6 +12,7 @@ engine's walk, which records the request as `cancelled` and benches nothing.
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
@@ -300,16 +301,19 @@ async def _stream(request: web.Request, gateway: Gateway, call: ChatCall, reques
         if response is None:
             return _failed(note, error, gateway.clock(), request_id)
         answer = error_answer(error, gateway.clock())
-        body = answer.body
-        body["error"]["code"] = "stream_interrupted"
+        answer.body["error"]["code"] = "stream_interrupted"
         note.update(status=answer.status, failovers=_failovers(error))
-        await send(body)
-    except ConnectionResetError:  # the client left while we wrote: stop the walk (outcome: cancelled)
+        with contextlib.suppress(ConnectionResetError):  # nobody left to tell
+            await send(answer.body)
+    except ConnectionResetError:  # the client left while we wrote: the walk stops (outcome: cancelled)
         note.update(status=499)
+        assert response is not None
+        return response
     finally:
         await items.aclose()  # type: ignore[attr-defined]
     assert response is not None
-    await response.write_eof()
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
     return response
 
 
