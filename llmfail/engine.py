@@ -291,7 +291,10 @@ class Engine:
             self._alerter = self._subscribe_alerts(config)
         from .audit import audit_config
 
-        audit_config(self.store, config, self.clock(), journal=self.journal, reason="config reloaded", always=True)
+        try:
+            audit_config(self.store, config, self.clock(), journal=self.journal, reason="config reloaded", always=True)
+        except LlmfailError:  # the new config is in use: a store that cannot record it only loses the event
+            log.warning("llmfail: recording the config reload failed", exc_info=True)
 
     async def attempt_once(self, entry: Entry, request: ChatRequest, api_key: str | None) -> Timed:
         """One attempt at `entry` outside any walk, for health checks (`llmfail.probe`).
