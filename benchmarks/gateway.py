@@ -19,14 +19,22 @@ LiteLLM runs with cooldowns disabled, so every request really tries the primary
 and falls back; the fake's hit counts confirm it).
 
 Added latency is the gateway's p50 minus the direct p50, at c=1. LiteLLM's proxy
-needs `pip install 'litellm[proxy]'` (the `bench` extra); its rows are skipped,
-with a note, without it.
+needs `litellm[proxy]`, which pins rich<14 while Textual needs rich>=14.2, so it
+does not belong in llmfail's venv: install it in a venv of its own and name its
+`litellm` with `--litellm`:
+
+    python3 -m venv /tmp/litellm-proxy && /tmp/litellm-proxy/bin/pip install 'litellm[proxy]'
+    python benchmarks/gateway.py --litellm /tmp/litellm-proxy/bin/litellm
+
+Without `--litellm`, the `litellm` beside this Python is used when its proxy's
+dependencies import here; otherwise LiteLLM's rows are skipped, with a note.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import socket
@@ -81,7 +89,7 @@ def llmfail_serve(fake: int, case: str, workdir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def litellm_proxy(fake: int, case: str, workdir: Path) -> Iterator[str]:
+def litellm_proxy(litellm: str, fake: int, case: str, workdir: Path) -> Iterator[str]:
     config = workdir / f"litellm-{case}.yaml"
     lines = ["model_list:"]
     for name, model in zip("abc", CASES[case], strict=True):
@@ -105,7 +113,6 @@ def litellm_proxy(fake: int, case: str, workdir: Path) -> Iterator[str]:
         "LITELLM_TELEMETRY": "False",
         "LITELLM_LOG": "ERROR",
     }
-    litellm = os.path.join(os.path.dirname(sys.executable), "litellm")
     with (workdir / f"litellm-{case}.log").open("wb") as log:
         proc = subprocess.Popen(
             [litellm, "--config", str(config), "--port", str(port), "--host", "127.0.0.1"],
@@ -134,14 +141,15 @@ def litellm_proxy(fake: int, case: str, workdir: Path) -> Iterator[str]:
             proc.wait()
 
 
-def have_litellm_proxy() -> str | None:
-    """None when LiteLLM's proxy can run here, else why not."""
-    try:
-        import fastapi  # noqa: F401
-        import litellm  # noqa: F401
-    except ImportError as error:
-        return f"LiteLLM's proxy is not installed ({error.name}): pip install 'litellm[proxy]'"
-    return None
+def litellm_command(given: str | None) -> tuple[str, str | None]:
+    """The `litellm` executable to run, and why LiteLLM's rows are skipped (None: they are not)."""
+    if given:
+        return given, None if os.access(given, os.X_OK) else f"skipped: {given} is not an executable"
+    beside = os.path.join(os.path.dirname(sys.executable), "litellm")
+    missing = [name for name in ("litellm", "fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:  # looked up, not imported: importing litellm would try to download its price list
+        return beside, f"skipped: LiteLLM's proxy cannot run here ({', '.join(missing)} missing); see --litellm"
+    return beside, None
 
 
 def main() -> None:
@@ -150,9 +158,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds; the median is reported")
     parser.add_argument("--markdown", action="store_true")
     parser.add_argument("--no-litellm", action="store_true", help="skip LiteLLM's proxy")
+    parser.add_argument("--litellm", help="the `litellm` executable of a venv with litellm[proxy]")
     parser.add_argument("--json", dest="json_out", help="write every raw figure to this file")
     args = parser.parse_args()
-    why_not = "skipped (--no-litellm)" if args.no_litellm else have_litellm_proxy()
+    litellm, why_not = litellm_command(args.litellm)
+    if args.no_litellm:
+        why_not = "skipped (--no-litellm)"
     if why_not:
         print(f"gateway: LiteLLM rows {why_not}", file=sys.stderr)
     rows: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
@@ -164,7 +175,7 @@ def main() -> None:
                 url = stack.enter_context(llmfail_serve(fake, case, workdir))
                 sides.append(("llmfail serve", ["--url", url, "--model", "bench"]))
                 if not why_not:
-                    lurl = stack.enter_context(litellm_proxy(fake, case, workdir))
+                    lurl = stack.enter_context(litellm_proxy(litellm, fake, case, workdir))
                     sides.append(("LiteLLM proxy", ["--url", lurl, "--model", "a", "--key", LITELLM_KEY]))
                 for _ in range(args.rounds):
                     for side, extra in sides:
