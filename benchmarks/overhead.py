@@ -17,6 +17,9 @@ the answer):
                    with `--namespace`); --transport default|httpx|aiohttp
                    picks the HTTP transport
     litellm        LiteLLM's Router with fallbacks a -> b -> c
+    gateway        raw aiohttp, one POST per request to an OpenAI-compatible gateway
+                   (`--url`, `--model`, `--key`): `llmfail serve` or LiteLLM's
+                   proxy walking the chain (benchmarks/gateway.py starts them)
 
 Cases (chain of three entries on the benchmark server, see server.py):
 
@@ -81,12 +84,15 @@ def loopback_only() -> None:
 # ---------------------------------------------------------------------------- clients
 
 
-async def aiohttp_client(base: str, case: str) -> tuple[Callable[[], Awaitable[str]], Callable[[], Awaitable[None]]]:
+def aiohttp_session() -> Any:
+    """The floor's HTTP client: raw aiohttp, 100 pooled connections, no timeout."""
     import aiohttp
 
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=None)
-    )
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100), timeout=aiohttp.ClientTimeout(total=None))
+
+
+async def aiohttp_client(base: str, case: str) -> tuple[Callable[[], Awaitable[str]], Callable[[], Awaitable[None]]]:
+    session = aiohttp_session()
     url = f"{base}/chat/completions"
     chain = CHAINS[case] if case == "failover" else CHAINS[case][1:] if case == "benched" else CHAINS[case]
 
@@ -98,6 +104,24 @@ async def aiohttp_client(base: str, case: str) -> tuple[Callable[[], Awaitable[s
                     continue  # the hand-written fallback: try the next model
                 return json.loads(body)["choices"][0]["message"]["content"]
         raise RuntimeError("every model failed")
+
+    return one, session.close
+
+
+async def gateway_client(
+    url: str, model: str, key: str | None
+) -> tuple[Callable[[], Awaitable[str]], Callable[[], Awaitable[None]]]:
+    """The floor's client, sending every request once to a gateway that walks the chain itself."""
+    session = aiohttp_session()
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    body = {"model": model, "messages": MESSAGES}
+
+    async def one() -> str:
+        async with session.post(f"{url}/chat/completions", json=body, headers=headers) as resp:
+            answer = await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}: {answer[:200]!r}")
+            return json.loads(answer)["choices"][0]["message"]["content"]
 
     return one, session.close
 
@@ -273,6 +297,8 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
         one, close = await llmfail_client(base, args.case, args.transport, args.db, args.namespace)
     elif args.client == "litellm":
         one, close = await litellm_client(base, args.case)
+    elif args.client == "gateway":
+        one, close = await gateway_client(args.url, args.model, args.key)
     else:
         raise SystemExit(f"unknown client {args.client}")
     results = []
@@ -289,7 +315,7 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--client", choices=["aiohttp", "httpx", "llmfail", "litellm"], required=True)
+    parser.add_argument("--client", choices=["aiohttp", "httpx", "llmfail", "litellm", "gateway"], required=True)
     parser.add_argument("--case", choices=sorted(CHAINS), required=True)
     parser.add_argument(
         "-c",
@@ -304,6 +330,9 @@ def main() -> None:
     parser.add_argument("--transport", choices=["default", "httpx", "aiohttp"], default="default")
     parser.add_argument("--db", help="llmfail's store: a path or URL (default: a fresh SQLite file)")
     parser.add_argument("--namespace", help="the Redis namespace of --db (default: the store's own)")
+    parser.add_argument("--url", help="gateway client: the gateway's base URL (ending in /v1)")
+    parser.add_argument("--model", help="gateway client: the model (chain) name to ask for")
+    parser.add_argument("--key", help="gateway client: a bearer token to send")
     args = parser.parse_args()
     loopback_only()
     results = asyncio.run(main_async(args))

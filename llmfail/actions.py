@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -158,6 +158,7 @@ def bench_model(
     *,
     replace: bool = False,
     journal: Journal | None = None,
+    who: Mapping[str, str] | None = None,
 ) -> BenchRow:
     """Bench `model` by hand until `now + duration` (default: its cooldown, `default_bench_length`).
 
@@ -170,7 +171,8 @@ def bench_model(
     ahead of deploys): the caller decides whether to warn (`config_keys`).
 
     The event is written through `journal` (an engine's, so its observers see it), or a bare
-    `Journal(store)` for callers without an engine (the CLI, the dashboard).
+    `Journal(store)` for callers without an engine (the CLI, the dashboard). `who` names the
+    caller in the event (default: this process's OS user and host, `audit.operator`).
     """
     check_model_name(model)
     if duration is None:
@@ -195,7 +197,7 @@ def bench_model(
             kind=state.kind,
             benched_until=state.bench_until,
             detail=reason,
-            data={**operator(), "reason": reason, "manual": True},
+            data={**(who or operator()), "reason": reason, "manual": True},
         )
     )
     return BenchRow.of(state, now)
@@ -210,7 +212,13 @@ class Unbenched:
 
 
 def unbench_models(
-    store: Store, models: Sequence[str] | None, now: float, reason: str | None = None, *, journal: Journal | None = None
+    store: Store,
+    models: Sequence[str] | None,
+    now: float,
+    reason: str | None = None,
+    *,
+    journal: Journal | None = None,
+    who: Mapping[str, str] | None = None,
 ) -> Unbenched:
     """Lift the benches of `models` (None: every bench) and log who did it, and why.
 
@@ -232,7 +240,7 @@ def unbench_models(
         )
     lifted = store.unbench(targets, now=now)
     if lifted:
-        who = operator()
+        who = who or operator()
         reason = reason.strip() if reason and reason.strip() else None
         (journal or _bare_journal(store)).write_many(
             [

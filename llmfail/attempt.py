@@ -17,6 +17,7 @@ fires because the request's deadline ran out marks the error `DEADLINE_CUT`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
@@ -27,6 +28,8 @@ from .config import Entry, Policy, ProviderConfig
 from .errors import Kind, ProviderError, plural
 from .providers import adapter_for
 from .providers.base import Adapter, ChatRequest, Completion, Runtime
+
+log = logging.getLogger("llmfail")
 
 #: `ProviderError.code` of an attempt cut short by the request's own deadline: it says
 #: nothing about the model, so it is never benched or counted against it.
@@ -88,6 +91,13 @@ class Attempts:
         policy = entry.policy
         if request.default_max_tokens != policy.max_tokens:
             request = replace(request, default_max_tokens=policy.max_tokens)
+        if request.extra and not adapter.takes_extra:
+            log.debug(
+                "llmfail: %s speaks %s: dropped the fields %s",
+                entry.model,
+                entry.provider.type,
+                ", ".join(request.extra),
+            )
         url, headers, body = adapter.build(request, entry.wire_model, api_key)
         http_request = client.build_request("POST", self._url(url), headers=headers, json=body)
         # A stream's silence counts from the request: its headers get first_token_timeout at most.

@@ -35,7 +35,29 @@ def operator() -> dict[str, str]:
     return {"user": user, "host": socket.gethostname()}
 
 
-def audit_config(store: Store, config: Config, now: float, *, journal: Journal | None = None) -> Event | None:
+def config_digest(config: Config) -> str | None:
+    """The SHA-256 of the config's file as it is now; None for a config that is not a readable file."""
+    import hashlib
+
+    if config.path.startswith("<"):
+        return None
+    try:
+        with open(config.path, "rb") as handle:
+            return hashlib.sha256(handle.read()).hexdigest()
+    except OSError:
+        return None
+
+
+def audit_config(
+    store: Store,
+    config: Config,
+    now: float,
+    *,
+    journal: Journal | None = None,
+    reason: str = "config file changed",
+    always: bool = False,
+    digest: str | None = None,
+) -> Event | None:
     """A `config_changed` event when the config file differs from the one last used with this
     state DB (its SHA-256 is kept in the DB's meta, per file path).
 
@@ -43,28 +65,32 @@ def audit_config(store: Store, config: Config, now: float, *, journal: Journal |
     belong in the same audit trail as manual benches: who (OS user, host), when, and
     which file. The first use of a file is recorded silently (nothing changed yet);
     a config that is not a readable file (built-in, parsed from a string) is skipped.
+    `always` records the event even then, or when the file is unchanged: a running
+    process that loads its config again (`Engine.reload`) says so whatever the file holds.
+    `digest` is the file's hash when it was loaded (default: the file's hash now), for a
+    caller that audits a config after its file may have been edited again.
     The event goes through `journal` (or a bare `Journal(store)`); the stored event is returned.
     """
-    import hashlib
-
-    if config.path.startswith("<"):
+    digest = digest or config_digest(config)
+    path = config.path
+    previous = None
+    if digest is not None:
+        path = os.path.abspath(config.path)
+        previous = store.swap_meta(f"config_sha256:{path}", digest)
+    changed = previous is not None and previous != digest
+    if not (changed or always):
         return None
-    try:
-        with open(config.path, "rb") as handle:
-            digest = hashlib.sha256(handle.read()).hexdigest()
-    except OSError:
-        return None
-    path = os.path.abspath(config.path)
-    previous = store.swap_meta(f"config_sha256:{path}", digest)
-    if previous is None or previous == digest:
-        return None
+    if changed:
+        detail = f"{path} changed (sha256 {(previous or '')[:12]} -> {(digest or '')[:12]})"
+    else:
+        detail = f"{path} {reason}" + (" (unchanged)" if previous is not None else "")
     event = Event(
         type=ev.CONFIG_CHANGED,
         ts=now,
-        detail=f"{path} changed (sha256 {previous[:12]} -> {digest[:12]})",
+        detail=detail,
         data={
             **operator(),
-            "reason": "config file changed",
+            "reason": reason,
             "path": path,
             "previous_sha256": previous,
             "sha256": digest,

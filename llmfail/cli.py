@@ -1261,6 +1261,47 @@ def tui(
     create_app(config, open_db(), chain=chain, window=length).run()
 
 
+@app.command(
+    epilog=examples(
+        "llmfail serve",
+        "llmfail serve --host 0.0.0.0 --port 8080 --max-concurrency 256 --grace 30s",
+        'curl -s localhost:4000/v1/chat/completions -d \'{"model": "prod", "messages": [{"role": "user", "content": "hi"}]}\'',
+    )
+)
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: loopback only)."),
+    port: int = typer.Option(4000, "--port", min=0, max=65535, help="Port to listen on (0: a free one)."),
+    max_concurrency: int = typer.Option(
+        128, "--max-concurrency", min=1, help="Requests walked at once; past it, 503 at once (no queue)."
+    ),
+    grace: str = typer.Option(
+        "30s", "--grace", metavar="DURATION", help="On SIGTERM, how long requests in flight get to finish."
+    ),
+) -> None:
+    """Serve the chains as an OpenAI-compatible endpoint: POST /v1/chat/completions with model = a chain.
+
+    Client keys: LLMFAIL_SERVE_KEYS (comma-separated bearer tokens). Operator API under /admin/:
+    LLMFAIL_ADMIN_TOKEN. SIGHUP reloads the config; SIGTERM drains and exits 0."""
+    grace_s = _duration("--grace", grace)
+    config = load()
+    store = open_request_store(config)
+    from .serve.server import ServeSettings, run_server
+
+    settings = ServeSettings(
+        host=host,
+        port=port,
+        max_concurrency=max_concurrency,
+        grace=grace_s,
+        keys=[k.strip() for k in os.environ.get("LLMFAIL_SERVE_KEYS", "").split(",") if k.strip()],
+        admin_token=os.environ.get("LLMFAIL_ADMIN_TOKEN") or None,
+    )
+    try:
+        code = run_server(config, store, settings, load, debug=_opts.debug)
+    finally:
+        store.close()
+    raise typer.Exit(code)
+
+
 # --------------------------------------------------------------------------- state: moving between stores
 
 _STATE_COPY_EXAMPLES = (

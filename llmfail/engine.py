@@ -36,7 +36,7 @@ import httpx
 
 from . import events as ev
 from .attempt import DEADLINE_CUT, Attempts, Hand, Timed
-from .config import Chain, Config, Entry
+from .config import Chain, Config, Entry, Policy
 from .decide import Action, Blame, Decision, Failure, decide
 from .errors import (
     AllBenched,
@@ -92,6 +92,7 @@ class _Walk:
     chain: str
     start: float
     deadline_at: float
+    policy: Policy  # the defaults of the config the request started on (a reload mid-walk changes nothing)
     attempts: list[Attempt] = field(default_factory=list)
     causes: list[ProviderError] = field(default_factory=list)
     failovers: int = 0
@@ -105,13 +106,24 @@ class _Walk:
     answer_ttft_ms: float | None = None  # per-model figures (stats, slow demotion) exclude failover time
     emit: Emit | None = None  # a streaming caller's items (None: the caller wants the whole answer)
     hand: Hand | None = None  # hands text to that caller as Tokens
+    current: str | None = None  # the entry being tried: named on the Tokens it sends
 
 
-def _as_messages(messages: Messages, system: str | None) -> tuple[dict[str, str], ...]:
+def _request(
+    messages: Messages,
+    system: str | None,
+    max_tokens: int | None,
+    temperature: float | None,
+    stream: bool,
+    stop: Sequence[str] | str | None,
+    user: str | None,
+    extra: Mapping[str, Any] | None,
+) -> ChatRequest:
     msgs = [{"role": "user", "content": messages}] if isinstance(messages, str) else [dict(m) for m in messages]
     if system:
         msgs.insert(0, {"role": "system", "content": system})
-    return tuple(msgs)
+    stops = (stop,) if isinstance(stop, str) else tuple(stop or ())
+    return ChatRequest(tuple(msgs), max_tokens, temperature, stream, stop=stops, user=user, extra=dict(extra or {}))
 
 
 class Engine:
@@ -146,11 +158,12 @@ class Engine:
         # Every event this engine (and its operator API, probes and alerts) writes goes through
         # one journal, which runs the observers and offers retention pruning hourly.
         self.journal = Journal(self.store, clock=clock, retention=config.policy.retention)
-        if config.alerts.sinks:  # an observer that only queues: sending happens on its own thread
-            from .alerts import Alerter
-
-            self.on_event(Alerter(config.alerts, self.journal))
+        self._alerter = self._subscribe_alerts(config)
         # The config audit waits for the first write, so observers subscribed after construction see it.
+        self._audited = False
+        from .audit import config_digest
+
+        self._digest = config_digest(config)  # the file as loaded: what the deferred audit records
         self.journal.before_next_write(self._audit_config)
         self.health = HealthTracker(self.store, clock, self._emit)
         self._keys: dict[str, tuple[Chain, list[str]]] = {}
@@ -179,14 +192,21 @@ class Engine:
         max_tokens: int | None = None,
         temperature: float | None = None,
         stream: bool = False,
+        stop: Sequence[str] | str | None = None,
+        user: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
     ) -> Result:
         """The whole answer from the first entry that finishes one; never a truncated answer.
 
         `stream=True` asks providers to stream (the answer is still collected),
-        which makes the stream timeouts apply.
+        which makes the stream timeouts apply. `stop` and `user` reach every entry in its
+        protocol's own fields; `extra` holds further OpenAI Chat Completions fields, sent to
+        OpenAI-protocol entries only. `request_id` names the request in its events (default:
+        a random one), so a caller can quote it before the answer is in.
         """
-        request = ChatRequest(_as_messages(messages, system), max_tokens, temperature, stream)
-        return await self._walk(self.config.chain(chain), request, None)
+        request = _request(messages, system, max_tokens, temperature, stream, stop, user, extra)
+        return await self._walk(self.config, chain, request, None, request_id)
 
     async def stream(
         self,
@@ -196,14 +216,20 @@ class Engine:
         system: str | None = None,
         max_tokens: int | None = None,
         temperature: float | None = None,
+        stop: Sequence[str] | str | None = None,
+        user: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+        request_id: str | None = None,
     ) -> AsyncIterator[StreamItem | Result]:
         """Tokens as they arrive (and `Restart` markers under mid_stream: restart).
 
         Failover is invisible until the first token is handed over; after that
         a failure raises `StreamInterrupted` or restarts, as the policy says.
-        The final `Result` is the generator's last item.
+        The final `Result` is the generator's last item. Each `Token` names the
+        entry that sent it. The other arguments are `complete()`'s.
         """
-        request = ChatRequest(_as_messages(messages, system), max_tokens, temperature, True)
+        request = _request(messages, system, max_tokens, temperature, True, stop, user, extra)
+        config = self.config  # the request runs on the config of the moment it was made
         queue: asyncio.Queue[StreamItem | Result | BaseException] = asyncio.Queue()
 
         async def emit(item: StreamItem) -> None:
@@ -211,7 +237,7 @@ class Engine:
 
         async def produce() -> None:
             try:
-                queue.put_nowait(await self._walk(self.config.chain(chain), request, emit))
+                queue.put_nowait(await self._walk(config, chain, request, emit, request_id))
             except BaseException as exc:  # handed to the consumer, re-raised there
                 queue.put_nowait(exc)
 
@@ -246,6 +272,33 @@ class Engine:
         await self._attempts.aclose()
         self.journal.flush()
 
+    def reload(self, config: Config) -> None:
+        """Use `config` for every request that starts from now on; a `config_changed` event records it.
+
+        Requests already walking finish on the config they started with (each keeps its own
+        chain, entries and policies), so a reload never drops or reroutes one. Benches, probe
+        leases and the event log live in the store and carry over. The store itself is kept:
+        a changed `state:` section needs a restart to take effect (a warning says so). Alert
+        sinks are rebuilt from the new config.
+        """
+        old = self.config
+        self._audit_config()  # the config it replaces is recorded first, as the baseline of the change
+        if config.state != old.state:
+            log.warning("llmfail: the config's state: section changed; the store in use is kept until a restart")
+        self.config = config
+        self._keys.clear()
+        self.journal.retention = config.policy.retention
+        if config.alerts != old.alerts:
+            if self._alerter is not None:
+                self._alerter()
+            self._alerter = self._subscribe_alerts(config)
+        from .audit import audit_config
+
+        try:
+            audit_config(self.store, config, self.clock(), journal=self.journal, reason="config reloaded", always=True)
+        except LlmfailError:  # the new config is in use: a store that cannot record it only loses the event
+            log.warning("llmfail: recording the config reload failed", exc_info=True)
+
     async def attempt_once(self, entry: Entry, request: ChatRequest, api_key: str | None) -> Timed:
         """One attempt at `entry` outside any walk, for health checks (`llmfail.probe`).
 
@@ -265,7 +318,13 @@ class Engine:
     # `llmfail.actions`), written through this engine's journal so its observers see them.
 
     def bench(
-        self, model: str, for_: float | str | None = None, reason: str | None = None, replace: bool = False
+        self,
+        model: str,
+        for_: float | str | None = None,
+        reason: str | None = None,
+        replace: bool = False,
+        *,
+        who: Mapping[str, str] | None = None,
     ) -> BenchRow:
         """Bench `model` by hand (every process sharing the store skips it) and return the bench.
 
@@ -273,7 +332,7 @@ class Engine:
         Only `unbench` or expiry ends a manual bench; the event records `reason` and the OS user.
         A running bench is never shortened unless `replace=True`: without it, a longer bench that
         is already running is kept (and returned, so `.until` is later than asked, and no event
-        is written).
+        is written). `who` names the caller in the event (default: the OS user and host).
         """
         from .actions import bench_model
         from .durations import parse_duration
@@ -283,10 +342,18 @@ class Engine:
         except ValueError as error:
             raise UsageError(f"bench {model}: {error}", hint='pass for_ as seconds or a duration like "10m"') from None
         return bench_model(
-            self.store, self.config, model, seconds, reason, self.clock(), replace=replace, journal=self.journal
+            self.store,
+            self.config,
+            model,
+            seconds,
+            reason,
+            self.clock(),
+            replace=replace,
+            journal=self.journal,
+            who=who,
         )
 
-    def unbench(self, *models: str, reason: str | None = None) -> list[str]:
+    def unbench(self, *models: str, reason: str | None = None, who: Mapping[str, str] | None = None) -> list[str]:
         """Lift the benches of `models` (and their credentials' `provider/model#N`); returns the keys
         lifted, so a model that was not benched is simply absent.
 
@@ -300,7 +367,7 @@ class Engine:
                 "unbench: name at least one model",
                 hint="to lift every bench: engine.unbench(*(b.model for b in engine.benches()))",
             )
-        return unbench_models(self.store, models, self.clock(), reason, journal=self.journal).lifted
+        return unbench_models(self.store, models, self.clock(), reason, journal=self.journal, who=who).lifted
 
     def benches(self) -> list[BenchRow]:
         """The running benches (any process's), soonest end first: `.model`, `.until` (epoch s),
@@ -325,16 +392,28 @@ class Engine:
     def _emit(self, event: Event) -> None:
         self.journal.post(event)  # the walk awaits `settled()` before it returns
 
+    def _subscribe_alerts(self, config: Config) -> Callable[[], None] | None:
+        """The config's alert sinks as an observer that only queues (sending happens on its own
+        thread); returns its unsubscribe, or None without sinks."""
+        if not config.alerts.sinks:
+            return None
+        from .alerts import Alerter
+
+        return self.on_event(Alerter(config.alerts, self.journal))
+
     def _audit_config(self) -> None:
         """A config file that changed since this state DB last saw it is a `config_changed` event.
 
         Done just before the engine's first write rather than in `__init__`, so observers
-        subscribed right after construction see it too.
+        subscribed right after construction see it too (or by `reload`, if that comes first).
         """
+        if self._audited:
+            return
+        self._audited = True
         try:
             from .audit import audit_config
 
-            audit_config(self.store, self.config, self.clock(), journal=self.journal)
+            audit_config(self.store, self.config, self.clock(), journal=self.journal, digest=self._digest)
         except LlmfailError:
             log.warning("llmfail: recording the config's hash failed", exc_info=True)
 
@@ -362,13 +441,17 @@ class Engine:
             if w.ttft is None:
                 w.ttft = self.clock() - w.start
             w.shown.append(text)
-            await emit(Token(text))
+            await emit(Token(text, w.current, w.failovers))
 
         return hand
 
-    async def _walk(self, chain: Chain, request: ChatRequest, emit: Emit | None) -> Result:
+    async def _walk(
+        self, config: Config, name: str, request: ChatRequest, emit: Emit | None, request_id: str | None
+    ) -> Result:
+        chain = config.chain(name)
         start = self.clock()
-        w = _Walk(os.urandom(8).hex(), chain.name, start, start + self.config.policy.deadline)
+        policy = config.policy
+        w = _Walk(request_id or os.urandom(8).hex(), chain.name, start, start + policy.deadline, policy)
         if emit is not None:
             w.emit, w.hand = emit, self._hand(w, emit)
         try:
@@ -383,7 +466,7 @@ class Engine:
         return result
 
     async def _walk_chain(self, chain: Chain, request: ChatRequest, w: _Walk) -> Result:
-        policy = self.config.policy
+        policy = w.policy
         start = w.start
         states = self.store.states(self._bench_keys(chain))
         plan = [e for e in chain.entries if entry_status(e, states, start).is_live]
@@ -464,6 +547,7 @@ class Engine:
             attempts=w.attempts,
             warnings=warnings,
             panic=w.panic,
+            finish_reason=completion.finish_reason,
         )
 
     def _request_event(
@@ -587,6 +671,7 @@ class Engine:
             if w.leaving is not None:
                 await self._move_on(w, entry)
             began = self.clock()
+            w.current = entry.model
             try:
                 completion, first_at = await self._attempts.run(
                     entry, api_key, request, deadline_at=w.deadline_at, hand=w.hand

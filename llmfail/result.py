@@ -46,6 +46,7 @@ class Result:
     attempts: list[Attempt] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     panic: bool = False
+    finish_reason: str | None = None  # the answering provider's own word ("stop", "end_turn", "STOP"...)
 
     def to_json(self) -> dict[str, Any]:
         """The `run --json` shape (docs/events.md)."""
@@ -82,9 +83,11 @@ def failure_json(chain: str, error: LlmfailError, attempts: list[Attempt], laten
 
 @dataclass(frozen=True)
 class Token:
-    """Text handed to a streaming caller."""
+    """Text handed to a streaming caller, and the entry that sent it."""
 
     text: str
+    model: str | None = None
+    failovers: int = 0  # failovers before this text (a gateway's response headers quote them)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 #: Modules the fast commands must never load: the dashboard, HTTP clients, the engine and its adapters.
-HEAVY = ("textual", "httpx", "aiohttp", "llmfail.providers", "llmfail.engine", "jsonschema", "opentelemetry")
+HEAVY = (
+    "textual",
+    "httpx",
+    "aiohttp",
+    "llmfail.providers",
+    "llmfail.engine",
+    "llmfail.serve",
+    "jsonschema",
+    "opentelemetry",
+)
 
 RUN_CLI = textwrap.dedent(
     """
@@ -57,6 +66,7 @@ def heavy_in(modules: list[str]) -> list[str]:
         ["schema"],
         ["stats", "--format", "prometheus"],
         ["tui", "--help"],
+        ["serve", "--help"],
     ],
     ids=" ".join,
 )
@@ -101,6 +111,7 @@ def test_a_one_shot_run_over_plain_http_imports_no_http_stack_but_httpx(tmp_path
     assert code == 0 and len(server.log) == 1
     assert "httpx" in heavy_in(modules) and "aiohttp" not in heavy_in(modules)
     assert [m for m in modules if m.split(".")[0] in ("httpcore", "h11", "anyio", "certifi", "aiohttp")] == []
+    assert not any(m.startswith("llmfail.serve") for m in modules)  # the gateway is its own command
     assert (
         "llmfail.actions" not in modules and "llmfail.audit" in modules
     )  # the config audit, not the operator commands

@@ -65,6 +65,10 @@ class AnthropicAdapter(Adapter):
             body["system"] = request.system
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.stop:
+            body["stop_sequences"] = list(request.stop)
+        if request.user is not None:
+            body["metadata"] = {"user_id": request.user}
         if request.stream:
             body["stream"] = True
         auth = {"x-api-key": api_key} if api_key else {}

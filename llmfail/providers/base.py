@@ -33,6 +33,14 @@ class ChatRequest:
     default_max_tokens: int = 1024
     """The policy's `max_tokens` (the engine fills it per entry): sent only by
     protocols that refuse a request without a limit (Anthropic)."""
+    stop: tuple[str, ...] = ()
+    """Stop sequences, in each protocol's own field."""
+    user: str | None = None
+    """The end user the request is made for, where a protocol has a field for it (abuse tracking)."""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    """Further OpenAI Chat Completions fields (`top_p`, `seed`, `response_format`...), sent as they
+    are to OpenAI-protocol entries only: other protocols have no faithful translation for them,
+    so they drop them (`Adapter.takes_extra`)."""
 
     @property
     def system(self) -> str | None:
@@ -108,6 +116,8 @@ class Adapter(ABC):
 
     #: Whether the stream is SSE (parsed with httpx-sse) or NDJSON lines.
     stream_format: str = "sse"
+    #: Whether `ChatRequest.extra` fields reach the wire (the OpenAI protocol's own fields).
+    takes_extra: bool = False
     #: Nothing worth reading follows the completion signal, so the engine stops
     #: there instead of waiting for the server to close. False for OpenAI,
     #: whose usage chunk comes after the `finish_reason` chunk.

@@ -84,6 +84,8 @@ class GeminiAdapter(Adapter):
             config["maxOutputTokens"] = request.max_tokens
         if request.temperature is not None:
             config["temperature"] = request.temperature
+        if request.stop:
+            config["stopSequences"] = list(request.stop)
         if config:
             body["generationConfig"] = config
         model = wire_model.removeprefix("models/")

@@ -59,6 +59,8 @@ class OllamaAdapter(Adapter):
             options["num_predict"] = request.max_tokens
         if request.temperature is not None:
             options["temperature"] = request.temperature
+        if request.stop:
+            options["stop"] = list(request.stop)
         if options:
             body["options"] = options
         auth = {"authorization": f"Bearer {api_key}"} if api_key else {}

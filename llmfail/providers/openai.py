@@ -26,14 +26,21 @@ def _refused(refusal: object) -> ProviderError:
 
 
 class OpenAIAdapter(Adapter):
+    takes_extra = True
+
     def build(
         self, request: ChatRequest, wire_model: str, api_key: str | None
     ) -> tuple[str, dict[str, str], dict[str, Any]]:
-        body: dict[str, Any] = {"model": wire_model, "messages": [dict(m) for m in request.messages]}
+        # The caller's extra fields first: the ones the engine sets below always win.
+        body: dict[str, Any] = {**request.extra, "model": wire_model, "messages": [dict(m) for m in request.messages]}
         if request.max_tokens is not None:
             body["max_tokens"] = request.max_tokens
         if request.temperature is not None:
             body["temperature"] = request.temperature
+        if request.stop:
+            body["stop"] = list(request.stop)
+        if request.user is not None:
+            body["user"] = request.user
         if request.stream:
             body["stream"] = True
             body["stream_options"] = {"include_usage": True}
