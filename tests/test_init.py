@@ -158,7 +158,9 @@ def test_init_creates_missing_directories_and_refuses_a_directory(tmp_path: Path
         ("0.0.0.0", "http://127.0.0.1:11434"),
         ("0.0.0.0:9999", "http://127.0.0.1:9999"),
         ("gpu-box:8080", "http://gpu-box:8080"),
-        ("https://ollama.internal", "https://ollama.internal:11434"),
+        ("https://ollama.internal", "https://ollama.internal:443"),  # a URL's port is its scheme's, as for Ollama
+        ("http://gpu-box", "http://gpu-box:80"),
+        ("http://gpu-box/", "http://gpu-box:80"),
         ("http://[::1]:7000", "http://[::1]:7000"),
     ],
 )
