@@ -283,3 +283,14 @@ def test_a_request_span_is_a_child_of_the_span_the_app_called_the_engine_in_on_e
     assert parents == sorted(s.context.span_id for s in handlers.values())
     trace_of = {h.context.span_id: h.context.trace_id for h in handlers.values()}
     assert all(s.parent is not None and s.context.trace_id == trace_of[s.parent.span_id] for s in requests)
+
+
+def test_without_opentelemetry_installed_the_import_error_names_the_extra_to_install() -> None:
+    import subprocess
+    import sys
+
+    blocked = "import sys; sys.modules['opentelemetry'] = None; import llmfail.otel"
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "ImportError: llmfail.otel needs OpenTelemetry's API" in result.stderr
+    assert "pip install 'llmfail[otel]'" in result.stderr
