@@ -248,3 +248,12 @@ def test_an_editor_explains_a_bad_duration_or_key_name_in_words_rather_than_quot
     key = config_schema()["properties"]["providers"]["additionalProperties"]["properties"]["api_key_env"]
     (named,) = [option for option in key["anyOf"] if option.get("type") == "string"]
     assert "not a key" in named["patternErrorMessage"]
+
+
+def test_the_state_sections_documented_defaults_are_the_redis_stores_own() -> None:
+    pytest.importorskip("redis")
+    from llmfail.store import redis as redis_store
+
+    assert STATE_KEYS["password_env"].default == redis_store.PASSWORD_ENV
+    assert STATE_KEYS["namespace"].default == redis_store.DEFAULT_NAMESPACE
+    assert "| `namespace` | name | `default` |" in reference_markdown()
