@@ -161,13 +161,20 @@ def starter_text(found: Found) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_starter(path: str | os.PathLike[str], text: str, *, force: bool) -> Path:
-    """Write `text` to `path` (parents created); an existing file is replaced only with `force`."""
+def writable_target(path: str | os.PathLike[str], *, force: bool) -> Path:
+    """`path`, unless it is a directory or (without `force`) an existing file: checked before
+    `discover`, so a refused `init` probes nothing."""
     target = Path(path)
     if target.is_dir():
         raise LlmfailError(f"{target} is a directory", hint=f"give a file path, like {target / 'chains.yaml'}")
     if target.exists() and not force:
         raise LlmfailError(f"{target} already exists; not replacing it", hint="pass --force to replace it")
+    return target
+
+
+def write_starter(path: str | os.PathLike[str], text: str, *, force: bool) -> Path:
+    """Write `text` to `path` (parents created); an existing file is replaced only with `force`."""
+    target = writable_target(path, force=force)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         if force:  # written beside it and renamed: a reader never sees half a file
