@@ -710,8 +710,9 @@ def init(
     Key variables are found by name (their values never go in the file); Ollama is asked at
     $OLLAMA_HOST or 127.0.0.1:11434. With nothing found, the chain is the built-in mock."""
     from .output import note
-    from .starter import discover, starter_text, write_starter
+    from .starter import discover, starter_text, writable_target, write_starter
 
+    writable_target(path, force=force)  # refused before anything is probed
     found = discover()
     written = write_starter(path, starter_text(found), force=force)
     names = [variable for _, variable in found.keys] + (["Ollama"] if found.ollama_models else [])

@@ -179,7 +179,8 @@ class Engine:
         are in the store, not in this process: follow them with `llmfail events --follow`.
         Observers run in the writing thread: `alert_failed` comes from the alert sender's thread,
         and on Redis a request's events come from the journal's writer thread (before the
-        request returns); see `llmfail.journal`.
+        request returns), run in the context (`contextvars`) of the code that made them;
+        see `llmfail.journal`.
         """
         return self.journal.subscribe(callback)
 

@@ -87,6 +87,8 @@ class Event:
         row = asdict(self)
         row["ts"] = iso(self.ts)
         row["benched_until"] = iso(self.benched_until) if self.benched_until is not None else None
+        if self.latency_ms is not None:  # hundredths of a millisecond, like the other times in --json
+            row["latency_ms"] = round(self.latency_ms, 2)
         return {"id": row.pop("id"), **row}
 
     def dumps(self) -> str:

@@ -36,6 +36,11 @@ in order, before the request that made it returns; a request's events are
 committed when it returns. The difference is the thread the observers run in
 (the writer's), and that a process killed mid-request can lose that request's
 events — the ones a synchronous write would have committed before the kill.
+Observers still run in the context (`contextvars`) of the code that posted the
+event, as they would have with `write`: each post carries a copy of it, so an
+observer that reads the caller's context — OpenTelemetry's current span, which
+`llmfail.otel` makes a request's span the child of — sees the same thing on
+either store.
 
 A process without an `Engine` (the CLI's operator commands, the dashboard)
 uses a bare `Journal(store)`: the same path, with nobody subscribed.
@@ -45,6 +50,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextvars
 import logging
 import os
 import threading
@@ -123,14 +129,20 @@ class Journal:
                 except Exception:  # a preparatory step must not lose the event
                     log.exception("llmfail: %r failed before an event write", step)
 
-    def _append(self, events: Sequence[Event]) -> list[Event]:
+    def _append(self, events: Sequence[Event], contexts: Sequence[contextvars.Context] | None = None) -> list[Event]:
+        """Store `events`, then tell the observers, each event in `contexts`' matching one (the
+        posters' contexts, for the writer thread) or else in the current one."""
         ids = self.store.append(events)
         stored = [event.with_id(event_id) for event, event_id in zip(events, ids, strict=True)]
         observers = self._observers  # a snapshot: (un)subscribing from an observer affects the next write
-        for event in stored:
+        for index, event in enumerate(stored):
+            context = contexts[index] if contexts is not None else None
             for observer in observers:
                 try:
-                    observer(event)
+                    if context is None:
+                        observer(event)
+                    else:
+                        context.run(observer, event)
                 except Exception:  # an observer must never break a write
                     log.exception("llmfail: event observer %r failed on a %s event", observer, event.type)
         self._offer_prune()
@@ -185,6 +197,7 @@ class _WriteBehind:
         self.pid = os.getpid()
         self._cond = threading.Condition()
         self._queue: list[Event] = []
+        self._contexts: list[contextvars.Context] = []  # each queued event's poster's context
         self._posted = 0  # sequence number of the newest posted event
         self._done = 0  # ... of the newest one the writer has finished with
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -193,8 +206,10 @@ class _WriteBehind:
         atexit.register(_flush_at_exit, weakref.ref(self))
 
     def post(self, event: Event) -> None:
+        context = contextvars.copy_context()  # a copy of its own: only the writer thread enters it
         with self._cond:
             self._queue.append(event)
+            self._contexts.append(context)
             self._posted += 1
             if self._thread is None:
                 self._stopping = False
@@ -228,8 +243,9 @@ class _WriteBehind:
                     self._thread = None
                     return
                 batch, self._queue = self._queue, []
+                contexts, self._contexts = self._contexts, []
             try:
-                self.journal._append(batch)
+                self.journal._append(batch, contexts)
             except Exception:  # the engine's store is guarded and spools; any other store: say so, go on
                 log.exception("llmfail: %d event(s) could not be written", len(batch))
             with self._cond:

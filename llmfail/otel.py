@@ -46,9 +46,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import metrics, trace
-from opentelemetry.context import Context
-from opentelemetry.trace import SpanKind, Status, StatusCode
+try:
+    from opentelemetry import metrics, trace
+    from opentelemetry.context import Context
+    from opentelemetry.trace import SpanKind, Status, StatusCode
+except ImportError as missing:  # say which extra brings it, not just the module's name
+    raise ImportError(
+        f"llmfail.otel needs OpenTelemetry's API ({missing}): pip install 'llmfail[otel]'", name=missing.name
+    ) from missing
 
 from . import events as ev
 from .events import Event

@@ -55,11 +55,14 @@ def ollama_url(environ: Mapping[str, str]) -> str:
     written = environ.get("OLLAMA_HOST", "").strip()
     if not written:
         return DEFAULT_OLLAMA
-    parts = urlsplit(written if "://" in written else f"http://{written}")
+    is_url = "://" in written
+    parts = urlsplit(written if is_url else f"http://{written}")
     host = parts.hostname or "127.0.0.1"
     host = "127.0.0.1" if host == "0.0.0.0" else host  # a server's listen-everywhere address
     host = f"[{host}]" if ":" in host else host
-    return f"{parts.scheme}://{host}:{parts.port or 11434}"
+    # Ollama's rule: `host` alone means port 11434, a URL without a port its scheme's own (80, 443).
+    port = parts.port or (443 if parts.scheme == "https" else 80 if is_url else 11434)
+    return f"{parts.scheme}://{host}:{port}"
 
 
 def probe_ollama(url: str, timeout: float = OLLAMA_TIMEOUT_S) -> tuple[str, ...] | None:
@@ -158,13 +161,20 @@ def starter_text(found: Found) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_starter(path: str | os.PathLike[str], text: str, *, force: bool) -> Path:
-    """Write `text` to `path` (parents created); an existing file is replaced only with `force`."""
+def writable_target(path: str | os.PathLike[str], *, force: bool) -> Path:
+    """`path`, unless it is a directory or (without `force`) an existing file: checked before
+    `discover`, so a refused `init` probes nothing."""
     target = Path(path)
     if target.is_dir():
         raise LlmfailError(f"{target} is a directory", hint=f"give a file path, like {target / 'chains.yaml'}")
     if target.exists() and not force:
         raise LlmfailError(f"{target} already exists; not replacing it", hint="pass --force to replace it")
+    return target
+
+
+def write_starter(path: str | os.PathLike[str], text: str, *, force: bool) -> Path:
+    """Write `text` to `path` (parents created); an existing file is replaced only with `force`."""
+    target = writable_target(path, force=force)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         if force:  # written beside it and renamed: a reader never sees half a file

@@ -423,6 +423,12 @@ def json_lines(result: Result) -> list[dict[str, object]]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
+def test_an_event_rows_latency_is_in_hundredths_of_a_millisecond_as_the_documented_sample_shows():
+    measured = Event(type=ev.REQUEST, ts=1_760_000_000.0, latency_ms=69.70906257629395)
+    assert measured.to_json()["latency_ms"] == 69.71
+    assert Event(type=ev.RETRY, ts=1_760_000_000.0).to_json()["latency_ms"] is None
+
+
 def test_events_json_prints_one_event_row_per_line_oldest_first():
     now = time.time()
     seed_events(now)

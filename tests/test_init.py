@@ -144,6 +144,16 @@ def test_an_existing_file_is_never_replaced_without_force(tmp_path: Path, monkey
     ]  # no temp file left
 
 
+def test_a_refused_init_asks_ollama_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, httpserver: HTTPServer
+) -> None:
+    ollama(httpserver, monkeypatch, ["llama3.2:latest"])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "chains.yaml").write_text("chains: {mine: [mock/echo]}\n", encoding="utf-8")
+    assert cli("init").exit_code == 1
+    assert httpserver.log == []
+
+
 def test_init_creates_missing_directories_and_refuses_a_directory(tmp_path: Path) -> None:
     nested = tmp_path / "conf" / "llmfail" / "chains.yaml"
     init_and_check(nested)
@@ -158,7 +168,9 @@ def test_init_creates_missing_directories_and_refuses_a_directory(tmp_path: Path
         ("0.0.0.0", "http://127.0.0.1:11434"),
         ("0.0.0.0:9999", "http://127.0.0.1:9999"),
         ("gpu-box:8080", "http://gpu-box:8080"),
-        ("https://ollama.internal", "https://ollama.internal:11434"),
+        ("https://ollama.internal", "https://ollama.internal:443"),  # a URL's port is its scheme's, as for Ollama
+        ("http://gpu-box", "http://gpu-box:80"),
+        ("http://gpu-box/", "http://gpu-box:80"),
         ("http://[::1]:7000", "http://[::1]:7000"),
     ],
 )

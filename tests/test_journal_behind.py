@@ -8,6 +8,7 @@ observer has seen them with their ids. Run on a real `redis-server` of the sessi
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import subprocess
 import sys
 import textwrap
@@ -71,6 +72,31 @@ def test_settled_returns_once_every_event_posted_before_it_is_stored_and_observe
     models = [f"p/m{index}" for index in range(20)]
     assert asyncio.run(post_and_settle(20)) == models
     assert seen == models
+
+
+REQUEST_NAME: contextvars.ContextVar[str] = contextvars.ContextVar("request_name", default="none")
+
+
+def test_observers_on_the_writer_thread_run_in_the_context_of_the_code_that_posted_each_event(
+    redis_store: RedisStore,
+):
+    journal = Journal(redis_store)
+    seen: list[tuple[str | None, str, str]] = []
+    journal.subscribe(lambda e: seen.append((e.model, REQUEST_NAME.get(), threading.current_thread().name)))
+
+    async def request(name: str) -> None:  # each task has a context of its own, as each request does
+        REQUEST_NAME.set(name)
+        for index in range(3):
+            journal.post(probe(f"p/{name}{index}"))
+            await asyncio.sleep(0)
+        await journal.settled()
+
+    async def both() -> None:
+        await asyncio.gather(request("a"), request("b"))
+
+    asyncio.run(both())
+    assert sorted(seen) == [(f"p/{name}{index}", name, "llmfail-journal") for name in "ab" for index in range(3)]
+    assert REQUEST_NAME.get() == "none"  # the writer ran in copies: nothing leaked into this context
 
 
 def test_on_sqlite_a_post_is_a_write_in_the_callers_thread(store: SqliteStore):

@@ -25,7 +25,11 @@ from llmfail.errors import ChainExhausted
 from llmfail.otel import instrument
 
 from .conftest import Calls, FakeClock, ok, openai_error
+from .redis_server import private_redis, redis_namespace, redis_server, redis_store, redis_url
 from .test_engine import chain, route, run
+
+# fixtures, imported to be found
+__all__ = ["private_redis", "redis_namespace", "redis_server", "redis_store", "redis_url"]
 
 T0 = 1_760_000_000.0  # FakeClock's start
 NS = 1_000_000_000
@@ -236,3 +240,57 @@ def test_concurrent_requests_each_get_their_own_trace_with_their_own_attempts(se
         assert [c.status.status_code is StatusCode.ERROR for c in children] == [not a.ok for a in result.attempts]
         assert len({s.context.trace_id for s in [request, *children]}) == 1
     assert len({s.context.trace_id for s in requests.values()}) == 5
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_a_request_span_is_a_child_of_the_span_the_app_called_the_engine_in_on_either_store(
+    backend: str, request: pytest.FixtureRequest, store, spans: InMemorySpanExporter
+) -> None:
+    import asyncio
+
+    from llmfail.config import parse_config
+
+    if backend == "redis":
+        pytest.importorskip("redis")
+        store = request.getfixturevalue("redis_store")  # its journal writes from a thread of its own
+    config = parse_config("providers: {flaky: {type: mock, fail: 503}}\nchains: {demo: [flaky/m1, mock/echo]}\n")
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(spans))
+
+    async def no_wait(seconds: float) -> None:
+        pass
+
+    engine = Engine(config, store, sleep=no_wait)
+    instrument(engine, tracer_provider=tracer_provider)
+    app = tracer_provider.get_tracer("app")
+
+    async def handler(name: str) -> None:
+        with app.start_as_current_span(name):
+            await engine.complete("demo", name)
+
+    async def two_handlers() -> None:
+        try:
+            await asyncio.gather(handler("GET /a"), handler("GET /b"))
+        finally:
+            await engine.aclose()
+
+    asyncio.run(two_handlers())
+    finished = spans.get_finished_spans()
+    handlers = {s.name: s for s in finished if s.name.startswith("GET")}
+    requests = [s for s in finished if s.name == "llmfail.request demo"]
+    assert len(handlers) == 2 and len(requests) == 2
+    parents = sorted(s.parent.span_id for s in requests if s.parent is not None)
+    assert parents == sorted(s.context.span_id for s in handlers.values())
+    trace_of = {h.context.span_id: h.context.trace_id for h in handlers.values()}
+    assert all(s.parent is not None and s.context.trace_id == trace_of[s.parent.span_id] for s in requests)
+
+
+def test_without_opentelemetry_installed_the_import_error_names_the_extra_to_install() -> None:
+    import subprocess
+    import sys
+
+    blocked = "import sys; sys.modules['opentelemetry'] = None; import llmfail.otel"
+    result = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert "ImportError: llmfail.otel needs OpenTelemetry's API" in result.stderr
+    assert "pip install 'llmfail[otel]'" in result.stderr

@@ -239,3 +239,21 @@ def test_the_generated_configs_cover_every_kind_of_value_the_declarations_use() 
     shapes |= {field.shape for field in SINK_KEYS.values()}
     assert shapes <= set(VALUES), f"add values for {shapes - set(VALUES)} to VALUES"
     assert all(good and bad for good, bad in VALUES.values())
+
+
+def test_an_editor_explains_a_bad_duration_or_key_name_in_words_rather_than_quoting_a_pattern() -> None:
+    cooldown = config_schema()["properties"]["defaults"]["properties"]["cooldown"]
+    (as_text,) = [option for option in cooldown["anyOf"] if option.get("type") == "string"]
+    assert "like 250ms, 30s" in as_text["patternErrorMessage"]
+    key = config_schema()["properties"]["providers"]["additionalProperties"]["properties"]["api_key_env"]
+    (named,) = [option for option in key["anyOf"] if option.get("type") == "string"]
+    assert "not a key" in named["patternErrorMessage"]
+
+
+def test_the_state_sections_documented_defaults_are_the_redis_stores_own() -> None:
+    pytest.importorskip("redis")
+    from llmfail.store import redis as redis_store
+
+    assert STATE_KEYS["password_env"].default == redis_store.PASSWORD_ENV
+    assert STATE_KEYS["namespace"].default == redis_store.DEFAULT_NAMESPACE
+    assert "| `namespace` | name | `default` |" in reference_markdown()

@@ -593,11 +593,15 @@ STATE_KEYS: Mapping[str, Field[Any]] = {
         "sqlite:///path or a plain file path. Never with a password in it",
         example="redis://127.0.0.1:6379/0",
     ),
+    # The two defaults are the Redis store's (llmfail.store.redis, not imported here: it loads redis-py);
+    # tests/test_schema.py keeps them equal.
     "password_env": env_name(nullable=True).means(
-        "the NAME of the environment variable holding the store's password", example="REDIS_PASSWORD"
+        "the NAME of the environment variable holding the store's password",
+        default="LLMFAIL_REDIS_PASSWORD",
+        example="REDIS_PASSWORD",
     ),
     "namespace": Field(_namespace, {"type": "string", "pattern": f"^{_NAMESPACE.pattern}$"}, "name").means(
-        "separates fleets that share one server (letters, digits, _ . -)", example="prod"
+        "separates fleets that share one server (letters, digits, _ . -)", default="default", example="prod"
     ),
 }
 

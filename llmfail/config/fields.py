@@ -124,7 +124,12 @@ def number(minimum: float, maximum: float = math.inf) -> Field[float]:
 
 def duration_schema(*, positive: bool = False) -> Schema:
     """A duration written as text or as a number of seconds."""
-    as_text: dict[str, Any] = {"type": "string", "pattern": _DURATION_TEXT}
+    as_text: dict[str, Any] = {
+        "type": "string",
+        "pattern": _DURATION_TEXT,
+        # What an editor's YAML language server says instead of quoting the pattern.
+        "patternErrorMessage": "expected a duration like 250ms, 30s, 10m, 1h30m or 1d, or a number of seconds",
+    }
     as_number: dict[str, Any] = {"type": "number", "minimum": 0}
     if positive:
         as_text["not"] = {"pattern": _ZERO_TEXT}
@@ -187,7 +192,11 @@ def env_name(*, nullable: bool) -> Field[str | None]:
             "OPENAI_API_KEY), not a key; the value is not shown, keys belong in the environment"
         )
 
-    name: dict[str, Any] = {"type": "string", "pattern": f"^{ENV_NAME.pattern}$"}
+    name: dict[str, Any] = {
+        "type": "string",
+        "pattern": f"^{ENV_NAME.pattern}$",
+        "patternErrorMessage": "expected the NAME of an environment variable (like OPENAI_API_KEY), not a key",
+    }
     if nullable:
         return Field(parse, {"anyOf": [name, {"type": "null"}]}, "environment variable name, or null")
     return Field(parse, name, "environment variable name")
