@@ -34,6 +34,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from itertools import pairwise
 from statistics import median
 from typing import TYPE_CHECKING, Any
 
@@ -281,8 +282,10 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
     arrivals = [_started(e, e.latency_ms) for e in requests]
     epoch = min(arrivals)
     reach = max(arrivals) - epoch
-    bucket = float(max(1, math.ceil(reach / BUCKETS)))
-    count = int(reach // bucket) + 1
+    # N arrivals span N-1 gaps: the traffic lasted one mean gap more than first-to-last.
+    duration = round(reach * len(arrivals) / (len(arrivals) - 1), 3) if reach > 0 else 1.0
+    bucket = max(1.0, round(duration / BUCKETS, 3))
+    count = max(1, math.ceil(duration / bucket - 1e-9))
     buckets = [_Bucket() for _ in range(count)]
 
     def at(ts: float) -> _Bucket:
@@ -326,12 +329,12 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
     latency = median(fast) / 1000 if fast else None
     base = latency or 0.0
     slow_words = {m: f"slow:{_exact(max(0.001, median(v) / 1000 - base))}" for m, v in slow_extra.items()}
-    phases = _phases(_runs(buckets, models), bucket, list(models), waits, slow_words)
+    phases = _phases(_runs(buckets, models), bucket, duration, list(models), waits, slow_words)
     first = phases[0].rate or 1.0  # never 0: the first bucket holds the first arrival
     scenario = Scenario(
         path=f"<replay of {chain}>",
         rate=first,
-        duration=count * bucket,
+        duration=duration,
         phases=tuple(replace(p, rate=None) if p.rate == first else p for p in phases),
         latency=round(latency, 3) if latency else None,
         chain=chain,
@@ -342,57 +345,83 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
 # ------------------------------------------------------------------------------- merging
 
 
-def _alike(phase: _Bucket, runs: int, other: _Bucket, length: int, models: Sequence[str]) -> bool:
-    """Whether `other` (`length` buckets) behaves like `phase` (`runs` buckets), beyond chance.
-
-    Arrivals: per bucket, within Poisson noise (or a fifth) of the phase's mean.
-    Faults: each model's failure share within a fifth plus 2.5 standard errors
-    of the difference of two binomial shares (so a share measured on a handful
-    of attempts moves little); a model one of them did not try tells nothing.
-    """
-    mean = phase.arrivals / runs
-    if abs(other.arrivals / length - mean) > 3 * math.sqrt(max(mean, 1.0) / length) + 0.2 * mean:
-        return False
-    for model in models:
-        tried, before = other.attempts[model], phase.attempts[model]
-        if not tried or not before:
-            continue
-        for word in set(other.faults[model]) | set(phase.faults[model]):
-            pooled = (phase.faults[model][word] + other.faults[model][word] + 0.5) / (before + tried + 1)
-            tolerance = 0.2 + 2.5 * math.sqrt(pooled * (1 - pooled) * (1 / before + 1 / tried))
-            if abs(other.rate(model, word) - phase.rate(model, word)) > tolerance:
-                return False
-    return True
-
-
 Run = tuple[int, int, _Bucket]  # first bucket index, bucket count, their sum
 
+#: How much better (in log-likelihood) two phases must explain the buckets than one, to split.
+SPLIT_GAIN = 8.0
 
-def _merge(runs: Sequence[Run], models: Sequence[str]) -> list[Run]:
-    """Consecutive alike runs joined, left to right."""
-    out: list[Run] = []
-    for first, length, total in runs:
-        if out and _alike(out[-1][2], out[-1][1], total, length, models):
-            start, before, joined = out[-1]
-            joined.add(total)
-            out[-1] = (start, before + length, joined)
-        else:
-            fresh = _Bucket()
-            fresh.add(total)
-            out.append((first, length, fresh))
-    return out
+
+class _Cuts:
+    """Where behaviour changes: binary segmentation of the buckets by likelihood.
+
+    Each model's attempts are a multinomial (answered, or failed each way) and
+    arrivals a Poisson count per bucket; a stretch is cut where two phases
+    explain it better than one by more than SPLIT_GAIN, then each side again.
+    A bucket in which a model made no attempt adds nothing to that model's
+    figures, so a stretch where it was benched never causes a cut by itself.
+    """
+
+    def __init__(self, buckets: Sequence[_Bucket], models: Sequence[str]) -> None:
+        self.size = len(buckets)
+        self.arrivals = self._prefix([b.arrivals for b in buckets])
+        self.series: list[tuple[list[float], list[list[float]]]] = []  # per model: attempts, each category
+        for model in models:
+            words = sorted({w for b in buckets for w in b.faults[model]})
+            tried = [b.attempts[model] for b in buckets]
+            failed = [[b.faults[model][w] for b in buckets] for w in words]
+            answered = [t - sum(f[i] for f in failed) for i, t in enumerate(tried)]
+            if any(tried):
+                self.series.append((self._prefix(tried), [self._prefix(c) for c in (answered, *failed)]))
+
+    @staticmethod
+    def _prefix(values: Sequence[float]) -> list[float]:
+        out = [0.0]
+        for v in values:
+            out.append(out[-1] + v)
+        return out
+
+    def _fit(self, i: int, j: int) -> float:
+        """Log-likelihood of buckets [i, j) as one phase (constants left out)."""
+        total = 0.0
+        arrived = self.arrivals[j] - self.arrivals[i]
+        if arrived > 0:
+            total += arrived * math.log(arrived / (j - i)) - arrived
+        for tried, categories in self.series:
+            n = tried[j] - tried[i]
+            for category in categories:
+                c = category[j] - category[i]
+                if c > 0:
+                    total += c * math.log(c / n)
+        return total
+
+    def cuts(self, i: int = 0, j: int | None = None) -> list[int]:
+        """The bucket indexes where a new phase starts, within [i, j)."""
+        j = self.size if j is None else j
+        if j - i < 2:
+            return []
+        whole = self._fit(i, j)
+        gain, at = max((self._fit(i, k) + self._fit(k, j) - whole, k) for k in range(i + 1, j))
+        if gain <= SPLIT_GAIN:
+            return []
+        return [*self.cuts(i, at), at, *self.cuts(at, j)]
 
 
 def _runs(buckets: Sequence[_Bucket], models: Sequence[str]) -> list[Run]:
-    """Buckets merged into runs of alike behaviour; then the runs themselves, once more, so a
-    short stretch that differed only by chance from its neighbour joins it."""
-    runs = _merge([(i, 1, b) for i, b in enumerate(buckets)], models)
-    return _merge(runs, models)
+    """The buckets grouped into runs of alike behaviour."""
+    edges = [0, *_Cuts(buckets, models).cuts(), len(buckets)]
+    runs: list[Run] = []
+    for first, stop in pairwise(edges):
+        total = _Bucket()
+        for bucket in buckets[first:stop]:
+            total.add(bucket)
+        runs.append((first, stop - first, total))
+    return runs
 
 
 def _phases(
     runs: Sequence[Run],
     bucket: float,
+    duration: float,
     models: list[str],
     waits: dict[tuple[str, str], list[float]],
     slow_words: dict[str, str],
@@ -419,7 +448,8 @@ def _phases(
                 mine.append(FaultSpec(model, Fault(word, rate)))
             carried[model] = tuple(mine)
             faults.extend(mine)
-        rate = _significant(total.arrivals / (length * bucket))
+        covered = min((first + length) * bucket, duration) - first * bucket  # the last bucket may end early
+        rate = _significant(total.arrivals / covered) if covered > 0 else 0.0
         name = "quiet" if rate == 0 else "recovered" if seen_fault and not faults else "healthy" if not faults else ""
         seen_fault = seen_fault or bool(faults)
         phases.append(
