@@ -196,17 +196,19 @@ def test_real_run_traffic_through_a_503_stretch_is_counted_exactly_and_phased(tm
     path.write_text(textwrap.dedent(config).lstrip("\n"), encoding="utf-8")
     db = str(tmp_path / "state.db")
     answers: dict[str, int] = {}
+    failovers = 0
     for i in range(60):
         outage["on"] = 20 <= i < 40
         result = runner.invoke(app, ["--config", str(path), "--db", db, "run", "hi", "--chain", "prod", "--json"])
         body = json.loads(result.stdout)
         answers[body["model"]] = answers.get(body["model"], 0) + 1
+        failovers += body["failovers"]
         time.sleep(0.25)  # pacing the traffic over ~15 s: one-second buckets see the stretch
     report = replay_json(tmp_path, config=textwrap.dedent(config))
     then = report["then"]
     assert then["requests"] == 60 and then["succeeded"] == 60
     assert {m: round(s * 60) for m, s in then["served_by"].items()} == answers
-    assert then["failovers"] == answers["b/model-b"]
+    assert then["failovers"] == failovers  # a benched primary is skipped, not failed over from
     rates = [phase_rate(p, "p/model-a", "503") for p in report["scenario"]["phases"]]
     assert rates[0] == 0 and rates[-1] == 0, report["scenario"]
     assert max(rates) >= 0.9, report["scenario"]
@@ -399,7 +401,7 @@ def test_derived_phases_and_rates_follow_any_generated_profile(lengths: list[int
     bucket = derivation.bucket_s
     assert bucket == pytest.approx(max(1, (profile[-1][0] + 120) / 60), abs=0.002)
     for t in range(0, int(scenario.duration), 5):
-        if min(abs(t - s) for s, _ in profile[1:]) <= bucket if len(profile) > 1 else False:
+        if len(profile) > 1 and min(abs(t - s) for s, _ in profile[1:]) <= 2 * bucket:  # an edge bucket mixes both
             continue
         expected = [p for s, p in profile if s <= t][-1]
         phase = scenario.phases[scenario.phase_at(t)]

@@ -356,7 +356,8 @@ class _Cuts:
 
     Each model's attempts are a multinomial (answered, or failed each way) and
     arrivals a Poisson count per bucket; a stretch is cut where two phases
-    explain it better than one by more than SPLIT_GAIN, then each side again.
+    explain it better than one by more than SPLIT_GAIN (or three, with one
+    more SPLIT_GAIN: an outage in the middle of calm), then each part again.
     A bucket in which a model made no attempt adds nothing to that model's
     figures, so a stretch where it was benched never causes a cut by itself.
     """
@@ -400,10 +401,23 @@ class _Cuts:
         if j - i < 2:
             return []
         whole = self._fit(i, j)
-        gain, at = max((self._fit(i, k) + self._fit(k, j) - whole, k) for k in range(i + 1, j))
-        if gain <= SPLIT_GAIN:
+        fit = [self._fit(i, k) for k in range(i, j + 1)]  # fit[k - i]: buckets [i, k)
+        tail = [self._fit(k, j) for k in range(i, j + 1)]
+        one, at = max((fit[k - i] + tail[k - i] - whole - SPLIT_GAIN, k) for k in range(i + 1, j))
+        # A stretch that differs in the middle of one that does not: one cut alone may not show it.
+        two, a, b = max(
+            (
+                (fit[a - i] + self._fit(a, b) + tail[b - i] - whole - 2 * SPLIT_GAIN, a, b)
+                for a in range(i + 1, j - 1)
+                for b in range(a + 1, j)
+            ),
+            default=(-math.inf, 0, 0),
+        )
+        if max(one, two) <= 0:
             return []
-        return [*self.cuts(i, at), at, *self.cuts(at, j)]
+        if one >= two:
+            return [*self.cuts(i, at), at, *self.cuts(at, j)]
+        return [*self.cuts(i, a), a, *self.cuts(a, b), b, *self.cuts(b, j)]
 
 
 def _runs(buckets: Sequence[_Bucket], models: Sequence[str]) -> list[Run]:
@@ -538,6 +552,32 @@ def scenario_yaml(derivation: Derivation) -> str:
     for phase in mapping["phases"]:
         lines.append("  - " + yaml.safe_dump(phase, default_flow_style=True, width=10**9, sort_keys=False).strip())
     return "\n".join(lines) + "\n"
+
+
+def save_window(
+    config: Config, log: EventLog, start: float, end: float, *, chain: str | None = None, folder: str = "."
+) -> str:
+    """The dashboard's `s`: the window on screen derived into `folder`/llmfail-scenario-CHAIN-TIME.yaml.
+
+    Never overwrites: a file of that name already there gets a numbered sibling."""
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    span = Span(start, end)
+    events = read_window(log, span)
+    name = pick_chain(events, chain, list(config.chains), span)
+    text = scenario_yaml(derive(events, name, config.chain(name).models, span))
+    stamp = datetime.fromtimestamp(end, UTC).strftime("%Y%m%dT%H%M%SZ")
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+    for n in range(1, 1000):
+        path = Path(folder) / f"llmfail-scenario-{safe}-{stamp}{'' if n == 1 else f'-{n}'}.yaml"
+        try:
+            with path.open("x", encoding="utf-8") as file:
+                file.write(text)
+        except FileExistsError:
+            continue
+        return str(path)
+    raise UsageError(f"cannot save the scenario: too many files named like {path} already")
 
 
 # ------------------------------------------------------------------------------- then vs now
