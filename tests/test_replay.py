@@ -185,7 +185,7 @@ def test_real_run_traffic_through_a_503_stretch_is_counted_exactly_and_phased(tm
     server.expect_request("/b/chat/completions").respond_with_json(openai_answer("from backup"))
     base = server.url_for("").rstrip("/")
     config = f"""
-    defaults: {{attempts: 2, backoff: {{base: 10ms, max: 20ms}}, cooldown: 1s}}
+    defaults: {{attempts: 2, backoff: {{base: 10ms, max: 20ms}}, cooldown: 200ms}}
     providers:
       p: {{type: openai, base_url: "{base}/p"}}
       b: {{type: openai, base_url: "{base}/b"}}

@@ -348,7 +348,7 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
 Run = tuple[int, int, _Bucket]  # first bucket index, bucket count, their sum
 
 #: How much better (in log-likelihood) two phases must explain the buckets than one, to split.
-SPLIT_GAIN = 8.0
+SPLIT_GAIN = 6.0
 
 
 class _Cuts:
