@@ -382,7 +382,7 @@ def synthetic(profile: Sequence[tuple[float, float]], rate: float, seed: int) ->
     return out
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     lengths=st.lists(st.integers(min_value=60, max_value=180), min_size=1, max_size=3),
     shares=st.lists(st.sampled_from([0.0, 0.4, 0.95]), min_size=4, max_size=4),
@@ -401,7 +401,7 @@ def test_derived_phases_and_rates_follow_any_generated_profile(lengths: list[int
     bucket = derivation.bucket_s
     assert bucket == pytest.approx(max(1, (profile[-1][0] + 120) / 60), abs=0.002)
     for t in range(0, int(scenario.duration), 5):
-        if len(profile) > 1 and min(abs(t - s) for s, _ in profile[1:]) <= 2 * bucket:  # an edge bucket mixes both
+        if len(profile) > 1 and min(abs(t - s) for s, _ in profile[1:]) <= bucket:  # a cut falls within a bucket of the change
             continue
         expected = [p for s, p in profile if s <= t][-1]
         phase = scenario.phases[scenario.phase_at(t)]

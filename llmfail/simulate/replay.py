@@ -345,8 +345,6 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
 # ------------------------------------------------------------------------------- merging
 
 
-Run = tuple[int, int, _Bucket]  # first bucket index, bucket count, their sum
-
 #: How much better (in log-likelihood) two phases must explain the buckets than one, to split.
 SPLIT_GAIN = 6.0
 
@@ -420,20 +418,39 @@ class _Cuts:
         return [*self.cuts(i, a), a, *self.cuts(a, b), b, *self.cuts(b, j)]
 
 
-def _runs(buckets: Sequence[_Bucket], models: Sequence[str]) -> list[Run]:
+@dataclass(frozen=True)
+class _Run:
+    """Consecutive buckets of alike behaviour; `core` leaves out the buckets at its cuts."""
+
+    first: int
+    length: int
+    total: _Bucket
+    core: _Bucket
+
+    def measured(self, model: str) -> _Bucket:
+        """Where `model`'s fault shares are read: a bucket a cut falls in holds some of both
+        neighbours' behaviour, so the shares come from the buckets between the cuts when
+        the model was tried there."""
+        return self.core if self.core.attempts[model] else self.total
+
+
+def _runs(buckets: Sequence[_Bucket], models: Sequence[str]) -> list[_Run]:
     """The buckets grouped into runs of alike behaviour."""
     edges = [0, *_Cuts(buckets, models).cuts(), len(buckets)]
-    runs: list[Run] = []
+    runs: list[_Run] = []
     for first, stop in pairwise(edges):
-        total = _Bucket()
-        for bucket in buckets[first:stop]:
-            total.add(bucket)
-        runs.append((first, stop - first, total))
+        total, core = _Bucket(), _Bucket()
+        inner = range(first + (first > 0), stop - (stop < len(buckets)))
+        for index in range(first, stop):
+            total.add(buckets[index])
+            if index in inner:
+                core.add(buckets[index])
+        runs.append(_Run(first, stop - first, total, core))
     return runs
 
 
 def _phases(
-    runs: Sequence[Run],
+    runs: Sequence[_Run],
     bucket: float,
     duration: float,
     models: list[str],
@@ -444,15 +461,17 @@ def _phases(
     phases: list[Phase] = []
     carried: dict[str, tuple[FaultSpec, ...]] = {}
     seen_fault = False
-    for first, length, total in runs:
+    for run in runs:
+        first, length, total = run.first, run.length, run.total
         faults: list[FaultSpec] = []
         for model in models:
             if not total.attempts[model]:
                 faults.extend(carried.get(model, ()))
                 continue
             mine: list[FaultSpec] = []
-            for word, _ in sorted(total.faults[model].items()):
-                rate = round(total.rate(model, word), 2)
+            measured = run.measured(model)
+            for word, _ in sorted(measured.faults[model].items()):
+                rate = round(measured.rate(model, word), 2)
                 if rate < RATE_STEP:
                     continue
                 if word == "slow":
