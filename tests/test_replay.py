@@ -401,7 +401,9 @@ def test_derived_phases_and_rates_follow_any_generated_profile(lengths: list[int
     bucket = derivation.bucket_s
     assert bucket == pytest.approx(max(1, (profile[-1][0] + 120) / 60), abs=0.002)
     for t in range(0, int(scenario.duration), 5):
-        if len(profile) > 1 and min(abs(t - s) for s, _ in profile[1:]) <= bucket:  # a cut falls within a bucket of the change
+        if (
+            len(profile) > 1 and min(abs(t - s) for s, _ in profile[1:]) <= bucket
+        ):  # a cut falls within a bucket of the change
             continue
         expected = [p for s, p in profile if s <= t][-1]
         phase = scenario.phases[scenario.phase_at(t)]
