@@ -284,8 +284,9 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
     reach = max(arrivals) - epoch
     # N arrivals span N-1 gaps: the traffic lasted one mean gap more than first-to-last.
     duration = round(reach * len(arrivals) / (len(arrivals) - 1), 3) if reach > 0 else 1.0
-    bucket = max(1.0, round(duration / BUCKETS, 3))
-    count = max(1, math.ceil(duration / bucket - 1e-9))
+    raw = duration / BUCKETS
+    bucket = float(round(raw)) if raw >= 10 else max(1.0, round(raw, 3))  # whole seconds read better
+    count = max(1, int(duration // bucket))  # the last bucket also takes the remainder
     buckets = [_Bucket() for _ in range(count)]
 
     def at(ts: float) -> _Bucket:
@@ -329,13 +330,16 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
     latency = median(fast) / 1000 if fast else None
     base = latency or 0.0
     slow_words = {m: f"slow:{_exact(max(0.001, median(v) / 1000 - base))}" for m, v in slow_extra.items()}
-    phases = _phases(_runs(buckets, models), bucket, duration, list(models), waits, slow_words)
-    first = phases[0].rate or 1.0  # never 0: the first bucket holds the first arrival
+    runs = _runs(buckets, models, bucket, duration)
+    # The file's rate: that of the longest stretch (a quiet one aside), so most phases need none of their own.
+    longest = max(runs, key=lambda r: (r.arrivals > 0, r.end - r.start))
+    usual = _significant(longest.arrivals / (longest.end - longest.start))
+    phases = _phases(runs, usual, list(models), waits, slow_words)
     scenario = Scenario(
         path=f"<replay of {chain}>",
-        rate=first,
+        rate=usual,
         duration=duration,
-        phases=tuple(replace(p, rate=None) if p.rate == first else p for p in phases),
+        phases=tuple(phases),
         latency=round(latency, 3) if latency else None,
         chain=chain,
     )
@@ -346,7 +350,7 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
 
 
 #: How much better (in log-likelihood) two phases must explain the buckets than one, to split.
-SPLIT_GAIN = 6.0
+SPLIT_GAIN = 10.0
 
 
 class _Cuts:
@@ -354,15 +358,17 @@ class _Cuts:
 
     Each model's attempts are a multinomial (answered, or failed each way) and
     arrivals a Poisson count per bucket; a stretch is cut where two phases
-    explain it better than one by more than SPLIT_GAIN (or three, with one
-    more SPLIT_GAIN: an outage in the middle of calm), then each part again.
+    explain it better than one by more than SPLIT_GAIN (or three, by half as
+    much again: an outage in the middle of calm, which one cut alone may not
+    show), then each part again.
     A bucket in which a model made no attempt adds nothing to that model's
     figures, so a stretch where it was benched never causes a cut by itself.
     """
 
-    def __init__(self, buckets: Sequence[_Bucket], models: Sequence[str]) -> None:
+    def __init__(self, buckets: Sequence[_Bucket], models: Sequence[str], lengths: Sequence[float]) -> None:
         self.size = len(buckets)
         self.arrivals = self._prefix([b.arrivals for b in buckets])
+        self.times = self._prefix(lengths)  # the last bucket may be longer: it takes the remainder
         self.series: list[tuple[list[float], list[list[float]]]] = []  # per model: attempts, each category
         for model in models:
             words = sorted({w for b in buckets for w in b.faults[model]})
@@ -384,7 +390,7 @@ class _Cuts:
         total = 0.0
         arrived = self.arrivals[j] - self.arrivals[i]
         if arrived > 0:
-            total += arrived * math.log(arrived / (j - i)) - arrived
+            total += arrived * math.log(arrived / (self.times[j] - self.times[i])) - arrived
         for tried, categories in self.series:
             n = tried[j] - tried[i]
             for category in categories:
@@ -405,7 +411,7 @@ class _Cuts:
         # A stretch that differs in the middle of one that does not: one cut alone may not show it.
         two, a, b = max(
             (
-                (fit[a - i] + self._fit(a, b) + tail[b - i] - whole - 2 * SPLIT_GAIN, a, b)
+                (fit[a - i] + self._fit(a, b) + tail[b - i] - whole - 1.5 * SPLIT_GAIN, a, b)
                 for a in range(i + 1, j - 1)
                 for b in range(a + 1, j)
             ),
@@ -418,14 +424,18 @@ class _Cuts:
         return [*self.cuts(i, a), a, *self.cuts(a, b), b, *self.cuts(b, j)]
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Run:
-    """Consecutive buckets of alike behaviour; `core` leaves out the buckets at its cuts."""
+    """Consecutive buckets of alike behaviour, [start, end) in seconds from the first arrival;
+    `core` leaves out the buckets at its cuts."""
 
     first: int
     length: int
     total: _Bucket
     core: _Bucket
+    start: float
+    end: float
+    arrivals: float
 
     def measured(self, model: str) -> _Bucket:
         """Where `model`'s fault shares are read: a bucket a cut falls in holds some of both
@@ -434,9 +444,10 @@ class _Run:
         return self.core if self.core.attempts[model] else self.total
 
 
-def _runs(buckets: Sequence[_Bucket], models: Sequence[str]) -> list[_Run]:
+def _runs(buckets: Sequence[_Bucket], models: Sequence[str], bucket: float, duration: float) -> list[_Run]:
     """The buckets grouped into runs of alike behaviour."""
-    edges = [0, *_Cuts(buckets, models).cuts(), len(buckets)]
+    lengths = [bucket] * (len(buckets) - 1) + [duration - bucket * (len(buckets) - 1)]
+    edges = _supported([0, *_Cuts(buckets, models, lengths).cuts(), len(buckets)], buckets, models, lengths)
     runs: list[_Run] = []
     for first, stop in pairwise(edges):
         total, core = _Bucket(), _Bucket()
@@ -445,24 +456,126 @@ def _runs(buckets: Sequence[_Bucket], models: Sequence[str]) -> list[_Run]:
             total.add(buckets[index])
             if index in inner:
                 core.add(buckets[index])
-        runs.append(_Run(first, stop - first, total, core))
-    return runs
+        end = duration if stop == len(buckets) else stop * bucket
+        runs.append(_Run(first, stop - first, total, core, first * bucket, end, total.arrivals))
+    return _settle_mixed(runs, models)
+
+
+def _fault_fit(bucket: _Bucket, models: Sequence[str]) -> float:
+    """Log-likelihood of the models' outcomes in `bucket` under one share per outcome."""
+    total = 0.0
+    for model in models:
+        tried = bucket.attempts[model]
+        counts = bucket.faults[model].values()
+        for count in (tried - sum(counts), *counts):
+            if count > 0:
+                total += count * math.log(count / tried)
+    return total
+
+
+def _arrival_fit(arrived: float, seconds: float) -> float:
+    return arrived * math.log(arrived / seconds) - arrived if arrived > 0 and seconds > 0 else 0.0
+
+
+def _sum(buckets: Sequence[_Bucket]) -> _Bucket:
+    total = _Bucket()
+    for bucket in buckets:
+        total.add(bucket)
+    return total
+
+
+def _supported(
+    edges: list[int], buckets: Sequence[_Bucket], models: Sequence[str], lengths: Sequence[float]
+) -> list[int]:
+    """`edges` without the cuts that only the buckets around them support.
+
+    The bucket a change falls in mixes both sides, and a segmentation may cut
+    around such a bucket rather than at the change. A cut stays when the faults
+    on its two sides, leaving out the bucket on either side of it, still differ
+    by more than SPLIT_GAIN, or when the arrivals do; the weakest cut goes first.
+    """
+    edges = list(edges)
+    last = len(buckets)
+    while len(edges) > 2:
+        weakest: tuple[float, int] | None = None
+        for index in range(1, len(edges) - 1):
+            a, k, b = edges[index - 1], edges[index], edges[index + 1]
+            left, right = _sum(buckets[a + (a > 0) : k - 1]), _sum(buckets[k + 1 : b - (b < last)])
+            if not any(left.attempts[m] and right.attempts[m] for m in models):
+                continue  # too short to judge without its edges: the segmentation's word stands
+            both = _sum([left, right])
+            faults = _fault_fit(left, models) + _fault_fit(right, models) - _fault_fit(both, models)
+            arrivals = (
+                _arrival_fit(sum(x.arrivals for x in buckets[a:k]), sum(lengths[a:k]))
+                + _arrival_fit(sum(x.arrivals for x in buckets[k:b]), sum(lengths[k:b]))
+                - _arrival_fit(sum(x.arrivals for x in buckets[a:b]), sum(lengths[a:b]))
+            )
+            gain = max(faults, arrivals)
+            if gain <= SPLIT_GAIN and (weakest is None or gain < weakest[0]):
+                weakest = (gain, index)
+        if weakest is None:
+            return edges
+        del edges[weakest[1]]
+    return edges
+
+
+def _settle_mixed(runs: list[_Run], models: Sequence[str]) -> list[_Run]:
+    """A run of one or two buckets between two others, behaving in between them, is where a change
+    fell (a bucket holding some of each side, and maybe one more that happened to look alike): it
+    is shared out instead, the change placed where its mix says (a stretch 30 % like the run before
+    and 70 % like the one after changed 30 % of the way in), judged on the model whose fault share
+    differs most between the neighbours. So a phase shorter than three buckets that behaves
+    between its neighbours is not told apart from a change: the resolution of one bucket."""
+    out: list[_Run] = []
+    for index, run in enumerate(runs):
+        before = out[-1] if out else None
+        after = runs[index + 1] if index + 1 < len(runs) else None
+        share = _mix(before, run, after, models) if before and after and run.length <= 2 else None
+        if before is None or after is None or share is None:
+            out.append(run)
+            continue
+        cut = run.start + share * (run.end - run.start)
+        cut = float(round(cut)) if run.end - run.start >= 10 else round(cut, 3)  # whole seconds read better
+        before.end, after.start = cut, cut
+        before.arrivals += share * run.arrivals
+        after.arrivals += (1 - share) * run.arrivals
+    return out
+
+
+def _mix(before: _Run, run: _Run, after: _Run, models: Sequence[str]) -> float | None:
+    """The share of `run` that behaved like `before` (the rest like `after`); None when it is no mix."""
+    best: tuple[float, float] | None = None  # (difference between the neighbours, share)
+    for model in models:
+        a, b = before.measured(model), after.measured(model)
+        if not (a.attempts[model] and b.attempts[model] and run.total.attempts[model]):
+            continue
+        for word in set(a.faults[model]) | set(b.faults[model]):
+            ra, rb, rm = a.rate(model, word), b.rate(model, word), run.total.rate(model, word)
+            if abs(ra - rb) < 0.2:
+                continue
+            share = (rm - rb) / (ra - rb)
+            if not -0.15 <= share <= 1.15:  # not between them: a behaviour of its own
+                return None
+            if best is None or abs(ra - rb) > best[0]:
+                best = (abs(ra - rb), min(1.0, max(0.0, share)))
+    return best[1] if best else None
 
 
 def _phases(
     runs: Sequence[_Run],
-    bucket: float,
-    duration: float,
+    usual: float,
     models: list[str],
     waits: dict[tuple[str, str], list[float]],
     slow_words: dict[str, str],
 ) -> list[Phase]:
-    """Phases from merged runs; a model a run never tried keeps its faults from the run before."""
+    """Phases from merged runs; a model a run never tried keeps its faults from the run before.
+
+    A phase whose arrival rate is within 3 % of `usual` (the file's rate) has no `rate` of its own."""
     phases: list[Phase] = []
     carried: dict[str, tuple[FaultSpec, ...]] = {}
     seen_fault = False
     for run in runs:
-        first, length, total = run.first, run.length, run.total
+        total = run.total
         faults: list[FaultSpec] = []
         for model in models:
             if not total.attempts[model]:
@@ -481,12 +594,16 @@ def _phases(
                 mine.append(FaultSpec(model, Fault(word, rate)))
             carried[model] = tuple(mine)
             faults.extend(mine)
-        covered = min((first + length) * bucket, duration) - first * bucket  # the last bucket may end early
-        rate = _significant(total.arrivals / covered) if covered > 0 else 0.0
-        name = "quiet" if rate == 0 else "recovered" if seen_fault and not faults else "healthy" if not faults else ""
+        covered = run.end - run.start
+        per_s = _significant(run.arrivals / covered) if covered > 0 else 0.0
+        # the file's rate, give or take rounding noise, needs no `rate` of its own
+        arrival = None if abs(per_s - usual) <= 0.03 * usual else per_s
+        name = (
+            "quiet" if arrival == 0 else "recovered" if seen_fault and not faults else "healthy" if not faults else ""
+        )
         seen_fault = seen_fault or bool(faults)
         phases.append(
-            Phase(name or f"incident {sum(1 for p in phases if p.faults) + 1}", first * bucket, tuple(faults), rate)
+            Phase(name or f"incident {sum(1 for p in phases if p.faults) + 1}", run.start, tuple(faults), arrival)
         )
     return _join_equal(phases)
 
