@@ -1182,7 +1182,7 @@ def replay(
     if save:
         from pathlib import Path
 
-        Path(save).write_text(scenario_yaml(result.derivation), encoding="utf-8")
+        Path(save).write_text(scenario_yaml(result.derivation, save), encoding="utf-8")
         note(f"llmfail: scenario saved to {save}; run it with: llmfail simulate --scenario {save}")
     if not json_out:
         from .simulate.render import render_replay

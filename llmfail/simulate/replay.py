@@ -669,8 +669,9 @@ def scenario_mapping(scenario: Scenario) -> dict[str, Any]:
     return out
 
 
-def scenario_yaml(derivation: Derivation) -> str:
-    """The scenario file: a header comment naming the window and the counts it came from, then the mapping."""
+def scenario_yaml(derivation: Derivation, path: str = "THIS_FILE") -> str:
+    """The scenario file (to be saved at `path`): a header comment naming the window and the counts
+    it came from, then the mapping."""
     import yaml
 
     mapping = scenario_mapping(derivation.scenario)
@@ -679,7 +680,7 @@ def scenario_yaml(derivation: Derivation) -> str:
         f"# llmfail replay of chain {mapping['chain']!r}: the event log between {iso(span.start)} and {iso(span.end)}",
         f"# {derivation.requests} requests (the first at {iso(derivation.epoch)}), "
         f"{derivation.failed_attempts} failed attempts; measured in buckets of {_exact(derivation.bucket_s)}.",
-        "# Run it: llmfail simulate --scenario THIS_FILE --expect-success-rate 0.99 --junit out.xml",
+        f"# Run it: llmfail simulate --scenario {path} --expect-success-rate 0.99 --junit out.xml",
     ]
     for key in ("chain", "rate", "duration", "latency"):
         if key in mapping:
@@ -702,14 +703,14 @@ def save_window(
     span = Span(start, end)
     events = read_window(log, span)
     name = pick_chain(events, chain, list(config.chains), span)
-    text = scenario_yaml(derive(events, name, config.chain(name).models, span))
+    derivation = derive(events, name, config.chain(name).models, span)
     stamp = datetime.fromtimestamp(end, UTC).strftime("%Y%m%dT%H%M%SZ")
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
     for n in range(1, 1000):
         path = Path(folder) / f"llmfail-scenario-{safe}-{stamp}{'' if n == 1 else f'-{n}'}.yaml"
         try:
             with path.open("x", encoding="utf-8") as file:
-                file.write(text)
+                file.write(scenario_yaml(derivation, path.name))
         except FileExistsError:
             continue
         return str(path)
