@@ -10,7 +10,7 @@ outage, a stretch of 429s that ask for 20 s and a stretch of timeouts.
 Timed: the whole command, `llmfail replay --since 25h --json` in a fresh
 process (start-up, reading the window, deriving the scenario, the "then"
 report, and the simulation of today's config, which by default sends at most
-20,000 requests: `--max-requests`), median of `--repeat` runs; and, in this
+10,000 requests: `--max-requests`), median of `--repeat` runs; and, in this
 process, each step on its own. The baseline, measured in the same run, is
 `llmfail stats --since 25h --json` over the same log: a pure read of the same
 window. `--full` also times one `--max-requests 0` run (all 100,000 simulated).
@@ -32,7 +32,7 @@ from typing import Any
 
 from llmfail.config import parse_config
 from llmfail.simulate import Plan, parse_scenario, simulate
-from llmfail.simulate.replay import Span, derive, read_window, thin, timeline_step
+from llmfail.simulate.replay import MAX_REQUESTS, Span, derive, read_window, thin, timeline_step
 from llmfail.store.sqlite import SqliteStore
 
 CONFIG = """
@@ -103,7 +103,7 @@ def main() -> int:
         derivation = derive(events, "main", config.chain("main").models, span)
         t2 = time.perf_counter()
         scenario = derivation.scenario
-        share = min(1.0, 20_000 / scenario.requests)
+        share = min(1.0, MAX_REQUESTS / scenario.requests)
         step = timeline_step(scenario)
         simulate(config, Plan("main", seed=0, scenario=thin(scenario, share)), step=step)
         t3 = time.perf_counter()

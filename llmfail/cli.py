@@ -1115,12 +1115,12 @@ def replay(
         None, "--save", metavar="FILE.yaml", help="Write the derived scenario, for `simulate --scenario` in CI."
     ),
     seed: int = _SEED,
-    max_requests: int = typer.Option(
-        20_000,
+    max_requests: int | None = typer.Option(
+        None,
         "--max-requests",
         min=0,
         metavar="N",
-        help="Simulate at most N requests: a busier window is replayed at a thinned rate (0: no limit).",
+        help="Simulate at most N requests (default 10,000): a busier window is replayed at a thinned rate (0: no limit).",
     ),
     expect_success_rate: float | None = _EXPECT_SUCCESS_RATE,
     expect_p99: str | None = _EXPECT_P99,
@@ -1140,7 +1140,9 @@ def replay(
     """
     import time
 
-    from .simulate.replay import Span, pick_chain, scenario_yaml, window
+    from .simulate.replay import MAX_REQUESTS, Span, pick_chain, scenario_yaml, window
+
+    limit = MAX_REQUESTS if max_requests is None else max_requests
     from .simulate.replay import replay as run_replay
 
     span: Span = window(since, start, end, now=time.time())
@@ -1162,7 +1164,7 @@ def replay(
             expectations=lambda models: _expectations(
                 models, expect_success_rate, expect_p99, expect_max_failovers, expect_served_by
             ),
-            max_requests=max_requests,
+            max_requests=limit,
         )
     finally:
         store.close()
@@ -1176,7 +1178,7 @@ def replay(
     if result.thinned < 1:
         note(
             f"llmfail: simulated {result.now.requests} of the window's {result.derivation.scenario.requests} "
-            f"arrivals (--max-requests {max_requests}): counts differ by that share, rates compare",
+            f"arrivals (--max-requests {limit}): counts differ by that share, rates compare",
             style="yellow",
         )
     if save:

@@ -720,7 +720,7 @@ def save_window(
 # ------------------------------------------------------------------------------- then vs now
 
 #: The most requests a replay simulates by default: a busier window is replayed thinned.
-MAX_REQUESTS = 20_000
+MAX_REQUESTS = 10_000
 
 
 @dataclass
