@@ -1141,10 +1141,9 @@ def replay(
     import time
 
     from .simulate.replay import MAX_REQUESTS, Span, pick_chain, scenario_yaml, window
-
-    limit = MAX_REQUESTS if max_requests is None else max_requests
     from .simulate.replay import replay as run_replay
 
+    limit = MAX_REQUESTS if max_requests is None else max_requests
     span: Span = window(since, start, end, now=time.time())
     for option, path in (("--save", save), ("--junit", junit)):
         if path:

@@ -348,6 +348,20 @@ def test_the_window_is_read_through_the_store_interface_on_every_backend(store_t
     assert [e.ts for e in got] == [1002.0 + i for i in range(6)]
 
 
+def test_a_window_long_past_stops_reading_once_the_log_is_well_beyond_it(store: SqliteStore):
+    store.append([Event(REQUEST, 1000.0 + i * 100, chain="prod", data={"ok": True}) for i in range(100)])
+    calls: list[int | None] = []
+
+    class Counting:
+        def events(self, **kwargs):
+            calls.append(kwargs["after_id"])
+            return store.events(**kwargs)
+
+    got = read_window(Counting(), Span(1000.0, 1500.0), page=5)  # type: ignore[arg-type]
+    assert [e.ts for e in got] == [1000.0 + i * 100 for i in range(6)]
+    assert len(calls) <= 4  # not the 20 pages of the whole log
+
+
 # ------------------------------------------------------------------------------- the derivation
 
 

@@ -1232,9 +1232,11 @@ async def test_s_saves_the_window_on_screen_as_a_scenario_and_shows_its_path(
 async def test_s_on_a_window_without_traffic_says_so_and_writes_nothing(
     config: Config, store: SqliteStore, clock: FakeClock, tmp_path: Path
 ):
-    app = app_for(config, store, clock, scenario_dir=str(tmp_path))
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    app = app_for(config, store, clock, scenario_dir=str(folder))
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         await pilot.press("s")
         await until(pilot, lambda: any("no requests between" in str(n.message) for n in app._notifications))
-    assert not list(tmp_path.iterdir())
+    assert not list(folder.iterdir())

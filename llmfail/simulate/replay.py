@@ -7,10 +7,11 @@ backend works) and derives:
 - a **scenario** in the `--scenario` format: the window cut into buckets of
   about 1/60 of the span of its requests (never under a second), each bucket
   measured — arrivals, and for every model the share of its attempts that
-  failed each way — and consecutive buckets that behave alike merged into
-  one phase. A model with no attempt in a bucket (benched, or never reached)
-  says nothing about it, so it never splits a phase; a phase in which it was
-  never tried keeps its faults from the phase before.
+  failed each way — and consecutive buckets that behave alike made one
+  phase, the boundaries placed where a likelihood test says behaviour
+  changed (`_Cuts`). A model with no attempt in a bucket (benched, or never
+  reached) says nothing about it, so it never splits a phase; a phase in
+  which it was never tried keeps its faults from the phase before.
 - the **"then" report**: the log's own events counted by the same `Recorder`
   that counts a simulation, over the same phases, so "then" and "now"
   (`simulate` of the scenario on today's config) are measured alike.
@@ -118,14 +119,20 @@ class NoRequests(LlmfailError):
     """The window holds no request of the chain: nothing to replay (exit 1)."""
 
 
+#: Ids follow the order rows were written, times nearly so (writers' clocks and a spool replayed
+#: later differ a little): a page written this long after the window's end ends the reading.
+PAST_END_S = 600.0
+
+
 def read_window(log: EventLog, span: Span, *, page: int = PAGE) -> list[Event]:
-    """The events a replay needs with `span.start <= ts <= span.end`, in id order, a page at a time."""
+    """The events a replay needs with `span.start <= ts <= span.end`, in id order, a page at a time
+    (a window long past does not read the whole log written since)."""
     out: list[Event] = []
     after: int | None = None
     while True:
         batch = log.events(after_id=after, since=span.start, types=TYPES, limit=page)
         out.extend(e for e in batch if e.ts <= span.end)
-        if len(batch) < page:
+        if len(batch) < page or min(e.ts for e in batch) > span.end + PAST_END_S:
             return out
         after = batch[-1].id
 
