@@ -32,6 +32,7 @@ usual (over four times its median, and over a second more) is `slow:DURATION`.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -305,14 +306,18 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
     slow_cut = _slow_cut(answers)
     fast: list[float] = []
     slow_extra: dict[str, list[float]] = defaultdict(list)
+    trials: dict[str, list[tuple[float, str | None]]] = defaultdict(list)  # per model: (when, fault or None)
     for began, model, first in answers:
         b = at(began)
         b.attempts[model] += 1
         if first is not None and first > slow_cut[model]:
             b.faults[model]["slow"] += 1
             slow_extra[model].append(first)
-        elif first is not None:
-            fast.append(first)
+            trials[model].append((began - epoch, "slow"))
+        else:
+            trials[model].append((began - epoch, None))
+            if first is not None:
+                fast.append(first)
     waits: dict[tuple[str, str], list[float]] = defaultdict(list)
     unknown: Counter[str] = Counter()
     failed = 0
@@ -325,10 +330,12 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
             unknown[e.model] += 1
         if word is None:
             continue
-        b = at(_started(e, e.latency_ms))
+        began = _started(e, e.latency_ms)
+        b = at(began)
         b.attempts[e.model] += 1
         code, _, wait = word.partition("@")
         b.faults[e.model][code] += 1
+        trials[e.model].append((began - epoch, code))
         if wait:
             waits[(e.model, code)].append(float(e.data["retry_after_s"]))
     for _, model, _ in answers:
@@ -337,7 +344,10 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
     latency = median(fast) / 1000 if fast else None
     base = latency or 0.0
     slow_words = {m: f"slow:{_exact(max(0.001, median(v) / 1000 - base))}" for m, v in slow_extra.items()}
-    runs = _runs(buckets, models, bucket, duration)
+    for series in trials.values():
+        series.sort()
+    offsets = sorted(t - epoch for t in arrivals)
+    runs = _settle_mixed(_runs(buckets, models, bucket, duration), models, trials, offsets)
     # The file's rate: that of the longest stretch (a quiet one aside), so most phases need none of their own.
     longest = max(runs, key=lambda r: (r.arrivals > 0, r.end - r.start))
     usual = _significant(longest.arrivals / (longest.end - longest.start))
@@ -465,7 +475,7 @@ def _runs(buckets: Sequence[_Bucket], models: Sequence[str], bucket: float, dura
                 core.add(buckets[index])
         end = duration if stop == len(buckets) else stop * bucket
         runs.append(_Run(first, stop - first, total, core, first * bucket, end, total.arrivals))
-    return _settle_mixed(runs, models)
+    return runs
 
 
 def _fault_fit(bucket: _Bucket, models: Sequence[str]) -> float:
@@ -526,32 +536,61 @@ def _supported(
     return edges
 
 
-def _settle_mixed(runs: list[_Run], models: Sequence[str]) -> list[_Run]:
+def _settle_mixed(
+    runs: list[_Run],
+    models: Sequence[str],
+    trials: dict[str, list[tuple[float, str | None]]],
+    arrivals: Sequence[float],
+) -> list[_Run]:
     """A run of one or two buckets between two others, behaving in between them, is where a change
     fell (a bucket holding some of each side, and maybe one more that happened to look alike): it
-    is shared out instead, the change placed where its mix says (a stretch 30 % like the run before
-    and 70 % like the one after changed 30 % of the way in), judged on the model whose fault share
-    differs most between the neighbours. So a phase shorter than three buckets that behaves
-    between its neighbours is not told apart from a change: the resolution of one bucket."""
+    is shared out instead, the change placed at the attempt where the neighbours' behaviours
+    explain its attempts best, judged on the model whose fault share differs most between them.
+    So a phase shorter than three buckets that behaves between its neighbours is not told apart
+    from a change: the resolution of one bucket."""
     out: list[_Run] = []
     for index, run in enumerate(runs):
         before = out[-1] if out else None
         after = runs[index + 1] if index + 1 < len(runs) else None
-        share = _mix(before, run, after, models) if before and after and run.length <= 2 else None
-        if before is None or after is None or share is None:
+        series = _mix(before, run, after, models) if before and after and run.length <= 2 else None
+        if before is None or after is None or series is None:
             out.append(run)
             continue
-        cut = run.start + share * (run.end - run.start)
+        model, word, ra, rb = series
+        cut = _change_at([(t, w == word) for t, w in trials[model] if run.start <= t < run.end], ra, rb, run)
         cut = float(round(cut)) if run.end - run.start >= 10 else round(cut, 3)  # whole seconds read better
+        early = bisect_left(arrivals, cut) - bisect_left(arrivals, run.start)
         before.end, after.start = cut, cut
-        before.arrivals += share * run.arrivals
-        after.arrivals += (1 - share) * run.arrivals
+        before.arrivals += early
+        after.arrivals += run.arrivals - early
     return out
 
 
-def _mix(before: _Run, run: _Run, after: _Run, models: Sequence[str]) -> float | None:
-    """The share of `run` that behaved like `before` (the rest like `after`); None when it is no mix."""
-    best: tuple[float, float] | None = None  # (difference between the neighbours, share)
+def _change_at(seen: Sequence[tuple[float, bool]], ra: float, rb: float, run: _Run) -> float:
+    """When outcomes `seen` (time, faulted) switched from share `ra` to share `rb`: the cut between
+    two attempts (or at an end of `run`) under which they are likeliest."""
+
+    def fit(faulted: bool, share: float) -> float:
+        share = min(0.99, max(0.01, share))
+        return math.log(share if faulted else 1 - share)
+
+    score = sum(fit(f, rb) for _, f in seen)  # every attempt after the cut
+    best, at = score, 0
+    for k, (_, faulted) in enumerate(seen, 1):
+        score += fit(faulted, ra) - fit(faulted, rb)
+        if score > best:
+            best, at = score, k
+    if at == 0:
+        return run.start
+    if at == len(seen):
+        return run.end
+    return (seen[at - 1][0] + seen[at][0]) / 2
+
+
+def _mix(before: _Run, run: _Run, after: _Run, models: Sequence[str]) -> tuple[str, str, float, float] | None:
+    """(model, fault, share before, share after) of the fault that tells `before` and `after` apart
+    most, when `run` behaves between them; None when it is no mix of the two."""
+    best: tuple[float, tuple[str, str, float, float]] | None = None
     for model in models:
         a, b = before.measured(model), after.measured(model)
         if not (a.attempts[model] and b.attempts[model] and run.total.attempts[model]):
@@ -564,7 +603,7 @@ def _mix(before: _Run, run: _Run, after: _Run, models: Sequence[str]) -> float |
             if not -0.15 <= share <= 1.15:  # not between them: a behaviour of its own
                 return None
             if best is None or abs(ra - rb) > best[0]:
-                best = (abs(ra - rb), min(1.0, max(0.0, share)))
+                best = (abs(ra - rb), (model, word, ra, rb))
     return best[1] if best else None
 
 
