@@ -431,6 +431,58 @@ def test_derived_phases_and_rates_follow_any_generated_profile(lengths: list[int
     assert scenario_mapping(parse_scenario(scenario_mapping(scenario))) == scenario_mapping(scenario)
 
 
+SIM_CONFIG = f"""
+defaults: {{cooldown: 2s}}
+chains:
+  prod: [{PRIMARY}, {BACKUP}]
+"""
+
+
+@settings(
+    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
+@given(
+    lengths=st.lists(st.integers(min_value=60, max_value=120), min_size=1, max_size=2),
+    shares=st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=3, max_size=3),
+    seed=st.integers(0, 100),
+)
+def test_a_generated_scenario_simulated_into_the_log_comes_back_from_it(
+    tmp_path_factory: pytest.TempPathFactory, lengths: list[int], shares: list[float], seed: int
+):
+    """The round trip through the real engine: simulate --db writes the log, the derivation reads it back.
+
+    Away from each change by two buckets: next to it, a bench can hide the primary for seconds
+    and a run of chance failures at 0.5 looks like 1.0, so the log itself cannot say closer."""
+    from llmfail.config import parse_config
+    from llmfail.simulate import Plan, simulate
+
+    starts = [0]
+    for length in lengths:
+        starts.append(starts[-1] + length)
+    phases = [
+        {"at": f"{s}s", "faults": [f"{PRIMARY}:503={shares[i]}"] if shares[i] else []} for i, s in enumerate(starts)
+    ]
+    source = parse_scenario({"rate": "4/s", "duration": f"{starts[-1] + 90}s", "phases": phases})
+    config = parse_config(SIM_CONFIG, "chains.yaml")
+    db = str(tmp_path_factory.mktemp("log") / "state.db")
+    simulate(config, Plan("prod", scenario=source, seed=seed), db=db)
+    store = SqliteStore(db)
+    try:
+        derivation = derive(read_window(store, Span(0, time.time() + 60)), "prod", [PRIMARY, BACKUP], Span(0, 1e12))
+    finally:
+        store.close()
+    derived, bucket = derivation.scenario, derivation.bucket_s
+    assert derived.requests == pytest.approx(source.requests, rel=0.01)
+    changes = [p.start for p, q in zip(source.phases[1:], source.phases, strict=False) if p.faults != q.faults]
+    for t in range(0, int(source.duration), 3):
+        if any(abs(t - c) <= 2 * bucket for c in changes):
+            continue
+        expected = source.phases[source.phase_at(t)].faults
+        got = derived.phases[derived.phase_at(t)].faults
+        want = expected[0].fault.rate if expected else 0.0
+        assert abs((got[0].fault.rate if got else 0.0) - want) <= 0.1, (t, source.phases, derived.phases)
+
+
 @pytest.mark.parametrize(
     ("kind", "status", "data", "detail", "word"),
     [
