@@ -978,7 +978,7 @@ def simulate(
         None,
         "--fail-rate",
         metavar="[MODEL:]FAULT[=RATE]",
-        help="Inject a fault (repeatable). FAULT: an HTTP status, timeout, reset, malformed, slow:DURATION, stream-cut, content-filter, context-length. MODEL defaults to the chain's first entry; RATE to 1.",
+        help="Inject a fault (repeatable). FAULT: an HTTP status (429@20s: one asking to retry after 20 s), timeout, reset, malformed, slow:DURATION, stream-cut, content-filter, context-length. MODEL defaults to the chain's first entry; RATE to 1.",
     ),
     latency: str | None = typer.Option(
         None, "--latency", metavar="DURATION", help="Fake providers' base latency, jittered x0.5-1.5 (default 200ms)."

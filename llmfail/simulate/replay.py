@@ -759,7 +759,7 @@ def save_window(
                 file.write(scenario_yaml(derivation, path.name))
         except FileExistsError:
             continue
-        return str(path)
+        return str(path.resolve())
     raise UsageError(f"cannot save the scenario: too many files named like {path} already")
 
 
