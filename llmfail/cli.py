@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from .actions import CheckWarning
     from .config import Chain, Config
     from .events import Event
-    from .simulate import FaultSpec, Scenario
+    from .simulate import Expectation, FaultSpec, Report, Scenario
     from .stats import ModelStats
     from .store import Store
     from .store.select import Selection
@@ -1002,6 +1002,33 @@ def _duration_option(option: str, text: str | None) -> float | None:
         raise UsageError(f"{option}: {exc}") from None
 
 
+#: Options `simulate` and `replay` share: the same flags check the same figures.
+_SEED = typer.Option(0, "--seed", help="Randomness seed: the same seed gives the same report.")
+_EXPECT_SUCCESS_RATE = typer.Option(
+    None,
+    "--expect-success-rate",
+    metavar="R",
+    help="Fail (exit 1) unless at least this share of requests is answered.",
+)
+_EXPECT_P99 = typer.Option(
+    None,
+    "--expect-p99",
+    "--expect-max-p99",
+    metavar="DURATION",
+    help="Fail unless the simulated p99 latency is at most this.",
+)
+_EXPECT_MAX_FAILOVERS = typer.Option(
+    None, "--expect-max-failovers", metavar="N", help="Fail if there are more failovers than this."
+)
+_EXPECT_SERVED_BY = typer.Option(
+    None,
+    "--expect-served-by",
+    metavar="MODEL=SHARE",
+    help="Fail unless MODEL answers at least this share of requests (repeatable).",
+)
+_JUNIT = typer.Option(None, "--junit", metavar="PATH", help="Write JUnit XML: one testcase per expectation.")
+
+
 @app.command(
     epilog=examples(
         "llmfail simulate --chain prod --fail-rate 429 --requests 200 --seed 1",
@@ -1017,7 +1044,7 @@ def simulate(
         None,
         "--fail-rate",
         metavar="[MODEL:]FAULT[=RATE]",
-        help="Inject a fault (repeatable). FAULT: an HTTP status, timeout, reset, malformed, slow:DURATION, stream-cut, content-filter, context-length. MODEL defaults to the chain's first entry; RATE to 1.",
+        help="Inject a fault (repeatable). FAULT: an HTTP status (429@20s: one asking to retry after 20 s), timeout, reset, malformed, slow:DURATION, stream-cut, content-filter, context-length. MODEL defaults to the chain's first entry; RATE to 1.",
     ),
     latency: str | None = typer.Option(
         None, "--latency", metavar="DURATION", help="Fake providers' base latency, jittered x0.5-1.5 (default 200ms)."
@@ -1026,7 +1053,7 @@ def simulate(
     concurrency: int | None = typer.Option(
         None, "--concurrency", min=1, help="Requests in flight at once (default 1)."
     ),
-    seed: int = typer.Option(0, "--seed", help="Randomness seed: the same seed gives the same report."),
+    seed: int = _SEED,
     scenario: str | None = typer.Option(
         None,
         "--scenario",
@@ -1034,31 +1061,11 @@ def simulate(
         help="Timed phases of faults at a request rate: a YAML file with `rate`, `duration` and `phases` (docs/scenarios.md).",
     ),
     stream: bool = typer.Option(False, "--stream", help="Ask the fake providers to stream their answers."),
-    expect_success_rate: float | None = typer.Option(
-        None,
-        "--expect-success-rate",
-        metavar="R",
-        help="Fail (exit 1) unless at least this share of requests is answered.",
-    ),
-    expect_p99: str | None = typer.Option(
-        None,
-        "--expect-p99",
-        "--expect-max-p99",
-        metavar="DURATION",
-        help="Fail unless the simulated p99 latency is at most this.",
-    ),
-    expect_max_failovers: int | None = typer.Option(
-        None, "--expect-max-failovers", metavar="N", help="Fail if there are more failovers than this."
-    ),
-    expect_served_by: list[str] | None = typer.Option(
-        None,
-        "--expect-served-by",
-        metavar="MODEL=SHARE",
-        help="Fail unless MODEL answers at least this share of requests (repeatable).",
-    ),
-    junit: str | None = typer.Option(
-        None, "--junit", metavar="PATH", help="Write JUnit XML: one testcase per expectation."
-    ),
+    expect_success_rate: float | None = _EXPECT_SUCCESS_RATE,
+    expect_p99: str | None = _EXPECT_P99,
+    expect_max_failovers: int | None = _EXPECT_MAX_FAILOVERS,
+    expect_served_by: list[str] | None = _EXPECT_SERVED_BY,
+    junit: str | None = _JUNIT,
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Run a chain against fake providers with injected faults, on virtual time: no network, no keys.
@@ -1069,9 +1076,8 @@ def simulate(
     future). A --fail-rate naming a `mock` entry replaces that entry's own
     `fail:` for the run. Ctrl-C prints the report so far and exits 130.
     """
-    from .simulate import Plan, build_expectations, load_scenario, parse_fault_specs
+    from .simulate import Plan, load_scenario, parse_fault_specs
     from .simulate import simulate as run_simulation
-    from .simulate.junit import write_junit
 
     plan_scenario = load_scenario(scenario) if scenario else None
     if plan_scenario is not None and (requests is not None or concurrency is not None):
@@ -1085,12 +1091,8 @@ def simulate(
     config = load()
     name = chain or (plan_scenario.chain if plan_scenario else None) or next(iter(config.chains))
     _warn_replaced_mock_faults(config.chain(name), faults, plan_scenario)
-    expectations = build_expectations(
-        success_rate=expect_success_rate,
-        p99=expect_p99,
-        max_failovers=expect_max_failovers,
-        served_by=expect_served_by or [],
-        models=config.chain(name).models,
+    expectations = _expectations(
+        config.chain(name).models, expect_success_rate, expect_p99, expect_max_failovers, expect_served_by
     )
     plan = Plan(
         name,
@@ -1112,12 +1114,20 @@ def simulate(
         with progress(stderr()) as on_progress:
             report = run_simulation(config, plan, db=_opts.db, on_progress=on_progress)
         _print_whole(render(report))
+    _finish_simulation(report, junit, report.to_json() if json_out else None)
+
+
+def _finish_simulation(report: Report, junit: str | None, payload: dict[str, Any] | None) -> None:
+    """What follows a simulation: the JUnit file, the JSON (when asked), and the exit code
+    (130 when interrupted, 1 when an expectation is not met)."""
     if junit:
+        from .simulate.junit import write_junit
+
         write_junit(report, junit)
-    if json_out:
+    if payload is not None:
         from .output import emit_json
 
-        emit_json(report.to_json())
+        emit_json(payload)
     if report.interrupted:
         from .output import note
 
@@ -1133,6 +1143,119 @@ def simulate(
         for e in unmet:
             note(f"llmfail: expectation not met: {e.name} {e.expected} (got {e.actual:g})", style="bold red")
         raise typer.Exit(ExitCode.FAILED)
+
+
+def _expectations(
+    models: Sequence[str],
+    success_rate: float | None,
+    p99: str | None,
+    max_failovers: int | None,
+    served_by: list[str] | None,
+) -> tuple[Expectation, ...]:
+    from .simulate import build_expectations
+
+    return build_expectations(
+        success_rate=success_rate, p99=p99, max_failovers=max_failovers, served_by=served_by or [], models=models
+    )
+
+
+@app.command(
+    epilog=examples(
+        "llmfail replay --since 1h",
+        "llmfail replay --from 2026-12-04T02:00Z --to 2026-12-04T03:30Z --chain prod --save outage.yaml",
+        "llmfail simulate --scenario outage.yaml --expect-success-rate 0.99 --junit out.xml",
+    )
+)
+def replay(
+    since: str | None = typer.Option(
+        None, "--since", metavar="DURATION", help="Replay the last DURATION of the event log (default 1h)."
+    ),
+    start: str | None = typer.Option(
+        None, "--from", metavar="TIME", help="Start of the window: ISO 8601, UTC unless it names an offset."
+    ),
+    end: str | None = typer.Option(None, "--to", metavar="TIME", help="End of the window (default: now)."),
+    chain: str | None = typer.Option(
+        None, "--chain", "-c", help="Chain to replay (default: the one with the most requests in the window)."
+    ),
+    save: str | None = typer.Option(
+        None, "--save", metavar="FILE.yaml", help="Write the derived scenario, for `simulate --scenario` in CI."
+    ),
+    seed: int = _SEED,
+    max_requests: int | None = typer.Option(
+        None,
+        "--max-requests",
+        min=0,
+        metavar="N",
+        help="Simulate at most N requests (default 10,000): a busier window is replayed at a thinned rate (0: no limit).",
+    ),
+    expect_success_rate: float | None = _EXPECT_SUCCESS_RATE,
+    expect_p99: str | None = _EXPECT_P99,
+    expect_max_failovers: int | None = _EXPECT_MAX_FAILOVERS,
+    expect_served_by: list[str] | None = _EXPECT_SERVED_BY,
+    junit: str | None = _JUNIT,
+    json_out: bool = typer.Option(False, "--json", help="Print {chain, window, then, now, scenario} as JSON."),
+) -> None:
+    """Turn a window of the event log into a scenario and replay it against the current config: then vs now.
+
+    Reads the window (any state store), derives the arrival rate and each
+    model's faults phase by phase, then simulates that scenario on today's
+    config (fake providers, virtual time, a private state DB: nothing is
+    written to the log) and prints what the log saw beside what the current
+    config would do. The saved scenario holds no prompt, answer, error text,
+    key, host or URL: only model names, fault kinds, rates and durations.
+    """
+    import time
+
+    from .simulate.replay import MAX_REQUESTS, Span, pick_chain, scenario_yaml, window
+    from .simulate.replay import replay as run_replay
+
+    limit = MAX_REQUESTS if max_requests is None else max_requests
+    span: Span = window(since, start, end, now=time.time())
+    for option, path in (("--save", save), ("--junit", junit)):
+        if path:
+            _check_writable(option, path)
+    config = load()
+    store = open_existing_db()
+    if store is None:  # no log at all: a chain the config lacks is still exit 2, else nothing to replay
+        pick_chain([], chain, list(config.chains), span)
+        raise AssertionError("unreachable: an empty window always raises")
+    try:
+        result = run_replay(
+            config,
+            store,
+            span,
+            chain=chain,
+            seed=seed,
+            expectations=lambda models: _expectations(
+                models, expect_success_rate, expect_p99, expect_max_failovers, expect_served_by
+            ),
+            max_requests=limit,
+        )
+    finally:
+        store.close()
+    from .output import note, warn
+
+    for model, attempts in result.derivation.unknown_models.items():
+        warn(
+            f"{model} is in the log ({plural(attempts, 'attempt')}) but not in chain {result.chain} now: "
+            "its faults are left out and its requests walk the chain as it is now"
+        )
+    if result.thinned < 1:
+        note(
+            f"llmfail: simulated {result.now.requests} of the window's {result.derivation.scenario.requests} "
+            f"arrivals (--max-requests {limit}): counts differ by that share, rates compare",
+            style="yellow",
+        )
+    if save:
+        from pathlib import Path
+
+        Path(save).write_text(scenario_yaml(result.derivation, save), encoding="utf-8")
+        note(f"llmfail: scenario saved to {save}; run it with: llmfail simulate --scenario {save}")
+    if not json_out:
+        from .simulate.render import render_replay
+
+        _print_whole(render_replay(result))
+    _finish_simulation(result.now, junit, result.to_json() if json_out else None)
 
 
 def _check_writable(option: str, path: str) -> None:

@@ -738,7 +738,7 @@ class Engine:
             attempt=attempt,
             latency_ms=latency,
             detail=err.message,
-            data={"credential": key} if key != entry.model else {},
+            data=_failure_data(key, entry.model, err),
         )
         if w.probe_key == entry.model:
             self._event(
@@ -814,3 +814,12 @@ class Engine:
             )
         w.failovers += 1
         self._event(w, ev.FAILOVER, leaving.model, next_model=entry.model, kind=str(cause.kind) if cause else None)
+
+
+def _failure_data(key: str, model: str, err: ProviderError) -> dict[str, Any]:
+    """An `attempt_failed` row's extras: the credential that failed (when not the entry's only
+    one), and the wait the provider asked for, which `llmfail replay` puts back into a scenario."""
+    data: dict[str, Any] = {"credential": key} if key != model else {}
+    if err.retry_after is not None:
+        data["retry_after_s"] = round(err.retry_after, 3)
+    return data

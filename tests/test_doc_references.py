@@ -15,9 +15,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-#: Pages that arrive from branches developed alongside this one (replay).
-#: The coordinator removes this allow-list once they are merged.
-ARRIVING = frozenset({"docs/replay.md"})
 
 #: The files whose text is checked: sources, tests, docs and project files.
 TEXT_SUFFIXES = frozenset({".md", ".py", ".toml", ".yaml", ".yml", ".json", ".txt", ".cfg", ".ini", ""})
@@ -52,7 +49,7 @@ def repository_files() -> list[Path]:
 
 
 FILES = repository_files()
-EXISTING = {p.relative_to(ROOT).as_posix() for p in FILES} | ARRIVING
+EXISTING = {p.relative_to(ROOT).as_posix() for p in FILES}
 BASENAMES = {Path(name).name for name in EXISTING}
 TEXTS = [p for p in FILES if p.suffix in TEXT_SUFFIXES and "__snapshots__" not in p.parts]
 MARKDOWN = [p for p in TEXTS if p.suffix == ".md"]
@@ -114,7 +111,7 @@ def test_every_relative_link_of_a_markdown_file_resolves_with_its_anchor(markdow
             found = resolves(path, markdown)
         if found is None:
             broken.append(f"{target}: no such file")
-        elif anchor and found not in ARRIVING and found.endswith(".md") and anchor not in anchors(ROOT / found):
+        elif anchor and found.endswith(".md") and anchor not in anchors(ROOT / found):
             broken.append(f"{target}: {found} has no heading for #{anchor}")
     assert not broken, f"{rel(markdown)} links to what is not there: {broken}"
 

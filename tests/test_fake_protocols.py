@@ -180,3 +180,32 @@ def test_geminis_fake_429_is_resource_exhausted_with_retry_info_and_no_header(st
     headers, body = PROTOCOLS["gemini"]().error(429)
     assert body["error"]["status"] == "RESOURCE_EXHAUSTED" and "retry-after" not in headers
     assert {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"} in body["error"]["details"]
+
+
+@pytest.mark.parametrize(
+    ("protocol", "fault", "wait"),
+    [
+        ("openai", "429@20s", 20.0),
+        ("anthropic", "429@20s", 20.0),
+        ("gemini", "429@20s", 20.0),
+        ("ollama", "429@1.5s", 1.5),
+        ("openai", "503@2m", 120.0),
+    ],
+)
+def test_a_status_with_a_wait_is_answered_with_that_wait_the_way_the_provider_says_it(
+    protocol, fault, wait, store, clock
+):
+    engine, _ = engine_for(protocol, store, clock, fault)
+    error = cause(engine)
+    assert (error.status, error.retry_after) == (int(fault.partition("@")[0]), wait)
+
+
+def test_geminis_wait_stays_in_its_body_and_openais_reset_header_follows_it():
+    headers, body = PROTOCOLS["gemini"]().error(429)
+    assert "retry-after" not in PROTOCOLS["gemini"]().with_wait(headers, body, 20.0)
+    assert {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "20s"} in body["error"]["details"]
+    headers, body = PROTOCOLS["openai"]().error(429)
+    assert PROTOCOLS["openai"]().with_wait(headers, body, 0.25) == {
+        "retry-after-ms": "250",
+        "x-ratelimit-reset-requests": "0.25s",
+    }

@@ -67,6 +67,7 @@ def heavy_in(modules: list[str]) -> list[str]:
         ["stats", "--format", "prometheus"],
         ["tui", "--help"],
         ["serve", "--help"],
+        ["replay", "--help"],
     ],
     ids=" ".join,
 )
@@ -195,3 +196,34 @@ def test_the_engine_loads_no_telemetry_until_it_is_instrumented():
     probe = "import sys, llmfail.engine, llmfail.client; print(sorted(m for m in sys.modules if 'opentelemetry' in m or m == 'llmfail.otel'))"
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]"
+
+
+def test_replay_json_loads_neither_the_dashboard_nor_redis(tmp_path: Path):
+    """`replay --json` reads the log and simulates (httpx and the engine, as `simulate` does):
+    no Textual, and no Redis client on a SQLite store."""
+    import time
+
+    from llmfail.events import REQUEST, Event
+    from llmfail.store.sqlite import SqliteStore
+
+    db = tmp_path / "state.db"
+    store = SqliteStore(str(db))
+    now = time.time()
+    store.append(
+        [
+            Event(
+                REQUEST,
+                now - 60 + i,
+                chain="demo",
+                model="mock/echo",
+                latency_ms=5,
+                data={"ok": True, "answered_by": "mock/echo"},
+            )
+            for i in range(30)
+        ]
+    )
+    store.close()
+    code, modules = cli_modules(tmp_path, "--db", str(db), "replay", "--chain", "demo", "--json")
+    assert code == 0 and "llmfail.simulate.replay" in modules
+    assert "textual" not in heavy_in(modules) and "llmfail.simulate.render" not in modules
+    assert [m for m in modules if m.split(".")[0] in ("redis", "hiredis")] == []

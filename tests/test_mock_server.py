@@ -246,3 +246,14 @@ def test_the_server_module_never_imports_the_cli_or_its_renderers():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_scenario_429_with_a_wait_reaches_a_real_client_with_that_retry_after(client):
+    from llmfail.simulate import parse_scenario
+
+    scenario = parse_scenario(
+        {"rate": "1/s", "duration": "1m", "phases": [{"at": "0s", "rate": "0", "faults": ["gpt-4o:429@20s"]}]}
+    )
+    with MockServer(port=0, scenario=scenario, seed=1) as server:
+        response = client.post(f"{server.url}/v1/chat/completions", json=CHAT)
+    assert (response.status_code, response.headers["retry-after"]) == (429, "20")

@@ -20,6 +20,7 @@ from llmfail.errors import UsageError
 from llmfail.fakes import Fault
 from llmfail.simulate import Plan, parse_fault_spec, parse_fault_specs, parse_scenario, simulate
 from llmfail.simulate.faults import FaultSpec
+from llmfail.simulate.scenario import ScenarioError
 from llmfail.simulate.vtime import SimulationStalled, run_virtual
 from llmfail.store.sqlite import SqliteStore
 
@@ -645,6 +646,44 @@ def test_scenario_rates_and_an_implicit_healthy_start():
     assert scenario.rate == 2.0 and scenario.requests == 1200
     assert [(p.name, p.start) for p in scenario.phases] == [("start", 0.0), ("phase 1", 300.0)]
     assert scenario.phase_at(299.9) == 0 and scenario.phase_at(300) == 1
+
+
+def test_a_phase_may_carry_its_own_rate_and_a_file_without_one_arrives_as_before():
+    steady = parse_scenario(
+        {"rate": "2/s", "duration": "10s", "phases": [{"at": "0s"}, {"at": "4.3s", "faults": "503"}]}
+    )
+    assert list(steady.arrivals()) == [k / 2 for k in range(20)]  # one stream at 2/s, phases or not
+    varied = parse_scenario(
+        {
+            "rate": "2/s",
+            "duration": "10s",
+            "phases": [{"at": "0s"}, {"at": "4s", "rate": "0"}, {"at": "6s", "rate": "10/s", "faults": "503"}],
+        }
+    )
+    arrivals = list(varied.arrivals())
+    assert arrivals[:8] == [k / 2 for k in range(8)]
+    assert not [t for t in arrivals if 4 <= t < 6]  # a quiet stretch
+    assert len([t for t in arrivals if t >= 6]) == 40 and varied.requests == 48
+    assert varied.rate_of(2) == 10.0 and varied.rate_of(0) == 2.0
+
+
+def test_a_scenario_phase_rate_must_be_a_rate():
+    with pytest.raises(ScenarioError, match="expected a request rate like 2/s, 120/m or 0"):
+        parse_scenario({"rate": "2/s", "duration": "10s", "phases": [{"at": "0s", "rate": "fast"}]})
+
+
+def test_a_scenario_with_varying_rates_runs_that_many_requests():
+    config = parse_config("chains:\n  c: [mock/a, mock/b]\n", "t.yaml")
+    scenario = parse_scenario(
+        {
+            "rate": "1/s",
+            "duration": "30s",
+            "phases": [{"at": "0s"}, {"at": "10s", "rate": "3/s", "faults": "mock/a:429@20s"}],
+        }
+    )
+    report = simulate(config, Plan("c", scenario=scenario))
+    assert report.requests == 70 and report.succeeded == 70
+    assert report.models["mock/a"].errors == {"rate_limited": 1}  # 20 s is past max_retry_wait: benched at once
 
 
 # --------------------------------------------------------------------------- the README's first command

@@ -1183,3 +1183,60 @@ def test_every_chain_at_80x24_with_the_help_screen_open(snap_compare: Any, confi
         await pilot.press("question_mark")
 
     assert snap_compare(app_for(config, store, FakeClock(T0)), terminal_size=(80, 24), run_before=help_open)
+
+
+# --------------------------------------------------------------------------- s: the window as a scenario
+
+
+async def test_s_saves_the_window_on_screen_as_a_scenario_and_shows_its_path(
+    config: Config, store: SqliteStore, clock: FakeClock, tmp_path: Path
+):
+    from llmfail.simulate import load_scenario
+
+    rows: list[Event] = []
+    for k in range(120):
+        t = clock.now - 240 + 2 * k
+        failing = 40 <= k < 80
+        if failing:
+            rows.append(
+                Event(
+                    ev.ATTEMPT_FAILED,
+                    t + 0.1,
+                    chain="prod",
+                    model=PROD[0],
+                    kind="transient",
+                    status=503,
+                    latency_ms=100,
+                )
+            )
+        model = PROD[1] if failing else PROD[0]
+        rows.append(
+            Event(
+                ev.REQUEST, t + 0.3, chain="prod", model=model, latency_ms=300, data={"ok": True, "answered_by": model}
+            )
+        )
+    store.append(rows)
+    app = app_for(config, store, clock, chain="prod", scenario_dir=str(tmp_path))
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("s")
+        await until(pilot, lambda: any("scenario saved to" in str(n.message) for n in app._notifications))
+        [note] = [n for n in app._notifications if "scenario saved to" in str(n.message)]
+    [saved] = list(tmp_path.glob("llmfail-scenario-prod-*.yaml"))
+    assert str(saved) in str(note.message)
+    scenario = load_scenario(saved)
+    assert scenario.chain == "prod"
+    assert any(f.fault.what == "503" and f.fault.rate >= 0.9 for p in scenario.phases for f in p.faults)
+
+
+async def test_s_on_a_window_without_traffic_says_so_and_writes_nothing(
+    config: Config, store: SqliteStore, clock: FakeClock, tmp_path: Path
+):
+    folder = tmp_path / "scenarios"
+    folder.mkdir()
+    app = app_for(config, store, clock, scenario_dir=str(folder))
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("s")
+        await until(pilot, lambda: any("no requests between" in str(n.message) for n in app._notifications))
+    assert not list(folder.iterdir())

@@ -4,7 +4,8 @@ The `mock` provider and `simulate` plug a `FakeTransport` into httpx, so the
 real adapter, classifier and engine run and only the network is replaced. A
 `Fault` uses the vocabulary of `simulate --fail-rate` and `mock` providers'
 `fail:`: an HTTP status, `timeout`, `reset`, `malformed`, `stream-cut`,
-`content-filter`, `context-length` or `slow:DURATION`.
+`content-filter`, `context-length` or `slow:DURATION`; a status may carry the
+wait its answer asks for, `429@20s` (a 429 whose Retry-After says 20 s).
 
 A silent server (`timeout`, or `slow:` longer than the client's timeout) is
 played on the runtime's clock: it holds the request for `hang` seconds and
@@ -33,12 +34,19 @@ NAMED_FAULTS = ("timeout", "reset", "malformed", "stream-cut", "content-filter",
 class Fault:
     """One kind of misbehaviour and how often it happens."""
 
-    what: str  # "503", "timeout", "slow:2s", ...
+    what: str  # "503", "429@20s", "timeout", "slow:2s", ...
     rate: float = 1.0
 
     @property
     def status(self) -> int | None:
-        return int(self.what) if self.what.isdigit() else None
+        code = self.what.partition("@")[0]
+        return int(code) if code.isdigit() else None
+
+    @property
+    def retry_after(self) -> float | None:
+        """The wait a `STATUS@DURATION` answer asks for (None: the fake's usual one)."""
+        code, at, wait = self.what.partition("@")
+        return parse_duration(wait) if at and code.isdigit() else None
 
     @property
     def slow(self) -> float | None:
@@ -50,13 +58,21 @@ def parse_fault(text: str) -> str:
     word = str(text).strip().lower()
     if word.isdigit() and 100 <= int(word) <= 599:
         return word
+    code, at, wait = word.partition("@")
+    if at and code.isdigit() and 100 <= int(code) <= 599:
+        try:
+            parse_duration(wait)
+        except ValueError as exc:
+            raise ValueError(f"bad wait in {text!r} (STATUS@DURATION, like 429@20s): {exc}") from None
+        return word
     if word in NAMED_FAULTS:
         return word
     if word.startswith("slow:"):
         parse_duration(word[5:])
         return word
     raise ValueError(
-        f"unknown fault {text!r}: expected an HTTP status or one of {', '.join(NAMED_FAULTS)}, slow:DURATION"
+        f"unknown fault {text!r}: expected an HTTP status (429@20s adds a Retry-After) or one of "
+        f"{', '.join(NAMED_FAULTS)}, slow:DURATION"
     )
 
 
@@ -211,6 +227,8 @@ class FakeTransport(httpx.AsyncBaseTransport):
             raise httpx.RemoteProtocolError("fake provider reset the connection", request=request)
         if fault is not None and fault.status is not None and fault.status >= 300:
             headers, err = self.protocol.error(fault.status)
+            if fault.retry_after is not None:
+                headers = self.protocol.with_wait(headers, err, fault.retry_after)
             return _json_response(fault.status, err, headers)
         if what == "content-filter":
             status, err = self.protocol.content_filter()

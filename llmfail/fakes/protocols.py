@@ -21,6 +21,19 @@ class FakeProtocol:
         """(headers, body) of a realistic error answer with this status."""
         raise NotImplementedError
 
+    def with_wait(self, headers: dict[str, str], body: dict[str, Any], seconds: float) -> dict[str, str]:
+        """`headers` of an error answer saying "retry after `seconds`" the way this vendor says it
+        (`STATUS@DURATION` faults); the default is the standard header (`retry-after-ms` when the
+        wait is not a whole number of seconds). `body` may be changed in place."""
+        out = {k: v for k, v in headers.items() if k not in ("retry-after", "retry-after-ms")}
+        if seconds == int(seconds):
+            out["retry-after"] = str(int(seconds))
+        else:
+            out["retry-after-ms"] = str(round(seconds * 1000))
+        if "x-ratelimit-reset-requests" in out:
+            out["x-ratelimit-reset-requests"] = f"{seconds:g}s"
+        return out
+
     def content_filter(self) -> tuple[int, dict[str, Any]]:
         raise NotImplementedError
 
@@ -369,6 +382,14 @@ class GeminiProtocol(FakeProtocol):
                 {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "1s"},
             ]
         return {"content-type": "application/json; charset=UTF-8"}, {"error": error}
+
+    def with_wait(self, headers: dict[str, str], body: dict[str, Any], seconds: float) -> dict[str, str]:
+        """Gemini gives its wait only in the body's RetryInfo; other statuses get the standard header."""
+        for detail in body.get("error", {}).get("details", ()):
+            if detail.get("@type", "").endswith("RetryInfo"):
+                detail["retryDelay"] = f"{seconds:g}s"
+                return headers
+        return super().with_wait(headers, body, seconds)
 
     def content_filter(self) -> tuple[int, dict[str, Any]]:
         return 200, {

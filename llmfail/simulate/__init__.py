@@ -9,6 +9,8 @@
     expect.py     --expect-* bounds checked against a report
     junit.py      JUnit XML, one testcase per expectation
     render.py     the report for people (Rich; imported by the CLI only)
+    replay.py     a window of the event log -> a scenario, and its figures ("then")
+    phases.py     where behaviour changes: measured buckets cut into phases
 
 Only the network is replaced: the real adapters, classifier, engine and
 SQLite store run, so what passes here is what production does.

@@ -16,6 +16,7 @@ from rich.text import Text
 
 from ..durations import format_duration
 from ..errors import plural
+from .replay import Replay
 from .report import Report, Window
 
 
@@ -140,3 +141,71 @@ def progress(console: Console) -> Iterator[Callable[[int, int], None] | None]:
                 bar.update(task, completed=done, total=total)
 
         yield update
+
+
+# ------------------------------------------------------------------------------- replay: then vs now
+
+
+def _served(report: Report) -> str:
+    return ", ".join(f"{m} {_pct(report.share(m))}" for m, f in report.models.items() if f.ok) or "-"
+
+
+def _benched(report: Report) -> str:
+    return ", ".join(f"{m} ×{f.benched}" for m, f in report.models.items() if f.benched) or "-"
+
+
+def then_now_table(then: Report, now: Report) -> Table:
+    """The headline figures side by side: what the log saw, and today's config on the same traffic."""
+    table = _table("", "then (the log)", "now (current config, simulated)", title=f"chain {now.chain}: then vs now")
+    rows = [
+        ("requests", str(then.requests), str(now.requests)),
+        ("answered", _pct(then.success_rate), _pct(now.success_rate)),
+        ("failovers", str(then.failovers), str(now.failovers)),
+        ("latency p50", f"{then.latency(50):g}ms", f"{now.latency(50):g}ms"),
+        ("latency p99", f"{then.latency(99):g}ms", f"{now.latency(99):g}ms"),
+        ("served by", _served(then), _served(now)),
+        ("benches", _benched(then), _benched(now)),
+        ("panics", str(sum(w.panics for w in then.phases or ())), str(sum(w.panics for w in now.phases or ()))),
+    ]
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _then_now(table: Table, pairs: Iterable[tuple[Window, Window]], numbers: dict[str, int], faults: bool) -> Table:
+    for then, now in pairs:
+        cells = [then.name]
+        if faults:
+            cells += [format_duration(then.start_s), "\n".join(then.faults) or "none"]
+        table.add_row(
+            *cells,
+            _pct(then.succeeded / then.requests) if then.requests else "-",
+            _pct(now.succeeded / now.requests) if now.requests else "-",
+            _by_entry(then.served, numbers),
+            _by_entry(now.served, numbers),
+        )
+    return table
+
+
+def render_replay(result: Replay) -> RenderableType:
+    """Then vs now: the headline figures, each phase of the derived scenario, and the timeline of both."""
+    then, now = result.then, result.now
+    numbers = {m: i for i, m in enumerate(then.models, 1)}
+    legend = Text("entries: " + "  ".join(f"#{i} {m}" for m, i in numbers.items()), style="dim")
+    phases = _table(
+        "phase",
+        "from",
+        "faults",
+        "ok then",
+        "ok now",
+        "served then",
+        "served now",
+        title="phases of the derived scenario",
+    )
+    _then_now(phases, zip(then.phases or (), now.phases or (), strict=False), numbers, faults=True)
+    timeline = _table("minute", "ok then", "ok now", "served then", "served now", title="timeline")
+    rows = max(len(then.timeline or ()), len(now.timeline or ()))
+    empty = [Window(f"{i}", 0.0, 0.0) for i in range(rows)]
+    pairs = zip([*(then.timeline or ()), *empty][:rows], [*(now.timeline or ()), *empty][:rows], strict=True)
+    _then_now(timeline, pairs, numbers, faults=False)
+    return Group(then_now_table(then, now), Text(), legend, Text(), phases, Text(), timeline)

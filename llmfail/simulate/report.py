@@ -148,8 +148,8 @@ class Recorder:
     """An engine observer that turns events into a Report as they happen.
 
     `windows_of(offset_s)` says which scenario phase an event belongs to (by
-    the time it happened, so a request counts where it finished); minutes of
-    the timeline are found the same way.
+    the time it happened, so a request counts where it finished); rows of the
+    timeline (a minute each, or `step` seconds) are found the same way.
     """
 
     def __init__(
@@ -161,6 +161,7 @@ class Recorder:
         phases: list[Window] | None = None,
         phase_of: Callable[[float], int] | None = None,
         on_request: Callable[[int], None] | None = None,
+        step: float = 60.0,
     ) -> None:
         self.report = Report(
             chain, {m: ModelFigures() for m in models}, phases=phases, timeline=[] if phases is not None else None
@@ -168,16 +169,18 @@ class Recorder:
         self._epoch = epoch
         self._phase_of = phase_of
         self._on_request = on_request
+        self._step = step
 
     def _windows(self, offset: float) -> list[Window]:
         report = self.report
         if report.phases is None or report.timeline is None or self._phase_of is None:
             return []
-        minute = int(offset // 60)
-        while len(report.timeline) <= minute:
+        step = self._step
+        row = max(0, int(offset // step))
+        while len(report.timeline) <= row:
             m = len(report.timeline)
-            report.timeline.append(Window(f"{m}m", m * 60.0, (m + 1) * 60.0))
-        return [report.phases[self._phase_of(offset)], report.timeline[minute]]
+            report.timeline.append(Window(f"{m * step / 60:g}m", m * step, (m + 1) * step))
+        return [report.phases[self._phase_of(offset)], report.timeline[row]]
 
     def __call__(self, event: Event) -> None:
         kind = event.type

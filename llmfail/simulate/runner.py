@@ -66,14 +66,17 @@ class Plan:
     expectations: tuple[Expectation, ...] = ()
 
 
-def simulate(config: Config, plan: Plan, *, db: str | None = None, on_progress: Progress | None = None) -> Report:
+def simulate(
+    config: Config, plan: Plan, *, db: str | None = None, on_progress: Progress | None = None, step: float = 60.0
+) -> Report:
     """Run `plan` against fake providers on virtual time; the report carries the checked expectations.
 
     With `db` the benches running in that state DB apply, and the run's events
     and benches are written there at the end, stamped so that the simulated
     timeline ends now (see `_write_back`); without, a fresh private DB lives
     only as long as the run. Ctrl-C ends the run early: the report then covers
-    the requests answered so far and has `interrupted` set.
+    the requests answered so far and has `interrupted` set. A scenario's
+    timeline has a row per `step` seconds.
     """
     if plan.requests < 1 or plan.concurrency < 1:
         raise UsageError("--requests and --concurrency must be at least 1")
@@ -89,7 +92,7 @@ def simulate(config: Config, plan: Plan, *, db: str | None = None, on_progress: 
     private = SqliteStore(":memory:")
     try:
         if db is None:
-            report = run_virtual(_simulate(config, plan, private, EPOCH, on_progress))
+            report = run_virtual(_simulate(config, plan, private, EPOCH, on_progress, step))
         else:
             from ..store import open_store
 
@@ -105,7 +108,7 @@ def simulate(config: Config, plan: Plan, *, db: str | None = None, on_progress: 
                         reason=state.reason,
                         kind=state.kind,
                     )
-                report = run_virtual(_simulate(config, plan, private, start, on_progress))
+                report = run_virtual(_simulate(config, plan, private, start, on_progress, step))
                 _write_back(private, target, start, report.simulated_s)
             finally:
                 target.close()
@@ -142,7 +145,9 @@ def _write_back(private: Store, target: Store, start: float, length: float) -> N
             )
 
 
-async def _simulate(config: Config, plan: Plan, store: Store, epoch: float, on_progress: Progress | None) -> Report:
+async def _simulate(
+    config: Config, plan: Plan, store: Store, epoch: float, on_progress: Progress | None, step: float
+) -> Report:
     loop = asyncio.get_running_loop()
     start = loop.time()
 
@@ -175,6 +180,7 @@ async def _simulate(config: Config, plan: Plan, store: Store, epoch: float, on_p
         phases=phases,
         phase_of=scenario.phase_at if scenario else None,
         on_request=(lambda done: on_progress(done, total)) if on_progress else None,
+        step=step,
     )
     engine.on_event(recorder)
 
@@ -235,8 +241,7 @@ async def _scenario(
     enter(0)
     switcher = asyncio.create_task(switch_phases())
     requests: list[asyncio.Future[None]] = []
-    for k in range(scenario.requests):
-        offset = k / scenario.rate
+    for offset in scenario.arrivals():
         await asyncio.sleep(max(0.0, start + offset - loop.time()))
         enter(scenario.phase_at(offset))
         requests.append(asyncio.ensure_future(one()))

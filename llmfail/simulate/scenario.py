@@ -5,12 +5,14 @@
     latency: 150ms           # optional fake base latency (jittered), like --latency
     phases:
       - {at: 0m, name: healthy, faults: []}
-      - {at: 10m, name: outage, faults: ["openai/gpt-4o:503=0.9"]}
+      - {at: 10m, name: outage, rate: 5/s, faults: ["openai/gpt-4o:503=0.9", "429@20s=0.05"]}
       - {at: 25m, name: recovered, faults: []}
 
 A phase lasts until the next one starts (the last until `duration`); its
 faults use the `--fail-rate` vocabulary and *replace* the previous phase's.
-`--fail-rate` options given on the command line apply in every phase.
+A phase's own `rate` (0 for a quiet stretch) holds for that phase only; the
+others arrive at the file's `rate`. `--fail-rate` options given on the
+command line apply in every phase.
 
 A scenario file is read with the config's located node reader, so a bad one gets
 every problem at once, each with file:line:col and its key path.
@@ -19,6 +21,7 @@ every problem at once, each with file:line:col and its key path.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,7 +45,7 @@ from .faults import FaultSpec, parse_fault_spec
 _RATE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:/\s*(s|sec|m|min|h|hour))?\s*$")
 _PER = {None: 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "hour": 3600.0}
 _KEYS = ("rate", "duration", "latency", "phases", "chain")
-_PHASE_KEYS = ("at", "name", "faults")
+_PHASE_KEYS = ("at", "name", "rate", "faults")
 
 #: What a bad scenario file's error shows: the format itself (a pip user has no README at hand).
 _HINT = (
@@ -57,6 +60,7 @@ class Phase:
     name: str
     start: float  # seconds from the beginning of the run
     faults: tuple[FaultSpec, ...]
+    rate: float | None = None  # requests per second in this phase; None: the scenario's
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,35 @@ class Scenario:
 
     @property
     def requests(self) -> int:
-        """How many requests arrive: one every 1/rate seconds in [0, duration)."""
-        return max(0, int(-(-self.duration * self.rate // 1)))
+        """How many requests arrive (see `arrivals`)."""
+        return sum(count for _, count, _ in self._runs())
+
+    def rate_of(self, index: int) -> float:
+        """Requests per second during phase `index`."""
+        rate = self.phases[index].rate
+        return self.rate if rate is None else rate
+
+    def _runs(self) -> list[tuple[float, int, float]]:
+        """(start, count, rate) of each stretch at one rate: consecutive phases at the same rate
+        make one stretch, so a file without per-phase rates arrives exactly as one steady stream."""
+        runs: list[tuple[float, int, float]] = []
+        index = 0
+        while index < len(self.phases):
+            rate, end = self.rate_of(index), index + 1
+            while end < len(self.phases) and self.rate_of(end) == rate:
+                end += 1
+            start = self.phases[index].start
+            stop = self.phases[end].start if end < len(self.phases) else self.duration
+            runs.append((start, max(0, int(-(-(stop - start) * rate // 1))) if rate > 0 else 0, rate))
+            index = end
+        return runs
+
+    def arrivals(self) -> Iterator[float]:
+        """When each request arrives, in seconds from the start: one every 1/rate seconds of
+        each stretch at one rate, from the stretch's start up to (not including) its end."""
+        for start, count, rate in self._runs():
+            for k in range(count):
+                yield start + k / rate
 
     def phase_at(self, offset: float) -> int:
         """Index of the phase running `offset` seconds into the run."""
@@ -85,12 +116,13 @@ class Scenario:
         return self.phases[index + 1].start if index + 1 < len(self.phases) else self.duration
 
 
-def parse_rate(value: object) -> float:
-    """`2/s`, `120/m`, `7200/h` or a bare number -> requests per second (> 0)."""
+def parse_rate(value: object, *, zero: bool = False) -> float:
+    """`2/s`, `120/m`, `7200/h` or a bare number -> requests per second (> 0, or >= 0 with `zero`)."""
     match = _RATE.match(str(value)) if not isinstance(value, bool) else None
-    rate = float(match.group(1)) / _PER[match.group(2)] if match else 0.0
-    if rate <= 0:
-        raise ValueError(f"expected a positive request rate like 2/s or 120/m, got {value!r}")
+    rate = float(match.group(1)) / _PER[match.group(2)] if match else -1.0
+    if rate < 0 or (rate == 0 and not zero):
+        what = "a request rate like 2/s, 120/m or 0" if zero else "a positive request rate like 2/s or 120/m"
+        raise ValueError(f"expected {what}, got {value!r}")
     return rate
 
 
@@ -160,6 +192,13 @@ def _rate(reader: NodeReader, node: Node, path: str) -> float:
         raise Invalid(str(exc)) from None
 
 
+def _phase_rate(reader: NodeReader, node: Node, path: str) -> float:
+    try:
+        return parse_rate(reader.scalar(node), zero=True)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
 def _faults(reader: NodeReader, node: Node, path: str) -> tuple[FaultSpec, ...]:
     """A list of `[MODEL:]FAULT[=RATE]`, or one of them; empty for none."""
     if is_null(node):
@@ -185,7 +224,7 @@ def _fault(reader: NodeReader, node: Node, path: str) -> FaultSpec:
         raise Invalid(exc.message) from None
 
 
-_PHASE_PARSERS: dict[str, Parser] = {"at": duration(), "name": text, "faults": _faults}
+_PHASE_PARSERS: dict[str, Parser] = {"at": duration(), "name": text, "rate": _phase_rate, "faults": _faults}
 
 
 def _phase(reader: NodeReader, node: Node, path: str, index: int) -> tuple[Phase, Node] | None:
@@ -198,7 +237,8 @@ def _phase(reader: NodeReader, node: Node, path: str, index: int) -> tuple[Phase
         reader.problem(node, path, "missing key 'at'")
     if "at" not in values or len(values) != len(pairs):
         return None
-    return Phase(values.get("name") or f"phase {index + 1}", values["at"], values.get("faults", ())), pairs["at"][1]
+    name = values.get("name") or f"phase {index + 1}"
+    return Phase(name, values["at"], values.get("faults", ()), values.get("rate")), pairs["at"][1]
 
 
 _SCENARIO_PARSERS: dict[str, Parser] = {

@@ -144,6 +144,12 @@ class Dashboard(App[None]):
         Binding("p", "pause", "Pause", tooltip="pause / resume the event log (new events are counted)"),
         Binding("slash", "filter", "Filter", tooltip="filter the log by words, or model:X type:X chain:X"),
         Binding("r", "refresh", "Refresh", tooltip="read the state store again now"),
+        Binding(
+            "s",
+            "save_scenario",
+            "Scenario",
+            tooltip="save the window on screen as a scenario file (llmfail replay), and show its path",
+        ),
         Binding("question_mark", "help", "Help", key_display="?", tooltip="this list (Esc closes it)"),
         Binding("q", "quit", "Quit", tooltip="leave the dashboard"),
         Binding(
@@ -160,8 +166,10 @@ class Dashboard(App[None]):
         chain: str | None = None,
         window: float = WINDOW_S,
         keep: int = KEEP_EVENTS,
+        scenario_dir: str = ".",
     ) -> None:
         super().__init__()
+        self.scenario_dir = scenario_dir  # where `s` saves the window as a scenario file
         if chain is not None:
             config.chain(chain)  # a UsageError naming the chains that exist
         self.config = config
@@ -579,6 +587,22 @@ class Dashboard(App[None]):
             return
         self._unbench(model)
 
+    def action_save_scenario(self) -> None:
+        self._save_scenario(self.chain, self.clock())
+
+    @work(thread=True, group="actions")
+    def _save_scenario(self, chain: str | None, now: float) -> None:
+        """The window on screen, derived like `llmfail replay` does, into ./llmfail-scenario-TIME.yaml."""
+        from ..simulate.replay import save_window
+
+        try:
+            path = save_window(self.config, self.store, now - self.window, now, chain=chain, folder=self.scenario_dir)
+        except (LlmfailError, OSError) as error:
+            message = error.message if isinstance(error, LlmfailError) else f"cannot save the scenario: {error}"
+            self.call_from_thread(self.notify, message, severity="error", markup=False)
+            return
+        self.call_from_thread(self.notify, f"scenario saved to {path}", markup=False, timeout=10)
+
     @work(thread=True, group="actions")
     def _unbench(self, model: str) -> None:
         try:
@@ -606,6 +630,7 @@ def create_app(
     chain: str | None = None,
     window: float = WINDOW_S,
     keep: int = KEEP_EVENTS,
+    scenario_dir: str = ".",
 ) -> Dashboard:
     """The dashboard on `store`, for the `tui` command and the tests alike (clock injected)."""
-    return Dashboard(config, store, clock=clock, chain=chain, window=window, keep=keep)
+    return Dashboard(config, store, clock=clock, chain=chain, window=window, keep=keep, scenario_dir=scenario_dir)
