@@ -60,14 +60,14 @@ def test_an_unknown_scheme_or_a_sqlite_host_is_a_usage_error_that_leaks_no_passw
 def test_an_unknown_scheme_exits_2_through_the_cli_naming_the_known_ones() -> None:
     result = CliRunner().invoke(app, ["--db", "ftp://x", "ls-benched"])
     assert result.exit_code == 2
-    assert "sqlite, redis, rediss, unix, valkey" in result.output
+    assert "sqlite, redis, rediss, unix, valkey, valkeys" in result.output
     assert "Traceback" not in result.output
 
 
 def test_a_redis_url_without_the_redis_package_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "redis", None)  # `import redis` now fails, as when it is not installed
     monkeypatch.delitem(sys.modules, "llmfail.store.redis", raising=False)
-    for url in ("redis://127.0.0.1:1/0", "valkey://h", "rediss://h", "unix:///tmp/redis.sock"):
+    for url in ("redis://127.0.0.1:1/0", "valkey://h", "valkeys://h", "rediss://h", "unix:///tmp/redis.sock"):
         with pytest.raises(StateError) as err:
             open_store(url)
         assert "Redis" in err.value.message and err.value.hint == "pip install 'llmfail[redis]'"

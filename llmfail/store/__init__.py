@@ -327,7 +327,7 @@ class Store(BenchStore, EventLog, Protocol):
 
 
 #: URL schemes `open_store` understands; anything else is a usage error naming these.
-KNOWN_SCHEMES = ("sqlite", "redis", "rediss", "unix", "valkey")
+KNOWN_SCHEMES = ("sqlite", "redis", "rediss", "unix", "valkey", "valkeys")
 _REDIS_SCHEMES = frozenset(KNOWN_SCHEMES[1:])
 #: `scheme:` at the start of a target. Two letters at least, so a Windows drive (`C:\\…`) is a path.
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]+):")
@@ -408,7 +408,7 @@ def open_store(
     busy_timeout: float | None = None,
 ) -> Store:
     """The store at `target`: a path or `sqlite:` URL (SQLite, created and migrated if
-    needed), or a `redis://`, `rediss://`, `unix://` or `valkey://` URL (Redis/Valkey).
+    needed), or a `redis://`, `rediss://`, `unix://`, `valkey://` or `valkeys://` URL (Redis/Valkey).
 
     `target` None is $LLMFAIL_DB, else the default SQLite file (`paths.default_state_db()`).
     `namespace` and `password_env` (the variable holding the password: secrets

@@ -74,7 +74,7 @@ class Selection:
         return self.sqlite_path() is None
 
     def same_store(self, other: Selection) -> bool:
-        """Whether both name one store (`valkey://` is `redis://`; a namespace is a store of its own)."""
+        """Whether both name one store (`valkey://` is `redis://`, `valkeys://` is `rediss://`; a namespace is a store of its own)."""
 
         def key(selection: Selection) -> tuple[str, str | None]:
             path = selection.sqlite_path()
@@ -83,6 +83,8 @@ class Selection:
             target = selection.target
             if target[:9].lower() == "valkey://":
                 target = "redis://" + target[9:]
+            elif target[:10].lower() == "valkeys://":
+                target = "rediss://" + target[10:]
             return target, selection.namespace or ""
 
         return key(self) == key(other)
