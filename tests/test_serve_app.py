@@ -9,6 +9,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from werkzeug import Request, Response
@@ -212,6 +213,52 @@ async def test_past_max_concurrency_a_request_is_refused_at_once_with_503(gatewa
         release.set()
     assert (await first)[0] == 200
     assert (await post(client))[0] == 200  # the slot is free again
+
+
+async def test_stopping_lets_a_request_in_flight_finish_within_the_grace(gateway, server):
+    release, arrived = threading.Event(), threading.Event()
+
+    def stall(request: Request) -> Response:
+        arrived.set()
+        release.wait(10)
+        return ok("in time")
+
+    route(server, "a", stall)
+    client = await gateway()
+    first = asyncio.create_task(post(client))
+    assert await asyncio.to_thread(arrived.wait, 10)
+    gateway_ = client.server.app[GATEWAY]
+    gateway_.draining = True
+    drained = asyncio.create_task(gateway_.drain(10))
+    status, error, headers = await post(client)  # a late request on a kept-alive connection
+    assert status == 503 and error["error"]["code"] == "stopping" and headers["x-should-retry"] == "true"
+    release.set()
+    assert await drained == 0
+    status, answer, _ = await first
+    assert status == 200 and answer["choices"][0]["message"]["content"] == "in time"
+
+
+async def test_stopping_cancels_what_still_runs_when_the_grace_is_over_and_benches_nothing(gateway, server):
+    release, arrived = threading.Event(), threading.Event()
+
+    def stall(request: Request) -> Response:
+        arrived.set()
+        release.wait(10)
+        return ok("too late")
+
+    route(server, "a", stall)
+    client = await gateway()
+    first = asyncio.create_task(post(client))
+    try:
+        assert await asyncio.to_thread(arrived.wait, 10)
+        assert await client.server.app[GATEWAY].drain(0.05) == 1  # the upstream answers only on release
+    finally:
+        release.set()
+    with pytest.raises(aiohttp.ClientError):  # nothing was answered: the connection is dropped
+        await first
+    store = engine_of(client).store
+    assert [(e.kind, e.data["ok"]) for e in store.events(types=["request"])] == [("cancelled", False)]
+    assert store.events(types=["benched", "attempt_failed"]) == []
 
 
 # --------------------------------------------------------------------------- streams

@@ -12,6 +12,7 @@ engine's walk, which records the request as `cancelled` and benches nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
@@ -61,7 +62,8 @@ class Gateway:
 
     `keys` are the client keys (`LLMFAIL_SERVE_KEYS`): when there are any, `/v1/` needs one
     of them as a bearer token. `admin_token` (`LLMFAIL_ADMIN_TOKEN`) turns the operator API
-    on. `draining` is set once SIGTERM arrived: `/readyz` says so, so a balancer stops sending.
+    on. `draining` is set once SIGTERM arrived: `/readyz` says so, so a balancer stops sending,
+    and a chat request that still arrives on an open keep-alive connection is refused.
     """
 
     engine: Engine
@@ -69,12 +71,29 @@ class Gateway:
     admin_token: str | None = None
     max_concurrency: int = 64
     clock: Callable[[], float] = time.time
-    in_flight: int = 0
     draining: bool = False
     _keys: tuple[bytes, ...] = field(init=False, default=())
+    _walks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self._keys = tuple(k.encode() for k in self.keys if k)
+
+    @property
+    def in_flight(self) -> int:
+        """Chat requests being handled now."""
+        return len(self._walks)
+
+    async def drain(self, grace: float) -> int:
+        """Let the chat requests in flight finish within `grace` seconds, then cancel the rest
+        (the engine records each as `cancelled` and benches nothing); how many were cancelled."""
+        if not self._walks:
+            return 0
+        _, late = await asyncio.wait(set(self._walks), timeout=grace)
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+        return len(late)
 
     def client_allowed(self, request: web.Request) -> bool:
         if not self._keys:
@@ -176,6 +195,13 @@ async def _client_keys(request: web.Request, handler: Handler) -> web.StreamResp
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
+    if gateway.draining:  # a keep-alive connection opened before SIGTERM: send the client elsewhere
+        return error_response(
+            503,
+            "the gateway is stopping; retry on another instance",
+            "stopping",
+            headers={"Connection": "close", "x-should-retry": "true"},
+        )
     if gateway.in_flight >= gateway.max_concurrency:
         return error_response(
             503,
@@ -183,11 +209,13 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "overloaded",
             headers={"Retry-After": "1", "x-should-retry": "true"},
         )
-    gateway.in_flight += 1
+    walk = asyncio.current_task()  # aiohttp runs each request in a task of its own
+    assert walk is not None
+    gateway._walks.add(walk)
     try:
         return await _chat(request, gateway)
     finally:
-        gateway.in_flight -= 1
+        gateway._walks.discard(walk)
 
 
 async def _chat(request: web.Request, gateway: Gateway) -> web.StreamResponse:

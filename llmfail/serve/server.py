@@ -114,9 +114,18 @@ async def _serve(
         code = await stopped
         # A second SIGTERM while draining (a supervisor repeating itself) changes nothing.
         loop.add_signal_handler(signal.SIGTERM, log.info, "llmfail serve: already stopping")
-        app[GATEWAY].draining = True
-        in_flight = app[GATEWAY].in_flight
-        log.info("llmfail serve: stopping; %d request(s) in flight get up to %gs to finish", in_flight, settings.grace)
+        gateway = app[GATEWAY]
+        gateway.draining = True
+        log.info(
+            "llmfail serve: stopping; %d request(s) in flight get up to %gs to finish",
+            gateway.in_flight,
+            settings.grace,
+        )
+        for running in list(runner.sites):
+            await running.stop()  # no new connections from here on
+        cancelled = await gateway.drain(settings.grace)
+        if cancelled:
+            log.info("llmfail serve: %d request(s) still running after %gs were cancelled", cancelled, settings.grace)
         await runner.cleanup()
         await engine.aclose()
     finally:
