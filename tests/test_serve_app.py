@@ -298,6 +298,17 @@ async def test_without_an_admin_token_the_admin_api_does_not_exist(gateway):
     assert response.status == 404 and (await response.json())["error"]["code"] == "not_found"
 
 
+async def test_admin_events_reads_limit_0_as_all_like_the_cli_and_refuses_a_negative_one(gateway):
+    client = await gateway(admin_token="admin-t")
+    auth = {"Authorization": "Bearer admin-t"}
+    assert (await client.post("/admin/bench", json={"model": "a/m1", "for": "1m"}, headers=auth)).status == 200
+    for limit in ("0", "5"):
+        answer = await client.get("/admin/events", params={"limit": limit}, headers=auth)
+        assert [e["type"] for e in (await answer.json())["events"]] == ["benched"]
+    refused = await client.get("/admin/events", params={"limit": "-1"}, headers=auth)
+    assert refused.status == 400 and "limit" in (await refused.json())["error"]["message"]
+
+
 async def test_each_request_writes_one_access_line(gateway, server, caplog):
     route(server, "a", Calls(openai_error(503)))
     route(server, "b", Calls(ok()))
