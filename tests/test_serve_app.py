@@ -232,6 +232,7 @@ async def test_stopping_lets_a_request_in_flight_finish_within_the_grace(gateway
     drained = asyncio.create_task(gateway_.drain(10))
     status, error, headers = await post(client)  # a late request on a kept-alive connection
     assert status == 503 and error["error"]["code"] == "stopping" and headers["x-should-retry"] == "true"
+    assert headers["Connection"] == "close"
     release.set()
     assert await drained == 0
     status, answer, _ = await first

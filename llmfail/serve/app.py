@@ -196,12 +196,11 @@ async def _client_keys(request: web.Request, handler: Handler) -> web.StreamResp
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
     if gateway.draining:  # a keep-alive connection opened before SIGTERM: send the client elsewhere
-        return error_response(
-            503,
-            "the gateway is stopping; retry on another instance",
-            "stopping",
-            headers={"Connection": "close", "x-should-retry": "true"},
+        refused = error_response(
+            503, "the gateway is stopping; retry on another instance", "stopping", headers={"x-should-retry": "true"}
         )
+        refused.force_close()  # and the connection closes after it
+        return refused
     if gateway.in_flight >= gateway.max_concurrency:
         return error_response(
             503,
