@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -474,6 +475,21 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(tmp_path, server
         if process.proc and process.proc.poll() is None:
             process.proc.kill()
     assert answers_[0].choices[0].message.content == "drained"
+
+
+def test_a_port_already_taken_is_a_one_line_usage_error(tmp_path):
+    config = tmp_path / "chains.yaml"
+    config.write_text(config_text("http://127.0.0.1:9"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        command = [sys.executable, "-m", "llmfail.cli", "--config", str(config), "--db", str(tmp_path / "state.db")]
+        done = subprocess.run(
+            [*command, "serve", "--port", port], env=child_env(tmp_path), capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == f"llmfail: error: cannot listen on 127.0.0.1:{port}: address already in use"
 
 
 async def test_the_servers_requests_appear_on_the_dashboard(served, client, server):

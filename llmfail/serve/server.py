@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ from aiohttp import web
 
 from ..config import Config
 from ..engine import Engine
-from ..errors import ConfigError, ExitCode, LlmfailError
+from ..errors import ConfigError, ExitCode, LlmfailError, UsageError
 from ..store import Store
 from .app import GATEWAY, create_app
 
@@ -83,9 +84,11 @@ async def _serve(
     except OSError as error:
         await runner.cleanup()
         await engine.aclose()
-        raise LlmfailError(
-            f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}",
-            hint="pass another --port (0 picks a free one)",
+        # asyncio wraps the OS's reason in a sentence of its own; the reason alone is the news.
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        raise UsageError(
+            f"cannot listen on {settings.host}:{settings.port}: {reason}",
+            hint="pass another --port (0 picks a free one) or --host",
         ) from None
     bound = runner.addresses[0]
     log.info(
