@@ -344,21 +344,27 @@ def check_admin_api(served: ServeProcess, admin: httpx.Client) -> None:
 # --------------------------------------------------------------------------- operations
 
 
-def test_a_client_that_disconnects_cancels_its_upstream_request_and_benches_nothing(served, server):
-    release = threading.Event()
+async def test_a_client_that_disconnects_cancels_its_upstream_request_and_benches_nothing(served, server):
+    release, arrived = threading.Event(), threading.Event()
 
     def stall(request: Request) -> Response:
+        arrived.set()
         release.wait(10)
         return Response(json.dumps(PROTOCOLS["openai"]().answer("late", "m", (1, 1))), content_type="application/json")
 
     server.expect_request(path("slow")).respond_with_handler(stall)
-    impatient = openai.OpenAI(base_url=served.url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=0.5)
-    try:
-        with impatient, pytest.raises(openai.APITimeoutError):
+    async with openai.AsyncOpenAI(base_url=served.url + "/v1", api_key=CLIENT_KEY, max_retries=0) as impatient:
+        asking = asyncio.create_task(
             impatient.chat.completions.create(model="slow", messages=[{"role": "user", "content": "hi"}])
-        rows = outcome_rows(served, "slow")
-    finally:
-        release.set()
+        )
+        try:
+            assert await asyncio.to_thread(arrived.wait, 10)  # the gateway is waiting on the upstream
+            asking.cancel()  # the client gives up: its connection closes
+            with pytest.raises(asyncio.CancelledError):
+                await asking
+            rows = await asyncio.to_thread(outcome_rows, served, "slow")
+        finally:
+            release.set()
     assert [(r.kind, r.data["ok"]) for r in rows] == [("cancelled", False)]
     assert events(served, types=["benched", "attempt_failed"], model="slow/m") == []
 
