@@ -46,6 +46,9 @@ from .openai_shape import (
 access_log = logging.getLogger("llmfail.serve.access")
 log = logging.getLogger("llmfail")
 
+#: Chat requests walked at once by default (`llmfail serve --max-concurrency`); one more gets a 503.
+MAX_CONCURRENCY = 128
+
 #: Largest request body accepted (a 413 past it): room for long prompts, not for abuse.
 BODY_LIMIT = 4 * 1024 * 1024
 
@@ -69,7 +72,7 @@ class Gateway:
     engine: Engine
     keys: Sequence[str] = ()
     admin_token: str | None = None
-    max_concurrency: int = 64
+    max_concurrency: int = MAX_CONCURRENCY
     clock: Callable[[], float] = time.time
     draining: bool = False
     _keys: tuple[bytes, ...] = field(init=False, default=())
@@ -123,7 +126,7 @@ def create_app(
     *,
     keys: Sequence[str] = (),
     admin_token: str | None = None,
-    max_concurrency: int = 64,
+    max_concurrency: int = MAX_CONCURRENCY,
     body_limit: int = BODY_LIMIT,
 ) -> web.Application:
     """The gateway as an aiohttp application (run it with `llmfail.serve.server.serve`, or a test client)."""

@@ -29,7 +29,7 @@ from ..config import Config
 from ..engine import Engine
 from ..errors import ConfigError, ExitCode, LlmfailError, UsageError
 from ..store import Store
-from .app import GATEWAY, create_app
+from .app import GATEWAY, MAX_CONCURRENCY, create_app
 
 log = logging.getLogger("llmfail.serve")
 
@@ -55,7 +55,7 @@ class ServeSettings:
 
     host: str = "127.0.0.1"
     port: int = 4000
-    max_concurrency: int = 128
+    max_concurrency: int = MAX_CONCURRENCY
     grace: float = 30.0
     keys: Sequence[str] = ()  # LLMFAIL_SERVE_KEYS: client keys (none: no client key needed)
     admin_token: str | None = None  # LLMFAIL_ADMIN_TOKEN: the admin API's token (None: no admin API)
