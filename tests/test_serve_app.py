@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
@@ -260,6 +261,39 @@ async def test_stopping_cancels_what_still_runs_when_the_grace_is_over_and_bench
     store = engine_of(client).store
     assert [(e.kind, e.data["ok"]) for e in store.events(types=["request"])] == [("cancelled", False)]
     assert store.events(types=["benched", "attempt_failed"]) == []
+
+
+async def test_a_stream_still_running_when_the_grace_is_over_ends_with_an_error_event_not_done(gateway, server):
+    release, arrived = threading.Event(), threading.Event()
+
+    def trickle(request: Request) -> Response:
+        def body() -> Any:
+            yield sse(openai_chunk("early "), done=False)
+            arrived.set()
+            release.wait(10)
+            yield sse(openai_chunk("late", finish="stop"))
+
+        return Response(body(), content_type="text/event-stream")
+
+    route(server, "a", trickle)
+    client = await gateway()
+    response = await client.post("/v1/chat/completions", json={**HI, "stream": True})
+    lines = [await response.content.readline()]  # the first chunk has reached the client
+    try:
+        assert await asyncio.to_thread(arrived.wait, 10)
+        gateway_ = client.server.app[GATEWAY]
+        gateway_.draining = True
+        assert await gateway_.drain(0.05) == 1
+    finally:
+        release.set()
+    with contextlib.suppress(aiohttp.ClientPayloadError):  # the connection closes after the event
+        while line := await response.content.readline():
+            lines.append(line)
+    events = [line[6:].decode() for line in lines if line.startswith(b"data: ")]
+    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "early "
+    assert "[DONE]" not in events
+    assert json.loads(events[-1])["error"]["code"] == "stream_interrupted"
+    assert "stopped" in json.loads(events[-1])["error"]["message"]
 
 
 # --------------------------------------------------------------------------- streams

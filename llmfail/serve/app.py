@@ -335,6 +335,13 @@ async def _stream(request: web.Request, gateway: Gateway, call: ChatCall, reques
         note.update(status=answer.status, failovers=_failovers(error))
         with contextlib.suppress(ConnectionResetError):  # nobody left to tell
             await send(answer.body)
+    except asyncio.CancelledError:
+        if response is not None and gateway.draining:  # stopping, and the grace is over: say so in the stream
+            stopped = error_json("the gateway stopped before the answer was complete", "server_error")
+            stopped["error"]["code"] = "stream_interrupted"
+            with contextlib.suppress(ConnectionResetError):
+                await send(stopped)
+        raise
     except ConnectionResetError:  # the client left while we wrote: the walk stops (outcome: cancelled)
         note.update(status=499)
         assert response is not None
