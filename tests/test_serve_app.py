@@ -333,6 +333,23 @@ async def test_without_an_admin_token_the_admin_api_does_not_exist(gateway):
     assert response.status == 404 and (await response.json())["error"]["code"] == "not_found"
 
 
+async def test_a_failure_of_the_gateway_itself_is_a_500_in_openai_shape_with_its_traceback_logged(make_engine, caplog):
+    async def broken(request: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    app = create_app(make_engine(TWO))
+    app.router.add_get("/broken", broken)
+    async with TestClient(TestServer(app)) as client:
+        with caplog.at_level(logging.INFO, logger="llmfail"):
+            response = await client.get("/broken")
+            assert response.status == 500
+            assert (await response.json())["error"]["code"] == "internal_error"
+    await app[GATEWAY].engine.aclose()
+    assert any(r.exc_info and "a bug" in str(r.exc_info[1]) for r in caplog.records)
+    (access,) = [r.getMessage() for r in caplog.records if r.name == "llmfail.serve.access"]
+    assert access.startswith("GET /broken chain=- status=500")
+
+
 async def test_admin_events_reads_limit_0_as_all_like_the_cli_and_refuses_a_negative_one(gateway):
     client = await gateway(admin_token="admin-t")
     auth = {"Authorization": "Bearer admin-t"}

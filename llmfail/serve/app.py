@@ -166,9 +166,12 @@ async def _access_and_errors(request: web.Request, handler: Handler) -> web.Stre
             raise
         code = "request_too_large" if exc.status == 413 else "not_found" if exc.status == 404 else None
         return error_response(exc.status, exc.reason if exc.status != 413 else exc.text or exc.reason, code)
-    except BaseException:
+    except asyncio.CancelledError:
         status = 499  # the client went away (or the server is stopping): nothing was answered
         raise
+    except Exception:  # a bug of ours: the traceback in the log, OpenAI's error shape for the client
+        log.exception("llmfail serve: %s %s failed", request.method, request.path)
+        return error_response(500, "the gateway failed on this request (its log says why)", "internal_error")
     finally:
         ms = (time.perf_counter() - began) * 1000
         access_log.info(
