@@ -174,6 +174,18 @@ async def test_a_request_refused_for_its_content_or_length_is_a_400_with_openais
     assert got == status and error["error"]["code"] == expected
 
 
+async def test_an_invalid_request_under_on_invalid_request_fail_is_a_400_without_failover(make_engine, server):
+    route(server, "a", Calls(openai_error(400, "invalid_value", "invalid_request_error")))
+    b = route(server, "b", Calls(ok()))
+    engine = make_engine(TWO.replace("defaults: {attempts: 1,", "defaults: {attempts: 1, on_invalid_request: fail,"))
+    async with TestClient(TestServer(create_app(engine))) as client:
+        status, error, headers = await post(client)
+    await engine.aclose()
+    assert status == 400 and error["error"]["code"] == "invalid_request"
+    assert error["error"]["causes"][0]["kind"] == "invalid_request" and headers["x-llmfail-failovers"] == "0"
+    assert b.count == 0
+
+
 async def test_every_daily_quota_used_up_is_a_429_insufficient_quota(make_engine, server):
     route(server, "a", Calls(ok()))
     engine = make_engine(TWO.replace("main: [a/m1, b/m2]", "main: [{model: a/m1, daily_quota: 1}]"))
