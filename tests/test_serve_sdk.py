@@ -483,6 +483,20 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(tmp_path, server
     assert answers_[0].choices[0].message.content == "drained"
 
 
+def test_readyz_is_503_while_the_state_store_is_unreachable_and_healthz_stays_200(tmp_path, server):
+    config = tmp_path / "chains.yaml"
+    config.write_text(config_text(server.url_for("").rstrip("/")))
+    unreachable = "redis://127.0.0.1:1/0"  # nothing listens on port 1: refused at once
+    process = ServeProcess(config, unreachable, tmp_path / "serve.log", env=child_env(tmp_path)).start()
+    try:
+        assert httpx.get(process.url + "/healthz").status_code == 200
+        ready = httpx.get(process.url + "/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["ready"] is False and ready.json()["store"].startswith("unreachable")
+    finally:
+        assert process.stop() == 0
+
+
 def test_a_port_already_taken_is_a_one_line_usage_error(tmp_path):
     config = tmp_path / "chains.yaml"
     config.write_text(config_text("http://127.0.0.1:9"))
