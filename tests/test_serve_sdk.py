@@ -493,6 +493,20 @@ def test_readyz_is_503_while_the_state_store_is_unreachable_and_healthz_stays_20
         ready = httpx.get(process.url + "/readyz")
         assert ready.status_code == 503
         assert ready.json()["ready"] is False and ready.json()["store"].startswith("unreachable")
+        assert "other machines" not in process.stderr()  # loopback without client keys: no warning
+    finally:
+        assert process.stop() == 0
+
+
+def test_serving_beyond_loopback_without_client_keys_warns_that_anyone_can_spend_the_provider_keys(tmp_path):
+    config = tmp_path / "chains.yaml"
+    config.write_text(config_text("http://127.0.0.1:9"))
+    process = ServeProcess(
+        config, tmp_path / "state.db", tmp_path / "serve.log", env=child_env(tmp_path), args=("--host", "0.0.0.0")
+    )
+    process.start()
+    try:
+        process.wait_for("0.0.0.0 is reachable from other machines and no client key is required")
     finally:
         assert process.stop() == 0
 

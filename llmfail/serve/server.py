@@ -15,6 +15,7 @@ The runner cancels a request's handler when its client disconnects
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import signal
@@ -100,6 +101,12 @@ async def _serve(
     )
     if settings.keys:
         log.info("llmfail serve: client keys required (%d set in LLMFAIL_SERVE_KEYS)", len(settings.keys))
+    elif not _loopback(settings.host):
+        log.warning(
+            "llmfail serve: warning: %s is reachable from other machines and no client key is required: "
+            "anyone who reaches it spends your provider keys (set LLMFAIL_SERVE_KEYS)",
+            settings.host,
+        )
     if settings.admin_token:
         log.info("llmfail serve: admin API on under /admin/ (LLMFAIL_ADMIN_TOKEN is set)")
 
@@ -136,6 +143,16 @@ async def _serve(
             loop.remove_signal_handler(signum)
     log.info("llmfail serve: stopped")
     return code
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def reload(engine: Engine, reload_config: Callable[[], Config]) -> bool:
