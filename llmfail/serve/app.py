@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -85,6 +85,17 @@ class Gateway:
     def in_flight(self) -> int:
         """Chat requests being handled now."""
         return len(self._walks)
+
+    @contextlib.contextmanager
+    def walking(self) -> Iterator[None]:
+        """Count the request being handled as in flight: `drain` waits for it, then cancels it."""
+        walk = asyncio.current_task()  # aiohttp runs each request in a task of its own
+        assert walk is not None
+        self._walks.add(walk)
+        try:
+            yield
+        finally:
+            self._walks.discard(walk)
 
     async def drain(self, grace: float) -> int:
         """Let the chat requests in flight finish within `grace` seconds, then cancel the rest
@@ -214,13 +225,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "overloaded",
             headers={"Retry-After": "1", "x-should-retry": "true"},
         )
-    walk = asyncio.current_task()  # aiohttp runs each request in a task of its own
-    assert walk is not None
-    gateway._walks.add(walk)
-    try:
+    with gateway.walking():
         return await _chat(request, gateway)
-    finally:
-        gateway._walks.discard(walk)
 
 
 async def _chat(request: web.Request, gateway: Gateway) -> web.StreamResponse:
@@ -340,10 +346,9 @@ async def _stream(request: web.Request, gateway: Gateway, call: ChatCall, reques
             await send(answer.body)
     except asyncio.CancelledError:
         if response is not None and gateway.draining:  # stopping, and the grace is over: say so in the stream
-            stopped = error_json("the gateway stopped before the answer was complete", "server_error")
-            stopped["error"]["code"] = "stream_interrupted"
+            stopped = "the gateway stopped before the answer was complete"
             with contextlib.suppress(ConnectionResetError):
-                await send(stopped)
+                await send(error_json(stopped, "server_error", "stream_interrupted"))
         raise
     except ConnectionResetError:  # the client left while we wrote: the walk stops (outcome: cancelled)
         note.update(status=499)
