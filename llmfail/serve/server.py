@@ -2,7 +2,10 @@
 
 - **SIGTERM** (and Ctrl-C): stop accepting connections, let the requests in flight
   finish within `grace` seconds (then cancel what is left: those requests end as
-  `cancelled`, nothing benched), close the engine, exit 0 (130 for Ctrl-C).
+  `cancelled`, nothing benched), close the engine, exit 0 (130 for Ctrl-C). The wait is
+  `Gateway.drain`, not aiohttp's `shutdown_timeout`, which waits that long twice (once for
+  the handler, once more after asking it to stop); what that timeout still covers, the
+  admin and health requests, takes milliseconds.
 - **SIGHUP**: load the config again. A config that loads replaces the old one for the
   requests that start from then on (`Engine.reload`: in-flight requests finish on the
   config they began with; a `config_changed` event records it). One that does not load
