@@ -252,7 +252,7 @@ async def test_stopping_lets_a_request_in_flight_finish_within_the_grace(gateway
     assert status == 200 and answer["choices"][0]["message"]["content"] == "in time"
 
 
-async def test_stopping_cancels_what_still_runs_when_the_grace_is_over_and_benches_nothing(gateway, server):
+async def test_stopping_cancels_what_still_runs_when_the_grace_is_over_and_benches_nothing(gateway, server, caplog):
     release, arrived = threading.Event(), threading.Event()
 
     def stall(request: Request) -> Response:
@@ -265,11 +265,14 @@ async def test_stopping_cancels_what_still_runs_when_the_grace_is_over_and_bench
     first = asyncio.create_task(post(client))
     try:
         assert await asyncio.to_thread(arrived.wait, 10)
-        assert await client.server.app[GATEWAY].drain(0.05) == 1  # the upstream answers only on release
+        with caplog.at_level(logging.INFO, logger="llmfail.serve.access"):
+            assert await client.server.app[GATEWAY].drain(0.05) == 1  # the upstream answers only on release
     finally:
         release.set()
     with pytest.raises(aiohttp.ClientError):  # nothing was answered: the connection is dropped
         await first
+    (access,) = [r.getMessage() for r in caplog.records if r.name == "llmfail.serve.access"]
+    assert " status=503 " in access  # stopped by the gateway, not a client that left (499)
     store = engine_of(client).store
     assert [(e.kind, e.data["ok"]) for e in store.events(types=["request"])] == [("cancelled", False)]
     assert store.events(types=["benched", "attempt_failed"]) == []

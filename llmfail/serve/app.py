@@ -67,6 +67,7 @@ class Gateway:
     of them as a bearer token. `admin_token` (`LLMFAIL_ADMIN_TOKEN`) turns the operator API
     on. `draining` is set once SIGTERM arrived: `/readyz` says so, so a balancer stops sending,
     and a chat request that still arrives on an open keep-alive connection is refused.
+    `grace_over` is set when `drain` starts cancelling what still runs.
     """
 
     engine: Engine
@@ -75,6 +76,7 @@ class Gateway:
     max_concurrency: int = MAX_CONCURRENCY
     clock: Callable[[], float] = time.time
     draining: bool = False
+    grace_over: bool = False
     _keys: tuple[bytes, ...] = field(init=False, default=())
     _walks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
 
@@ -103,6 +105,7 @@ class Gateway:
         if not self._walks:
             return 0
         _, late = await asyncio.wait(set(self._walks), timeout=grace)
+        self.grace_over = True
         for task in late:
             task.cancel()
         if late:
@@ -178,7 +181,8 @@ async def _access_and_errors(request: web.Request, handler: Handler) -> web.Stre
         code = "request_too_large" if exc.status == 413 else "not_found" if exc.status == 404 else None
         return error_response(exc.status, exc.reason if exc.status != 413 else exc.text or exc.reason, code)
     except asyncio.CancelledError:
-        status = 499  # the client went away (or the server is stopping): nothing was answered
+        # The client went away (499), or the gateway stopped it when its grace ran out (503).
+        status = 503 if request.app[GATEWAY].grace_over else 499
         raise
     except Exception:  # a bug of ours: the traceback in the log, OpenAI's error shape for the client
         log.exception("llmfail serve: %s %s failed", request.method, request.path)
@@ -345,7 +349,8 @@ async def _stream(request: web.Request, gateway: Gateway, call: ChatCall, reques
         with contextlib.suppress(ConnectionResetError):  # nobody left to tell
             await send(answer.body)
     except asyncio.CancelledError:
-        if response is not None and gateway.draining:  # stopping, and the grace is over: say so in the stream
+        if response is not None and gateway.grace_over:  # stopped by the gateway: say so in the stream
+            note.update(status=503)
             stopped = "the gateway stopped before the answer was complete"
             with contextlib.suppress(ConnectionResetError):
                 await send(error_json(stopped, "server_error", "stream_interrupted"))
