@@ -19,10 +19,18 @@ LISTENING = re.compile(r"listening on (http://[\d.]+:\d+)")
 
 
 class ServeProcess:
-    """One `llmfail serve` process; `url` is its base URL once `start()` returned."""
+    """One `llmfail serve` process; `url` is its base URL once `start()` returned.
+
+    `db` is a SQLite path or a store URL (a string: a Path would fold redis:// into redis:/)."""
 
     def __init__(
-        self, config: Path, db: Path, log: Path, *, env: Mapping[str, str] | None = None, args: tuple[str, ...] = ()
+        self,
+        config: Path,
+        db: Path | str,
+        log: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.config, self.db, self.log = config, db, log
         self.env = {**os.environ, **(env or {})}

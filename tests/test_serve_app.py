@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from werkzeug import Request, Response
@@ -172,6 +174,18 @@ async def test_a_request_refused_for_its_content_or_length_is_a_400_with_openais
     assert got == status and error["error"]["code"] == expected
 
 
+async def test_an_invalid_request_under_on_invalid_request_fail_is_a_400_without_failover(make_engine, server):
+    route(server, "a", Calls(openai_error(400, "invalid_value", "invalid_request_error")))
+    b = route(server, "b", Calls(ok()))
+    engine = make_engine(TWO.replace("defaults: {attempts: 1,", "defaults: {attempts: 1, on_invalid_request: fail,"))
+    async with TestClient(TestServer(create_app(engine))) as client:
+        status, error, headers = await post(client)
+    await engine.aclose()
+    assert status == 400 and error["error"]["code"] == "invalid_request"
+    assert error["error"]["causes"][0]["kind"] == "invalid_request" and headers["x-llmfail-failovers"] == "0"
+    assert b.count == 0
+
+
 async def test_every_daily_quota_used_up_is_a_429_insufficient_quota(make_engine, server):
     route(server, "a", Calls(ok()))
     engine = make_engine(TWO.replace("main: [a/m1, b/m2]", "main: [{model: a/m1, daily_quota: 1}]"))
@@ -214,6 +228,89 @@ async def test_past_max_concurrency_a_request_is_refused_at_once_with_503(gatewa
     assert (await post(client))[0] == 200  # the slot is free again
 
 
+async def test_stopping_lets_a_request_in_flight_finish_within_the_grace(gateway, server):
+    release, arrived = threading.Event(), threading.Event()
+
+    def stall(request: Request) -> Response:
+        arrived.set()
+        release.wait(10)
+        return ok("in time")
+
+    route(server, "a", stall)
+    client = await gateway()
+    first = asyncio.create_task(post(client))
+    assert await asyncio.to_thread(arrived.wait, 10)
+    gateway_ = client.server.app[GATEWAY]
+    gateway_.draining = True
+    drained = asyncio.create_task(gateway_.drain(10))
+    status, error, headers = await post(client)  # a late request on a kept-alive connection
+    assert status == 503 and error["error"]["code"] == "stopping" and headers["x-should-retry"] == "true"
+    assert headers["Connection"] == "close"
+    release.set()
+    assert await drained == 0
+    status, answer, _ = await first
+    assert status == 200 and answer["choices"][0]["message"]["content"] == "in time"
+
+
+async def test_stopping_cancels_what_still_runs_when_the_grace_is_over_and_benches_nothing(gateway, server, caplog):
+    release, arrived = threading.Event(), threading.Event()
+
+    def stall(request: Request) -> Response:
+        arrived.set()
+        release.wait(10)
+        return ok("too late")
+
+    route(server, "a", stall)
+    client = await gateway()
+    first = asyncio.create_task(post(client))
+    try:
+        assert await asyncio.to_thread(arrived.wait, 10)
+        with caplog.at_level(logging.INFO, logger="llmfail.serve.access"):
+            assert await client.server.app[GATEWAY].drain(0.05) == 1  # the upstream answers only on release
+    finally:
+        release.set()
+    with pytest.raises(aiohttp.ClientError):  # nothing was answered: the connection is dropped
+        await first
+    (access,) = [r.getMessage() for r in caplog.records if r.name == "llmfail.serve.access"]
+    assert " status=503 " in access  # stopped by the gateway, not a client that left (499)
+    store = engine_of(client).store
+    assert [(e.kind, e.data["ok"]) for e in store.events(types=["request"])] == [("cancelled", False)]
+    assert store.events(types=["benched", "attempt_failed"]) == []
+
+
+async def test_a_stream_still_running_when_the_grace_is_over_ends_with_an_error_event_not_done(gateway, server):
+    release, arrived = threading.Event(), threading.Event()
+
+    def trickle(request: Request) -> Response:
+        def body() -> Any:
+            yield sse(openai_chunk("early "), done=False)
+            arrived.set()
+            release.wait(10)
+            yield sse(openai_chunk("late", finish="stop"))
+
+        return Response(body(), content_type="text/event-stream")
+
+    route(server, "a", trickle)
+    client = await gateway()
+    response = await client.post("/v1/chat/completions", json={**HI, "stream": True})
+    lines = [await response.content.readline()]  # the first chunk has reached the client
+    try:
+        assert await asyncio.to_thread(arrived.wait, 10)
+        gateway_ = client.server.app[GATEWAY]
+        gateway_.draining = True
+        assert await gateway_.drain(0.05) == 1
+    finally:
+        release.set()
+    with contextlib.suppress(aiohttp.ClientPayloadError):  # the connection closes after the event
+        while line := await response.content.readline():
+            lines.append(line)
+    events = [line[6:].decode() for line in lines if line.startswith(b"data: ")]
+    assert json.loads(events[0])["choices"][0]["delta"]["content"] == "early "
+    assert "[DONE]" not in events
+    assert json.loads(events[-1])["error"]["code"] == "stream_interrupted"
+    assert "stopped" in json.loads(events[-1])["error"]["message"]
+
+
 # --------------------------------------------------------------------------- streams
 
 
@@ -249,6 +346,34 @@ async def test_without_an_admin_token_the_admin_api_does_not_exist(gateway):
     client = await gateway()
     response = await client.get("/admin/benches", headers={"Authorization": "Bearer anything"})
     assert response.status == 404 and (await response.json())["error"]["code"] == "not_found"
+
+
+async def test_a_failure_of_the_gateway_itself_is_a_500_in_openai_shape_with_its_traceback_logged(make_engine, caplog):
+    async def broken(request: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    app = create_app(make_engine(TWO))
+    app.router.add_get("/broken", broken)
+    async with TestClient(TestServer(app)) as client:
+        with caplog.at_level(logging.INFO, logger="llmfail"):
+            response = await client.get("/broken")
+            assert response.status == 500
+            assert (await response.json())["error"]["code"] == "internal_error"
+    await app[GATEWAY].engine.aclose()
+    assert any(r.exc_info and "a bug" in str(r.exc_info[1]) for r in caplog.records)
+    (access,) = [r.getMessage() for r in caplog.records if r.name == "llmfail.serve.access"]
+    assert access.startswith("GET /broken chain=- status=500")
+
+
+async def test_admin_events_reads_limit_0_as_all_like_the_cli_and_refuses_a_negative_one(gateway):
+    client = await gateway(admin_token="admin-t")
+    auth = {"Authorization": "Bearer admin-t"}
+    assert (await client.post("/admin/bench", json={"model": "a/m1", "for": "1m"}, headers=auth)).status == 200
+    for limit in ("0", "5"):
+        answer = await client.get("/admin/events", params={"limit": limit}, headers=auth)
+        assert [e["type"] for e in (await answer.json())["events"]] == ["benched"]
+    refused = await client.get("/admin/events", params={"limit": "-1"}, headers=auth)
+    assert refused.status == 400 and "limit" in (await refused.json())["error"]["message"]
 
 
 async def test_each_request_writes_one_access_line(gateway, server, caplog):

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -343,21 +344,27 @@ def check_admin_api(served: ServeProcess, admin: httpx.Client) -> None:
 # --------------------------------------------------------------------------- operations
 
 
-def test_a_client_that_disconnects_cancels_its_upstream_request_and_benches_nothing(served, server):
-    release = threading.Event()
+async def test_a_client_that_disconnects_cancels_its_upstream_request_and_benches_nothing(served, server):
+    release, arrived = threading.Event(), threading.Event()
 
     def stall(request: Request) -> Response:
+        arrived.set()
         release.wait(10)
         return Response(json.dumps(PROTOCOLS["openai"]().answer("late", "m", (1, 1))), content_type="application/json")
 
     server.expect_request(path("slow")).respond_with_handler(stall)
-    impatient = openai.OpenAI(base_url=served.url + "/v1", api_key=CLIENT_KEY, max_retries=0, timeout=0.5)
-    try:
-        with impatient, pytest.raises(openai.APITimeoutError):
+    async with openai.AsyncOpenAI(base_url=served.url + "/v1", api_key=CLIENT_KEY, max_retries=0) as impatient:
+        asking = asyncio.create_task(
             impatient.chat.completions.create(model="slow", messages=[{"role": "user", "content": "hi"}])
-        rows = outcome_rows(served, "slow")
-    finally:
-        release.set()
+        )
+        try:
+            assert await asyncio.to_thread(arrived.wait, 10)  # the gateway is waiting on the upstream
+            asking.cancel()  # the client gives up: its connection closes
+            with pytest.raises(asyncio.CancelledError):
+                await asking
+            rows = await asyncio.to_thread(outcome_rows, served, "slow")
+        finally:
+            release.set()
     assert [(r.kind, r.data["ok"]) for r in rows] == [("cancelled", False)]
     assert events(served, types=["benched", "attempt_failed"], model="slow/m") == []
 
@@ -474,6 +481,49 @@ def test_sigterm_lets_the_request_in_flight_finish_then_exits_0(tmp_path, server
         if process.proc and process.proc.poll() is None:
             process.proc.kill()
     assert answers_[0].choices[0].message.content == "drained"
+
+
+def test_readyz_is_503_while_the_state_store_is_unreachable_and_healthz_stays_200(tmp_path, server):
+    config = tmp_path / "chains.yaml"
+    config.write_text(config_text(server.url_for("").rstrip("/")))
+    unreachable = "redis://127.0.0.1:1/0"  # nothing listens on port 1: refused at once
+    process = ServeProcess(config, unreachable, tmp_path / "serve.log", env=child_env(tmp_path)).start()
+    try:
+        assert httpx.get(process.url + "/healthz").status_code == 200
+        ready = httpx.get(process.url + "/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["ready"] is False and ready.json()["store"].startswith("unreachable")
+        assert "other machines" not in process.stderr()  # loopback without client keys: no warning
+    finally:
+        assert process.stop() == 0
+
+
+def test_serving_beyond_loopback_without_client_keys_warns_that_anyone_can_spend_the_provider_keys(tmp_path):
+    config = tmp_path / "chains.yaml"
+    config.write_text(config_text("http://127.0.0.1:9"))
+    process = ServeProcess(
+        config, tmp_path / "state.db", tmp_path / "serve.log", env=child_env(tmp_path), args=("--host", "0.0.0.0")
+    )
+    process.start()
+    try:
+        process.wait_for("0.0.0.0 is reachable from other machines and no client key is required")
+    finally:
+        assert process.stop() == 0
+
+
+def test_a_port_already_taken_is_a_one_line_usage_error(tmp_path):
+    config = tmp_path / "chains.yaml"
+    config.write_text(config_text("http://127.0.0.1:9"))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        command = [sys.executable, "-m", "llmfail.cli", "--config", str(config), "--db", str(tmp_path / "state.db")]
+        done = subprocess.run(
+            [*command, "serve", "--port", port], env=child_env(tmp_path), capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 2
+    assert done.stderr.splitlines()[0] == f"llmfail: error: cannot listen on 127.0.0.1:{port}: address already in use"
 
 
 async def test_the_servers_requests_appear_on_the_dashboard(served, client, server):

@@ -107,10 +107,13 @@ async def events(request: web.Request) -> web.Response:
         except ValueError as error:
             raise UsageError(f"since: {error}") from None
     try:
-        limit = min(EVENTS_MAX, int(query.get("limit", EVENTS_MAX)))
+        limit = int(query.get("limit", 0))
         after_id = int(query["after_id"]) if "after_id" in query else None
     except ValueError:
         raise UsageError("limit and after_id must be integers") from None
+    if limit < 0:
+        raise UsageError("limit must be 0 (as many as one answer holds) or more")
+    limit = min(EVENTS_MAX, limit or EVENTS_MAX)  # 0 is "all", as for `llmfail events --limit 0`
     where = EventFilter(since, query.get("model"), query.get("chain"), parse_types(query.getall("type", [])))
     kwargs: dict[str, Any] = {**where.query(), "limit": limit}
     if after_id is not None:

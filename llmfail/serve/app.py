@@ -12,13 +12,14 @@ engine's walk, which records the request as `cancelled` and benches nothing.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hmac
 import json
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,9 @@ from .openai_shape import (
 access_log = logging.getLogger("llmfail.serve.access")
 log = logging.getLogger("llmfail")
 
+#: Chat requests walked at once by default (`llmfail serve --max-concurrency`); one more gets a 503.
+MAX_CONCURRENCY = 128
+
 #: Largest request body accepted (a 413 past it): room for long prompts, not for abuse.
 BODY_LIMIT = 4 * 1024 * 1024
 
@@ -61,20 +65,52 @@ class Gateway:
 
     `keys` are the client keys (`LLMFAIL_SERVE_KEYS`): when there are any, `/v1/` needs one
     of them as a bearer token. `admin_token` (`LLMFAIL_ADMIN_TOKEN`) turns the operator API
-    on. `draining` is set once SIGTERM arrived: `/readyz` says so, so a balancer stops sending.
+    on. `draining` is set once SIGTERM arrived: `/readyz` says so, so a balancer stops sending,
+    and a chat request that still arrives on an open keep-alive connection is refused.
+    `grace_over` is set when `drain` starts cancelling what still runs.
     """
 
     engine: Engine
     keys: Sequence[str] = ()
     admin_token: str | None = None
-    max_concurrency: int = 64
+    max_concurrency: int = MAX_CONCURRENCY
     clock: Callable[[], float] = time.time
-    in_flight: int = 0
     draining: bool = False
+    grace_over: bool = False
     _keys: tuple[bytes, ...] = field(init=False, default=())
+    _walks: set[asyncio.Task[Any]] = field(init=False, default_factory=set)
 
     def __post_init__(self) -> None:
         self._keys = tuple(k.encode() for k in self.keys if k)
+
+    @property
+    def in_flight(self) -> int:
+        """Chat requests being handled now."""
+        return len(self._walks)
+
+    @contextlib.contextmanager
+    def walking(self) -> Iterator[None]:
+        """Count the request being handled as in flight: `drain` waits for it, then cancels it."""
+        walk = asyncio.current_task()  # aiohttp runs each request in a task of its own
+        assert walk is not None
+        self._walks.add(walk)
+        try:
+            yield
+        finally:
+            self._walks.discard(walk)
+
+    async def drain(self, grace: float) -> int:
+        """Let the chat requests in flight finish within `grace` seconds, then cancel the rest
+        (the engine records each as `cancelled` and benches nothing); how many were cancelled."""
+        if not self._walks:
+            return 0
+        _, late = await asyncio.wait(set(self._walks), timeout=grace)
+        self.grace_over = True
+        for task in late:
+            task.cancel()
+        if late:
+            await asyncio.wait(late)
+        return len(late)
 
     def client_allowed(self, request: web.Request) -> bool:
         if not self._keys:
@@ -104,7 +140,7 @@ def create_app(
     *,
     keys: Sequence[str] = (),
     admin_token: str | None = None,
-    max_concurrency: int = 64,
+    max_concurrency: int = MAX_CONCURRENCY,
     body_limit: int = BODY_LIMIT,
 ) -> web.Application:
     """The gateway as an aiohttp application (run it with `llmfail.serve.server.serve`, or a test client)."""
@@ -144,9 +180,13 @@ async def _access_and_errors(request: web.Request, handler: Handler) -> web.Stre
             raise
         code = "request_too_large" if exc.status == 413 else "not_found" if exc.status == 404 else None
         return error_response(exc.status, exc.reason if exc.status != 413 else exc.text or exc.reason, code)
-    except BaseException:
-        status = 499  # the client went away (or the server is stopping): nothing was answered
+    except asyncio.CancelledError:
+        # The client went away (499), or the gateway stopped it when its grace ran out (503).
+        status = 503 if request.app[GATEWAY].grace_over else 499
         raise
+    except Exception:  # a bug of ours: the traceback in the log, OpenAI's error shape for the client
+        log.exception("llmfail serve: %s %s failed", request.method, request.path)
+        return error_response(500, "the gateway failed on this request (its log says why)", "internal_error")
     finally:
         ms = (time.perf_counter() - began) * 1000
         access_log.info(
@@ -176,6 +216,12 @@ async def _client_keys(request: web.Request, handler: Handler) -> web.StreamResp
 
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY]
+    if gateway.draining:  # a keep-alive connection opened before SIGTERM: send the client elsewhere
+        refused = error_response(
+            503, "the gateway is stopping; retry on another instance", "stopping", headers={"x-should-retry": "true"}
+        )
+        refused.force_close()  # and the connection closes after it
+        return refused
     if gateway.in_flight >= gateway.max_concurrency:
         return error_response(
             503,
@@ -183,11 +229,8 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             "overloaded",
             headers={"Retry-After": "1", "x-should-retry": "true"},
         )
-    gateway.in_flight += 1
-    try:
+    with gateway.walking():
         return await _chat(request, gateway)
-    finally:
-        gateway.in_flight -= 1
 
 
 async def _chat(request: web.Request, gateway: Gateway) -> web.StreamResponse:
@@ -305,6 +348,13 @@ async def _stream(request: web.Request, gateway: Gateway, call: ChatCall, reques
         note.update(status=answer.status, failovers=_failovers(error))
         with contextlib.suppress(ConnectionResetError):  # nobody left to tell
             await send(answer.body)
+    except asyncio.CancelledError:
+        if response is not None and gateway.grace_over:  # stopped by the gateway: say so in the stream
+            note.update(status=503)
+            stopped = "the gateway stopped before the answer was complete"
+            with contextlib.suppress(ConnectionResetError):
+                await send(error_json(stopped, "server_error", "stream_interrupted"))
+        raise
     except ConnectionResetError:  # the client left while we wrote: the walk stops (outcome: cancelled)
         note.update(status=499)
         assert response is not None

@@ -2,7 +2,10 @@
 
 - **SIGTERM** (and Ctrl-C): stop accepting connections, let the requests in flight
   finish within `grace` seconds (then cancel what is left: those requests end as
-  `cancelled`, nothing benched), close the engine, exit 0 (130 for Ctrl-C).
+  `cancelled`, nothing benched), close the engine, exit 0 (130 for Ctrl-C). The wait is
+  `Gateway.drain`, not aiohttp's `shutdown_timeout`, which waits that long twice (once for
+  the handler, once more after asking it to stop); what that timeout still covers, the
+  admin and health requests, takes milliseconds.
 - **SIGHUP**: load the config again. A config that loads replaces the old one for the
   requests that start from then on (`Engine.reload`: in-flight requests finish on the
   config they began with; a `config_changed` event records it). One that does not load
@@ -15,7 +18,9 @@ The runner cancels a request's handler when its client disconnects
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -26,9 +31,9 @@ from aiohttp import web
 
 from ..config import Config
 from ..engine import Engine
-from ..errors import ConfigError, ExitCode, LlmfailError
+from ..errors import ConfigError, ExitCode, LlmfailError, UsageError
 from ..store import Store
-from .app import GATEWAY, create_app
+from .app import GATEWAY, MAX_CONCURRENCY, create_app
 
 log = logging.getLogger("llmfail.serve")
 
@@ -54,7 +59,7 @@ class ServeSettings:
 
     host: str = "127.0.0.1"
     port: int = 4000
-    max_concurrency: int = 128
+    max_concurrency: int = MAX_CONCURRENCY
     grace: float = 30.0
     keys: Sequence[str] = ()  # LLMFAIL_SERVE_KEYS: client keys (none: no client key needed)
     admin_token: str | None = None  # LLMFAIL_ADMIN_TOKEN: the admin API's token (None: no admin API)
@@ -83,9 +88,11 @@ async def _serve(
     except OSError as error:
         await runner.cleanup()
         await engine.aclose()
-        raise LlmfailError(
-            f"cannot listen on {settings.host}:{settings.port}: {error.strerror or error}",
-            hint="pass another --port (0 picks a free one)",
+        # asyncio wraps the OS's reason in a sentence of its own; the reason alone is the news.
+        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        raise UsageError(
+            f"cannot listen on {settings.host}:{settings.port}: {reason}",
+            hint="pass another --port (0 picks a free one) or --host",
         ) from None
     bound = runner.addresses[0]
     log.info(
@@ -97,6 +104,12 @@ async def _serve(
     )
     if settings.keys:
         log.info("llmfail serve: client keys required (%d set in LLMFAIL_SERVE_KEYS)", len(settings.keys))
+    elif not _loopback(settings.host):
+        log.warning(
+            "llmfail serve: warning: %s is reachable from other machines and no client key is required: "
+            "anyone who reaches it spends your provider keys (set LLMFAIL_SERVE_KEYS)",
+            settings.host,
+        )
     if settings.admin_token:
         log.info("llmfail serve: admin API on under /admin/ (LLMFAIL_ADMIN_TOKEN is set)")
 
@@ -114,9 +127,18 @@ async def _serve(
         code = await stopped
         # A second SIGTERM while draining (a supervisor repeating itself) changes nothing.
         loop.add_signal_handler(signal.SIGTERM, log.info, "llmfail serve: already stopping")
-        app[GATEWAY].draining = True
-        in_flight = app[GATEWAY].in_flight
-        log.info("llmfail serve: stopping; %d request(s) in flight get up to %gs to finish", in_flight, settings.grace)
+        gateway = app[GATEWAY]
+        gateway.draining = True
+        log.info(
+            "llmfail serve: stopping; %d request(s) in flight get up to %gs to finish",
+            gateway.in_flight,
+            settings.grace,
+        )
+        for running in list(runner.sites):
+            await running.stop()  # no new connections from here on
+        cancelled = await gateway.drain(settings.grace)
+        if cancelled:
+            log.info("llmfail serve: %d request(s) still running after %gs were cancelled", cancelled, settings.grace)
         await runner.cleanup()
         await engine.aclose()
     finally:
@@ -124,6 +146,16 @@ async def _serve(
             loop.remove_signal_handler(signum)
     log.info("llmfail serve: stopped")
     return code
+
+
+def _loopback(host: str) -> bool:
+    """Whether `host` is reachable from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def reload(engine: Engine, reload_config: Callable[[], Config]) -> bool:
