@@ -609,6 +609,28 @@ def test_an_unreachable_server_is_one_clear_error(tmp_path: Path) -> None:
         store.close()
 
 
+@pytest.mark.parametrize(
+    "raised",
+    [
+        "Error while reading from 10.1.2.3:6379 : (104, 'Connection reset by peer')",
+        "Connection closed by server.",
+        "Error UNKNOWN while writing to socket. Connection lost.",
+    ],
+)
+def test_a_connection_broken_under_a_command_reads_connection_lost(raised: str) -> None:
+    """redis-py words a broken read or write with the socket's address and errno; the user reads
+    one phrase, and the URL they gave (the dashboard's banner shows this line)."""
+    import redis
+
+    store = RedisStore.from_url("redis://cache.internal:6379/0")
+    try:
+        error = store._error(redis.ConnectionError(raised))
+        assert isinstance(error, StoreUnavailable)
+        assert error.message == "cannot reach shared state redis://cache.internal:6379/0 (connection lost)"
+    finally:
+        store.close()
+
+
 def test_a_hung_server_costs_one_timeout_and_no_retry(private_redis: Callable[..., RedisServer]) -> None:
     server = private_redis()
     store = RedisStore.from_url(server.url, namespace="hang")

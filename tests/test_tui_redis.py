@@ -177,7 +177,9 @@ def test_redis_killed_at_80x24_shows_the_banner_over_the_last_data(
     async def killed(pilot: Any) -> None:
         await loaded(pilot)
         server.stop()
-        await until(pilot, lambda: pilot.app.query_one("#banner").display)
+        # The first failure may be a connection lost under a read; the banner settles on the
+        # refused reconnects that follow, which is what the picture shows.
+        await until(pilot, lambda: "(connection refused)" in (pilot.app.unreachable or ""), timeout=15)
 
     try:
         assert snap_compare(

@@ -110,6 +110,9 @@ _TRANSIENT_CODES = frozenset(
 _SHAS = {name: hashlib.sha1(script_source(name).encode()).hexdigest() for name in SCRIPTS}
 #: The append script's one packed argument (compact; non-ASCII text goes as UTF-8, as it would unpacked).
 _dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: redis-py's words for a connection that broke under a command (the server died or closed it).
+_LOST = re.compile(r"Error while (reading from|writing to) |Connection closed by server|.*Connection lost", re.I)
+
 _SCHEMES = {"redis": "redis", "rediss": "rediss", "unix": "unix", "valkey": "redis", "valkeys": "rediss"}
 
 
@@ -283,6 +286,8 @@ class RedisStore:
             text = f"{code}: {text}"
         elif isinstance(exc, redis.TimeoutError):
             text = f"no answer within {self._timeout:g} s"
+        elif _LOST.match(text):  # redis-py's wording names the socket's own address and errno
+            text = "connection lost"
         elif match := re.match(r"Error -?\d+ connecting to \S+?\.? (.+?)\.?$", text):
             text = match.group(1)[:1].lower() + match.group(1)[1:]  # "connection refused", not the errno
         return StoreUnavailable(
