@@ -191,6 +191,10 @@ def _churn(db: str, rounds: str, go: str) -> dict[str, Any]:
     for seq in range(int(rounds)):
         store.append([Event(type="request", ts=time.time(), request_id=f"fresh-{seq}")])
         store.append([Event(type="retry", ts=1.0, request_id=f"old-{seq}")])
+        if seq % 50 == 49:  # let the pruner catch up, so it deletes under the follower however busy the machine
+            deadline = time.monotonic() + 20
+            while len(store.events(types=["retry"], limit=100)) > 60 and time.monotonic() < deadline:
+                time.sleep(0.002)
     store.append([Event(type="request", ts=time.time(), request_id="end")])
     store.close()
     return {}
