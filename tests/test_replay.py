@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from werkzeug import Request, Response
 
 from llmfail.cli import app
-from llmfail.events import ATTEMPT_FAILED, REQUEST, Event
+from llmfail.events import ATTEMPT_FAILED, BENCHED, REQUEST, Event
 from llmfail.simulate import load_scenario, parse_scenario
 from llmfail.simulate.replay import Span, derive, fault_word, read_window, scenario_mapping
 from llmfail.store import StoreTarget
@@ -429,6 +429,63 @@ def test_derived_phases_and_rates_follow_any_generated_profile(lengths: list[int
     assert len(derived) == len(changes), (profile, scenario.phases)  # no phase made of a mixed bucket alone
     assert all(abs(a - b) <= bucket for a, b in zip(derived, changes, strict=True))
     assert scenario_mapping(parse_scenario(scenario_mapping(scenario))) == scenario_mapping(scenario)
+
+
+def benched_outage(probe_fails_at: Sequence[float], recovered_at: float, *, cooldown: float = 5.0) -> list[Event]:
+    """One request a second for a minute; the primary fails (503) at each of `probe_fails_at` and
+    is benched `cooldown` after each, so it is not tried in between; from `recovered_at` it answers."""
+    out: list[Event] = []
+    fails = list(probe_fails_at)
+    benched_until = -1.0
+    for t in range(60):
+        if fails and t >= fails[0]:
+            fails.pop(0)
+            out.append(
+                Event(
+                    ATTEMPT_FAILED, t + 0.1, chain="prod", model=PRIMARY, kind="transient", status=503, latency_ms=100
+                )
+            )
+            benched_until = t + 0.1 + cooldown
+            out.append(
+                Event(
+                    BENCHED,
+                    t + 0.1,
+                    chain="prod",
+                    model=PRIMARY,
+                    kind="transient",
+                    status=503,
+                    benched_until=benched_until,
+                )
+            )
+            model = BACKUP
+        else:
+            model = BACKUP if t < benched_until or (probe_fails_at[0] <= t < recovered_at) else PRIMARY
+        out.append(
+            Event(
+                REQUEST,
+                t + 0.2,
+                chain="prod",
+                model=model,
+                latency_ms=150,
+                data={"ok": True, "answered_by": model, "attempt_ms": 50},
+            )
+        )
+    return out
+
+
+def test_an_outage_seen_only_through_a_few_failed_probes_still_becomes_its_own_phase():
+    """With a realistic cooldown a failing primary is tried once per bench: 4 failures in 20 s.
+    Benched between two failures alike, it was failing throughout: healthy, 503, recovered."""
+    scenario = derive(benched_outage([20, 25, 30, 35], 40), "prod", [PRIMARY, BACKUP], Span(-1, 100)).scenario
+    assert [p.name for p in scenario.phases] == ["healthy", "incident 1", "recovered"], scenario.phases
+    assert [str(f) for f in scenario.phases[1].faults] == [f"{PRIMARY}:503"]
+    assert abs(scenario.phases[1].start - 20) <= 1.5 and abs(scenario.phases[2].start - 40) <= 2.5, scenario.phases
+
+
+def test_a_bench_ended_by_an_answer_is_not_taken_for_a_failing_stretch():
+    """One 503 and a successful probe 5 s later: nothing says the primary failed in between."""
+    scenario = derive(benched_outage([20], 20), "prod", [PRIMARY, BACKUP], Span(-1, 100)).scenario
+    assert all(f.fault.rate < 0.1 for p in scenario.phases for f in p.faults), scenario.phases
 
 
 SIM_CONFIG = f"""

@@ -134,10 +134,21 @@ class Run:
         return self.core if self.core.attempts[model] else self.total
 
 
-def find_runs(buckets: Sequence[Bucket], models: Sequence[str], bucket: float, duration: float) -> list[Run]:
-    """The buckets grouped into runs of alike behaviour."""
+def find_runs(
+    buckets: Sequence[Bucket],
+    models: Sequence[str],
+    bucket: float,
+    duration: float,
+    evidence: Sequence[Bucket] | None = None,
+) -> list[Run]:
+    """The buckets grouped into runs of alike behaviour.
+
+    `evidence` (default: `buckets`) is what the cuts are judged on: the buckets plus what is
+    known without an attempt (a model benched between two failures alike was failing that way
+    throughout); the runs' figures, hence the fault shares, come from `buckets` alone."""
     lengths = [bucket] * (len(buckets) - 1) + [duration - bucket * (len(buckets) - 1)]
-    edges = _supported([0, *_Cuts(buckets, models, lengths).cuts(), len(buckets)], buckets, models, lengths)
+    judged = buckets if evidence is None else evidence
+    edges = _supported([0, *_Cuts(judged, models, lengths).cuts(), len(buckets)], judged, models, lengths)
     runs: list[Run] = []
     for first, stop in pairwise(edges):
         total, core = Bucket(), Bucket()
