@@ -332,6 +332,9 @@ def test_a_busy_window_is_simulated_thinned_and_says_so(tmp_path: Path):
     assert body["thinned"] == 0.25 and body["now"]["requests"] == 600 and body["then"]["requests"] == 2400
     assert "simulated 600 of the window's 2400 arrivals" in err
     assert parse_scenario(body["scenario"]).requests == 2400  # the scenario itself keeps the real rate
+    assert "failovers, benches and tail latency do not scale with the traffic" in err
+    code, out, _ = cli(tmp_path, "replay", "--since", "1h", "--max-requests", "600")
+    assert code == 0 and "simulated on 1 in 4 requests" in " ".join(out.split())
 
 
 # ------------------------------------------------------------------------------- any store backend
