@@ -317,6 +317,8 @@ def test_a_model_the_config_no_longer_has_is_reported_and_its_traffic_replayed(t
         (["--from", "yesterday"], "expected an ISO 8601 time"),
         (["--since", "soon"], "--since"),
         (["--from", "2026-01-02T00:00Z", "--to", "2026-01-01T00:00Z"], "is not after"),
+        (["--since", "0s"], "--since 0s: an empty window"),
+        (["--from", "2999-01-01T00:00Z"], "--from 2999-01-01T00:00:00.000Z is in the future"),
     ],
 )
 def test_a_bad_window_is_a_usage_error(tmp_path: Path, args: list[str], message: str):

@@ -108,8 +108,12 @@ def window(since: str | None, start: str | None, end: str | None, *, now: float)
             length = parse_duration(since or DEFAULT_SINCE)
         except ValueError as exc:
             raise UsageError(f"--since: {exc}", hint="durations look like 30m, 2h or 1d") from None
+        if length <= 0:
+            raise UsageError(f"--since {since}: an empty window", hint="durations look like 30m, 2h or 1d")
         return Span(now - length, now)
     span = Span(_moment("--from", start), _moment("--to", end) if end is not None else now)
+    if end is None and span.end <= span.start:
+        raise UsageError(f"--from {iso(span.start)} is in the future", hint=f"it is {iso(now)} now")
     if span.end <= span.start:
         raise UsageError(f"--to {iso(span.end)} is not after --from {iso(span.start)}")
     return span
@@ -155,7 +159,10 @@ def pick_chain(events: Sequence[Event], asked: str | None, configured: Sequence[
             hint = f"the config no longer has it; {hint}"
         raise UsageError(f"replay: no chain named {asked!r} in the config", hint=hint)
     if not counts:
-        raise NoRequests(f"no requests between {iso(span.start)} and {iso(span.end)}", hint="widen it with --since")
+        raise NoRequests(
+            f"no requests between {iso(span.start)} and {iso(span.end)}",
+            hint="widen the window: a longer --since, or an earlier --from",
+        )
     if asked is not None:
         if asked not in counts:
             from difflib import get_close_matches
