@@ -436,13 +436,15 @@ def test_derived_phases_and_rates_follow_any_generated_profile(lengths: list[int
     assert scenario_mapping(parse_scenario(scenario_mapping(scenario))) == scenario_mapping(scenario)
 
 
-def benched_outage(probe_fails_at: Sequence[float], recovered_at: float, *, cooldown: float = 5.0) -> list[Event]:
-    """One request a second for a minute; the primary fails (503) at each of `probe_fails_at` and
-    is benched `cooldown` after each, so it is not tried in between; from `recovered_at` it answers."""
+def benched_outage(
+    probe_fails_at: Sequence[float], recovered_at: float, *, cooldown: float = 5.0, per_s: int = 1
+) -> list[Event]:
+    """`per_s` requests a second for a minute; the primary fails (503) at each of `probe_fails_at`
+    and is benched `cooldown` after each, so it is not tried in between; from `recovered_at` it answers."""
     out: list[Event] = []
     fails = list(probe_fails_at)
     benched_until = -1.0
-    for t in range(60):
+    for t in (k / per_s for k in range(60 * per_s)):
         if fails and t >= fails[0]:
             fails.pop(0)
             out.append(
@@ -485,6 +487,15 @@ def test_an_outage_seen_only_through_a_few_failed_probes_still_becomes_its_own_p
     assert [p.name for p in scenario.phases] == ["healthy", "incident 1", "recovered"], scenario.phases
     assert [str(f) for f in scenario.phases[1].faults] == [f"{PRIMARY}:503"]
     assert abs(scenario.phases[1].start - 20) <= 1.5 and abs(scenario.phases[2].start - 40) <= 2.5, scenario.phases
+
+
+def test_a_bench_weighs_as_many_failed_attempts_as_the_model_usually_makes_in_its_time():
+    """Three requests a second: two failed probes 5 s apart are a 503 phase too, the bench
+    between them counted as the attempts three requests a second would have made."""
+    events = benched_outage([20, 25], 30, per_s=3)
+    scenario = derive(events, "prod", [PRIMARY, BACKUP], Span(-1, 100)).scenario
+    assert [p.name for p in scenario.phases] == ["healthy", "incident 1", "recovered"], scenario.phases
+    assert [str(f) for f in scenario.phases[1].faults] == [f"{PRIMARY}:503"]
 
 
 def test_a_bench_ended_by_an_answer_is_not_taken_for_a_failing_stretch():

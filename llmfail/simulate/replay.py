@@ -376,18 +376,21 @@ def _benches(
 
 
 def _held_failing(buckets: list[Bucket], size: float, benches: Sequence[tuple[str, float, float, str]]) -> list[Bucket]:
-    """`buckets`, plus one failed attempt of the bench's fault in each bucket that lies wholly in
-    one of `benches` and in which the model was not tried (what the phases are cut on)."""
+    """`buckets`, plus failed attempts of the bench's fault in each bucket whose middle lies in one
+    of `benches` and in which the model was not tried: as many as the model usually made in a
+    bucket where it was tried (at least one). What the phases are cut on."""
     if not benches:
         return buckets
     out = [Bucket() for _ in buckets]
     for mine, theirs in zip(out, buckets, strict=True):
         mine.add(theirs)
     for model, start, end, code in benches:
-        for index in range(max(0, math.ceil(start / size)), min(len(out), math.floor(end / size))):
+        tried = [b.attempts[model] for b in buckets if b.attempts[model]]
+        usual = max(1, round(sum(tried) / len(tried)))
+        for index in range(max(0, math.ceil(start / size - 0.5)), min(len(out), math.floor(end / size - 0.5) + 1)):
             if not buckets[index].attempts[model]:
-                out[index].attempts[model] += 1
-                out[index].faults[model][code] += 1
+                out[index].attempts[model] += usual
+                out[index].faults[model][code] += usual
     return out
 
 
