@@ -1186,7 +1186,8 @@ def replay(
         "--max-requests",
         min=0,
         metavar="N",
-        help="Simulate at most N requests (default 10,000): a busier window is replayed at a thinned rate (0: no limit).",
+        help="Simulate at most N requests (default 10,000): a busier window is replayed at a thinned rate, "
+        "where failovers, benches and tail latency no longer compare with the log's (0: no limit).",
     ),
     expect_success_rate: float | None = _EXPECT_SUCCESS_RATE,
     expect_p99: str | None = _EXPECT_P99,
@@ -1243,7 +1244,8 @@ def replay(
     if result.thinned < 1:
         note(
             f"llmfail: simulated {result.now.requests} of the window's {result.derivation.scenario.requests} "
-            f"arrivals (--max-requests {limit}): counts differ by that share, rates compare",
+            f"arrivals (--max-requests {limit}): shares compare, but failovers, benches and tail latency "
+            "do not scale with the traffic (--max-requests 0 simulates it all)",
             style="yellow",
         )
     if save:

@@ -11,14 +11,14 @@ from random import Random
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from typer.testing import CliRunner
 from werkzeug import Request, Response
 
 from llmfail.cli import app
-from llmfail.events import ATTEMPT_FAILED, REQUEST, Event
+from llmfail.events import ATTEMPT_FAILED, BENCHED, REQUEST, Event
 from llmfail.simulate import load_scenario, parse_scenario
 from llmfail.simulate.replay import Span, derive, fault_word, read_window, scenario_mapping
 from llmfail.store import StoreTarget
@@ -270,7 +270,9 @@ def test_no_message_host_url_or_prompt_from_the_log_reaches_the_scenario_or_the_
     saved = tmp_path / "s.yaml"
     code, out, err = cli(tmp_path, "replay", "--since", "1h", "--json", "--save", str(saved))
     assert code == 0, err
-    for text in (out, saved.read_text(), err):
+    code, table, table_err = cli(tmp_path, "replay", "--since", "1h")
+    assert code == 0, table_err
+    for text in (out, saved.read_text(), err, table, table_err):
         for canary in canaries:
             assert canary.lower() not in text.lower()
     assert "503@3s" in saved.read_text()
@@ -317,6 +319,8 @@ def test_a_model_the_config_no_longer_has_is_reported_and_its_traffic_replayed(t
         (["--from", "yesterday"], "expected an ISO 8601 time"),
         (["--since", "soon"], "--since"),
         (["--from", "2026-01-02T00:00Z", "--to", "2026-01-01T00:00Z"], "is not after"),
+        (["--since", "0s"], "--since 0s: an empty window"),
+        (["--from", "2999-01-01T00:00Z"], "--from 2999-01-01T00:00:00.000Z is in the future"),
     ],
 )
 def test_a_bad_window_is_a_usage_error(tmp_path: Path, args: list[str], message: str):
@@ -332,6 +336,9 @@ def test_a_busy_window_is_simulated_thinned_and_says_so(tmp_path: Path):
     assert body["thinned"] == 0.25 and body["now"]["requests"] == 600 and body["then"]["requests"] == 2400
     assert "simulated 600 of the window's 2400 arrivals" in err
     assert parse_scenario(body["scenario"]).requests == 2400  # the scenario itself keeps the real rate
+    assert "failovers, benches and tail latency do not scale with the traffic" in err
+    code, out, _ = cli(tmp_path, "replay", "--since", "1h", "--max-requests", "600")
+    assert code == 0 and "simulated on 1 in 4 requests" in " ".join(out.split())
 
 
 # ------------------------------------------------------------------------------- any store backend
@@ -402,6 +409,7 @@ def synthetic(profile: Sequence[tuple[float, float]], rate: float, seed: int) ->
     shares=st.lists(st.sampled_from([0.0, 0.4, 0.95]), min_size=4, max_size=4),
     seed=st.integers(0, 1000),
 )
+@example(lengths=[60], shares=[0.4, 0.0, 0.0, 0.0], seed=92)  # once cut a 3 s 'healthy' start off by chance
 def test_derived_phases_and_rates_follow_any_generated_profile(lengths: list[int], shares: list[float], seed: int):
     starts = [0.0]
     for length in lengths:
@@ -429,6 +437,74 @@ def test_derived_phases_and_rates_follow_any_generated_profile(lengths: list[int
     assert len(derived) == len(changes), (profile, scenario.phases)  # no phase made of a mixed bucket alone
     assert all(abs(a - b) <= bucket for a, b in zip(derived, changes, strict=True))
     assert scenario_mapping(parse_scenario(scenario_mapping(scenario))) == scenario_mapping(scenario)
+
+
+def benched_outage(
+    probe_fails_at: Sequence[float], recovered_at: float, *, cooldown: float = 5.0, per_s: int = 1
+) -> list[Event]:
+    """`per_s` requests a second for a minute; the primary fails (503) at each of `probe_fails_at`
+    and is benched `cooldown` after each, so it is not tried in between; from `recovered_at` it answers."""
+    out: list[Event] = []
+    fails = list(probe_fails_at)
+    benched_until = -1.0
+    for t in (k / per_s for k in range(60 * per_s)):
+        if fails and t >= fails[0]:
+            fails.pop(0)
+            out.append(
+                Event(
+                    ATTEMPT_FAILED, t + 0.1, chain="prod", model=PRIMARY, kind="transient", status=503, latency_ms=100
+                )
+            )
+            benched_until = t + 0.1 + cooldown
+            out.append(
+                Event(
+                    BENCHED,
+                    t + 0.1,
+                    chain="prod",
+                    model=PRIMARY,
+                    kind="transient",
+                    status=503,
+                    benched_until=benched_until,
+                )
+            )
+            model = BACKUP
+        else:
+            model = BACKUP if t < benched_until or (probe_fails_at[0] <= t < recovered_at) else PRIMARY
+        out.append(
+            Event(
+                REQUEST,
+                t + 0.2,
+                chain="prod",
+                model=model,
+                latency_ms=150,
+                data={"ok": True, "answered_by": model, "attempt_ms": 50},
+            )
+        )
+    return out
+
+
+def test_an_outage_seen_only_through_a_few_failed_probes_still_becomes_its_own_phase():
+    """With a realistic cooldown a failing primary is tried once per bench: 4 failures in 20 s.
+    Benched between two failures alike, it was failing throughout: healthy, 503, recovered."""
+    scenario = derive(benched_outage([20, 25, 30, 35], 40), "prod", [PRIMARY, BACKUP], Span(-1, 100)).scenario
+    assert [p.name for p in scenario.phases] == ["healthy", "incident 1", "recovered"], scenario.phases
+    assert [str(f) for f in scenario.phases[1].faults] == [f"{PRIMARY}:503"]
+    assert abs(scenario.phases[1].start - 20) <= 1.5 and abs(scenario.phases[2].start - 40) <= 2.5, scenario.phases
+
+
+def test_a_bench_weighs_as_many_failed_attempts_as_the_model_usually_makes_in_its_time():
+    """Three requests a second: two failed probes 5 s apart are a 503 phase too, the bench
+    between them counted as the attempts three requests a second would have made."""
+    events = benched_outage([20, 25], 30, per_s=3)
+    scenario = derive(events, "prod", [PRIMARY, BACKUP], Span(-1, 100)).scenario
+    assert [p.name for p in scenario.phases] == ["healthy", "incident 1", "recovered"], scenario.phases
+    assert [str(f) for f in scenario.phases[1].faults] == [f"{PRIMARY}:503"]
+
+
+def test_a_bench_ended_by_an_answer_is_not_taken_for_a_failing_stretch():
+    """One 503 and a successful probe 5 s later: nothing says the primary failed in between."""
+    scenario = derive(benched_outage([20], 20), "prod", [PRIMARY, BACKUP], Span(-1, 100)).scenario
+    assert all(f.fault.rate < 0.1 for p in scenario.phases for f in p.faults), scenario.phases
 
 
 SIM_CONFIG = f"""

@@ -1240,3 +1240,18 @@ async def test_s_on_a_window_without_traffic_says_so_and_writes_nothing(
         await pilot.press("s")
         await until(pilot, lambda: any("no requests between" in str(n.message) for n in app._notifications))
     assert not list(folder.iterdir())
+
+
+def test_every_key_the_footer_shows_is_in_the_dashboard_docs_key_table():
+    from textual.binding import Binding
+
+    from llmfail.tui.app import Dashboard
+
+    table = (Path(__file__).resolve().parent.parent / "docs" / "dashboard.md").read_text(encoding="utf-8")
+    shown = {
+        b.key_display or {"slash": "/"}.get(b.key, b.key)
+        for b in Dashboard.BINDINGS
+        if isinstance(b, Binding) and b.show
+    }
+    missing = sorted(key for key in shown if f"| `{key}` |" not in table)
+    assert not missing, f"docs/dashboard.md's key table lacks {missing}"

@@ -134,10 +134,21 @@ class Run:
         return self.core if self.core.attempts[model] else self.total
 
 
-def find_runs(buckets: Sequence[Bucket], models: Sequence[str], bucket: float, duration: float) -> list[Run]:
-    """The buckets grouped into runs of alike behaviour."""
+def find_runs(
+    buckets: Sequence[Bucket],
+    models: Sequence[str],
+    bucket: float,
+    duration: float,
+    evidence: Sequence[Bucket] | None = None,
+) -> list[Run]:
+    """The buckets grouped into runs of alike behaviour.
+
+    `evidence` (default: `buckets`) is what the cuts are judged on: the buckets plus what is
+    known without an attempt (a model benched between two failures alike was failing that way
+    throughout); the runs' figures, hence the fault shares, come from `buckets` alone."""
     lengths = [bucket] * (len(buckets) - 1) + [duration - bucket * (len(buckets) - 1)]
-    edges = _supported([0, *_Cuts(buckets, models, lengths).cuts(), len(buckets)], buckets, models, lengths)
+    judged = buckets if evidence is None else evidence
+    edges = _supported([0, *_Cuts(judged, models, lengths).cuts(), len(buckets)], judged, models, lengths)
     runs: list[Run] = []
     for first, stop in pairwise(edges):
         total, core = Bucket(), Bucket()
@@ -182,7 +193,10 @@ def _supported(
     The bucket a change falls in mixes both sides, and a segmentation may cut
     around such a bucket rather than at the change. A cut stays when the faults
     on its two sides, leaving out the bucket on either side of it, still differ
-    by more than SPLIT_GAIN, or when the arrivals do; the weakest cut goes first.
+    by more than SPLIT_GAIN, or when the arrivals do; the weakest cut goes first. A run too short
+    to judge that way keeps its cuts between two others (it is where a change fell, see
+    `settle_mixed`), but at either end of the window it is judged with its edge buckets: a
+    stretch of chance at the start or the end is no phase of its own.
     """
     edges = list(edges)
     last = len(buckets)
@@ -192,7 +206,10 @@ def _supported(
             a, k, b = edges[index - 1], edges[index], edges[index + 1]
             left, right = _sum(buckets[a + (a > 0) : k - 1]), _sum(buckets[k + 1 : b - (b < last)])
             if not any(left.attempts[m] and right.attempts[m] for m in models):
-                continue  # too short to judge without its edges: the segmentation's word stands
+                if a > 0 and b < last:
+                    continue  # too short to judge without its edges: `settle_mixed` places the change
+                # at an end of the window nothing comes after to share it out with: judged whole
+                left, right = _sum(buckets[a:k]), _sum(buckets[k:b])
             both = _sum([left, right])
             faults = _fault_fit(left, models) + _fault_fit(right, models) - _fault_fit(both, models)
             arrivals = (

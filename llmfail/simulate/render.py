@@ -154,9 +154,13 @@ def _benched(report: Report) -> str:
     return ", ".join(f"{m} ×{f.benched}" for m, f in report.models.items() if f.benched) or "-"
 
 
-def then_now_table(then: Report, now: Report) -> Table:
-    """The headline figures side by side: what the log saw, and today's config on the same traffic."""
-    table = _table("", "then (the log)", "now (current config, simulated)", title=f"chain {now.chain}: then vs now")
+def then_now_table(then: Report, now: Report, thinned: float = 1.0) -> Table:
+    """The headline figures side by side: what the log saw, and today's config on the same traffic
+    (or on a `thinned` share of it, which the "now" heading says)."""
+    heading = "now (current config, simulated)"
+    if thinned < 1:
+        heading = f"now (current config, simulated on 1 in {1 / thinned:.3g} requests)"
+    table = _table("", "then (the log)", heading, title=f"chain {now.chain}: then vs now")
     rows = [
         ("requests", str(then.requests), str(now.requests)),
         ("answered", _pct(then.success_rate), _pct(now.success_rate)),
@@ -208,4 +212,4 @@ def render_replay(result: Replay) -> RenderableType:
     empty = [Window(f"{i}", 0.0, 0.0) for i in range(rows)]
     pairs = zip([*(then.timeline or ()), *empty][:rows], [*(now.timeline or ()), *empty][:rows], strict=True)
     _then_now(timeline, pairs, numbers, faults=False)
-    return Group(then_now_table(then, now), Text(), legend, Text(), phases, Text(), timeline)
+    return Group(then_now_table(then, now, result.thinned), Text(), legend, Text(), phases, Text(), timeline)

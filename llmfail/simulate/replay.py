@@ -108,8 +108,12 @@ def window(since: str | None, start: str | None, end: str | None, *, now: float)
             length = parse_duration(since or DEFAULT_SINCE)
         except ValueError as exc:
             raise UsageError(f"--since: {exc}", hint="durations look like 30m, 2h or 1d") from None
+        if length <= 0:
+            raise UsageError(f"--since {since}: an empty window", hint="durations look like 30m, 2h or 1d")
         return Span(now - length, now)
     span = Span(_moment("--from", start), _moment("--to", end) if end is not None else now)
+    if end is None and span.end <= span.start:
+        raise UsageError(f"--from {iso(span.start)} is in the future", hint=f"it is {iso(now)} now")
     if span.end <= span.start:
         raise UsageError(f"--to {iso(span.end)} is not after --from {iso(span.start)}")
     return span
@@ -155,7 +159,10 @@ def pick_chain(events: Sequence[Event], asked: str | None, configured: Sequence[
             hint = f"the config no longer has it; {hint}"
         raise UsageError(f"replay: no chain named {asked!r} in the config", hint=hint)
     if not counts:
-        raise NoRequests(f"no requests between {iso(span.start)} and {iso(span.end)}", hint="widen it with --since")
+        raise NoRequests(
+            f"no requests between {iso(span.start)} and {iso(span.end)}",
+            hint="widen the window: a longer --since, or an earlier --from",
+        )
     if asked is not None:
         if asked not in counts:
             from difflib import get_close_matches
@@ -327,7 +334,8 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
     for series in trials.values():
         series.sort()
     offsets = sorted(t - epoch for t in arrivals)
-    runs = settle_mixed(find_runs(buckets, models, bucket, duration), models, trials, offsets)
+    evidence = _held_failing(buckets, bucket, _benches(own, trials, epoch))
+    runs = settle_mixed(find_runs(buckets, models, bucket, duration, evidence), models, trials, offsets)
     # The file's rate: that of the longest stretch (a quiet one aside), so most phases need none of their own.
     longest = max(runs, key=lambda r: (r.arrivals > 0, r.end - r.start))
     usual = _significant(longest.arrivals / (longest.end - longest.start))
@@ -341,6 +349,49 @@ def derive(events: Sequence[Event], chain: str, models: Sequence[str], span: Spa
         chain=chain,
     )
     return Derivation(scenario, span, epoch, bucket, tuple(own), len(requests), failed, dict(unknown))
+
+
+def _benches(
+    own: Iterable[Event], trials: dict[str, list[tuple[float, str | None]]], epoch: float
+) -> list[tuple[str, float, float, str]]:
+    """(model, from, to, fault): the benches, in seconds from `epoch`, that a failure began and a
+    failure alike ended (the probe, or the first attempt after it, failed the same way).
+
+    With a realistic cooldown, a model in an outage is tried once per bench: a few attempts,
+    too few to tell the outage from chance. Benched between two failures alike, it is taken
+    to have failed that way throughout; a bench ended by an answer says nothing (the model
+    recovered at some point in it)."""
+    from bisect import bisect_right
+
+    out: list[tuple[str, float, float, str]] = []
+    for e in own:
+        if e.type != ev.BENCHED or not e.model or e.benched_until is None or not trials.get(e.model):
+            continue
+        series = trials[e.model]
+        start, end = e.ts - epoch, e.benched_until - epoch
+        k = bisect_right(series, start, key=lambda trial: trial[0])  # the trials begun by the bench's start
+        if 0 < k < len(series) and series[k - 1][1] is not None and series[k - 1][1] == series[k][1]:
+            out.append((e.model, start, end, str(series[k][1])))
+    return out
+
+
+def _held_failing(buckets: list[Bucket], size: float, benches: Sequence[tuple[str, float, float, str]]) -> list[Bucket]:
+    """`buckets`, plus failed attempts of the bench's fault in each bucket whose middle lies in one
+    of `benches` and in which the model was not tried: as many as the model usually made in a
+    bucket where it was tried (at least one). What the phases are cut on."""
+    if not benches:
+        return buckets
+    out = [Bucket() for _ in buckets]
+    for mine, theirs in zip(out, buckets, strict=True):
+        mine.add(theirs)
+    for model, start, end, code in benches:
+        tried = [b.attempts[model] for b in buckets if b.attempts[model]]
+        usual = max(1, round(sum(tried) / len(tried)))
+        for index in range(max(0, math.ceil(start / size - 0.5)), min(len(out), math.floor(end / size - 0.5) + 1)):
+            if not buckets[index].attempts[model]:
+                out[index].attempts[model] += usual
+                out[index].faults[model][code] += usual
+    return out
 
 
 def _phases(

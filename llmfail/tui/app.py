@@ -592,7 +592,7 @@ class Dashboard(App[None]):
 
     @work(thread=True, group="actions")
     def _save_scenario(self, chain: str | None, now: float) -> None:
-        """The window on screen, derived like `llmfail replay` does, into ./llmfail-scenario-TIME.yaml."""
+        """The window on screen, derived like `llmfail replay` does, into ./llmfail-scenario-CHAIN-TIME.yaml."""
         from ..simulate.replay import save_window
 
         try:
