@@ -403,7 +403,12 @@ def synthetic(profile: Sequence[tuple[float, float]], rate: float, seed: int) ->
     return out
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The same 50 cases every run (`derandomize`): a fresh draw can make a log whose chance run
+# contradicts its own profile, e.g. profile 0 -> 0.4 at 60 s with seed 746 has 2 failures in the
+# 24 tries of 60-66 s (p ~ 0.0007), and the likeliest cut, at 66 s, is then two buckets "late";
+# no derivation from that log could place it nearer. Fresh draws of 50 hit one in about one run
+# of ten, which the README's test command must not.
+@settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 @given(
     lengths=st.lists(st.integers(min_value=60, max_value=180), min_size=1, max_size=3),
     shares=st.lists(st.sampled_from([0.0, 0.4, 0.95]), min_size=4, max_size=4),
@@ -515,7 +520,10 @@ chains:
 
 
 @settings(
-    max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=10,
+    deadline=None,
+    derandomize=True,  # the same ten cases every run: see the docstring for why not fresh ones
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(
     lengths=st.lists(st.integers(min_value=60, max_value=120), min_size=1, max_size=2),
@@ -527,8 +535,17 @@ def test_a_generated_scenario_simulated_into_the_log_comes_back_from_it(
 ):
     """The round trip through the real engine: simulate --db writes the log, the derivation reads it back.
 
-    Away from each change by two buckets: next to it, a bench can hide the primary for seconds
-    and a run of chance failures at 0.5 looks like 1.0, so the log itself cannot say closer."""
+    Checked away from each change by two buckets, and outside the stretch where the log itself
+    cannot tell the two sides apart (`undecided`): next to a change a bench can hide the primary
+    for seconds, and a run of chance failures at 0.5 reads like 1.0.
+
+    The cases are fixed (`derandomize`), not fresh each run. With a 2 s cooldown at 4 requests a
+    second, every try at a 0.5 primary is a probe after a bench, and a case may hold a chance run
+    of failed probes at 0.5 that the log shows as an outage (seed 76 with a 0.5 phase of 101 s:
+    six failed probes in a row, 86-98 s), which the derivation then reports; no derivation from
+    that log could say otherwise. Fresh draws of ten cases hit such a run for three hypothesis
+    seeds out of six. The derivation's own property test
+    (`test_derived_phases_and_rates_follow_any_generated_profile`) draws fresh cases."""
     from llmfail.config import parse_config
     from llmfail.simulate import Plan, simulate
 
@@ -549,14 +566,37 @@ def test_a_generated_scenario_simulated_into_the_log_comes_back_from_it(
         store.close()
     derived, bucket = derivation.scenario, derivation.bucket_s
     assert derived.requests == pytest.approx(source.requests, rel=0.01)
-    changes = [p.start for p, q in zip(source.phases[1:], source.phases, strict=False) if p.faults != q.faults]
+    rate = [p.faults[0].fault.rate if p.faults else 0.0 for p in source.phases]
+    around = [
+        undecided(derivation.events, derivation.epoch, p.start, rate[i], rate[i + 1])
+        for i, (q, p) in enumerate(zip(source.phases, source.phases[1:], strict=False))
+        if p.faults != q.faults
+    ]
     for t in range(0, int(source.duration), 3):
-        if any(abs(t - c) <= 2 * bucket for c in changes):
+        if any(lo - 2 * bucket <= t <= hi + 2 * bucket for lo, hi in around):
             continue
         expected = source.phases[source.phase_at(t)].faults
         got = derived.phases[derived.phase_at(t)].faults
         want = expected[0].fault.rate if expected else 0.0
         assert abs((got[0].fault.rate if got else 0.0) - want) <= 0.1, (t, source.phases, derived.phases)
+
+
+def undecided(events: Sequence[Event], epoch: float, change: float, left: float, right: float) -> tuple[float, float]:
+    """Where the log cannot place the primary's change of fault rate from `left` to `right`: from
+    the last try before the change that `right` rules out to the first after it that `left` rules
+    out (a rate of 0 rules out a failure, a rate of 1 an answer; 0.5 rules out neither)."""
+
+    def ruled_out(rate: float, failed: bool) -> bool:
+        return (rate == 0.0 and failed) or (rate == 1.0 and not failed)
+
+    tries = [
+        (e.ts - epoch, e.type == ATTEMPT_FAILED)
+        for e in events
+        if e.model == PRIMARY and (e.type == ATTEMPT_FAILED or (e.type == REQUEST and e.data.get("ok")))
+    ]
+    lo = max((t for t, failed in tries if t <= change and ruled_out(right, failed)), default=change)
+    hi = min((t for t, failed in tries if t >= change and ruled_out(left, failed)), default=change)
+    return lo, hi
 
 
 @pytest.mark.parametrize(
