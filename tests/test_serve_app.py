@@ -207,68 +207,66 @@ async def test_every_entry_benched_answers_503_with_retry_after_even_for_a_strea
         assert headers["Retry-After"] == "90"
 
 
+class Stalled:
+    """An upstream that holds each request until `release` is set; `reached()` waits for the first."""
+
+    def __init__(self, answer: str) -> None:
+        self.answer = answer
+        self.release, self.arrived = threading.Event(), threading.Event()
+
+    def __call__(self, request: Request) -> Response:
+        self.arrived.set()
+        self.release.wait(10)
+        return ok(self.answer)
+
+    async def reached(self) -> bool:
+        return await asyncio.to_thread(self.arrived.wait, 10)
+
+
 async def test_past_max_concurrency_a_request_is_refused_at_once_with_503(gateway, server):
-    release, arrived = threading.Event(), threading.Event()
-
-    def stall(request: Request) -> Response:
-        arrived.set()
-        release.wait(10)
-        return ok("late")
-
+    stall = Stalled("late")
     route(server, "a", stall)
     client = await gateway(max_concurrency=1)
     first = asyncio.create_task(post(client))
     try:
-        assert await asyncio.to_thread(arrived.wait, 10)
+        assert await stall.reached()
         status, error, headers = await post(client)
         assert status == 503 and error["error"]["code"] == "overloaded" and headers["Retry-After"] == "1"
     finally:
-        release.set()
+        stall.release.set()
     assert (await first)[0] == 200
     assert (await post(client))[0] == 200  # the slot is free again
 
 
 async def test_stopping_lets_a_request_in_flight_finish_within_the_grace(gateway, server):
-    release, arrived = threading.Event(), threading.Event()
-
-    def stall(request: Request) -> Response:
-        arrived.set()
-        release.wait(10)
-        return ok("in time")
-
+    stall = Stalled("in time")
     route(server, "a", stall)
     client = await gateway()
     first = asyncio.create_task(post(client))
-    assert await asyncio.to_thread(arrived.wait, 10)
+    assert await stall.reached()
     gateway_ = client.server.app[GATEWAY]
     gateway_.draining = True
     drained = asyncio.create_task(gateway_.drain(10))
     status, error, headers = await post(client)  # a late request on a kept-alive connection
     assert status == 503 and error["error"]["code"] == "stopping" and headers["x-should-retry"] == "true"
     assert headers["Connection"] == "close"
-    release.set()
+    stall.release.set()
     assert await drained == 0
     status, answer, _ = await first
     assert status == 200 and answer["choices"][0]["message"]["content"] == "in time"
 
 
 async def test_stopping_cancels_what_still_runs_when_the_grace_is_over_and_benches_nothing(gateway, server, caplog):
-    release, arrived = threading.Event(), threading.Event()
-
-    def stall(request: Request) -> Response:
-        arrived.set()
-        release.wait(10)
-        return ok("too late")
-
+    stall = Stalled("too late")
     route(server, "a", stall)
     client = await gateway()
     first = asyncio.create_task(post(client))
     try:
-        assert await asyncio.to_thread(arrived.wait, 10)
+        assert await stall.reached()
         with caplog.at_level(logging.INFO, logger="llmfail.serve.access"):
             assert await client.server.app[GATEWAY].drain(0.05) == 1  # the upstream answers only on release
     finally:
-        release.set()
+        stall.release.set()
     with pytest.raises(aiohttp.ClientError):  # nothing was answered: the connection is dropped
         await first
     (access,) = [r.getMessage() for r in caplog.records if r.name == "llmfail.serve.access"]
