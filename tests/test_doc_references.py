@@ -145,7 +145,7 @@ def test_the_checks_catch_a_dangling_link_and_a_missing_md_name(tmp_path: Path):
     assert resolves("../README.md", page) == "README.md"
     assert resolves("nowhere.md", page) is None
     assert resolves("docs/configuration.md", ROOT / "README.md") == "docs/configuration.md"
-    assert MD_NAME.findall("see docs/fleet.md, `redis.md` and SPEC.md.") == ["docs/fleet.md", "redis.md", "SPEC.md"]
+    assert MD_NAME.findall("see docs/fleet.md, `redis.md` and NOTES.md.") == ["docs/fleet.md", "redis.md", "NOTES.md"]
     assert MD_NAME.findall(URL.sub(" ", "see https://example.com/a/NOTES.md")) == []  # URLs are not ours
     assert slug("`llmfail ls-benched`") == "llmfail-ls-benched"
     assert slug("Health: probe, stats, slow demotion") == "health-probe-stats-slow-demotion"
