@@ -196,8 +196,7 @@ class _WriteBehind:
         self.journal = journal
         self.pid = os.getpid()
         self._cond = threading.Condition()
-        self._queue: list[Event] = []
-        self._contexts: list[contextvars.Context] = []  # each queued event's poster's context
+        self._queue: list[tuple[Event, contextvars.Context]] = []  # each event with its poster's context
         self._posted = 0  # sequence number of the newest posted event
         self._done = 0  # ... of the newest one the writer has finished with
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
@@ -208,8 +207,7 @@ class _WriteBehind:
     def post(self, event: Event) -> None:
         context = contextvars.copy_context()  # a copy of its own: only the writer thread enters it
         with self._cond:
-            self._queue.append(event)
-            self._contexts.append(context)
+            self._queue.append((event, context))
             self._posted += 1
             if self._thread is None:
                 self._stopping = False
@@ -243,9 +241,8 @@ class _WriteBehind:
                     self._thread = None
                     return
                 batch, self._queue = self._queue, []
-                contexts, self._contexts = self._contexts, []
             try:
-                self.journal._append(batch, contexts)
+                self.journal._append([event for event, _ in batch], [context for _, context in batch])
             except Exception:  # the engine's store is guarded and spools; any other store: say so, go on
                 log.exception("llmfail: %d event(s) could not be written", len(batch))
             with self._cond:
