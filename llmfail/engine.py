@@ -165,7 +165,7 @@ class Engine:
 
         self._digest = config_digest(config)  # the file as loaded: what the deferred audit records
         self.journal.before_next_write(self._audit_config)
-        self.health = HealthTracker(self.store, clock, self._emit)
+        self.health = HealthTracker(self.store, clock, self.journal)
         self._keys: dict[str, tuple[Chain, list[str]]] = {}
 
     # ------------------------------------------------------------------ public API
@@ -177,10 +177,11 @@ class Engine:
         `bench`/`unbench` made through this engine, `llmfail.probe` results, failed alerts
         and the config audit. Events other processes write (an operator's `llmfail bench`)
         are in the store, not in this process: follow them with `llmfail events --follow`.
-        Observers run in the writing thread: `alert_failed` comes from the alert sender's thread,
-        and on Redis a request's events come from the journal's writer thread (before the
-        request returns), run in the context (`contextvars`) of the code that made them;
-        see `llmfail.journal`.
+        Observers run in the writing thread, before the request that made the event returns:
+        `alert_failed` comes from the alert sender's thread; a request's events come from the
+        event loop once the walk next waits (SQLite) or from the journal's writer thread
+        (Redis), run in the context (`contextvars`) of the code that made them; see
+        `llmfail.journal`.
         """
         return self.journal.subscribe(callback)
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from .config import Entry
     from .decide import Record
     from .errors import ProviderError
+    from .journal import Journal
     from .store import ModelState, Store
 
 
@@ -131,16 +132,17 @@ class HealthTracker:
     failure counted or benched, a success that closes the circuit), benches an
     entry whose every credential is benched (the credential roll-up), and keeps
     slow demotion (slow entries go last; a rolling median of first-token times
-    demotes and restores). Every event it causes leaves through `emit`, the
-    engine's one exit for events. Housekeeping that only improves later
+    demotes and restores). Every event it causes is posted to the engine's
+    journal, the one exit for events. Housekeeping that only improves later
     requests (releasing a lease, speed samples) is logged when the store fails,
     never raised: a lease expires on its own.
     """
 
-    def __init__(self, store: Store, clock: Callable[[], float], emit: Callable[[Event], object]) -> None:
+    def __init__(self, store: Store, clock: Callable[[], float], journal: Journal) -> None:
         self.store = store
         self.clock = clock
-        self._emit = emit
+        self.journal = journal
+        self._emit = journal.post
         import socket  # here, not at import: `ls-benched` reads statuses and never needs a host name
 
         self._holder = f"{socket.gethostname()}:{os.getpid()}"
@@ -300,6 +302,8 @@ class HealthTracker:
         if policy.on_slow != "demote" or ttft_ms is None or (ttft_ms > threshold_ms) == demoted:
             return
         try:
+            if not probe:
+                self.journal.flush()  # the samples are request rows: this answer's own may still be held
             samples = (
                 [ttft_ms]
                 if probe

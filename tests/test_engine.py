@@ -289,19 +289,19 @@ def test_a_failover_never_names_an_entry_skipped_because_another_request_took_it
     server, make_engine, store, clock
 ):
     """b/m2 is half-open when the walk begins; another process takes its probe lease while
-    a/m1 is failing, so this request skips b/m2 and the failover names c/m3."""
+    a/m1 is being tried, so this request skips b/m2 and the failover names c/m3."""
     store.record_failure("b/m2", now=clock.now - 40, kind="transient", status=503, bench_for=30)
-    route(server, "a", Calls(openai_error(401)))
+    claimed: list[bool] = []
+
+    def other_process_probes_then_401(request: Any) -> Response:
+        claimed.append(store.claim_probe("b/m2", now=clock.now, lease=30, holder="other-host:1"))
+        return openai_error(401)
+
+    route(server, "a", Calls(other_process_probes_then_401))
     b = route(server, "b", Calls(ok("b")))
     route(server, "c", Calls(ok("c")))
-    engine = make_engine(chain())
-
-    def other_process_probes(event: Any) -> None:
-        if event.type == ev.ATTEMPT_FAILED:
-            assert store.claim_probe("b/m2", now=clock.now, lease=30, holder="other-host:1")
-
-    engine.on_event(other_process_probes)
-    result = run(engine)
+    result = run(make_engine(chain()))
+    assert claimed == [True]
     assert result.model == "c/m3" and b.count == 0
     assert failovers(store) == [("a/m1", "c/m3")] and result.failovers == 1
 

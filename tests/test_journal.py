@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import re
 import sqlite3
+import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from llmfail import events as ev
+from llmfail.config import parse_config
+from llmfail.engine import Engine
 from llmfail.errors import StateError
 from llmfail.events import Event
 from llmfail.journal import PRUNE_EVERY_S, Journal
@@ -179,3 +185,151 @@ def test_only_the_journal_appends_to_the_store():
         and re.search(r"\bstore\.append\(|\.append\(\[\s*(Event|event)", path.read_text(encoding="utf-8"))
     )
     assert appenders == ["journal.py"]
+
+
+# ---------------------------------------------------------------- post: held until the poster waits (SQLite)
+
+
+class CountingStore(SqliteStore):
+    """A real SQLite store that also counts its appends (each is one transaction)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(path)
+        self.appends: list[int] = []
+
+    def append(self, events: Sequence[Event]) -> list[int]:
+        self.appends.append(len(events))
+        return super().append(events)
+
+
+MOCK = """
+providers:
+  m: {type: mock}
+chains:
+  demo: [m/echo]
+"""
+
+
+async def loop_turns(count: int = 3) -> None:
+    """Let the event loop run a few turns (a held write is due at the next one)."""
+    for _ in range(count):
+        await asyncio.sleep(0)
+
+
+def test_outside_an_event_loop_a_post_is_a_write_in_the_callers_thread(store: SqliteStore, clock: FakeClock):
+    journal = Journal(store, clock=clock)
+    threads: list[str] = []
+    journal.subscribe(lambda e: threads.append(threading.current_thread().name))
+    journal.post(probe(clock.now))
+    assert [e.model for e in store.events()] == ["a/m"]  # stored when post returns
+    assert threads == [threading.current_thread().name]
+
+
+def test_posts_are_held_until_the_poster_waits_then_written_in_one_transaction(tmp_path: Path, clock: FakeClock):
+    store = CountingStore(str(tmp_path / "state.db"))
+    journal = Journal(store, clock=clock)
+    seen: list[Event] = []
+    journal.subscribe(seen.append)
+
+    async def walk() -> tuple[list[Event], list[Event]]:
+        for model in ("a/m", "b/m", "c/m"):
+            journal.post(probe(clock.now, model))
+        held = store.events()
+        await loop_turns()
+        return held, store.events()
+
+    held, written = asyncio.run(walk())
+    assert held == [] and store.appends == [3]
+    assert [e.model for e in written] == ["a/m", "b/m", "c/m"]
+    assert [(e.id, e.model) for e in seen] == [(e.id, e.model) for e in written]
+    store.close()
+
+
+def test_settled_writes_what_is_held_before_it_returns(store: SqliteStore, clock: FakeClock):
+    journal = Journal(store, clock=clock)
+
+    async def walk() -> list[Event]:
+        journal.post(probe(clock.now))
+        await journal.settled()
+        return store.events()
+
+    assert [e.model for e in asyncio.run(walk())] == ["a/m"]
+
+
+def test_a_write_made_while_events_are_held_writes_them_first_so_ids_keep_their_order(
+    store: SqliteStore, clock: FakeClock
+):
+    journal = Journal(store, clock=clock)
+
+    async def walk() -> None:
+        journal.post(probe(clock.now, "held/m"))
+        journal.write(probe(clock.now, "written/m"))  # an operator's bench, say
+        await loop_turns()
+
+    asyncio.run(walk())
+    assert [e.model for e in store.events()] == ["held/m", "written/m"]
+
+
+def test_observers_of_held_events_run_in_the_context_of_the_code_that_posted_each(store: SqliteStore, clock: FakeClock):
+    journal = Journal(store, clock=clock)
+    poster: contextvars.ContextVar[str] = contextvars.ContextVar("poster", default="nobody")
+    seen: list[tuple[str | None, str]] = []
+    journal.subscribe(lambda e: seen.append((e.model, poster.get())))
+
+    async def post_as(name: str, model: str) -> None:
+        poster.set(name)
+        journal.post(probe(clock.now, model))
+        await loop_turns()
+
+    async def both() -> None:
+        await asyncio.gather(post_as("first", "a/m"), post_as("second", "b/m"))
+
+    asyncio.run(both())
+    assert seen == [("a/m", "first"), ("b/m", "second")]
+
+
+def test_concurrent_requests_share_transactions_and_each_returns_with_its_events_written(tmp_path: Path):
+    store = CountingStore(str(tmp_path / "state.db"))
+    engine = Engine(parse_config(MOCK, "test.yaml"), store)
+    observed: set[str | None] = set()
+    engine.on_event(lambda e: observed.add(e.request_id) if e.type == ev.REQUEST else None)
+
+    async def one(index: int) -> tuple[str, bool, bool]:
+        result = await engine.complete("demo", f"ping {index}")
+        stored = {e.request_id for e in store.events(types=[ev.REQUEST])}
+        return result.request_id, result.request_id in observed, result.request_id in stored
+
+    async def traffic() -> list[tuple[str, bool, bool]]:
+        try:
+            return await asyncio.gather(*(one(index) for index in range(32)))
+        finally:
+            await engine.aclose()
+
+    outcomes = asyncio.run(traffic())
+    assert all(was_observed and was_stored for _, was_observed, was_stored in outcomes)
+    assert len({request_id for request_id, _, _ in outcomes}) == 32
+    written = sum(store.appends)
+    assert written == len(store.events()) and len(store.appends) < written  # fewer commits than events
+    store.close()
+
+
+def test_inside_answer_first_a_walk_returns_before_its_events_are_written_and_settled_writes_them(
+    store: SqliteStore,
+):
+    engine = Engine(parse_config(MOCK, "test.yaml"), store)
+
+    async def answer() -> tuple[str, list[str | None], list[str | None], list[str | None]]:
+        try:
+            with engine.journal.answer_first():
+                result = await engine.complete("demo", "ping")
+            before = [e.request_id for e in store.events(types=[ev.REQUEST])]
+            await engine.journal.settled()
+            after = [e.request_id for e in store.events(types=[ev.REQUEST])]
+            plain = await engine.complete("demo", "ping")  # outside it: written when the walk returns
+            return result.request_id, before, after, [plain.request_id]
+        finally:
+            await engine.aclose()
+
+    request_id, before, after, plain = asyncio.run(answer())
+    assert before == [] and after == [request_id]
+    assert [e.request_id for e in store.events(types=[ev.REQUEST])] == [request_id, *plain]

@@ -22,7 +22,6 @@ from llmfail.config import parse_config
 from llmfail.engine import Engine
 from llmfail.events import Event
 from llmfail.journal import Journal
-from llmfail.store.sqlite import SqliteStore
 from tests.redis_server import private_redis, redis_namespace, redis_server, redis_store, redis_url
 
 # fixtures, imported to be found
@@ -97,15 +96,6 @@ def test_observers_on_the_writer_thread_run_in_the_context_of_the_code_that_post
     asyncio.run(both())
     assert sorted(seen) == [(f"p/{name}{index}", name, "llmfail-journal") for name in "ab" for index in range(3)]
     assert REQUEST_NAME.get() == "none"  # the writer ran in copies: nothing leaked into this context
-
-
-def test_on_sqlite_a_post_is_a_write_in_the_callers_thread(store: SqliteStore):
-    journal = Journal(store)
-    threads: list[str] = []
-    journal.subscribe(lambda e: threads.append(threading.current_thread().name))
-    journal.post(probe("p/m"))
-    assert [e.model for e in store.events()] == ["p/m"]  # stored when post returns
-    assert threads == [threading.current_thread().name]
 
 
 def test_concurrent_requests_on_redis_each_return_after_their_events_are_stored_and_observed(

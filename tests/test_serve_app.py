@@ -379,7 +379,11 @@ async def test_each_request_writes_one_access_line(gateway, server, caplog):
     route(server, "b", Calls(ok()))
     with caplog.at_level(logging.INFO, logger="llmfail.serve.access"):
         _, _, headers = await post(await gateway())
-    lines = [r.getMessage() for r in caplog.records if r.name == "llmfail.serve.access"]
+        # The line follows the answer: the client can have it before the handler has finished.
+        for _ in range(500):
+            if lines := [r.getMessage() for r in caplog.records if r.name == "llmfail.serve.access"]:
+                break
+            await asyncio.sleep(0.01)
     assert len(lines) == 1
     assert lines[0].startswith("POST /v1/chat/completions chain=main status=200 model=b/m2 failovers=1 ms=")
     assert lines[0].endswith(f"id={headers['x-llmfail-request-id']}")

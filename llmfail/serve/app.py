@@ -256,14 +256,35 @@ async def _chat(request: web.Request, gateway: Gateway) -> web.StreamResponse:
     note["request_id"] = request_id = os.urandom(8).hex()
     if call.stream:
         return await _stream(request, gateway, call, request_id)
+    with engine.journal.answer_first():
+        try:
+            result = await engine.complete(call.chain, call.messages, **call.engine_args(), request_id=request_id)
+        except LlmfailError as error:
+            answer = _failed(note, error, gateway.clock(), request_id)
+        else:
+            note.update(model=result.model, failovers=result.failovers)
+            answer = web.json_response(
+                completion_json(result, int(gateway.clock())),
+                headers=_headers(result.model, result.failovers, request_id),
+            )
+    return await _send_then_settle(request, answer, engine)
+
+
+async def _send_then_settle(request: web.Request, answer: web.Response, engine: Engine) -> web.Response:
+    """Send the answer, then wait for the request's events to be stored.
+
+    The walk ran inside `Journal.answer_first()`, so the commit of its event rows (the
+    largest single cost of a healthy request on SQLite) comes after the client has its
+    answer rather than before. aiohttp finds the answer already sent and only finishes
+    the connection's bookkeeping.
+    """
     try:
-        result = await engine.complete(call.chain, call.messages, **call.engine_args(), request_id=request_id)
-    except LlmfailError as error:
-        return _failed(note, error, gateway.clock(), request_id)
-    note.update(model=result.model, failovers=result.failovers)
-    return web.json_response(
-        completion_json(result, int(gateway.clock())), headers=_headers(result.model, result.failovers, request_id)
-    )
+        with contextlib.suppress(ConnectionResetError):  # the client left: its events are still stored
+            await answer.prepare(request)
+            await answer.write_eof()
+    finally:
+        await engine.journal.settled()
+    return answer
 
 
 def _headers(model: str | None, failovers: int, request_id: str) -> dict[str, str]:
