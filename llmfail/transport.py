@@ -22,7 +22,9 @@ each request does only what it must:
   no httpx timeouts and share one timer-less `ClientTimeout`; a request that
   does carry them (a plain `httpx.AsyncClient` on this transport) gets them.
 - **The body** is one stream class straight over aiohttp's reader, mapping
-  aiohttp's errors itself.
+  aiohttp's errors itself. It also hands over a whole body in one read, which
+  `llmfail.client.read_body` (the engine's whole-answer read) uses instead of
+  `Response.aread()`'s four async-generator layers per chunk.
 
 What it keeps:
 
@@ -58,7 +60,7 @@ import aiohttp
 import httpx
 from yarl import URL
 
-from .client import DirectClient
+from .client import DirectClient, WholeBody
 
 _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 _NO_TIMEOUT = aiohttp.ClientTimeout()  # every timer off: the engine times each attempt
@@ -104,18 +106,26 @@ def _as_httpx(exc: aiohttp.ClientError | TimeoutError, request: httpx.Request) -
     return error
 
 
-class _Body(httpx.AsyncByteStream):
+class _Body(WholeBody):
     """An answer's body straight from aiohttp's reader, its errors mapped as it is read."""
 
     def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
         self._response = response
         self._request = request
+        # httpx decodes Content-Encoding itself; a body without one is the bytes read.
+        self.identity = "Content-Encoding" not in response.headers
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         content = self._response.content
         try:
             while chunk := await content.readany():
                 yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise _as_httpx(exc, self._request) from exc
+
+    async def read_whole(self) -> bytes:
+        try:
+            return await self._response.read()  # which hands the connection back to the pool
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _as_httpx(exc, self._request) from exc
 

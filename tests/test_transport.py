@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import socket
 from collections.abc import Awaitable, Callable
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from llmfail.classify import classify_exception
+from llmfail.client import read_body
 from llmfail.errors import Kind
 from llmfail.transport import AiohttpTransport, DirectClient, default_client, default_transport
 
@@ -255,6 +257,47 @@ def _answers(*answers: bytes, seen: list[bytes] | None = None, connections: list
 
 
 _JSON_ANSWER = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"a": "\xc3\xa9"}'
+
+
+async def test_a_whole_body_read_at_once_leaves_the_response_as_aread_does_and_the_connection_pooled():
+    connections: list[int] = []
+    server, url = await _serve(_answers(_JSON_ANSWER, _JSON_ANSWER, connections=connections))
+    async with server, DirectClient(AiohttpTransport()) as client:
+        for _ in range(2):
+            response = await client.send(client.build_request("POST", httpx.URL(url), headers={}, json={}), stream=True)
+            assert await read_body(response) == b'{"a": "\xc3\xa9"}'
+            assert (response.content, response.json(), response.text) == (
+                b'{"a": "\xc3\xa9"}',
+                {"a": "é"},
+                '{"a": "é"}',
+            )
+            assert response.is_stream_consumed and response.is_closed
+            assert response.num_bytes_downloaded == 11
+            await response.aclose()  # as the engine does: harmless once read
+    assert connections == [1]  # the second request reused the first one's connection
+
+
+async def test_an_encoded_body_is_still_decoded_by_httpx():
+    packed = gzip.compress(b'{"a": 1}')
+    answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s" % (len(packed), packed)
+    server, url = await _serve(_answers(answer))
+    async with server, DirectClient(AiohttpTransport()) as client:
+        response = await client.send(client.build_request("POST", httpx.URL(url), headers={}, json={}), stream=True)
+        assert await read_body(response) == b'{"a": 1}'
+    assert response.json() == {"a": 1}
+
+
+async def test_a_body_cut_short_in_a_whole_read_is_a_read_error_naming_its_request():
+    cut = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"choi'
+    server, url = await _serve(_answers(cut))
+    async with server, DirectClient(AiohttpTransport()) as client:
+        request = client.build_request("POST", httpx.URL(url), headers={}, json={})
+        response = await client.send(request, stream=True)
+        with pytest.raises(httpx.ReadError) as caught:
+            await read_body(response)
+        await response.aclose()
+    assert caught.value.request is request
+    assert classify_exception(caught.value).kind == Kind.TRANSIENT
 
 
 async def test_a_streamed_body_is_handed_over_as_it_arrives():
