@@ -41,7 +41,8 @@ class WholeBody(httpx.AsyncByteStream):
     identity: bool = False
 
     async def read_whole(self) -> bytes:
-        """The whole raw body; errors are httpx's, as while iterating."""
+        """The whole raw body, after which the stream holds nothing open (there is nothing
+        left for `aclose()` to do); errors are httpx's, as while iterating."""
         raise NotImplementedError
 
 
@@ -50,6 +51,8 @@ async def read_body(response: httpx.Response) -> bytes:
 
     The response is left as `aread()` leaves it: its content kept (so
     `.content`, `.text` and `.json()` work), the stream consumed and closed.
+    Marking it closed rather than awaiting `aclose()` saves ~5 µs of await
+    chain that would find nothing to release.
     """
     stream = response.stream
     if isinstance(stream, WholeBody) and stream.identity and not (response.is_stream_consumed or response.is_closed):
@@ -58,7 +61,7 @@ async def read_body(response: httpx.Response) -> bytes:
         # What `aread()` sets: httpx keeps the body in `_content` and counts it in `_num_bytes_downloaded`.
         response._content = content
         response._num_bytes_downloaded = len(content)
-        await response.aclose()
+        response.is_closed = True
         return content
     return await response.aread()
 

@@ -125,9 +125,11 @@ class _Body(WholeBody):
 
     async def read_whole(self) -> bytes:
         try:
-            return await self._response.read()  # which hands the connection back to the pool
+            body = await self._response.read()  # at the end of the body, the connection goes back to the pool
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _as_httpx(exc, self._request) from exc
+        self._response.release()  # the response itself done with too: nothing left for `aclose()`
+        return body
 
     async def aclose(self) -> None:
         # As `async with response` ends: an unread body closes the connection rather than pooling it.
