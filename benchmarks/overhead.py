@@ -15,7 +15,8 @@ the answer):
     llmfail        Engine.complete() with the real state store, events on: a
                    fresh SQLite file, or the store `--db` names (a Redis URL,
                    with `--namespace`); --transport default|httpx|aiohttp
-                   picks the HTTP transport
+                   picks the HTTP transport (aiohttp: llmfail's own
+                   `llmfail.transport.AiohttpTransport`, also for `httpx`)
     litellm        LiteLLM's Router with fallbacks a -> b -> c
     gateway        raw aiohttp, one POST per request to an OpenAI-compatible gateway
                    (`--url`, `--model`, `--key`): `llmfail serve` or LiteLLM's
@@ -132,7 +133,7 @@ async def httpx_client(
     import httpx
 
     if transport == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
+        from llmfail.transport import AiohttpTransport
 
         client = httpx.AsyncClient(timeout=None, transport=AiohttpTransport())
     else:
@@ -173,7 +174,7 @@ async def llmfail_client(
 
         kwargs["transport"] = httpx.AsyncHTTPTransport()
     elif transport == "aiohttp":
-        from httpx_aiohttp import AiohttpTransport
+        from llmfail.transport import AiohttpTransport
 
         kwargs["transport"] = AiohttpTransport()
     engine = Engine(config, store, **kwargs)

@@ -380,7 +380,7 @@ def main() -> int:
             )
     for client, transport, label in (
         ("httpx", "default", "raw httpx"),
-        ("httpx", "aiohttp", "raw httpx on httpx-aiohttp"),
+        ("httpx", "aiohttp", "raw httpx on llmfail's aiohttp transport"),
     ):
         for case in ("healthy", "failover"):
             t.add(
@@ -567,9 +567,7 @@ def main() -> int:
         t.add("simulate: simulated requests per wall-second", None, "", None, "", ">= 5,000 (no simulate_speed.py)")
 
     print(t.render(args.markdown))
-    versions = {
-        name: version(name) for name in ("llmfail", "httpx", "httpx-aiohttp", "aiohttp", "litellm", "typer", "rich")
-    }
+    versions = {name: version(name) for name in ("llmfail", "httpx", "aiohttp", "litellm", "typer", "rich")}
     with open("/proc/loadavg") as f:
         load_after = f.read().split()[0]
     print()

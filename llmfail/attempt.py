@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 import httpx
 
 from .classify import classify_exception, finish_reason_kind
+from .client import DirectClient, read_body
 from .config import Entry, Policy, ProviderConfig
 from .errors import Kind, ProviderError, plural
 from .providers import adapter_for
@@ -55,7 +56,7 @@ async def _read(response: httpx.Response, seconds: float) -> bytes:
     if isinstance(response.stream, httpx.ByteStream):
         return await response.aread()
     async with asyncio.timeout(seconds):
-        return await response.aread()
+        return await read_body(response)
 
 
 class Attempts:
@@ -258,8 +259,6 @@ class Attempts:
 
                 client = default_client()
             else:
-                from .client import DirectClient
-
                 client = DirectClient(transport)
             self._clients[name] = client
         return client

@@ -130,7 +130,7 @@ def debug_log(tmp_path: Path) -> Iterator[Path]:
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.DEBUG)
     handler.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
-    names = ["", "llmfail", "httpx", "httpcore", "aiohttp", "aiohttp.client", "httpx_aiohttp"]
+    names = ["", "llmfail", "httpx", "httpcore", "aiohttp", "aiohttp.client"]
     loggers = [logging.getLogger(name) for name in names]
     levels = [logger.level for logger in loggers]
     for logger in loggers:

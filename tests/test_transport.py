@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
+import json
 import socket
 from collections.abc import Awaitable, Callable
 
@@ -10,6 +12,7 @@ import httpx
 import pytest
 
 from llmfail.classify import classify_exception
+from llmfail.client import read_body
 from llmfail.errors import Kind
 from llmfail.transport import AiohttpTransport, DirectClient, default_client, default_transport
 
@@ -225,3 +228,143 @@ async def test_the_direct_clients_quick_request_is_the_one_httpx_builds(headers:
         direct.headers["User-Agent"] = plain.headers["User-Agent"] = "llmfail/1"  # seen on the next request
         quick = direct.build_request("POST", url, headers=headers, json=body)
         assert quick.headers.raw == plain.build_request("POST", url, headers=headers, json=body).headers.raw
+
+
+def _answers(*answers: bytes, seen: list[bytes] | None = None, connections: list[int] | None = None) -> Handler:
+    """One connection's worth of answers, in turn; `seen` gets each request head, `connections` a 1 per connection."""
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if connections is not None:
+            connections.append(1)
+        for response in answers:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(
+                (
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                ),
+                0,
+            )
+            await reader.readexactly(length)
+            if seen is not None:
+                seen.append(head)
+            writer.write(response)
+            await writer.drain()
+        writer.close()
+
+    return answer
+
+
+_JSON_ANSWER = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"a": "\xc3\xa9"}'
+
+
+async def test_a_whole_body_read_at_once_leaves_the_response_as_aread_does_and_the_connection_pooled():
+    connections: list[int] = []
+    server, url = await _serve(_answers(_JSON_ANSWER, _JSON_ANSWER, connections=connections))
+    async with server, DirectClient(AiohttpTransport()) as client:
+        for _ in range(2):
+            response = await client.send(client.build_request("POST", httpx.URL(url), headers={}, json={}), stream=True)
+            assert await read_body(response) == b'{"a": "\xc3\xa9"}'
+            assert (response.content, response.json(), response.text) == (
+                b'{"a": "\xc3\xa9"}',
+                {"a": "é"},
+                '{"a": "é"}',
+            )
+            assert response.is_stream_consumed and response.is_closed
+            assert response.num_bytes_downloaded == 11
+            await response.aclose()  # as the engine does: harmless once read
+    assert connections == [1]  # the second request reused the first one's connection
+
+
+async def test_an_encoded_body_is_still_decoded_by_httpx():
+    packed = gzip.compress(b'{"a": 1}')
+    answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s" % (len(packed), packed)
+    server, url = await _serve(_answers(answer))
+    async with server, DirectClient(AiohttpTransport()) as client:
+        response = await client.send(client.build_request("POST", httpx.URL(url), headers={}, json={}), stream=True)
+        assert await read_body(response) == b'{"a": 1}'
+    assert response.json() == {"a": 1}
+
+
+async def test_a_body_cut_short_in_a_whole_read_is_a_read_error_naming_its_request():
+    cut = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"choi'
+    server, url = await _serve(_answers(cut))
+    async with server, DirectClient(AiohttpTransport()) as client:
+        request = client.build_request("POST", httpx.URL(url), headers={}, json={})
+        response = await client.send(request, stream=True)
+        with pytest.raises(httpx.ReadError) as caught:
+            await read_body(response)
+        await response.aclose()
+    assert caught.value.request is request
+    assert classify_exception(caught.value).kind == Kind.TRANSIENT
+
+
+async def test_a_streamed_body_is_handed_over_as_it_arrives():
+    first_seen = asyncio.Event()
+
+    async def sse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        for event in (b"data: one\n\n", b"data: two\n\n"):
+            writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+            await writer.drain()
+            await asyncio.wait_for(first_seen.wait(), 5)  # the second waits until the client has the first
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server, url = await _serve(sse)
+    lines = []
+    async with server, DirectClient(AiohttpTransport()) as client:
+        response = await client.send(client.build_request("POST", httpx.URL(url), headers={}, json={}), stream=True)
+        async for line in response.aiter_lines():
+            lines.append(line)
+            if line == "data: one":
+                first_seen.set()
+        await response.aclose()
+    assert [line for line in lines if line] == ["data: one", "data: two"]
+
+
+async def test_headers_reach_the_wire_as_httpx_holds_them():
+    seen: list[bytes] = []
+    server, url = await _serve(_answers(_JSON_ANSWER, _JSON_ANSWER, seen=seen))
+    async with server, DirectClient(AiohttpTransport()) as client:
+        body = {"model": "m", "content": "héllo"}
+        await client.post(httpx.URL(url), headers={"X-Name": "héllo".encode()}, json=body)
+        await client.post(url, headers=[("x-dup", "1"), ("x-dup", "2")], content=b"{}")
+    first, second = (head.split(b"\r\n") for head in seen)
+    assert first[0] == b"POST /v1/chat/completions HTTP/1.1"
+    assert b"x-name: h\xc3\xa9llo" in first  # UTF-8 bytes as they were, not re-encoded
+    assert [line for line in first if line.startswith(b"host:")] == [f"host: {httpx.URL(url).netloc.decode()}".encode()]
+    assert b"content-length: %d" % len(json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()) in first
+    assert [line for line in second if line.startswith(b"x-dup")] == [
+        b"x-dup: 1",
+        b"x-dup: 2",
+    ]  # as httpx's own sends them
+
+
+async def test_httpx_timeouts_a_client_sets_are_kept():
+    hung_up = asyncio.Event()
+
+    async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{")
+        await writer.drain()
+        await reader.read()  # the rest never comes: the client gives up and hangs up
+        writer.close()
+        await writer.wait_closed()
+        hung_up.set()
+
+    server, url = await _serve(stall)
+    async with server:
+        async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=0.2) as client:
+            with pytest.raises(httpx.ReadTimeout):
+                await client.post(url, json={})
+        await asyncio.wait_for(hung_up.wait(), 5)
+
+
+async def test_a_url_that_is_not_http_is_an_unsupported_protocol():
+    async with DirectClient(AiohttpTransport()) as client:
+        with pytest.raises(httpx.UnsupportedProtocol):
+            await client.get("ftp://127.0.0.1/x")
