@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from llmfail import events as ev
 from llmfail import redact
 from llmfail.errors import StateError
 from llmfail.events import Event
@@ -222,6 +223,28 @@ def test_states_are_read_once_until_another_connection_commits(db: Path, store: 
             other.close()
         assert store.states([KEY])[KEY].reason == "ops"
         assert sum("FROM models" in sql for sql in seen) == 2
+    finally:
+        with store._read() as conn:
+            conn.set_trace_callback(None)
+
+
+def test_appending_events_keeps_the_cached_states_and_a_state_write_drops_them(store: SqliteStore) -> None:
+    """A walk's events (one transaction for several) change no model state: the next
+    request's states still cost one PRAGMA. This connection's own state write is re-read."""
+    fail(store, T0)
+    seen: list[str] = []
+    with store._read() as conn:
+        conn.set_trace_callback(seen.append)
+    try:
+        store.states([KEY])
+        store.append([Event(type=ev.ATTEMPT_FAILED, ts=T0, model=KEY), Event(type=ev.FAILOVER, ts=T0, model=KEY)])
+        store.append([Event(type=ev.REQUEST, ts=T0, model=KEY)])
+        assert store.states([KEY])[KEY].failures == 1
+        assert sum("FROM models" in sql for sql in seen) == 1
+        fail(store, T0 + 1)
+        after_write = len(seen)
+        assert store.states([KEY])[KEY].failures == 2
+        assert sum("FROM models" in sql for sql in seen[after_write:]) == 1
     finally:
         with store._read() as conn:
             conn.set_trace_callback(None)

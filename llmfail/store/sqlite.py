@@ -388,8 +388,8 @@ class SqliteStore:
         failure, a bench or an operator's command. `PRAGMA data_version`
         (one cheap statement) changes whenever another connection, in this
         process or any other, has committed since it was last asked; this
-        connection's own writes all go through `_write()`, which forgets the
-        cache. Rows read after a check are therefore current until the next
+        connection's own writes of states all go through `_write()`, which
+        forgets the cache. Rows read after a check are therefore current until the next
         check says otherwise. None marks a key known to be absent.
         """
         version = conn.execute("PRAGMA data_version").fetchone()[0]
@@ -528,8 +528,11 @@ class SqliteStore:
                     conn.execute("COMMIT")
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """`BEGIN IMMEDIATE` … `COMMIT`: the write lock is taken before anything is read."""
+    def _write(self, *, states: bool = True) -> Iterator[sqlite3.Connection]:
+        """`BEGIN IMMEDIATE` … `COMMIT`: the write lock is taken before anything is read.
+
+        `states=False` promises the transaction writes no model state (it only appends or
+        prunes events), so the cached states (`_known_states`) stay valid."""
         self._check_fork()
         with self._lock:
             try:
@@ -543,7 +546,8 @@ class SqliteStore:
                         conn.execute("ROLLBACK")
                     raise
                 finally:
-                    self._known = {}  # see _known_states
+                    if states:
+                        self._known = {}  # see _known_states
             except sqlite3.Error as exc:
                 raise self._state_error(exc) from None
 
@@ -857,7 +861,7 @@ class SqliteStore:
         if len(rows) == 1:  # one INSERT is a transaction of its own: no BEGIN/COMMIT round trips
             with self._read() as conn:
                 return [_row_id(conn.execute(_INSERT_EVENT, rows[0]))]
-        with self._write() as conn:
+        with self._write(states=False) as conn:
             return [_row_id(conn.execute(_INSERT_EVENT, row)) for row in rows]
 
     def events(
