@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from llmfail import events as ev
+from llmfail import journal as journal_module
 from llmfail.config import parse_config
 from llmfail.engine import Engine
 from llmfail.errors import StateError
@@ -333,3 +334,53 @@ def test_inside_answer_first_a_walk_returns_before_its_events_are_written_and_se
     request_id, before, after, plain = asyncio.run(answer())
     assert before == [] and after == [request_id]
     assert [e.request_id for e in store.events(types=[ev.REQUEST])] == [request_id, *plain]
+
+
+FAILOVER = """
+defaults: {attempts: 1}
+providers:
+  flaky: {type: mock, fail: 503}
+chains:
+  demo: [flaky/gpt-4o, mock/echo]
+"""
+
+
+def test_inside_answer_first_a_failovers_events_wait_for_the_answer_and_are_one_transaction(tmp_path: Path):
+    store = CountingStore(str(tmp_path / "state.db"))
+    engine = Engine(parse_config(FAILOVER, "test.yaml"), store)
+
+    async def answer() -> tuple[list[Event], list[str]]:
+        try:
+            with engine.journal.answer_first():
+                result = await engine.complete("demo", "ping")
+            await loop_turns()  # the answer goes out here; nothing is written yet
+            before = store.events()
+            await engine.journal.settled()
+            assert result.model == "mock/echo" and result.failovers == 1
+            return before, [e.type for e in store.events()]
+        finally:
+            await engine.aclose()
+
+    before, types = asyncio.run(answer())
+    assert before == []
+    assert types[:1] == [ev.ATTEMPT_FAILED] and ev.FAILOVER in types and types[-1] == ev.REQUEST
+    assert store.appends == [len(types)]  # the walk's events, all in one transaction
+    store.close()
+
+
+def test_inside_answer_first_a_walk_slower_than_the_hold_shows_its_events_while_it_runs(
+    store: SqliteStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(journal_module, "ANSWER_FIRST_HOLD_S", 0.01)
+    journal = Journal(store, clock=clock)
+
+    async def long_walk() -> list[Event]:
+        with journal.answer_first():
+            journal.post(probe(clock.now, "failing/m"))
+            for _ in range(500):  # the walk goes on waiting (a backoff, a slow provider)
+                if written := store.events():
+                    return written
+                await asyncio.sleep(0.01)
+        return []
+
+    assert [e.model for e in asyncio.run(long_walk())] == ["failing/m"]
