@@ -168,17 +168,23 @@ class Journal:
         """Wait until every event posted so far is stored and its observers have run
         (inside `answer_first()`: return at once, the caller waits once its answer is out).
 
-        Held events are written by their timer, so requests that settle in the same loop
-        turn share one transaction; from another loop (or none due) they are written now."""
+        Held events are written by a timer due now (set here if none is), so requests that
+        settle in the same loop turn share one transaction; one due on another loop's timer
+        is written at once."""
         if _ANSWER_FIRST.get():
             return
         if self._held:
             loop = asyncio.get_running_loop()
             with self._order:
+                schedule = bool(self._held) and self._due is None
+                if schedule:
+                    self._due = loop
                 waiting = self._due is loop and bool(self._held)
                 if waiting:
                     future: asyncio.Future[None] = loop.create_future()
                     self._settling.append((loop, future))
+            if schedule:
+                loop.call_later(0, self._write_held)
             if waiting:
                 await future
             else:

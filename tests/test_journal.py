@@ -289,14 +289,22 @@ def test_observers_of_held_events_run_in_the_context_of_the_code_that_posted_eac
     assert seen == [("a/m", "first"), ("b/m", "second")]
 
 
-def test_concurrent_requests_share_transactions_and_each_returns_with_its_events_written(tmp_path: Path):
+@pytest.mark.parametrize("answer_first", [False, True], ids=["settled-by-the-walk", "answer-first"])
+def test_concurrent_requests_share_transactions_and_each_returns_with_its_events_written(
+    tmp_path: Path, answer_first: bool
+):
     store = CountingStore(str(tmp_path / "state.db"))
     engine = Engine(parse_config(MOCK, "test.yaml"), store)
     observed: set[str | None] = set()
     engine.on_event(lambda e: observed.add(e.request_id) if e.type == ev.REQUEST else None)
 
     async def one(index: int) -> tuple[str, bool, bool]:
-        result = await engine.complete("demo", f"ping {index}")
+        if answer_first:  # the gateway's way: the answer goes out, then the caller settles
+            with engine.journal.answer_first():
+                result = await engine.complete("demo", f"ping {index}")
+            await engine.journal.settled()
+        else:
+            result = await engine.complete("demo", f"ping {index}")
         stored = {e.request_id for e in store.events(types=[ev.REQUEST])}
         return result.request_id, result.request_id in observed, result.request_id in stored
 
