@@ -8,7 +8,7 @@ import logging
 import re
 import sqlite3
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -289,34 +289,44 @@ def test_observers_of_held_events_run_in_the_context_of_the_code_that_posted_eac
     assert seen == [("a/m", "first"), ("b/m", "second")]
 
 
+def concurrent_walks(
+    engine: Engine, stored: Callable[[], set[str | None]], count: int, *, answer_first: bool = False
+) -> None:
+    """`count` requests through `engine` at once (closed after); each must find its request row
+    stored (`stored()` reads their ids) and observed when it has returned, or, inside
+    `answer_first()`, once it has settled, as the gateway does after sending its answer."""
+    observed: set[str | None] = set()
+    engine.on_event(lambda e: observed.add(e.request_id) if e.type == ev.REQUEST else None)
+
+    async def one(index: int) -> tuple[str, bool, bool]:
+        if answer_first:
+            with engine.journal.answer_first():
+                result = await engine.complete("demo", f"ping {index}")
+            await engine.journal.settled()
+        else:
+            result = await engine.complete("demo", f"ping {index}")
+        return result.request_id, result.request_id in observed, result.request_id in stored()
+
+    async def traffic() -> list[tuple[str, bool, bool]]:
+        try:
+            return await asyncio.gather(*(one(index) for index in range(count)))
+        finally:
+            await engine.aclose()
+
+    outcomes = asyncio.run(traffic())
+    assert all(was_observed and was_stored for _, was_observed, was_stored in outcomes)
+    assert len({request_id for request_id, _, _ in outcomes}) == count
+
+
 @pytest.mark.parametrize("answer_first", [False, True], ids=["settled-by-the-walk", "answer-first"])
 def test_concurrent_requests_share_transactions_and_each_returns_with_its_events_written(
     tmp_path: Path, answer_first: bool
 ):
     store = CountingStore(str(tmp_path / "state.db"))
     engine = Engine(parse_config(MOCK, "test.yaml"), store)
-    observed: set[str | None] = set()
-    engine.on_event(lambda e: observed.add(e.request_id) if e.type == ev.REQUEST else None)
-
-    async def one(index: int) -> tuple[str, bool, bool]:
-        if answer_first:  # the gateway's way: the answer goes out, then the caller settles
-            with engine.journal.answer_first():
-                result = await engine.complete("demo", f"ping {index}")
-            await engine.journal.settled()
-        else:
-            result = await engine.complete("demo", f"ping {index}")
-        stored = {e.request_id for e in store.events(types=[ev.REQUEST])}
-        return result.request_id, result.request_id in observed, result.request_id in stored
-
-    async def traffic() -> list[tuple[str, bool, bool]]:
-        try:
-            return await asyncio.gather(*(one(index) for index in range(32)))
-        finally:
-            await engine.aclose()
-
-    outcomes = asyncio.run(traffic())
-    assert all(was_observed and was_stored for _, was_observed, was_stored in outcomes)
-    assert len({request_id for request_id, _, _ in outcomes}) == 32
+    concurrent_walks(
+        engine, lambda: {e.request_id for e in store.events(types=[ev.REQUEST])}, 32, answer_first=answer_first
+    )
     written = sum(store.appends)
     assert written == len(store.events()) and len(store.appends) < written  # fewer commits than events
     store.close()

@@ -23,6 +23,7 @@ from llmfail.engine import Engine
 from llmfail.events import Event
 from llmfail.journal import Journal
 from tests.redis_server import private_redis, redis_namespace, redis_server, redis_store, redis_url
+from tests.test_journal import concurrent_walks
 
 # fixtures, imported to be found
 __all__ = ["private_redis", "redis_namespace", "redis_server", "redis_store", "redis_url"]
@@ -98,29 +99,16 @@ def test_observers_on_the_writer_thread_run_in_the_context_of_the_code_that_post
     assert REQUEST_NAME.get() == "none"  # the writer ran in copies: nothing leaked into this context
 
 
+@pytest.mark.parametrize("answer_first", [False, True], ids=["settled-by-the-walk", "answer-first"])
 def test_concurrent_requests_on_redis_each_return_after_their_events_are_stored_and_observed(
-    redis_url: str, redis_namespace: str
+    redis_url: str, redis_namespace: str, answer_first: bool
 ):
     engine = Engine(parse_config(CONFIG, "test.yaml"), RedisStore.from_url(redis_url, namespace=redis_namespace))
-    observed: set[str | None] = set()
-    engine.on_event(lambda e: observed.add(e.request_id) if e.type == ev.REQUEST else None)
     reader = RedisStore.from_url(redis_url, namespace=redis_namespace)
-
-    async def one(index: int) -> tuple[str, bool, bool]:
-        result = await engine.complete("demo", f"ping {index}")
-        stored = {e.request_id for e in reader.events(types=[ev.REQUEST])}
-        return result.request_id, result.request_id in observed, result.request_id in stored
-
-    async def traffic() -> list[tuple[str, bool, bool]]:
-        try:
-            return await asyncio.gather(*(one(index) for index in range(64)))
-        finally:
-            await engine.aclose()
-
     try:
-        outcomes = asyncio.run(traffic())
-        assert all(was_observed and was_stored for _, was_observed, was_stored in outcomes)
-        assert len({request_id for request_id, _, _ in outcomes}) == 64
+        concurrent_walks(
+            engine, lambda: {e.request_id for e in reader.events(types=[ev.REQUEST])}, 64, answer_first=answer_first
+        )
     finally:
         reader.close()
 

@@ -25,12 +25,14 @@ async def _serve(handler: Handler) -> tuple[asyncio.AbstractServer, str]:
     return server, f"http://127.0.0.1:{port}/v1/chat/completions"
 
 
-async def _read_request(reader: asyncio.StreamReader) -> None:
+async def _read_request(reader: asyncio.StreamReader) -> bytes:
+    """Read one request (head and body); its head."""
     head = await reader.readuntil(b"\r\n\r\n")
     length = next(
         (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
     )
     await reader.readexactly(length)
+    return head
 
 
 def _cookie_server(seen: list[bytes]) -> Handler:
@@ -38,16 +40,7 @@ def _cookie_server(seen: list[bytes]) -> Handler:
 
     async def cookie(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         for _ in range(2):
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                (
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
-                ),
-                0,
-            )
-            await reader.readexactly(length)
+            head = await _read_request(reader)
             seen.append(b"\r\n".join(line for line in head.split(b"\r\n") if line.lower().startswith(b"cookie")))
             writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: lb=1; Path=/\r\ncontent-length: 2\r\n\r\n{}")
             await writer.drain()
@@ -237,16 +230,7 @@ def _answers(*answers: bytes, seen: list[bytes] | None = None, connections: list
         if connections is not None:
             connections.append(1)
         for response in answers:
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(
-                (
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
-                ),
-                0,
-            )
-            await reader.readexactly(length)
+            head = await _read_request(reader)
             if seen is not None:
                 seen.append(head)
             writer.write(response)
