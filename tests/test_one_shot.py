@@ -13,7 +13,6 @@ import gzip
 import socket
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import httpx
@@ -23,33 +22,7 @@ from llmfail.classify import classify_exception
 from llmfail.errors import Kind
 from llmfail.plain_http import PlainHTTPTransport
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def _serve(handler: Handler) -> tuple[asyncio.AbstractServer, str]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}/v1/chat/completions"
-
-
-async def _read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(
-        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
-    )
-    return head + await reader.readexactly(length)
-
-
-def _answering(answer: bytes, seen: list[bytes] | None = None) -> Handler:
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        request = await _read_request(reader)
-        if seen is not None:
-            seen.append(request)
-        writer.write(answer)
-        await writer.drain()
-        writer.close()
-
-    return handler
+from .raw_http import answers, read_request, serve
 
 
 async def _post(url: str, method: str = "POST") -> httpx.Response:
@@ -67,8 +40,8 @@ def _free_port() -> int:
 
 async def test_the_request_goes_out_as_httpx_builds_it_and_the_answer_comes_back_whole():
     seen: list[bytes] = []
-    server, url = await _serve(
-        _answering(b'HTTP/1.1 201 Created\r\nX-Request-Id: abc\r\nContent-Length: 11\r\n\r\n{"ok":true}', seen)
+    server, url = await serve(
+        answers(b'HTTP/1.1 201 Created\r\nX-Request-Id: abc\r\nContent-Length: 11\r\n\r\n{"ok":true}', seen=seen)
     )
     async with server:
         response = await _post(url + "?api-version=1")
@@ -85,7 +58,7 @@ async def test_a_chunked_answer_arrives_piece_by_piece_as_it_is_sent():
     first_read = asyncio.Event()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\ndata:\r\n")
         await writer.drain()
         await first_read.wait()  # the second piece only once the client holds the first: really streamed
@@ -93,7 +66,7 @@ async def test_a_chunked_answer_arrives_piece_by_piece_as_it_is_sent():
         await writer.drain()
         writer.close()
 
-    server, url = await _serve(handler)
+    server, url = await serve(handler)
     async with server, httpx.AsyncClient(transport=PlainHTTPTransport(), timeout=None) as client:
         pieces = []
         async with client.stream("POST", url, json={}) as response:
@@ -108,22 +81,22 @@ async def test_a_chunked_answer_arrives_piece_by_piece_as_it_is_sent():
     [b"HTTP/1.1 200 OK\r\n\r\nread to the close", b"HTTP/1.0 200 OK\r\nContent-Length: 17\r\n\r\nread to the close"],
 )
 async def test_an_answer_without_a_length_is_read_to_the_close(answer: bytes):
-    server, url = await _serve(_answering(answer))
+    server, url = await serve(answers(answer))
     async with server:
         assert (await _post(url)).text == "read to the close"
 
 
 async def test_a_compressed_answer_is_decoded_by_httpx():
     body = gzip.compress(b'{"choices": []}')
-    server, url = await _serve(
-        _answering(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    server, url = await serve(
+        answers(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
     )
     async with server:
         assert (await _post(url)).json() == {"choices": []}
 
 
 async def test_informational_answers_are_skipped_and_a_204_has_no_body():
-    server, url = await _serve(_answering(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"))
+    server, url = await serve(answers(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n"))
     async with server:
         response = await _post(url)
     assert response.status_code == 204 and response.content == b""
@@ -133,14 +106,14 @@ async def test_the_connection_is_closed_once_the_answer_is_read():
     closed = asyncio.Event()
 
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
         await writer.drain()
         if await reader.read() == b"":  # keep-alive on our side; the client hangs up
             closed.set()
         writer.close()
 
-    server, url = await _serve(handler)
+    server, url = await serve(handler)
     async with server:
         transport = PlainHTTPTransport()
         async with httpx.AsyncClient(transport=transport, timeout=None) as client:
@@ -177,7 +150,7 @@ async def test_a_refused_connection_is_a_connect_error_naming_the_address_and_so
     ],
 )
 async def test_a_broken_answer_is_a_transport_error_and_so_transient_not_a_timeout(answer: bytes):
-    server, url = await _serve(_answering(answer))
+    server, url = await serve(answers(answer))
     async with server:
         with pytest.raises(httpx.RemoteProtocolError) as caught:
             await _post(url)

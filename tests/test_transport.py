@@ -6,7 +6,6 @@ import asyncio
 import gzip
 import json
 import socket
-from collections.abc import Awaitable, Callable
 
 import httpx
 import pytest
@@ -16,23 +15,7 @@ from llmfail.client import read_body
 from llmfail.errors import Kind
 from llmfail.transport import AiohttpTransport, DirectClient, default_client, default_transport
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
-
-
-async def _serve(handler: Handler) -> tuple[asyncio.AbstractServer, str]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    return server, f"http://127.0.0.1:{port}/v1/chat/completions"
-
-
-async def _read_request(reader: asyncio.StreamReader) -> bytes:
-    """Read one request (head and body); its head."""
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = next(
-        (int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0
-    )
-    await reader.readexactly(length)
-    return head
+from .raw_http import Handler, answers, read_request, serve
 
 
 def _cookie_server(seen: list[bytes]) -> Handler:
@@ -40,7 +23,7 @@ def _cookie_server(seen: list[bytes]) -> Handler:
 
     async def cookie(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         for _ in range(2):
-            head = await _read_request(reader)
+            head = await read_request(reader)
             seen.append(b"\r\n".join(line for line in head.split(b"\r\n") if line.lower().startswith(b"cookie")))
             writer.write(b"HTTP/1.1 200 OK\r\nset-cookie: lb=1; Path=/\r\ncontent-length: 2\r\n\r\n{}")
             await writer.drain()
@@ -70,10 +53,10 @@ async def test_a_refused_connection_is_a_connect_error_and_so_transient():
 
 async def test_a_connection_closed_before_the_answer_is_transient_not_a_timeout():
     async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.close()
 
-    server, url = await _serve(hang_up)
+    server, url = await serve(hang_up)
     async with server:
         with pytest.raises(httpx.TransportError) as caught:
             await _post(url)
@@ -83,12 +66,12 @@ async def test_a_connection_closed_before_the_answer_is_transient_not_a_timeout(
 
 async def test_a_body_cut_short_is_a_read_error_and_so_transient():
     async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"choi')
         await writer.drain()
         writer.close()
 
-    server, url = await _serve(cut)
+    server, url = await serve(cut)
     async with server:
         with pytest.raises(httpx.TransportError) as caught:
             await _post(url)
@@ -98,12 +81,12 @@ async def test_a_body_cut_short_is_a_read_error_and_so_transient():
 
 async def test_a_malformed_answer_is_a_protocol_error_and_so_transient():
     async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b"this is not HTTP at all\r\n\r\n")
         await writer.drain()
         writer.close()
 
-    server, url = await _serve(garbage)
+    server, url = await serve(garbage)
     async with server:
         with pytest.raises(httpx.TransportError) as caught:
             await _post(url)
@@ -112,12 +95,12 @@ async def test_a_malformed_answer_is_a_protocol_error_and_so_transient():
 
 async def test_answers_keep_their_status_headers_and_body():
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b"HTTP/1.1 429 Too Many Requests\r\nretry-after: 7\r\ncontent-length: 2\r\n\r\n{}")
         await writer.drain()
         writer.close()
 
-    server, url = await _serve(answer)
+    server, url = await serve(answer)
     async with server:
         response = await _post(url)
     assert (response.status_code, response.headers["retry-after"], response.content) == (429, "7", b"{}")
@@ -125,7 +108,7 @@ async def test_answers_keep_their_status_headers_and_body():
 
 async def test_a_cookie_is_sent_back_once_by_httpx_not_twice():
     seen: list[bytes] = []
-    server, url = await _serve(_cookie_server(seen))
+    server, url = await serve(_cookie_server(seen))
     async with server, httpx.AsyncClient(transport=AiohttpTransport(), timeout=None) as client:
         for _ in range(2):
             await client.post(url, json={})
@@ -147,7 +130,7 @@ async def test_a_proxy_in_the_environment_keeps_httpx_own_transport_and_client(m
 @pytest.mark.parametrize("quick", [False, True], ids=["httpx-build", "quick-build"])
 async def test_the_direct_client_keeps_cookies_like_httpx_and_sends_them_once(quick: bool):
     seen: list[bytes] = []
-    server, url = await _serve(_cookie_server(seen))
+    server, url = await serve(_cookie_server(seen))
     async with server, DirectClient(AiohttpTransport()) as client:
         for _ in range(2):
             # A str URL takes httpx's own build_request; an httpx.URL with dict headers the quick one.
@@ -171,12 +154,12 @@ async def test_the_direct_client_errors_name_their_request_and_requests_are_logg
     assert f"(POST {url})" in classify_exception(caught.value).message
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
         await writer.drain()
         writer.close()
 
-    server, url = await _serve(answer)
+    server, url = await serve(answer)
     with caplog.at_level("INFO", logger="httpx"):
         async with server, DirectClient(AiohttpTransport()) as client:
             await client.post(url, json={})
@@ -191,7 +174,7 @@ async def test_the_direct_client_uses_the_full_send_for_credentials_in_the_url()
         await writer.drain()
         writer.close()
 
-    server, url = await _serve(answer)
+    server, url = await serve(answer)
     async with server, DirectClient(AiohttpTransport()) as client:
         response = await client.get(url.replace("http://", "http://user:secret@"))
     assert response.content == b"yes"
@@ -223,29 +206,12 @@ async def test_the_direct_clients_quick_request_is_the_one_httpx_builds(headers:
         assert quick.headers.raw == plain.build_request("POST", url, headers=headers, json=body).headers.raw
 
 
-def _answers(*answers: bytes, seen: list[bytes] | None = None, connections: list[int] | None = None) -> Handler:
-    """One connection's worth of answers, in turn; `seen` gets each request head, `connections` a 1 per connection."""
-
-    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if connections is not None:
-            connections.append(1)
-        for response in answers:
-            head = await _read_request(reader)
-            if seen is not None:
-                seen.append(head)
-            writer.write(response)
-            await writer.drain()
-        writer.close()
-
-    return answer
-
-
 _JSON_ANSWER = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{"a": "\xc3\xa9"}'
 
 
 async def test_a_whole_body_read_at_once_leaves_the_response_as_aread_does_and_the_connection_pooled():
     connections: list[int] = []
-    server, url = await _serve(_answers(_JSON_ANSWER, _JSON_ANSWER, connections=connections))
+    server, url = await serve(answers(_JSON_ANSWER, _JSON_ANSWER, connections=connections))
     async with server, DirectClient(AiohttpTransport()) as client:
         for _ in range(2):
             response = await client.send(client.build_request("POST", httpx.URL(url), headers={}, json={}), stream=True)
@@ -264,7 +230,7 @@ async def test_a_whole_body_read_at_once_leaves_the_response_as_aread_does_and_t
 async def test_an_encoded_body_is_still_decoded_by_httpx():
     packed = gzip.compress(b'{"a": 1}')
     answer = b"HTTP/1.1 200 OK\r\ncontent-encoding: gzip\r\ncontent-length: %d\r\n\r\n%s" % (len(packed), packed)
-    server, url = await _serve(_answers(answer))
+    server, url = await serve(answers(answer))
     async with server, DirectClient(AiohttpTransport()) as client:
         response = await client.send(client.build_request("POST", httpx.URL(url), headers={}, json={}), stream=True)
         assert await read_body(response) == b'{"a": 1}'
@@ -273,7 +239,7 @@ async def test_an_encoded_body_is_still_decoded_by_httpx():
 
 async def test_a_body_cut_short_in_a_whole_read_is_a_read_error_naming_its_request():
     cut = b'HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"choi'
-    server, url = await _serve(_answers(cut))
+    server, url = await serve(answers(cut))
     async with server, DirectClient(AiohttpTransport()) as client:
         request = client.build_request("POST", httpx.URL(url), headers={}, json={})
         response = await client.send(request, stream=True)
@@ -288,7 +254,7 @@ async def test_a_streamed_body_is_handed_over_as_it_arrives():
     first_seen = asyncio.Event()
 
     async def sse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
         for event in (b"data: one\n\n", b"data: two\n\n"):
             writer.write(b"%x\r\n%s\r\n" % (len(event), event))
@@ -298,7 +264,7 @@ async def test_a_streamed_body_is_handed_over_as_it_arrives():
         await writer.drain()
         writer.close()
 
-    server, url = await _serve(sse)
+    server, url = await serve(sse)
     lines = []
     async with server, DirectClient(AiohttpTransport()) as client:
         response = await client.send(client.build_request("POST", httpx.URL(url), headers={}, json={}), stream=True)
@@ -312,12 +278,12 @@ async def test_a_streamed_body_is_handed_over_as_it_arrives():
 
 async def test_headers_reach_the_wire_as_httpx_holds_them():
     seen: list[bytes] = []
-    server, url = await _serve(_answers(_JSON_ANSWER, _JSON_ANSWER, seen=seen))
+    server, url = await serve(answers(_JSON_ANSWER, _JSON_ANSWER, seen=seen))
     async with server, DirectClient(AiohttpTransport()) as client:
         body = {"model": "m", "content": "héllo"}
         await client.post(httpx.URL(url), headers={"X-Name": "héllo".encode()}, json=body)
         await client.post(url, headers=[("x-dup", "1"), ("x-dup", "2")], content=b"{}")
-    first, second = (head.split(b"\r\n") for head in seen)
+    first, second = (request.partition(b"\r\n\r\n")[0].split(b"\r\n") for request in seen)
     assert first[0] == b"POST /v1/chat/completions HTTP/1.1"
     assert b"x-name: h\xc3\xa9llo" in first  # UTF-8 bytes as they were, not re-encoded
     assert [line for line in first if line.startswith(b"host:")] == [f"host: {httpx.URL(url).netloc.decode()}".encode()]
@@ -332,7 +298,7 @@ async def test_httpx_timeouts_a_client_sets_are_kept():
     hung_up = asyncio.Event()
 
     async def stall(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
+        await read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{")
         await writer.drain()
         await reader.read()  # the rest never comes: the client gives up and hangs up
@@ -340,7 +306,7 @@ async def test_httpx_timeouts_a_client_sets_are_kept():
         await writer.wait_closed()
         hung_up.set()
 
-    server, url = await _serve(stall)
+    server, url = await serve(stall)
     async with server:
         async with httpx.AsyncClient(transport=AiohttpTransport(), timeout=0.2) as client:
             with pytest.raises(httpx.ReadTimeout):
