@@ -179,9 +179,9 @@ class Engine:
         are in the store, not in this process: follow them with `llmfail events --follow`.
         Observers run in the writing thread, before the request that made the event returns:
         `alert_failed` comes from the alert sender's thread; a request's events come from the
-        event loop once the walk next waits (SQLite) or from the journal's writer thread
-        (Redis), run in the context (`contextvars`) of the code that made them; see
-        `llmfail.journal`.
+        event loop once the walk next waits, or from whichever thread writes next (SQLite), or
+        from the journal's writer thread (Redis), run in the context (`contextvars`) of the code
+        that made them; see `llmfail.journal`.
         """
         return self.journal.subscribe(callback)
 

@@ -212,7 +212,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
 def _aiohttp_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[str, str]]:
     """httpx's raw header pairs as aiohttp takes them. Names go lowercased, as `httpx.Headers` lists
-    them; bytes are decoded as UTF-8 (aiohttp encodes them back so) unless they are not UTF-8."""
+    them; bytes are decoded as UTF-8, which aiohttp encodes them back as. A header that is not
+    UTF-8 is decoded as latin-1 and so goes out UTF-8-encoded (`caf\\xe9` as `caf\\xc3\\xa9`), as
+    it did through httpx-aiohttp; provider APIs take ASCII headers (keys, versions, ids)."""
     try:
         return [(name.decode().lower(), value.decode()) for name, value in raw]
     except UnicodeDecodeError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import os
 import re
 import sqlite3
 import threading
@@ -402,3 +403,88 @@ def test_inside_answer_first_a_walk_slower_than_the_hold_shows_its_events_while_
         return []
 
     assert [e.model for e in asyncio.run(long_walk())] == ["failing/m"]
+
+
+def test_a_plain_post_sharing_a_turn_with_an_answer_first_one_leaves_the_hold_timer_working(
+    store: SqliteStore, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+):
+    """A stream (plain) and a whole answer (answer first) post in the same loop turn; a later
+    long answer-first walk must still have its events written while it runs."""
+    monkeypatch.setattr(journal_module, "ANSWER_FIRST_HOLD_S", 0.01)
+    journal = Journal(store, clock=clock)
+
+    async def walks() -> list[str | None]:
+        journal.post(probe(clock.now, "plain/m"))
+        with journal.answer_first():
+            journal.post(probe(clock.now, "gateway/m"))
+        await loop_turns()
+        with journal.answer_first():
+            journal.post(probe(clock.now, "long/m"))
+            for _ in range(500):
+                if any(e.model == "long/m" for e in store.events()):
+                    break
+                await asyncio.sleep(0.01)
+        return [e.model for e in store.events()]
+
+    assert asyncio.run(walks()) == ["plain/m", "gateway/m", "long/m"]
+
+
+def test_settled_on_one_loop_waits_for_a_write_of_its_events_under_way_on_another(tmp_path: Path, clock: FakeClock):
+    """Two threads, each with its loop, share a journal. A's timer takes B's held event into its
+    write, and A's observer is slow; B's settled() must not return before B's event is observed."""
+    store = SqliteStore(str(tmp_path / "state.db"))
+    journal = Journal(store, clock=clock)
+    seen: list[str | None] = []
+    a_posted, b_posted, a_writing, b_returned = (threading.Event() for _ in range(4))
+    outcome: dict[str, bool] = {}
+
+    def slow_on_a(event: Event) -> None:
+        if event.model == "a/m":
+            a_writing.set()
+            b_returned.wait(0.5)  # an exporter, say; B must be kept waiting all along
+        seen.append(event.model)
+
+    journal.subscribe(slow_on_a)
+
+    async def on_a() -> None:
+        journal.post(probe(clock.now, "a/m"))
+        a_posted.set()
+        b_posted.wait(5)  # blocking A's loop on purpose: its timer cannot run before B has posted
+        await loop_turns()  # A's timer writes a/m and b/m
+
+    async def on_b() -> None:
+        await asyncio.to_thread(a_posted.wait, 5)
+        journal.post(probe(clock.now, "b/m"))  # due on A's timer
+        b_posted.set()
+        await asyncio.to_thread(a_writing.wait, 5)
+        await journal.settled()
+        outcome["observed"] = "b/m" in seen
+        b_returned.set()
+
+    threads = [threading.Thread(target=asyncio.run, args=(walk(),)) for walk in (on_a, on_b)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert outcome == {"observed": True}
+    assert [e.model for e in store.events()] == ["a/m", "b/m"]
+    store.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_child_drops_what_its_parent_held_so_nothing_is_written_twice(store: SqliteStore, clock: FakeClock):
+    journal = Journal(store, clock=clock)
+
+    async def post_then_fork() -> None:
+        journal.post(probe(clock.now))
+        child = os.fork()
+        if child == 0:  # the child closes its engine: nothing of the parent's to write
+            try:
+                journal.flush()
+            finally:
+                os._exit(0)
+        os.waitpid(child, 0)
+        await journal.settled()
+
+    asyncio.run(post_then_fork())
+    assert [e.model for e in store.events()] == ["a/m"]

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import json
+import logging
+import socket
 import subprocess
 import sys
 import textwrap
@@ -16,12 +19,14 @@ import threading
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from llmfail import events as ev
 from llmfail.config import parse_config
 from llmfail.engine import Engine
 from llmfail.events import Event
 from llmfail.journal import Journal
+from llmfail.serve.app import create_app
 from tests.redis_server import private_redis, redis_namespace, redis_server, redis_store, redis_url
 from tests.test_journal import concurrent_walks
 
@@ -134,3 +139,59 @@ def test_events_a_process_leaves_unsettled_are_written_before_it_exits(redis_url
     finally:
         reader.close()
     assert models == [f"p/m{index}" for index in range(200)]
+
+
+def test_a_client_that_hangs_up_right_after_its_whole_answer_is_logged_200_not_499(
+    redis_url: str, redis_namespace: str, caplog: pytest.LogCaptureFixture
+):
+    asyncio.run(_hang_up_after_the_answer(redis_url, redis_namespace, caplog))
+
+
+async def _hang_up_after_the_answer(redis_url: str, redis_namespace: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The gateway sends its answer, then waits for the writer thread to store the request's rows;
+    a client that reads the answer and closes at once cancels the handler meanwhile. That answer
+    was delivered: the access line says 200, and the rows are stored all the same."""
+    store = RedisStore.from_url(redis_url, namespace=redis_namespace)
+    engine = Engine(parse_config("chains:\n  demo: [mock/echo]\n", "test.yaml"), store)
+    closed = threading.Event()
+    # The writer thread runs the observers: hold it until the client has gone.
+    engine.on_event(lambda e: closed.wait(5) if e.type == "request" else None)
+    test_server = TestServer(create_app(engine), handler_cancellation=True)  # as `llmfail serve` runs it
+    await test_server.start_server()
+    body = json.dumps({"model": "demo", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+    def read_whole_answer_and_hang_up() -> bytes:
+        with socket.create_connection(("127.0.0.1", test_server.port)) as conn:
+            conn.sendall(
+                b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, rest = data.split(b"\r\n\r\n", 1)
+            length = int(
+                next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(b":")[1]
+            )
+            while len(rest) < length:
+                rest += conn.recv(65536)
+        closed.set()
+        return head
+
+    try:
+        with caplog.at_level(logging.INFO, logger="llmfail.serve.access"):
+            head = await asyncio.to_thread(read_whole_answer_and_hang_up)
+            for _ in range(500):
+                if lines := [r.getMessage() for r in caplog.records if r.name == "llmfail.serve.access"]:
+                    break
+                await asyncio.sleep(0.01)
+    finally:
+        await test_server.close()
+        await engine.aclose()
+    assert head.startswith(b"HTTP/1.1 200")
+    assert len(lines) == 1 and " status=200 " in lines[0]
+    reader = RedisStore.from_url(redis_url, namespace=redis_namespace)
+    try:
+        assert [e.data["ok"] for e in reader.events(types=["request"])] == [True]
+    finally:
+        reader.close()

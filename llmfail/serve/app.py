@@ -267,21 +267,27 @@ async def _chat(request: web.Request, gateway: Gateway) -> web.StreamResponse:
                 completion_json(result, int(gateway.clock())),
                 headers=_headers(result.model, result.failovers, request_id),
             )
-    return await _send_then_settle(request, answer, engine)
+    return await _send_then_settle(request, answer, engine, note)
 
 
-async def _send_then_settle(request: web.Request, answer: web.Response, engine: Engine) -> web.Response:
+async def _send_then_settle(
+    request: web.Request, answer: web.Response, engine: Engine, note: dict[str, Any]
+) -> web.Response:
     """Send the answer, then wait for the request's events to be stored.
 
     The walk ran inside `Journal.answer_first()`, so the commit of its event rows (the
     largest single cost of a healthy request on SQLite) comes after the client has its
     answer rather than before. aiohttp finds the answer already sent and only finishes
-    the connection's bookkeeping.
+    the connection's bookkeeping. The status is noted once the answer is out: a client
+    that reads it and hangs up at once cancels this handler while it settles, and that
+    is a delivered answer, not a 499 (the events are written all the same).
     """
     try:
-        with contextlib.suppress(ConnectionResetError):  # the client left: its events are still stored
-            await answer.prepare(request)
-            await answer.write_eof()
+        await answer.prepare(request)
+        await answer.write_eof()
+        note["status"] = answer.status
+    except ConnectionResetError:  # the client left before its answer: its events are still stored
+        note["status"] = 499
     finally:
         await engine.journal.settled()
     return answer
