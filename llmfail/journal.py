@@ -143,6 +143,8 @@ class Journal:
         on it being stored."""
         self._run_before()
         if getattr(self.store, "appends_wait", False):
+            if self._held:  # held before the store turned out to be Redis (opened late): those first
+                self._write_held()
             behind = self._behind
             if behind is None or behind.pid != os.getpid():  # none yet, or the parent's after fork()
                 behind = self._behind = _WriteBehind(self)

@@ -16,6 +16,8 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,6 +29,7 @@ from llmfail.engine import Engine
 from llmfail.events import Event
 from llmfail.journal import Journal
 from llmfail.serve.app import create_app
+from llmfail.store.sqlite import SqliteStore
 from tests.redis_server import private_redis, redis_namespace, redis_server, redis_store, redis_url
 from tests.test_journal import concurrent_walks
 
@@ -195,3 +198,31 @@ async def _hang_up_after_the_answer(redis_url: str, redis_namespace: str, caplog
         assert [e.data["ok"] for e in reader.events(types=["request"])] == [True]
     finally:
         reader.close()
+
+
+def test_events_held_before_the_store_turned_out_to_wait_on_the_network_keep_their_place(
+    tmp_path: Path, redis_store: RedisStore
+):
+    """A guarded store says it is Redis only once it has opened (Redis was down at start-up):
+    what was held until then is written before anything the writer thread takes."""
+
+    class OpensLate(SqliteStore):
+        appends_wait = False
+
+    store = OpensLate(str(tmp_path / "state.db"))
+    journal = Journal(store)
+
+    async def walk() -> None:
+        journal.post(probe("held/m"))
+        store.appends_wait = True  # the store is up now, and its appends wait on the network
+        journal.post(probe("behind/m"))
+        for _ in range(500):  # the loop is blocked here on purpose: the held event's timer cannot run
+            if any(e.model == "behind/m" for e in store.events()):
+                break
+            time.sleep(0.01)
+        await journal.settled()
+
+    asyncio.run(walk())
+    journal.flush()
+    assert [e.model for e in store.events()] == ["held/m", "behind/m"]
+    store.close()
