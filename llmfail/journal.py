@@ -38,8 +38,8 @@ events are committed when it returns. What `post` saves is commits:
   Outside an event loop `post` is `write`. A synchronous `write` (an operator's
   bench, from any thread) writes what is held first, in its own thread; a
   forked child drops what its parent held (the parent writes it), and what is
-  still held at interpreter exit is written then. (Handing SQLite's appends to the
-  writer thread below measured worse: in-process c=1 p50 0.46 → 0.70 ms and
+  still held at interpreter exit is written then. (Handing SQLite's appends to
+  the writer thread below measured worse: in-process c=1 p50 0.46 → 0.70 ms and
   c=32 4,040 → 2,560 req/s; the hand-off and the thread's share of the GIL
   cost more than the commit they move.)
 - With a store whose appends wait on the network (`appends_wait`: Redis), a
@@ -63,8 +63,7 @@ gateway): inside it a walk's `settled()` returns at once, and the caller
 awaits `settled()` itself once its answer is sent, so the commit is not on
 the client's clock. The walk's events are held for its answer too (a failover
 writes nothing before it), unless it takes longer than `ANSWER_FIRST_HOLD_S`:
-then a timer writes them, so a long walk still shows up live. A write made meanwhile (`write`, an operator's bench)
-first writes what is held, so ids keep the order events were made in.
+then a timer writes them, so a long walk still shows up live.
 
 A process without an `Engine` (the CLI's operator commands, the dashboard)
 uses a bare `Journal(store)`: the same path, with nobody subscribed.
@@ -142,6 +141,7 @@ class Journal:
         thread (a store whose appends wait on the network). Await `settled()` before relying
         on it being stored."""
         self._run_before()
+        _hook_exit()
         if getattr(self.store, "appends_wait", False):
             if self._held:  # held before the store turned out to be Redis (opened late): those first
                 self._write_held()
@@ -329,13 +329,12 @@ class _WriteBehind:
         self.journal = journal
         self.pid = os.getpid()
         self._cond = threading.Condition()
-        self._queue: list[tuple[Event, contextvars.Context]] = []  # each event with its poster's context
+        self._queue: list[_Held] = []  # each event with its poster's context
         self._posted = 0  # sequence number of the newest posted event
         self._done = 0  # ... of the newest one the writer has finished with
         self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
         self._thread: threading.Thread | None = None
         self._stopping = False
-        atexit.register(_flush_at_exit, weakref.ref(self))
 
     def post(self, event: Event) -> None:
         context = contextvars.copy_context()  # a copy of its own: only the writer thread enters it
@@ -383,10 +382,7 @@ class _WriteBehind:
                 ready = [w for w in self._waiters if w[0] <= self._done]
                 self._waiters = [w for w in self._waiters if w[0] > self._done]
             for _, loop, future in ready:
-                try:
-                    loop.call_soon_threadsafe(_resolve, future)
-                except RuntimeError:  # that loop is closed: nobody is waiting any more
-                    pass
+                _wake(loop, future)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -418,20 +414,31 @@ def _forget_held_in_child() -> None:
         journal._forget_held()
 
 
-def _write_held_at_exit() -> None:
-    """Events still held when the interpreter exits (a loop stopped before its timer ran)."""
+def _flush_at_exit() -> None:
+    """What every journal still holds or has queued when the interpreter exits (a loop stopped
+    before its timer ran; a writer thread's queue: daemon threads still run while `atexit`
+    hooks do). A writer thread of a parent process is not this process's to flush."""
     for journal in list(_JOURNALS):
         try:
             journal._write_held()
+            behind = journal._behind
+            if behind is not None and behind.pid == os.getpid():
+                behind.flush()
         except Exception:  # exiting: say so, never raise
             log.exception("llmfail: writing held events at exit failed")
 
 
+_exit_hooked = False
+
+
+def _hook_exit() -> None:
+    """Register `_flush_at_exit` at the first post, not at import: `atexit` runs hooks last
+    registered first, and the alert sender's flush (registered when an engine with alert
+    sinks is made) must run after this one, which may still hand it events."""
+    global _exit_hooked
+    if not _exit_hooked:
+        _exit_hooked = True
+        atexit.register(_flush_at_exit)
+
+
 os.register_at_fork(after_in_child=_forget_held_in_child)
-atexit.register(_write_held_at_exit)
-
-
-def _flush_at_exit(ref: weakref.ref[_WriteBehind]) -> None:
-    behind = ref()
-    if behind is not None and behind.pid == os.getpid():
-        behind.flush()

@@ -389,8 +389,8 @@ class SqliteStore:
         (one cheap statement) changes whenever another connection, in this
         process or any other, has committed since it was last asked; this
         connection's own writes of states all go through `_write()`, which
-        forgets the cache. Rows read after a check are therefore current until the next
-        check says otherwise. None marks a key known to be absent.
+        forgets the cache. Rows read after a check are therefore current until
+        the next check says otherwise. None marks a key known to be absent.
         """
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version != self._known_version or len(self._known) > _KNOWN_MAX:
